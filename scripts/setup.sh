@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything zoetrope needs on a fresh Debian machine, idempotently:
+#   - Debian packages: FFmpeg 5.1 development libraries, pkg-config, clang (for bindgen)
+#   - .venv: a project-local virtualenv holding PyTorch 2.11.0 (libtorch for tch 0.24)
+#   - .libtorch: a stable link to that libtorch, read by .cargo/config.toml
+# Re-running it when everything is in place takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
+              libavdevice-dev libswresample-dev pkg-config clang libclang-dev)
+
+log() { echo "[setup] $*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($PY --version)"
+  $PY -m venv .venv
+fi
+have=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)
+if [ "${have%%+*}" != "$TORCH_VERSION" ]; then
+  log "installing torch==$TORCH_VERSION into .venv (about 4.6 GB with its CUDA libraries)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+torch_dir=$(echo .venv/lib/python3*/site-packages/torch)
+if [ ! -f "$torch_dir/lib/libtorch_cpu.so" ]; then
+  log "error: $torch_dir/lib/libtorch_cpu.so not found; delete .venv and re-run scripts/setup.sh"
+  exit 1
+fi
+if [ "$(readlink .libtorch 2>/dev/null || true)" != "$torch_dir" ]; then
+  ln -sfn "$torch_dir" .libtorch
+fi

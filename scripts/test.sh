@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), then run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --locked "$@"

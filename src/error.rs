@@ -1,0 +1,87 @@
+//! User-facing errors.
+//!
+//! Every failure a user can cause (a bad scene file, a missing weights file, an
+//! unwritable folder) is an [`Error`] whose message names the file, setting,
+//! line or model and says what to do. The CLI prints it and exits with
+//! [`Error::exit_code`]; nothing a user does should end in a panic.
+
+use std::fmt;
+
+/// What kind of failure this is; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input from the user (scene file, arguments, images): exit code 2.
+    Input,
+    /// A model or weights file is missing or unusable: exit code 3.
+    Weights,
+    /// Reading or writing files failed: exit code 4.
+    Io,
+    /// The run was interrupted (Ctrl-C): exit code 130.
+    Interrupted,
+    /// Anything else (a bug, a torch failure): exit code 1.
+    Internal,
+}
+
+/// An error with a message meant for the person at the terminal.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// Bad user input (exit code 2).
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Input, message)
+    }
+    /// Missing or broken model weights (exit code 3).
+    pub fn weights(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Weights, message)
+    }
+    /// A file-system failure; `what` names the file and the action.
+    pub fn io(what: impl fmt::Display, err: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Io, format!("{what}: {err}"))
+    }
+    /// Internal failure that is not the user's fault (exit code 1).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    /// The process exit code the CLI uses for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            ErrorKind::Input => 2,
+            ErrorKind::Weights => 3,
+            ErrorKind::Io => 4,
+            ErrorKind::Interrupted => 130,
+            ErrorKind::Internal => 1,
+        }
+    }
+    /// Prefixes the message with context, keeping the kind.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Self {
+        self.message = format!("{ctx}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::internal(format!("torch: {e}"))
+    }
+}
+
+/// The crate-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

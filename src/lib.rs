@@ -1,0 +1,23 @@
+//! zoetrope renders keyframed, prompt-interpolating animations with
+//! CLIP-guided VQGAN and writes them as MP4.
+//!
+//! The modules follow the data's path through a render:
+//!
+//! - [`scene`]: the TOML scene file, its settings, prompt grammar and expressions;
+//! - [`schedule`]: the scene compiler, turning scenes into a per-step timeline;
+//! - [`models`]: the CLIP perceptors, the VQGAN image models and their weights;
+//! - [`guidance`]: cutouts and the losses that steer the image;
+//! - [`render`]: the frame loop (warps, stabilisation, optimisation steps);
+//! - [`output`]: run folders, PNG frames and the MP4.
+//!
+//! The `zoetrope` binary is a thin command line over these.
+
+pub mod error;
+pub mod guidance;
+pub mod models;
+pub mod output;
+pub mod render;
+pub mod scene;
+pub mod schedule;
+
+pub use error::{Error, ErrorKind, Result};

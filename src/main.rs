@@ -1,0 +1,45 @@
+//! The `zoetrope` command line: a thin layer over the library.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use zoetrope::Result;
+
+#[derive(Parser)]
+#[command(
+    name = "zoetrope",
+    version,
+    about = "Keyframed CLIP-guided VQGAN animations, rendered to MP4"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the tch/libtorch build information (device, CUDA, threads).
+    Info,
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info => {
+            println!("zoetrope {}", env!("CARGO_PKG_VERSION"));
+            println!("cuda available: {}", tch::Cuda::is_available());
+            println!("cuda devices: {}", tch::Cuda::device_count());
+            println!("threads: {}", tch::get_num_threads());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

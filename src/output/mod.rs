@@ -1,0 +1,1 @@
+//! Outputs: run folders, PNG frames and the MP4.

@@ -1,0 +1,1 @@
+//! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.

@@ -1,0 +1,1 @@
+//! The scene file: settings (pytti's names), prompt grammar and expressions.

@@ -1,0 +1,1 @@
+//! The scene compiler: scenes → a per-frame, per-step prompt-weight timeline.
