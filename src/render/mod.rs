@@ -1,3 +1,4 @@
 //! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.
 
 pub mod adam;
+pub mod device;
