@@ -20,7 +20,10 @@ fn official_keys(name: &str) -> BTreeMap<String, Vec<i64>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let (k, s) = l.split_once(' ').expect("`key shape` line");
-            let shape = s.split(',').map(|d| d.parse().expect("dimension")).collect();
+            let shape = s
+                .split(',')
+                .map(|d| d.parse().expect("dimension"))
+                .collect();
             (k.to_string(), shape)
         })
         .collect()
@@ -61,7 +64,11 @@ fn infer_rejects_foreign_state_dicts() {
     let mut m = official_keys("imagenet");
     m.remove("encoder.conv_in.weight");
     let e = VqganConfig::infer(&m).unwrap_err();
-    assert!(e.message.contains("encoder.conv_in.weight"), "{}", e.message);
+    assert!(
+        e.message.contains("encoder.conv_in.weight"),
+        "{}",
+        e.message
+    );
 
     let mut m = official_keys("imagenet");
     m.insert("encoder.conv_out.weight".into(), vec![512, 512, 3, 3]);

@@ -215,14 +215,25 @@ impl VqganConfig {
         for l in 0..levels {
             let block_out = ch * self.ch_mult[l];
             for b in 0..nrb {
-                resnet(&mut m, &format!("encoder.down.{l}.block.{b}"), block_in, block_out);
+                resnet(
+                    &mut m,
+                    &format!("encoder.down.{l}.block.{b}"),
+                    block_in,
+                    block_out,
+                );
                 block_in = block_out;
                 if self.attn_levels.contains(&l) {
                     attn(&mut m, &format!("encoder.down.{l}.attn.{b}"), block_in);
                 }
             }
             if l + 1 != levels {
-                conv(&mut m, &format!("encoder.down.{l}.downsample.conv"), block_in, block_in, 3);
+                conv(
+                    &mut m,
+                    &format!("encoder.down.{l}.downsample.conv"),
+                    block_in,
+                    block_in,
+                    3,
+                );
             }
         }
         resnet(&mut m, "encoder.mid.block_1", block_in, block_in);
@@ -240,14 +251,25 @@ impl VqganConfig {
         for l in (0..levels).rev() {
             let block_out = ch * self.ch_mult[l];
             for b in 0..=nrb {
-                resnet(&mut m, &format!("decoder.up.{l}.block.{b}"), block_in, block_out);
+                resnet(
+                    &mut m,
+                    &format!("decoder.up.{l}.block.{b}"),
+                    block_in,
+                    block_out,
+                );
                 block_in = block_out;
                 if self.attn_levels.contains(&l) {
                     attn(&mut m, &format!("decoder.up.{l}.attn.{b}"), block_in);
                 }
             }
             if l != 0 {
-                conv(&mut m, &format!("decoder.up.{l}.upsample.conv"), block_in, block_in, 3);
+                conv(
+                    &mut m,
+                    &format!("decoder.up.{l}.upsample.conv"),
+                    block_in,
+                    block_in,
+                    3,
+                );
             }
         }
         norm(&mut m, "decoder.norm_out", block_in);
@@ -255,7 +277,13 @@ impl VqganConfig {
 
         // Quantiser and the 1×1 convs around it.
         conv(&mut m, "quant_conv", self.embed_dim, self.z_channels, 1);
-        conv(&mut m, "post_quant_conv", self.z_channels, self.embed_dim, 1);
+        conv(
+            &mut m,
+            "post_quant_conv",
+            self.z_channels,
+            self.embed_dim,
+            1,
+        );
         match self.quantizer {
             QuantizerKind::Nearest => {
                 m.insert(
@@ -304,10 +332,15 @@ impl VqganConfig {
         let conv_in = get("encoder.conv_in.weight", 4)?;
         let (ch, in_channels) = (conv_in[0], conv_in[1]);
         if ch <= 0 {
-            return Err(Error::weights(format!("{what}: encoder.conv_in has no channels")));
+            return Err(Error::weights(format!(
+                "{what}: encoder.conv_in has no channels"
+            )));
         }
         let mut ch_mult = Vec::new();
-        while shapes.contains_key(&format!("encoder.down.{}.block.0.conv1.weight", ch_mult.len())) {
+        while shapes.contains_key(&format!(
+            "encoder.down.{}.block.0.conv1.weight",
+            ch_mult.len()
+        )) {
             let l = ch_mult.len();
             let out = get(&format!("encoder.down.{l}.block.0.conv1.weight"), 4)?[0];
             if out % ch != 0 {
@@ -323,7 +356,9 @@ impl VqganConfig {
             )));
         }
         let mut num_res_blocks = 0;
-        while shapes.contains_key(&format!("encoder.down.0.block.{num_res_blocks}.conv1.weight")) {
+        while shapes.contains_key(&format!(
+            "encoder.down.0.block.{num_res_blocks}.conv1.weight"
+        )) {
             num_res_blocks += 1;
         }
         let attn_levels = (0..ch_mult.len())

@@ -219,8 +219,7 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(&h);
-        self.conv_out
-            .forward(&swish(&self.norm_out.forward(&h)))
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
     }
 }
 
@@ -281,7 +280,6 @@ impl Decoder {
                 h = c.forward(&h.upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0));
             }
         }
-        self.conv_out
-            .forward(&swish(&self.norm_out.forward(&h)))
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
     }
 }

@@ -132,7 +132,11 @@ impl Vqgan {
     pub fn load_with_kind(path: &Path, device: Device, kind: Kind) -> Result<Vqgan> {
         let shown = path.display().to_string();
         let mut file = SafetensorsFile::open(path)?;
-        let prefix = if file.entries.keys().any(|k| k.starts_with(FIRST_STAGE_PREFIX)) {
+        let prefix = if file
+            .entries
+            .keys()
+            .any(|k| k.starts_with(FIRST_STAGE_PREFIX))
+        {
             FIRST_STAGE_PREFIX
         } else {
             ""
@@ -157,9 +161,9 @@ impl Vqgan {
         vs.set_kind(kind);
         let mut model = Vqgan::new(&vs.root(), &config);
         for (name, mut var) in vs.variables() {
-            let file_key = names.get(&name).ok_or_else(|| {
-                Error::weights(format!("{shown}: tensor `{name}` is missing"))
-            })?;
+            let file_key = names
+                .get(&name)
+                .ok_or_else(|| Error::weights(format!("{shown}: tensor `{name}` is missing")))?;
             let src = file.read(file_key)?;
             tch::no_grad(|| var.f_copy_(&src.to_kind(kind)))
                 .map_err(|e| Error::weights(format!("{shown}: loading `{name}`: {e}")))?;

@@ -56,7 +56,9 @@ impl SafetensorsFile {
             .map_err(|e| Error::io(format!("reading {shown}"), e))?
             .len();
         if n == 0 || n > 100 << 20 || n + 8 > file_len {
-            return Err(bad(format!("header of {n} bytes in a {file_len}-byte file")));
+            return Err(bad(format!(
+                "header of {n} bytes in a {file_len}-byte file"
+            )));
         }
         let mut header = vec![0u8; n as usize];
         file.read_exact(&mut header)
