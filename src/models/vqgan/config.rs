@@ -171,6 +171,17 @@ impl VqganConfig {
         1 << (self.ch_mult.len().saturating_sub(1))
     }
 
+    /// The named models (see [`VqganConfig::named`]) with exactly this
+    /// architecture; several share one (imagenet and wikiart, imagenet_1024 and
+    /// sflckr), and a custom VQGAN matches none. Used to check that a weights
+    /// file is the model a scene asks for.
+    pub fn matching_names(&self) -> Vec<&'static str> {
+        VQGAN_MODEL_NAMES
+            .into_iter()
+            .filter(|n| VqganConfig::named(n).is_ok_and(|c| &c == self))
+            .collect()
+    }
+
     /// True for GumbelVQ models.
     pub fn is_gumbel(&self) -> bool {
         self.quantizer == QuantizerKind::Gumbel
@@ -355,6 +366,12 @@ impl VqganConfig {
                 "{what}: no encoder.down.0.block.0 tensors; this is not a taming VQGAN"
             )));
         }
+        if let Some(bad) = ch_mult.iter().map(|m| m * ch).find(|c| c % 32 != 0) {
+            return Err(Error::weights(format!(
+                "{what}: a level has {bad} channels, not a multiple of 32 as taming's \
+                 GroupNorm(32) needs; this is not a taming-transformers VQGAN"
+            )));
+        }
         let mut num_res_blocks = 0;
         while shapes.contains_key(&format!(
             "encoder.down.0.block.{num_res_blocks}.conv1.weight"
@@ -410,6 +427,14 @@ mod tests {
         assert_eq!(g.factor(), 8);
         assert_eq!(g.attn_levels, vec![3]);
         assert!(g.is_gumbel());
+    }
+
+    #[test]
+    fn matching_names_groups_shared_architectures() {
+        let c = VqganConfig::named("wikiart").unwrap();
+        assert_eq!(c.matching_names(), vec!["imagenet", "wikiart"]);
+        let c = VqganConfig::named("coco").unwrap();
+        assert_eq!(c.matching_names(), vec!["coco"]);
     }
 
     #[test]

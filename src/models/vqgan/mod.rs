@@ -155,6 +155,13 @@ impl Vqgan {
             shapes.insert(short.to_string(), e.shape.clone());
         }
         let config = VqganConfig::infer_from(&shapes, &shown)?;
+        if config.in_channels != 3 || config.out_ch != 3 {
+            return Err(Error::weights(format!(
+                "{shown} holds a VQGAN for {}-channel inputs and {}-channel outputs, not \
+                 RGB images (a segmentation / conditioning stage?); use an image VQGAN",
+                config.in_channels, config.out_ch
+            )));
+        }
         check_keys(&config, &shapes, &shown)?;
 
         let mut vs = nn::VarStore::new(device);
