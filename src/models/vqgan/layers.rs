@@ -1,0 +1,285 @@
+//! The encoder and decoder of taming-transformers
+//! (`taming/modules/diffusionmodules/model.py`), written for tch with the
+//! official submodule names as `VarStore` paths.
+//!
+//! Semantics kept from the original: GroupNorm with 32 groups and eps 1e-6,
+//! swish (`x·sigmoid(x)`) non-linearity, a 1×1 `nin_shortcut` when a residual
+//! block changes channels, single-head spatial self-attention scaled by
+//! `C^-1/2`, down-sampling by zero padding right/bottom by one pixel then a
+//! stride-2 3×3 conv, up-sampling by nearest ×2 then a 3×3 conv. Dropout is 0
+//! in every released VQGAN and is omitted.
+
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::config::VqganConfig;
+
+fn conv(vs: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    nn::conv2d(
+        vs,
+        i,
+        o,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding,
+            ..Default::default()
+        },
+    )
+}
+
+fn normalize(vs: nn::Path, c: i64) -> nn::GroupNorm {
+    nn::group_norm(
+        vs,
+        32,
+        c,
+        nn::GroupNormConfig {
+            eps: 1e-6,
+            ..Default::default()
+        },
+    )
+}
+
+/// swish, as taming's `nonlinearity`.
+fn swish(x: &Tensor) -> Tensor {
+    x.silu()
+}
+
+/// `ResnetBlock` without the time embedding (temb_channels = 0 in VQGANs).
+#[derive(Debug)]
+struct ResnetBlock {
+    norm1: nn::GroupNorm,
+    conv1: nn::Conv2D,
+    norm2: nn::GroupNorm,
+    conv2: nn::Conv2D,
+    nin_shortcut: Option<nn::Conv2D>,
+}
+
+impl ResnetBlock {
+    fn new(vs: nn::Path, i: i64, o: i64) -> Self {
+        ResnetBlock {
+            norm1: normalize(&vs / "norm1", i),
+            conv1: conv(&vs / "conv1", i, o, 3, 1, 1),
+            norm2: normalize(&vs / "norm2", o),
+            conv2: conv(&vs / "conv2", o, o, 3, 1, 1),
+            nin_shortcut: (i != o).then(|| conv(&vs / "nin_shortcut", i, o, 1, 1, 0)),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.conv1.forward(&swish(&self.norm1.forward(x)));
+        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)));
+        match &self.nin_shortcut {
+            Some(s) => s.forward(x) + h,
+            None => x + h,
+        }
+    }
+}
+
+/// `AttnBlock`: single-head self-attention over all spatial positions.
+#[derive(Debug)]
+struct AttnBlock {
+    norm: nn::GroupNorm,
+    q: nn::Conv2D,
+    k: nn::Conv2D,
+    v: nn::Conv2D,
+    proj_out: nn::Conv2D,
+}
+
+impl AttnBlock {
+    fn new(vs: nn::Path, c: i64) -> Self {
+        AttnBlock {
+            norm: normalize(&vs / "norm", c),
+            q: conv(&vs / "q", c, c, 1, 1, 0),
+            k: conv(&vs / "k", c, c, 1, 1, 0),
+            v: conv(&vs / "v", c, c, 1, 1, 0),
+            proj_out: conv(&vs / "proj_out", c, c, 1, 1, 0),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, c, h, w) = x.size4().expect("VQGAN attention input is 4-D");
+        let hn = self.norm.forward(x);
+        // [B, C, H, W] -> [B, 1, HW, C]: one head; SDPA scales by C^-1/2 like the original
+        // and uses fused kernels on CUDA (the decoder is back-propagated every step).
+        let tokens = |t: Tensor| t.reshape([b, c, h * w]).transpose(1, 2).unsqueeze(1);
+        let q = tokens(self.q.forward(&hn));
+        let k = tokens(self.k.forward(&hn));
+        let v = tokens(self.v.forward(&hn));
+        let a = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<&Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        );
+        let a = a.squeeze_dim(1).transpose(1, 2).reshape([b, c, h, w]);
+        x + self.proj_out.forward(&a)
+    }
+}
+
+/// One resolution level: residual blocks, each optionally followed by attention.
+#[derive(Debug)]
+struct Level {
+    blocks: Vec<ResnetBlock>,
+    attns: Vec<AttnBlock>,
+    resample: Option<nn::Conv2D>,
+}
+
+impl Level {
+    fn run_blocks(&self, mut h: Tensor) -> Tensor {
+        for (i, block) in self.blocks.iter().enumerate() {
+            h = block.forward(&h);
+            if let Some(a) = self.attns.get(i) {
+                h = a.forward(&h);
+            }
+        }
+        h
+    }
+}
+
+/// The middle section shared by encoder and decoder: block, attention, block.
+#[derive(Debug)]
+struct Mid {
+    block_1: ResnetBlock,
+    attn_1: AttnBlock,
+    block_2: ResnetBlock,
+}
+
+impl Mid {
+    fn new(vs: nn::Path, c: i64) -> Self {
+        Mid {
+            block_1: ResnetBlock::new(&vs / "block_1", c, c),
+            attn_1: AttnBlock::new(&vs / "attn_1", c),
+            block_2: ResnetBlock::new(&vs / "block_2", c, c),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.block_2
+            .forward(&self.attn_1.forward(&self.block_1.forward(x)))
+    }
+}
+
+/// taming's `Encoder` (with `double_z = false`): image → z_channels latent at 1/f size.
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    conv_in: nn::Conv2D,
+    down: Vec<Level>,
+    mid: Mid,
+    norm_out: nn::GroupNorm,
+    conv_out: nn::Conv2D,
+}
+
+impl Encoder {
+    pub fn new(vs: nn::Path, cfg: &VqganConfig) -> Self {
+        let levels = cfg.ch_mult.len();
+        let conv_in = conv(&vs / "conv_in", cfg.in_channels, cfg.ch, 3, 1, 1);
+        let mut block_in = cfg.ch;
+        let mut down = Vec::with_capacity(levels);
+        for l in 0..levels {
+            let lp = &vs / "down" / l;
+            let block_out = cfg.ch * cfg.ch_mult[l];
+            let mut blocks = Vec::new();
+            let mut attns = Vec::new();
+            for b in 0..cfg.num_res_blocks {
+                blocks.push(ResnetBlock::new(&lp / "block" / b, block_in, block_out));
+                block_in = block_out;
+                if cfg.attn_levels.contains(&l) {
+                    attns.push(AttnBlock::new(&lp / "attn" / b, block_in));
+                }
+            }
+            let resample = (l + 1 != levels)
+                .then(|| conv(&lp / "downsample" / "conv", block_in, block_in, 3, 2, 0));
+            down.push(Level {
+                blocks,
+                attns,
+                resample,
+            });
+        }
+        Encoder {
+            conv_in,
+            down,
+            mid: Mid::new(&vs / "mid", block_in),
+            norm_out: normalize(&vs / "norm_out", block_in),
+            conv_out: conv(&vs / "conv_out", block_in, cfg.z_channels, 3, 1, 1),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = self.conv_in.forward(x);
+        for level in &self.down {
+            h = level.run_blocks(h);
+            if let Some(c) = &level.resample {
+                // No asymmetric padding in conv2d: pad right and bottom by one.
+                h = c.forward(&h.constant_pad_nd([0, 1, 0, 1]));
+            }
+        }
+        let h = self.mid.forward(&h);
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
+    }
+}
+
+/// taming's `Decoder`: z_channels latent → image at f× size.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    conv_in: nn::Conv2D,
+    mid: Mid,
+    /// Indexed by level like taming's `decoder.up` (0 = full resolution); run in reverse.
+    up: Vec<Level>,
+    norm_out: nn::GroupNorm,
+    conv_out: nn::Conv2D,
+}
+
+impl Decoder {
+    pub fn new(vs: nn::Path, cfg: &VqganConfig) -> Self {
+        let levels = cfg.ch_mult.len();
+        let mut block_in = cfg.ch * cfg.ch_mult[levels - 1];
+        let conv_in = conv(&vs / "conv_in", cfg.z_channels, block_in, 3, 1, 1);
+        let mid = Mid::new(&vs / "mid", block_in);
+        let mut up: Vec<Option<Level>> = (0..levels).map(|_| None).collect();
+        for l in (0..levels).rev() {
+            let lp = &vs / "up" / l;
+            let block_out = cfg.ch * cfg.ch_mult[l];
+            let mut blocks = Vec::new();
+            let mut attns = Vec::new();
+            for b in 0..=cfg.num_res_blocks {
+                blocks.push(ResnetBlock::new(&lp / "block" / b, block_in, block_out));
+                block_in = block_out;
+                if cfg.attn_levels.contains(&l) {
+                    attns.push(AttnBlock::new(&lp / "attn" / b, block_in));
+                }
+            }
+            let resample =
+                (l != 0).then(|| conv(&lp / "upsample" / "conv", block_in, block_in, 3, 1, 1));
+            up[l] = Some(Level {
+                blocks,
+                attns,
+                resample,
+            });
+        }
+        Decoder {
+            conv_in,
+            mid,
+            up: up.into_iter().flatten().collect(),
+            norm_out: normalize(&vs / "norm_out", block_in),
+            conv_out: conv(&vs / "conv_out", block_in, cfg.out_ch, 3, 1, 1),
+        }
+    }
+
+    pub fn forward(&self, z: &Tensor) -> Tensor {
+        let h = self.conv_in.forward(z);
+        let mut h = self.mid.forward(&h);
+        for level in self.up.iter().rev() {
+            h = level.run_blocks(h);
+            if let Some(c) = &level.resample {
+                let (_, _, hh, ww) = h.size4().expect("VQGAN decoder activations are 4-D");
+                h = c.forward(&h.upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0));
+            }
+        }
+        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
+    }
+}
