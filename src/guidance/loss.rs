@@ -257,11 +257,11 @@ pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) 
             continue;
         }
         for (prompt, ws) in &scene.prompts {
+            ws.validate(&format!("prompt \"{}\"", prompt.label))?;
             if ws.is_disabled() {
-                ws.validate(&format!("prompt \"{}\"", prompt.label))?;
                 continue;
             }
-            total = total + prompt.loss(cutout_embeds, *ws)? * scene.weight;
+            total = total.f_add(&(prompt.loss(cutout_embeds, *ws)? * scene.weight))?;
         }
     }
     Ok(total)
@@ -274,7 +274,7 @@ fn zero_attached(tensors: &[Tensor]) -> Result<Tensor> {
     })?;
     let mut total = first.f_sum(Kind::Float)? * 0.0;
     for t in &tensors[1..] {
-        total = total + t.f_sum(Kind::Float)? * 0.0;
+        total = total.f_add(&(t.f_sum(Kind::Float)? * 0.0))?;
     }
     Ok(total)
 }
