@@ -291,7 +291,9 @@ impl CutoutSampler {
     /// normalisation): `[N, C, r, r]` in the image's value range, kind and
     /// device. Each output pixel is the mean of its adaptive-average-pool bin,
     /// exactly as pytti's `adaptive_avg_pool2d` of the crop, computed for all
-    /// crops at once as `A_y[n] · img[c] · A_x[n]ᵀ`.
+    /// crops at once as `A_y[n] · img[c] · A_x[n]ᵀ`. The pooling weights take
+    /// the image's kind: a bf16 image rounds `1/len` to bf16 (≤ 0.2 % error),
+    /// so pass float32 when exact averages matter and cast the result.
     pub fn resample(&self, image: &Tensor, crops: &[Crop]) -> Result<Tensor> {
         self.validate()?;
         let (_, c, h, w) = image_dims(image)?;

@@ -143,7 +143,7 @@ pub fn spherical_distance(x: &Tensor, y: &Tensor) -> Result<Tensor> {
         )));
     }
     let xh = unit(&x.f_to_kind(Kind::Float)?)?;
-    let yh = unit(&y.f_to_kind(Kind::Float)?)?;
+    let yh = unit(&y.f_to_kind(Kind::Float)?.f_to_device(x.device())?)?;
     // arcsin(‖x̂ − ŷ‖/2) is half the angle θ between x̂ and ŷ; written as
     // atan2(‖x̂ − ŷ‖, ‖x̂ + ŷ‖) (= atan2(2 sin θ/2, 2 cos θ/2)) it has the same
     // value but a finite gradient everywhere, where arcsin's derivative is
