@@ -1,1 +1,9 @@
 //! Guidance: how CLIP sees the image (cutouts) and what it is pulled toward (losses).
+//!
+//! - [`cutouts`]: pytti's random crop sampler, batched into one resampling op;
+//! - [`loss`]: spherical CLIP distances, the prompt weight/stop rule, the
+//!   direct (pixel/latent) and semantic losses, and the gradient tricks of the
+//!   optimisation step (`clamp_with_grad`, straight-through quantisation).
+
+pub mod cutouts;
+pub mod loss;

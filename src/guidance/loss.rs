@@ -1,0 +1,474 @@
+//! The losses that steer the image, and the gradient tricks of one step.
+//!
+//! libtorch through tch has no custom autograd functions, so every place where
+//! pytti-core uses one (`replace_grad`, `clamp_with_grad`, straight-through
+//! quantisation) is written here with `detach`, or, where that is provably
+//! impossible, with an explicit second backward pass ([`ClampWithGrad`]).
+//!
+//! # The weight/stop rule (SPEC §2)
+//!
+//! For raw per-element losses `d` (CLIP distances per cutout, or one scalar
+//! MSE), a weight `w` and a stop `s` (absent = −∞), [`weighted_with_stop`]
+//! returns a scalar whose
+//!
+//! - **value** is `|w| · sign(w) · mean(d) = w · mean(d)`, and whose
+//! - **gradient** is that of `|w| · mean(max(sign(w) · d, s))`.
+//!
+//! This is pytti-core's `Prompt.forward` / `Loss.forward`:
+//! `w.abs() * replace_grad(sign·d, maximum(sign·d, stop))`, then the mean. Each
+//! element whose signed distance `sign(w)·d` is at or below `s` contributes its
+//! value but no gradient; every other element contributes the full gradient
+//! `|w| · ∂(sign(w)·d)`. So a positive prompt `text:1:0.8` stops pulling a
+//! cutout once its distance falls to 0.8 or below, and a negative prompt
+//! `text:-1:-0.9` stops pushing once the distance reaches 0.9 or more. At
+//! exactly `sign·d = s` pytti's `torch.maximum` splits the gradient in half;
+//! here it is zero (a measure-zero difference). For prompts the rule applies
+//! per cutout (as pytti); for the direct losses it applies to the scalar MSE
+//! (as pytti's `Loss.forward`). Weight 0 gives value 0 and gradient 0.
+//!
+//! The detach formulation: with `a = [sign·d > s]` (a constant mask),
+//! `term = a·(sign·d) + ((1 − a)·(sign·d)).detach()`; its value is `sign·d`
+//! exactly and its gradient `a · ∂(sign·d)`. Unlike `m + (sd − m).detach()`
+//! with `m = max(sd, s)`, it stays finite for infinite stops.
+
+use tch::{Kind, Reduction, Tensor};
+
+use crate::{Error, Result};
+
+/// The weight and stop of one loss term, already evaluated for the current
+/// step (weights and stops may be expressions in `t`; the caller evaluates
+/// them). `stop = None` means −∞: no clamp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightStop {
+    pub weight: f64,
+    pub stop: Option<f64>,
+}
+
+impl WeightStop {
+    /// A weight with an optional stop.
+    pub fn new(weight: f64, stop: Option<f64>) -> Self {
+        WeightStop { weight, stop }
+    }
+
+    /// A weight without a stop (pytti's default stop −∞).
+    pub fn weight(weight: f64) -> Self {
+        WeightStop { weight, stop: None }
+    }
+
+    /// Weight 0 disables the term.
+    pub fn is_disabled(&self) -> bool {
+        self.weight == 0.0
+    }
+
+    /// Checks the evaluated numbers; `what` names the prompt or setting so the
+    /// error tells the user which expression misbehaved.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if !self.weight.is_finite() {
+            return Err(Error::input(format!(
+                "{what}: the weight evaluated to {} at this step; weights must be finite numbers (check the expression for divisions by zero or overflow)",
+                self.weight
+            )));
+        }
+        if let Some(stop) = self.stop {
+            if stop.is_nan() {
+                return Err(Error::input(format!(
+                    "{what}: the stop evaluated to NaN at this step; stops must be numbers (check the expression)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the weight/stop rule (module docs) to raw per-element losses `raw`
+/// (any shape, typically `[N]` distances or a scalar MSE): value
+/// `w · mean(raw)`, gradient that of `|w| · mean(max(sign(w)·raw, stop))`.
+///
+/// Weight 0 returns a zero scalar that is still attached to `raw`'s graph, so
+/// a backward pass through it works and yields zero gradients.
+pub fn weighted_with_stop(raw: &Tensor, ws: WeightStop) -> Result<Tensor> {
+    if !ws.weight.is_finite() {
+        return Err(Error::internal(format!(
+            "loss weight {} is not finite",
+            ws.weight
+        )));
+    }
+    if ws.weight == 0.0 {
+        return Ok(raw.f_sum(None)? * 0.0);
+    }
+    let signed = raw * ws.weight.signum();
+    let term = match ws.stop {
+        Some(stop) if stop > f64::NEG_INFINITY => {
+            let kind = signed.kind();
+            let active = signed.detach().f_gt(stop)?;
+            let inactive = active.f_logical_not()?.f_to_kind(kind)?;
+            let active = active.f_to_kind(kind)?;
+            &signed * &active + (&signed * &inactive).detach()
+        }
+        Some(stop) if stop.is_nan() => {
+            return Err(Error::internal("loss stop is NaN"));
+        }
+        _ => signed,
+    };
+    Ok(term.f_mean(None)? * ws.weight.abs())
+}
+
+/// Unit vectors along the last dimension (`F.normalize`, eps 1e-12).
+fn unit(x: &Tensor) -> Result<Tensor> {
+    let norm = x
+        .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
+        .f_clamp_min(1e-12)?;
+    Ok(x / norm)
+}
+
+/// Spherical (great-circle) distance used by CLIP guidance:
+/// `d = 2 · arcsin(‖x̂ − ŷ‖ / 2)²`, computed in float32 (as the equivalent
+/// `2 · atan2(‖x̂ − ŷ‖, ‖x̂ + ŷ‖)²`, whose gradient stays finite).
+///
+/// `x` is `[N, D]` (cutout embeddings); `y` is `[D]` or `[1, D]` (one prompt,
+/// broadcast against every cutout) or `[N, D]` (one target per cutout).
+/// Returns `[N]`. Identical directions give 0, orthogonal ones `π²/8`,
+/// opposite ones `π²/2`.
+pub fn spherical_distance(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let xs = x.size();
+    let ys = y.size();
+    let ok = match (xs.as_slice(), ys.as_slice()) {
+        ([_, dx], [dy]) => dx == dy,
+        ([n, dx], [m, dy]) => dx == dy && (*m == 1 || m == n),
+        _ => false,
+    };
+    if !ok {
+        return Err(Error::internal(format!(
+            "spherical distance between embeddings shaped {xs:?} and {ys:?}: expected [N, D] against [D], [1, D] or [N, D]"
+        )));
+    }
+    let xh = unit(&x.f_to_kind(Kind::Float)?)?;
+    let yh = unit(&y.f_to_kind(Kind::Float)?.f_to_device(x.device())?)?;
+    // arcsin(‖x̂ − ŷ‖/2) is half the angle θ between x̂ and ŷ; written as
+    // atan2(‖x̂ − ŷ‖, ‖x̂ + ŷ‖) (= atan2(2 sin θ/2, 2 cos θ/2)) it has the same
+    // value but a finite gradient everywhere, where arcsin's derivative is
+    // infinite at opposite vectors and rounding can push its argument past 1.
+    let dims = [-1i64];
+    let diff = (&xh - &yh).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    let sum = (&xh + &yh).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    Ok(diff.f_atan2(&sum)?.f_square()? * 2.0)
+}
+
+/// A loss toward fixed CLIP embeddings, one per perceptor: a text prompt, an
+/// image prompt, or (built with [`PromptLoss::semantic`]) the semantic
+/// init/stabilisation target.
+///
+/// `embeds[p]` belongs to perceptor `p` and is `[D_p]`, `[1, D_p]`, or
+/// `[N, D_p]` for one target per cutout (for example the target image cut at
+/// the same placements as the current image, which makes the comparison
+/// location-aware like pytti's semantic losses). Perceptors count equally: the
+/// distances of all cutouts of all perceptors are averaged together (SPEC §2).
+#[derive(Debug)]
+pub struct PromptLoss {
+    /// What the user wrote (the prompt text or image path), for messages.
+    pub label: String,
+    /// One target embedding tensor per perceptor, detached.
+    pub embeds: Vec<Tensor>,
+}
+
+impl PromptLoss {
+    /// A prompt loss toward `embeds` (one per perceptor; detached here so the
+    /// target never receives gradient).
+    pub fn new(label: impl Into<String>, embeds: Vec<Tensor>) -> Result<Self> {
+        let label = label.into();
+        if embeds.is_empty() {
+            return Err(Error::internal(format!(
+                "prompt \"{label}\" has no perceptor embeddings"
+            )));
+        }
+        for (p, e) in embeds.iter().enumerate() {
+            if !(1..=2).contains(&e.dim()) {
+                return Err(Error::internal(format!(
+                    "prompt \"{label}\": embedding for perceptor {p} is shaped {:?}, expected [D] or [N, D]",
+                    e.size()
+                )));
+            }
+        }
+        let embeds = embeds.iter().map(|e| e.detach()).collect();
+        Ok(PromptLoss { label, embeds })
+    }
+
+    /// The semantic init/stabilisation loss (SPEC §6): the target image's
+    /// embeddings compared with the cutouts through the perceptors, with the
+    /// same distance and weight/stop rule as a prompt. pytti adds a constant
+    /// 0.7 offset to semantic distances; it changes neither the gradient nor
+    /// (with a stop) anything users rely on, so zoetrope does not.
+    pub fn semantic(label: impl Into<String>, target_embeds: Vec<Tensor>) -> Result<Self> {
+        Self::new(format!("{} (semantic)", label.into()), target_embeds)
+    }
+
+    /// Distances of every cutout of every perceptor, concatenated: `[Σ N_p]`.
+    /// `cutout_embeds[p]` is `[N_p, D_p]` from perceptor `p`.
+    pub fn distances(&self, cutout_embeds: &[Tensor]) -> Result<Tensor> {
+        if cutout_embeds.len() != self.embeds.len() {
+            return Err(Error::internal(format!(
+                "prompt \"{}\" has embeddings for {} perceptors but the cutouts come from {}",
+                self.label,
+                self.embeds.len(),
+                cutout_embeds.len()
+            )));
+        }
+        let parts = cutout_embeds
+            .iter()
+            .zip(&self.embeds)
+            .map(|(x, y)| spherical_distance(x, y))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.context(format!("prompt \"{}\"", self.label)))?;
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+
+    /// This prompt's loss for one step (weight/stop rule of SPEC §2, module docs).
+    pub fn loss(&self, cutout_embeds: &[Tensor], ws: WeightStop) -> Result<Tensor> {
+        ws.validate(&format!("prompt \"{}\"", self.label))?;
+        if ws.is_disabled() {
+            return zero_attached(cutout_embeds);
+        }
+        weighted_with_stop(&self.distances(cutout_embeds)?, ws)
+    }
+}
+
+/// The prompts of one scene with their weight at the current step
+/// (from the timeline, SPEC §3) and each prompt's evaluated weight/stop.
+#[derive(Debug)]
+pub struct ScenePrompts<'a> {
+    pub weight: f64,
+    pub prompts: Vec<(&'a PromptLoss, WeightStop)>,
+}
+
+/// The total prompt loss of a step: `Σ_scenes weight(scene, s) · Σ_prompts loss(prompt)`.
+/// Scenes of weight 0 and prompts of weight 0 are not evaluated. When nothing
+/// is active the result is a zero still attached to the cutout embeddings, so
+/// a backward pass through it is valid (and gives zero gradient).
+pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) -> Result<Tensor> {
+    let mut total = zero_attached(cutout_embeds)?;
+    for scene in scenes {
+        if !scene.weight.is_finite() {
+            return Err(Error::internal(format!(
+                "scene weight {} is not finite",
+                scene.weight
+            )));
+        }
+        if scene.weight == 0.0 {
+            continue;
+        }
+        for (prompt, ws) in &scene.prompts {
+            ws.validate(&format!("prompt \"{}\"", prompt.label))?;
+            if ws.is_disabled() {
+                continue;
+            }
+            total = total.f_add(&(prompt.loss(cutout_embeds, *ws)? * scene.weight))?;
+        }
+    }
+    Ok(total)
+}
+
+/// A zero scalar attached to the graph of `tensors` (zero gradient).
+fn zero_attached(tensors: &[Tensor]) -> Result<Tensor> {
+    let first = tensors.first().ok_or_else(|| {
+        Error::internal("a loss needs at least one perceptor's cutout embeddings")
+    })?;
+    let mut total = first.f_sum(Kind::Float)? * 0.0;
+    for t in &tensors[1..] {
+        total = total.f_add(&(t.f_sum(Kind::Float)? * 0.0))?;
+    }
+    Ok(total)
+}
+
+/// What a direct (pixel-space or latent-space) loss pulls toward.
+#[derive(Debug)]
+pub enum DirectTarget {
+    /// VQGAN: the target's quantised latent `[1, C, h, w]` and its RGB image
+    /// `[1, 3, H, W]` in `[0, 1]`.
+    Latent { z_q: Tensor, rgb: Tensor },
+    /// Unlimited Palette: the target RGB image `[1, 3, H, W]` in `[0, 1]`.
+    Rgb { rgb: Tensor },
+}
+
+/// The `direct_init_weight` / `direct_stabilization_weight` loss (SPEC §6).
+///
+/// VQGAN uses pytti's latent loss `MSE(z_q, z_q_target)/2 + MSE(rgb, rgb_target)/10`;
+/// Unlimited Palette uses the RGB MSE. The weight/stop rule applies to that
+/// scalar, as in pytti's `Loss.forward`.
+#[derive(Debug)]
+pub struct DirectLoss {
+    /// Which setting this is (`direct_init_weight`, …), for messages.
+    pub label: String,
+    pub target: DirectTarget,
+}
+
+impl DirectLoss {
+    /// A VQGAN latent loss toward `z_q_target` and `rgb_target` (detached).
+    pub fn latent(label: impl Into<String>, z_q_target: &Tensor, rgb_target: &Tensor) -> Self {
+        DirectLoss {
+            label: label.into(),
+            target: DirectTarget::Latent {
+                z_q: z_q_target.detach(),
+                rgb: rgb_target.detach(),
+            },
+        }
+    }
+
+    /// An RGB loss toward `rgb_target` (detached).
+    pub fn rgb(label: impl Into<String>, rgb_target: &Tensor) -> Self {
+        DirectLoss {
+            label: label.into(),
+            target: DirectTarget::Rgb {
+                rgb: rgb_target.detach(),
+            },
+        }
+    }
+
+    /// The raw scalar loss of the current `z_q` (VQGAN) and `rgb` image.
+    pub fn raw(&self, z_q: Option<&Tensor>, rgb: &Tensor) -> Result<Tensor> {
+        let rgb_term = mse(rgb, self.target_rgb(), &self.label, "image")?;
+        match &self.target {
+            DirectTarget::Rgb { .. } => Ok(rgb_term),
+            DirectTarget::Latent { z_q: target, .. } => {
+                let z_q = z_q.ok_or_else(|| {
+                    Error::internal(format!(
+                        "{}: the VQGAN latent loss needs the current z_q",
+                        self.label
+                    ))
+                })?;
+                let latent_term = mse(z_q, target, &self.label, "latent")?;
+                Ok(latent_term / 2.0 + rgb_term / 10.0)
+            }
+        }
+    }
+
+    /// The weighted loss of one step (weight/stop rule on the scalar).
+    pub fn loss(&self, z_q: Option<&Tensor>, rgb: &Tensor, ws: WeightStop) -> Result<Tensor> {
+        ws.validate(&self.label)?;
+        weighted_with_stop(&self.raw(z_q, rgb)?, ws)
+    }
+
+    fn target_rgb(&self) -> &Tensor {
+        match &self.target {
+            DirectTarget::Latent { rgb, .. } | DirectTarget::Rgb { rgb } => rgb,
+        }
+    }
+}
+
+/// Mean squared error in float32 with a shape check naming the loss.
+fn mse(x: &Tensor, target: &Tensor, label: &str, what: &str) -> Result<Tensor> {
+    if x.size() != target.size() {
+        return Err(Error::internal(format!(
+            "{label}: the {what} is shaped {:?} but its target is {:?}; resize the target to the render size first",
+            x.size(),
+            target.size()
+        )));
+    }
+    let target = target.f_to_kind(Kind::Float)?.f_to_device(x.device())?;
+    Ok(x.f_to_kind(Kind::Float)?
+        .f_mse_loss(&target, Reduction::Mean)?)
+}
+
+/// pytti's `replace_grad(forward, backward)`: the value of `forward` with the
+/// gradient of `backward` (`backward + (forward − backward).detach()`). Both
+/// must be finite where they differ.
+pub fn replace_grad(forward: &Tensor, backward: &Tensor) -> Tensor {
+    backward + (forward - backward).detach()
+}
+
+/// Straight-through vector quantisation: the value of `z_q` (the nearest
+/// codebook vectors) with the gradient passed unchanged to `z`,
+/// `z + (z_q − z).detach()` (SPEC §7 step 1).
+pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Result<Tensor> {
+    if z.size() != z_q.size() {
+        return Err(Error::internal(format!(
+            "straight-through quantisation of {:?} with codes shaped {:?}",
+            z.size(),
+            z_q.size()
+        )));
+    }
+    Ok(replace_grad(z_q, z))
+}
+
+/// pytti's `clamp_with_grad` gradient rule for an upstream gradient `grad` at
+/// input `x`: `grad · [grad · (x − clamp(x, lo, hi)) ≥ 0]`. Inside the range it
+/// passes unchanged; outside it passes only when a descent step (`x −= η·grad`)
+/// moves `x` back toward the range.
+pub fn clamp_grad_rule(x: &Tensor, grad: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
+    let excess = x - x.f_clamp(lo, hi)?;
+    let keep = (grad * excess).f_ge(0.0)?.f_to_kind(grad.kind())?;
+    Ok(grad * keep)
+}
+
+/// A single-pass approximation of `clamp_with_grad`: value clamped to
+/// `[lo, hi]`, gradient passed through unchanged everywhere
+/// (pytti's `clamp_grad`).
+///
+/// An exact single-pass version cannot exist without a custom autograd
+/// function: every composition of differentiable torch ops has a
+/// vector-Jacobian product that is *linear* in the upstream gradient, while
+/// pytti's rule (keep the gradient only when it points inward) depends on the
+/// gradient's sign. Use [`ClampWithGrad`] for the exact rule; this version is
+/// exact inside the range and for inward-pointing gradients, and differs only
+/// by also passing gradients that push an out-of-range value further out.
+pub fn clamp_straight_through(x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
+    Ok(replace_grad(&x.f_clamp(lo, hi)?, x))
+}
+
+/// pytti's `clamp_with_grad`, exact, in two backward passes (SPEC §7 step 2).
+///
+/// [`ClampWithGrad::new`] cuts the graph: [`output`](Self::output) is the
+/// clamped value as a fresh leaf, which the losses consume. [`backward`](Self::backward)
+/// then (1) back-propagates the loss, which gives every other path its
+/// gradient and leaves `∂loss/∂output` on the leaf, (2) applies
+/// [`clamp_grad_rule`] to that gradient and (3) back-propagates the masked
+/// gradient from the input. The result equals the custom-autograd version.
+///
+/// The loss's graph must not share saved tensors with the input's graph other
+/// than through `output` (the first pass frees what it visits). Paths that
+/// touch the same parameters without saving tensors, such as the
+/// straight-through `z_q` feeding both the decoder and the latent loss, are
+/// fine.
+#[derive(Debug)]
+pub struct ClampWithGrad {
+    input: Tensor,
+    output: Tensor,
+    lo: f64,
+    hi: f64,
+}
+
+impl ClampWithGrad {
+    /// Clamps `x` to `[lo, hi]`; `x` keeps its graph for the second pass.
+    pub fn new(x: &Tensor, lo: f64, hi: f64) -> Result<Self> {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(Error::internal(format!("invalid clamp range [{lo}, {hi}]")));
+        }
+        let output = x.detach().f_clamp(lo, hi)?.set_requires_grad(true);
+        Ok(ClampWithGrad {
+            input: x.shallow_clone(),
+            output,
+            lo,
+            hi,
+        })
+    }
+
+    /// The clamped value, a leaf that receives the losses' gradient.
+    pub fn output(&self) -> &Tensor {
+        &self.output
+    }
+
+    /// Back-propagates `loss` through everything, routing the gradient that
+    /// reaches [`output`](Self::output) into the input by pytti's rule.
+    /// Gradients accumulate into the leaves' `.grad` as `loss.backward()` does.
+    pub fn backward(&self, loss: &Tensor) -> Result<()> {
+        loss.f_backward()?;
+        let grad = self.output.grad();
+        if !grad.defined() || !self.input.requires_grad() {
+            return Ok(());
+        }
+        let masked = clamp_grad_rule(&self.input.detach(), &grad, self.lo, self.hi)?;
+        (&self.input * masked.f_to_kind(self.input.kind())?)
+            .f_sum(None)?
+            .f_backward()?;
+        Ok(())
+    }
+}
