@@ -68,15 +68,24 @@ fn parameter_counts_match_the_released_models() {
             .sum()
     };
     let b32 = count("ViT-B/32");
-    assert!((151_000_000..152_000_000).contains(&b32), "ViT-B/32 has {b32}");
+    assert!(
+        (151_000_000..152_000_000).contains(&b32),
+        "ViT-B/32 has {b32}"
+    );
     let l14 = count("ViT-L/14");
-    assert!((427_000_000..429_000_000).contains(&l14), "ViT-L/14 has {l14}");
+    assert!(
+        (427_000_000..429_000_000).contains(&l14),
+        "ViT-L/14 has {l14}"
+    );
 }
 
 #[test]
 fn unknown_names_and_broken_shapes_are_clear_errors() {
     let e = ClipConfig::by_name("ViT-H/14").unwrap_err();
-    assert!(e.message.contains("ViT-H/14") && e.message.contains("ViT-B/32"), "{e}");
+    assert!(
+        e.message.contains("ViT-H/14") && e.message.contains("ViT-B/32"),
+        "{e}"
+    );
     let mut shapes = official_shapes("RN50");
     shapes.remove("ln_final.weight");
     let e = ClipConfig::infer(&shapes).unwrap_err();

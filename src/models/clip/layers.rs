@@ -36,7 +36,10 @@ impl<'a> Params<'a> {
     /// The path and leaf name for a possibly dotted name (`conv1.weight`).
     fn leaf<'n>(&self, name: &'n str) -> (nn::Path<'a>, &'n str) {
         match name.rsplit_once('.') {
-            Some((dir, leaf)) => (dir.split('.').fold(self.path.clone(), |p, s| p.sub(s)), leaf),
+            Some((dir, leaf)) => (
+                dir.split('.').fold(self.path.clone(), |p, s| p.sub(s)),
+                leaf,
+            ),
             None => (self.path.clone(), name),
         }
     }
@@ -228,7 +231,9 @@ impl ResidualAttentionBlock {
 
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
         let x = x + self.attn.forward(&self.ln_1.forward(x), causal);
-        let h = self.c_proj.forward(&quick_gelu(&self.c_fc.forward(&self.ln_2.forward(&x))));
+        let h = self
+            .c_proj
+            .forward(&quick_gelu(&self.c_fc.forward(&self.ln_2.forward(&x))));
         x + h
     }
 }

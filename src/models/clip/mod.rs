@@ -12,6 +12,7 @@
 //! `tests/clip_parity.rs` against fixtures made by
 //! `scripts/reference/gen_clip_fixtures.py`.
 
+#[rustfmt::skip]
 mod html_tables;
 mod layers;
 mod text_clean;
@@ -255,7 +256,11 @@ impl ClipConfig {
     /// Rejects configurations the architecture cannot be built from (zero heads,
     /// widths that do not split into heads, resolutions that do not tile).
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::weights(format!("unusable CLIP architecture: {what}")));
+        let bad = |what: String| {
+            Err(Error::weights(format!(
+                "unusable CLIP architecture: {what}"
+            )))
+        };
         if self.transformer_heads < 1 || self.transformer_width % self.transformer_heads != 0 {
             return bad(format!(
                 "text width {} with {} heads",
@@ -284,7 +289,9 @@ impl ClipConfig {
                 heads,
             } => {
                 if *heads < 1 || (width * 32) % heads != 0 || layers.iter().any(|&l| l < 1) {
-                    return bad(format!("ResNet width {width}, {heads} heads, layers {layers:?}"));
+                    return bad(format!(
+                        "ResNet width {width}, {heads} heads, layers {layers:?}"
+                    ));
                 }
             }
         }
@@ -561,7 +568,9 @@ impl Clip {
     /// the caller's `VarStore` instead.
     pub fn set_kind(&mut self, kind: Kind) -> Result<()> {
         let vs = self.vs.as_mut().ok_or_else(|| {
-            Error::internal("this CLIP model was built over an outside VarStore; convert that store")
+            Error::internal(
+                "this CLIP model was built over an outside VarStore; convert that store",
+            )
         })?;
         match kind {
             Kind::Float => vs.float(),
@@ -614,11 +623,7 @@ impl Clip {
         let (n, len) = (s[0], s[1]);
         let kind = self.kind();
         let x = Tensor::embedding(&self.m.token_embedding, text, -1, false, false).to_kind(kind)
-            + self
-                .m
-                .positional_embedding
-                .narrow(0, 0, len)
-                .to_kind(kind);
+            + self.m.positional_embedding.narrow(0, 0, len).to_kind(kind);
         let x = self.m.transformer.forward(&x, true);
         let x = self.m.ln_final.forward(&x);
         let eot = text.argmax(-1, false);

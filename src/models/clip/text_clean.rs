@@ -264,8 +264,14 @@ mod tests {
 
     #[test]
     fn html_unescape_matches_python_rules() {
-        assert_eq!(html_unescape("&amp;lt; &amp &copy2021 &notit; &#65;&#x42;"), "&lt; & ©2021 ¬it; AB");
-        assert_eq!(html_unescape("&#128; &#0; &#x110000; &#1;"), "€ \u{FFFD} \u{FFFD} ");
+        assert_eq!(
+            html_unescape("&amp;lt; &amp &copy2021 &notit; &#65;&#x42;"),
+            "&lt; & ©2021 ¬it; AB"
+        );
+        assert_eq!(
+            html_unescape("&#128; &#0; &#x110000; &#1;"),
+            "€ \u{FFFD} \u{FFFD} "
+        );
         assert_eq!(html_unescape("&bogus; & alone"), "&bogus; & alone");
     }
 

@@ -91,8 +91,13 @@ impl Tokenizer {
             })
             .collect();
         let byte_encoder = bytes_to_unicode();
-        let mut vocab: Vec<String> = byte_encoder.iter().map(|c| c.to_string()).collect();
-        vocab.extend(byte_encoder.iter().map(|c| format!("{c}</w>")));
+        // The official vocabulary lists the byte symbols in the insertion order of
+        // `bytes_to_unicode()`: the printable bytes first, then the remapped ones
+        // (whose symbols are U+0100 onwards), i.e. sorted by symbol.
+        let mut symbols: Vec<char> = byte_encoder.to_vec();
+        symbols.sort_by_key(|&c| (u32::from(c) >= 256, u32::from(c)));
+        let mut vocab: Vec<String> = symbols.iter().map(|c| c.to_string()).collect();
+        vocab.extend(symbols.iter().map(|c| format!("{c}</w>")));
         vocab.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
         vocab.push(START_TEXT.to_string());
         vocab.push(END_TEXT.to_string());
@@ -101,7 +106,11 @@ impl Tokenizer {
             .enumerate()
             .map(|(i, v)| (v.clone(), i as i64))
             .collect();
-        let ranks = merges.into_iter().enumerate().map(|(i, m)| (m, i)).collect();
+        let ranks = merges
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (m, i))
+            .collect();
         let pattern = Regex::new(
             r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
         )
@@ -146,7 +155,9 @@ impl Tokenizer {
                         .map(|&r| (r, w[0].clone(), w[1].clone()))
                 })
                 .min_by_key(|(r, _, _)| *r);
-            let Some((_, first, second)) = best else { break };
+            let Some((_, first, second)) = best else {
+                break;
+            };
             let mut merged = Vec::with_capacity(word.len());
             let mut i = 0;
             while i < word.len() {
