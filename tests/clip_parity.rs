@@ -189,3 +189,45 @@ fn missing_batchnorm_counters_are_tolerated() {
     let img = tch::no_grad(|| m.encode_image(&io["image"]).unwrap());
     assert!(rel_err(&img, &io["image_features"]) <= 1e-4);
 }
+
+#[test]
+fn fp16_files_with_metadata_keys_load() {
+    // OpenAI's archives hold fp16 weights and three scalar metadata entries.
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(fixture("vit_weights.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_kind(Kind::Half)))
+            .collect();
+    for (k, v) in [
+        ("input_resolution", 32),
+        ("context_length", 16),
+        ("vocab_size", 512),
+    ] {
+        tensors.push((k.to_string(), Tensor::from(v as i64)));
+    }
+    let path = dir.path().join("fp16.safetensors");
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let m = Clip::load(&path, Device::Cpu).unwrap();
+    assert_eq!(m.kind(), Kind::Float);
+    let io = load_io("vit");
+    let img = tch::no_grad(|| m.encode_image(&io["image"]).unwrap());
+    let ei = rel_err(&img, &io["image_features"]);
+    assert!(ei > 0.0 && ei < 2e-2, "fp16-rounded weights rel err {ei}");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let m = Clip::load(&fixture("rn_weights.safetensors"), Device::Cpu).unwrap();
+    let wrong_size = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    assert!(m
+        .encode_image(&wrong_size)
+        .unwrap_err()
+        .message
+        .contains("64, 64"));
+    let float_tokens = Tensor::zeros([1, 12], (Kind::Float, Device::Cpu));
+    assert!(m.encode_text(&float_tokens).is_err());
+    let too_long = Tensor::zeros([1, 13], (Kind::Int64, Device::Cpu));
+    assert!(m.encode_text(&too_long).is_err());
+}

@@ -159,6 +159,8 @@ TOKENIZER_TEXTS = [
     "double escaped &amp;amp; &amp;lt;tag&amp;gt;",
     "no semicolon &amp and &copy2021 &notit; &notin; &frac12;",
     "with < sign &amp; stays &lt; once",
+    "line one &amp; two\nline <two> &amp; three\nline &amp; four",
+    "&amp;eacute; &AMP; &Eacute; &eacute &EACUTE",
     "P&EACUTE;REZ &NTILDE; &nTILDE;",
     "numeric &#0; &#128; &#150; &#x110000; &#xD800; &#65;&#66;&#67; &#1114111;",
     "ligatures ﬁne ﬂower ﬀ ﬃ ĳ",
@@ -178,15 +180,51 @@ TOKENIZER_TEXTS = [
     "supercalifragilisticexpialidocious pneumonoultramicroscopicsilicovolcanoconiosis",
     "Mixed CASE WoRdS and İstanbul",
     " ".join(["word"] * 100),
+    "mojibake cafÃ© â€œquotedâ€",
 ]
 
 
+FUZZ_PIECES = [
+    "a", "The", "cat", "DOG", " ", "  ", "\t", "\n", "\r\n", ",", ".", "!", "?", "'s", "'LL", "--",
+    "42", "3.5", "½", "é", "Ü", "ß", "ø", "ñ", "ç", "ł", "日本", "猫", "한국어", "ภาษา", "עברית",
+    "emoji", "🎨", "🌅", "🏔️", "❤", "&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&nbsp;", "&hellip;",
+    "&eacute;", "&#x1F600;", "“", "”", "‘", "’", "…", "–", "—", "ﬁ", "Ｗ", "ｗ", "\u00a0",
+    "\u3000", "e\u0301", "\u200b", "\u200d", "<", ">", "/", "\\", "_", "#", "@", "$", "%",
+    "artstation", "4k", "HDR", "8K", "unreal", "octane render", "by Greg Rutkowski", "trending",
+]
+
+
+def fuzz_texts(n, seed):
+    """Prompt-like random strings built from the pieces above (fixed seed)."""
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randint(1, 14))) for _ in range(n)]
+
+
 def write_tokenizer():
+    import ftfy
+
     tok = SimpleTokenizer()
     cases = []
-    for t in TOKENIZER_TEXTS:
+    for t in TOKENIZER_TEXTS + fuzz_texts(300, 7):
         clean = whitespace_clean(basic_clean(t)).lower()
-        cases.append({"text": t, "clean": clean, "ids": tok.encode(t)})
+        # Whether ftfy's mojibake repair (not reproduced in Rust) changes the text.
+        mojibake = ftfy.fix_text(t) != ftfy.fix_text(t, fix_encoding=False)
+        case = {"text": t, "clean": clean, "ids": tok.encode(t), "mojibake": mojibake}
+        if mojibake:
+            # The official pipeline with only the mojibake repair turned off: what
+            # zoetrope reproduces exactly.
+            import clip.simple_tokenizer as st
+
+            orig = st.ftfy.fix_text
+            st.ftfy.fix_text = lambda x: orig(x, fix_encoding=False)
+            try:
+                case["clean_without_fix_encoding"] = whitespace_clean(st.basic_clean(t)).lower()
+                case["ids_without_fix_encoding"] = tok.encode(t)
+            finally:
+                st.ftfy.fix_text = orig
+        cases.append(case)
     tokenize_cases = []
     for texts, ctx, trunc in [
         (["a cat", "a photograph of a bright and beautiful spring day"], 77, False),

@@ -591,15 +591,17 @@ impl Clip {
     pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
         let s = image.size();
         let r = self.config.image_resolution;
-        if s.len() != 4 || s[1] != 3 {
+        if s.len() != 4 || s[1] != 3 || s[2] != r || s[3] != r {
             return Err(Error::internal(format!(
                 "CLIP encode_image wants images [N, 3, {r}, {r}], got {s:?}"
             )));
         }
-        if matches!(self.config.vision, VisionConfig::ViT { .. }) && (s[2] != r || s[3] != r) {
+        if image.device() != self.device() || !image.is_floating_point() {
             return Err(Error::internal(format!(
-                "this ViT CLIP takes {r}×{r} images, got {}×{}",
-                s[2], s[3]
+                "CLIP encode_image wants float images on {:?}, got {:?} on {:?}",
+                self.device(),
+                image.kind(),
+                image.device()
             )));
         }
         let x = image.to_kind(self.kind());
@@ -618,6 +620,14 @@ impl Clip {
             return Err(Error::internal(format!(
                 "CLIP encode_text wants tokens [N, ≤{}], got {s:?}",
                 self.config.context_length
+            )));
+        }
+        if text.device() != self.device() || text.kind() != Kind::Int64 {
+            return Err(Error::internal(format!(
+                "CLIP encode_text wants int64 tokens on {:?}, got {:?} on {:?}",
+                self.device(),
+                text.kind(),
+                text.device()
             )));
         }
         let (n, len) = (s[0], s[1]);

@@ -125,6 +125,13 @@ impl Tokenizer {
         }
     }
 
+    /// A process-wide tokenizer, built on first use (building one decompresses
+    /// and indexes the vocabulary, a few tens of milliseconds).
+    pub fn shared() -> &'static Tokenizer {
+        static SHARED: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Tokenizer::new)
+    }
+
     /// Number of tokens in the vocabulary (49408).
     pub fn vocab_size(&self) -> usize {
         self.decoder.len()
