@@ -4,4 +4,5 @@
 //! keys, so an official checkpoint converted to safetensors loads without renaming,
 //! and each infers its architecture from the tensor shapes alone.
 
+pub mod clip;
 pub mod vqgan;

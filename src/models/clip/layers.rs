@@ -1,0 +1,266 @@
+//! Building blocks shared by CLIP's towers: parameters, linear layers, layer norm,
+//! batch norm, multi-head attention and the residual attention transformer.
+//!
+//! Parameters are registered under the exact names of OpenAI's `clip/model.py` so
+//! that a converted official state dict loads without renaming.
+
+use tch::{nn, Device, Kind, Tensor};
+
+/// Where parameters are registered, and whether to allocate them.
+///
+/// In shape-only mode every parameter is a zero-stride expanded scalar: the
+/// variable store then lists the official keys and shapes of even the largest
+/// checkpoints (RN50x64, ViT-L/14) without allocating their memory.
+#[derive(Clone)]
+pub(crate) struct Params<'a> {
+    pub path: nn::Path<'a>,
+    pub shape_only: bool,
+}
+
+impl<'a> Params<'a> {
+    pub fn sub(&self, name: impl ToString) -> Params<'a> {
+        Params {
+            path: self.path.sub(name.to_string()),
+            shape_only: self.shape_only,
+        }
+    }
+
+    fn make(&self, shape: &[i64], kind: Kind) -> Tensor {
+        if self.shape_only {
+            Tensor::zeros([], (kind, Device::Cpu)).expand(shape, true)
+        } else {
+            Tensor::zeros(shape, (kind, self.path.device()))
+        }
+    }
+
+    /// The path and leaf name for a possibly dotted name (`conv1.weight`).
+    fn leaf<'n>(&self, name: &'n str) -> (nn::Path<'a>, &'n str) {
+        match name.rsplit_once('.') {
+            Some((dir, leaf)) => (
+                dir.split('.').fold(self.path.clone(), |p, s| p.sub(s)),
+                leaf,
+            ),
+            None => (self.path.clone(), name),
+        }
+    }
+
+    /// A floating-point parameter in the store's kind. Parameters are not
+    /// trainable: guidance differentiates with respect to the image, never the
+    /// perceptor's weights, so no gradient buffers are kept for them.
+    pub fn float(&self, name: &str, shape: &[i64]) -> Tensor {
+        let kind = self.path.kind();
+        let (path, leaf) = self.leaf(name);
+        path.add(leaf, self.make(shape, kind), false)
+    }
+
+    /// An integer buffer (BatchNorm's `num_batches_tracked`), always int64.
+    pub fn int64(&self, name: &str, shape: &[i64]) -> Tensor {
+        let (path, leaf) = self.leaf(name);
+        path.add(leaf, self.make(shape, Kind::Int64), false)
+    }
+}
+
+/// `nn.Linear`: `weight` [out, in] and `bias` [out].
+#[derive(Debug)]
+pub(crate) struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: &Params, input: i64, output: i64) -> Linear {
+        Linear {
+            weight: p.float("weight", &[output, input]),
+            bias: p.float("bias", &[output]),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// CLIP's `LayerNorm`: computed in fp32 whatever the model's dtype, result cast
+/// back, exactly like the official subclass (keeps bf16/fp16 models stable).
+#[derive(Debug)]
+pub(crate) struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    dim: i64,
+}
+
+impl LayerNorm {
+    pub fn new(p: &Params, dim: i64) -> LayerNorm {
+        LayerNorm {
+            weight: p.float("weight", &[dim]),
+            bias: p.float("bias", &[dim]),
+            dim,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        if kind == Kind::Float {
+            x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), 1e-5, true)
+        } else {
+            x.to_kind(Kind::Float)
+                .layer_norm(
+                    [self.dim],
+                    Some(self.weight.to_kind(Kind::Float)),
+                    Some(self.bias.to_kind(Kind::Float)),
+                    1e-5,
+                    true,
+                )
+                .to_kind(kind)
+        }
+    }
+}
+
+/// `nn.BatchNorm2d` in eval mode (running statistics). `num_batches_tracked` is
+/// registered so the key list equals the official state dict; it is never read.
+#[derive(Debug)]
+pub(crate) struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(p: &Params, dim: i64) -> BatchNorm {
+        let bn = BatchNorm {
+            weight: p.float("weight", &[dim]),
+            bias: p.float("bias", &[dim]),
+            running_mean: p.float("running_mean", &[dim]),
+            running_var: p.float("running_var", &[dim]),
+        };
+        let _ = p.int64("num_batches_tracked", &[]);
+        bn
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.1,
+            1e-5,
+            true,
+        )
+    }
+}
+
+/// Scaled dot-product attention over heads.
+///
+/// `q` [N, Lq, D], `k`/`v` [N, L, D] (already projected) → [N, Lq, D].
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, causal: bool) -> Tensor {
+    let (qs, l) = (q.size(), k.size()[1]);
+    let (n, lq, d) = (qs[0], qs[1], qs[2]);
+    let dh = d / heads;
+    let split = |t: &Tensor, len: i64| t.reshape([n, len, heads, dh]).transpose(1, 2);
+    let out = Tensor::scaled_dot_product_attention(
+        &split(q, lq),
+        &split(k, l),
+        &split(v, l),
+        None::<Tensor>,
+        0.0,
+        causal,
+        None,
+        false,
+    );
+    out.transpose(1, 2).reshape([n, lq, d])
+}
+
+/// `nn.MultiheadAttention` as CLIP uses it (self-attention, packed
+/// `in_proj_weight`/`in_proj_bias`, `out_proj`), batch-first.
+#[derive(Debug)]
+pub(crate) struct MultiheadAttention {
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_proj: Linear,
+    heads: i64,
+}
+
+impl MultiheadAttention {
+    pub fn new(p: &Params, width: i64, heads: i64) -> MultiheadAttention {
+        MultiheadAttention {
+            in_proj_weight: p.float("in_proj_weight", &[3 * width, width]),
+            in_proj_bias: p.float("in_proj_bias", &[3 * width]),
+            out_proj: Linear::new(&p.sub("out_proj"), width, width),
+            heads,
+        }
+    }
+
+    /// `x` [N, L, D]; `causal` masks attention to later positions (the text tower).
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
+        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
+        let parts = qkv.chunk(3, -1);
+        let out = attention(&parts[0], &parts[1], &parts[2], self.heads, causal);
+        self.out_proj.forward(&out)
+    }
+}
+
+/// `ResidualAttentionBlock`: pre-norm attention and a QuickGELU MLP.
+#[derive(Debug)]
+pub(crate) struct ResidualAttentionBlock {
+    attn: MultiheadAttention,
+    ln_1: LayerNorm,
+    c_fc: Linear,
+    c_proj: Linear,
+    ln_2: LayerNorm,
+}
+
+/// OpenAI's QuickGELU, `x * sigmoid(1.702 x)` (not the exact GELU).
+pub(crate) fn quick_gelu(x: &Tensor) -> Tensor {
+    x * (x * 1.702).sigmoid()
+}
+
+impl ResidualAttentionBlock {
+    pub fn new(p: &Params, width: i64, heads: i64) -> ResidualAttentionBlock {
+        let mlp = p.sub("mlp");
+        ResidualAttentionBlock {
+            attn: MultiheadAttention::new(&p.sub("attn"), width, heads),
+            ln_1: LayerNorm::new(&p.sub("ln_1"), width),
+            c_fc: Linear::new(&mlp.sub("c_fc"), width, 4 * width),
+            c_proj: Linear::new(&mlp.sub("c_proj"), 4 * width, width),
+            ln_2: LayerNorm::new(&p.sub("ln_2"), width),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
+        let x = x + self.attn.forward(&self.ln_1.forward(x), causal);
+        let h = self
+            .c_proj
+            .forward(&quick_gelu(&self.c_fc.forward(&self.ln_2.forward(&x))));
+        x + h
+    }
+}
+
+/// `Transformer`: `resblocks.{i}` residual attention blocks.
+#[derive(Debug)]
+pub(crate) struct Transformer {
+    blocks: Vec<ResidualAttentionBlock>,
+}
+
+impl Transformer {
+    pub fn new(p: &Params, width: i64, layers: i64, heads: i64) -> Transformer {
+        let r = p.sub("resblocks");
+        Transformer {
+            blocks: (0..layers)
+                .map(|i| ResidualAttentionBlock::new(&r.sub(i), width, heads))
+                .collect(),
+        }
+    }
+
+    /// `x` [N, L, D] (batch first; the official code is sequence first, the
+    /// arithmetic is the same).
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
+        let mut x = x.shallow_clone();
+        for b in &self.blocks {
+            x = b.forward(&x, causal);
+        }
+        x
+    }
+}

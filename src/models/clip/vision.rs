@@ -1,0 +1,260 @@
+//! CLIP's two visual towers: the Vision Transformer and the ModifiedResNet with
+//! attention pooling, following OpenAI's `clip/model.py` key for key.
+
+use tch::Tensor;
+
+use super::layers::{attention, BatchNorm, LayerNorm, Linear, Params, Transformer};
+
+/// `VisionTransformer`: patch embedding, class token, pre/post layer norms and a
+/// projection to the joint embedding space.
+#[derive(Debug)]
+pub(crate) struct VisionTransformer {
+    conv1: Tensor,
+    class_embedding: Tensor,
+    positional_embedding: Tensor,
+    ln_pre: LayerNorm,
+    transformer: Transformer,
+    ln_post: LayerNorm,
+    proj: Tensor,
+    patch_size: i64,
+}
+
+impl VisionTransformer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        p: &Params,
+        input_resolution: i64,
+        patch_size: i64,
+        width: i64,
+        layers: i64,
+        heads: i64,
+        output_dim: i64,
+    ) -> VisionTransformer {
+        let grid = input_resolution / patch_size;
+        VisionTransformer {
+            conv1: p.float("conv1.weight", &[width, 3, patch_size, patch_size]),
+            class_embedding: p.float("class_embedding", &[width]),
+            positional_embedding: p.float("positional_embedding", &[grid * grid + 1, width]),
+            ln_pre: LayerNorm::new(&p.sub("ln_pre"), width),
+            transformer: Transformer::new(&p.sub("transformer"), width, layers, heads),
+            ln_post: LayerNorm::new(&p.sub("ln_post"), width),
+            proj: p.float("proj", &[width, output_dim]),
+            patch_size,
+        }
+    }
+
+    /// `x` [N, 3, R, R] in the model's dtype → [N, embed_dim].
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let p = self.patch_size;
+        let x = x.conv2d(&self.conv1, None::<Tensor>, [p, p], [0, 0], [1, 1], 1);
+        let s = x.size();
+        let (n, width) = (s[0], s[1]);
+        let x = x.reshape([n, width, -1]).permute([0, 2, 1]);
+        let cls = self
+            .class_embedding
+            .to_kind(x.kind())
+            .reshape([1, 1, width])
+            .expand([n, 1, width], true);
+        let kind = x.kind();
+        let x = Tensor::cat(&[cls, x], 1) + self.positional_embedding.to_kind(kind);
+        let x = self.ln_pre.forward(&x);
+        let x = self.transformer.forward(&x, false);
+        let x = self.ln_post.forward(&x.select(1, 0));
+        x.matmul(&self.proj)
+    }
+}
+
+/// ModifiedResNet `Bottleneck`: 1×1, 3×3, avg-pool (stride > 1), 1×1, with an
+/// avg-pool + 1×1 conv + BN shortcut when the shape changes.
+#[derive(Debug)]
+struct Bottleneck {
+    conv1: Tensor,
+    bn1: BatchNorm,
+    conv2: Tensor,
+    bn2: BatchNorm,
+    conv3: Tensor,
+    bn3: BatchNorm,
+    downsample: Option<(Tensor, BatchNorm)>,
+    stride: i64,
+}
+
+const EXPANSION: i64 = 4;
+
+fn conv(x: &Tensor, w: &Tensor, padding: i64, stride: i64) -> Tensor {
+    x.conv2d(
+        w,
+        None::<Tensor>,
+        [stride, stride],
+        [padding, padding],
+        [1, 1],
+        1,
+    )
+}
+
+fn avg_pool(x: &Tensor, k: i64) -> Tensor {
+    x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None)
+}
+
+impl Bottleneck {
+    fn new(p: &Params, inplanes: i64, planes: i64, stride: i64) -> Bottleneck {
+        let out = planes * EXPANSION;
+        let downsample = if stride > 1 || inplanes != out {
+            let d = p.sub("downsample");
+            Some((
+                d.float("0.weight", &[out, inplanes, 1, 1]),
+                BatchNorm::new(&d.sub("1"), out),
+            ))
+        } else {
+            None
+        };
+        Bottleneck {
+            conv1: p.float("conv1.weight", &[planes, inplanes, 1, 1]),
+            bn1: BatchNorm::new(&p.sub("bn1"), planes),
+            conv2: p.float("conv2.weight", &[planes, planes, 3, 3]),
+            bn2: BatchNorm::new(&p.sub("bn2"), planes),
+            conv3: p.float("conv3.weight", &[out, planes, 1, 1]),
+            bn3: BatchNorm::new(&p.sub("bn3"), out),
+            downsample,
+            stride,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let out = self.bn1.forward(&conv(x, &self.conv1, 0, 1)).relu();
+        let mut out = self.bn2.forward(&conv(&out, &self.conv2, 1, 1)).relu();
+        if self.stride > 1 {
+            out = avg_pool(&out, self.stride);
+        }
+        let out = self.bn3.forward(&conv(&out, &self.conv3, 0, 1));
+        let identity = match &self.downsample {
+            Some((w, bn)) => {
+                let x = if self.stride > 1 {
+                    avg_pool(x, self.stride)
+                } else {
+                    x.shallow_clone()
+                };
+                bn.forward(&conv(&x, w, 0, 1))
+            }
+            None => x.shallow_clone(),
+        };
+        (out + identity).relu()
+    }
+}
+
+/// `AttentionPool2d`: one query (the mean of the feature map) attends over all
+/// positions; `c_proj` maps to the embedding.
+#[derive(Debug)]
+struct AttentionPool2d {
+    positional_embedding: Tensor,
+    k_proj: Linear,
+    q_proj: Linear,
+    v_proj: Linear,
+    c_proj: Linear,
+    heads: i64,
+}
+
+impl AttentionPool2d {
+    fn new(p: &Params, spacial: i64, embed: i64, heads: i64, output: i64) -> AttentionPool2d {
+        AttentionPool2d {
+            positional_embedding: p.float("positional_embedding", &[spacial * spacial + 1, embed]),
+            k_proj: Linear::new(&p.sub("k_proj"), embed, embed),
+            q_proj: Linear::new(&p.sub("q_proj"), embed, embed),
+            v_proj: Linear::new(&p.sub("v_proj"), embed, embed),
+            c_proj: Linear::new(&p.sub("c_proj"), embed, output),
+            heads,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let s = x.size();
+        let x = x.reshape([s[0], s[1], -1]).permute([0, 2, 1]); // [N, HW, C]
+        let mean = x.mean_dim(1, true, None);
+        let kind = x.kind();
+        let x = Tensor::cat(&[mean, x], 1) + self.positional_embedding.to_kind(kind);
+        let q = self.q_proj.forward(&x.narrow(1, 0, 1));
+        let k = self.k_proj.forward(&x);
+        let v = self.v_proj.forward(&x);
+        let out = attention(&q, &k, &v, self.heads, false);
+        self.c_proj.forward(&out).squeeze_dim(1)
+    }
+}
+
+/// `ModifiedResNet`: three-conv stem with avg-pool, four Bottleneck stages with
+/// anti-aliased (avg-pool) striding, attention pooling.
+#[derive(Debug)]
+pub(crate) struct ModifiedResNet {
+    stem: [(Tensor, BatchNorm, i64); 3],
+    layers: Vec<Vec<Bottleneck>>,
+    attnpool: AttentionPool2d,
+}
+
+impl ModifiedResNet {
+    pub fn new(
+        p: &Params,
+        layers: [i64; 4],
+        output_dim: i64,
+        heads: i64,
+        input_resolution: i64,
+        width: i64,
+    ) -> ModifiedResNet {
+        let half = width / 2;
+        let stem = [
+            (
+                p.float("conv1.weight", &[half, 3, 3, 3]),
+                BatchNorm::new(&p.sub("bn1"), half),
+                2,
+            ),
+            (
+                p.float("conv2.weight", &[half, half, 3, 3]),
+                BatchNorm::new(&p.sub("bn2"), half),
+                1,
+            ),
+            (
+                p.float("conv3.weight", &[width, half, 3, 3]),
+                BatchNorm::new(&p.sub("bn3"), width),
+                1,
+            ),
+        ];
+        let mut inplanes = width;
+        let mut stages = Vec::new();
+        for (i, &blocks) in layers.iter().enumerate() {
+            let planes = width << i;
+            let stride = if i == 0 { 1 } else { 2 };
+            let lp = p.sub(format!("layer{}", i + 1));
+            let mut stage = vec![Bottleneck::new(&lp.sub(0), inplanes, planes, stride)];
+            inplanes = planes * EXPANSION;
+            for b in 1..blocks {
+                stage.push(Bottleneck::new(&lp.sub(b), inplanes, planes, 1));
+            }
+            stages.push(stage);
+        }
+        let embed = width * 32;
+        let attnpool = AttentionPool2d::new(
+            &p.sub("attnpool"),
+            input_resolution / 32,
+            embed,
+            heads,
+            output_dim,
+        );
+        ModifiedResNet {
+            stem,
+            layers: stages,
+            attnpool,
+        }
+    }
+
+    /// `x` [N, 3, R, R] in the model's dtype → [N, embed_dim].
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let mut x = x.shallow_clone();
+        for (w, bn, stride) in &self.stem {
+            x = bn.forward(&conv(&x, w, 1, *stride)).relu();
+        }
+        x = avg_pool(&x, 2);
+        for stage in &self.layers {
+            for block in stage {
+                x = block.forward(&x);
+            }
+        }
+        self.attnpool.forward(&x)
+    }
+}
