@@ -1,1 +1,3 @@
 //! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.
+
+pub mod warp;
