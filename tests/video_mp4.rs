@@ -74,11 +74,14 @@ fn even_and_odd_sizes_round_trip() {
             let mut diff = 0.0;
             for y in 0..h {
                 for c in 0..3 {
-                    diff += (dec.get_pixel(w, y)[c] as f64 - dec.get_pixel(w - 1, y)[c] as f64)
-                        .abs();
+                    diff +=
+                        (dec.get_pixel(w, y)[c] as f64 - dec.get_pixel(w - 1, y)[c] as f64).abs();
                 }
             }
-            assert!(diff / ((h * 3) as f64) < 8.0, "padding column differs from the last");
+            assert!(
+                diff / ((h * 3) as f64) < 8.0,
+                "padding column differs from the last"
+            );
         }
     }
 }
@@ -112,7 +115,11 @@ fn fractional_frame_rate_is_kept() {
     let path = dir.path().join("ntsc.mp4");
     encode(&path, 32, 32, 30000.0 / 1001.0, 6, "");
     let video = read_mp4(&path).unwrap();
-    assert!((video.fps - 30000.0 / 1001.0).abs() < 1e-6, "fps {}", video.fps);
+    assert!(
+        (video.fps - 30000.0 / 1001.0).abs() < 1e-6,
+        "fps {}",
+        video.fps
+    );
     assert_eq!(video.frames.len(), 6);
 }
 
@@ -131,7 +138,11 @@ fn an_abandoned_video_never_replaces_a_good_one() {
         }
         assert_eq!(w.part_path(), dir.path().join("scene.mp4.part"));
     }
-    assert_eq!(std::fs::read(&path).unwrap(), good, "the good video was touched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        good,
+        "the good video was touched"
+    );
     // The abandoned .part was still closed properly and is readable.
     let part = read_mp4(&dir.path().join("scene.mp4.part")).unwrap();
     assert_eq!(part.frames.len(), 3);

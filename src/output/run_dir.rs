@@ -47,7 +47,10 @@ impl RunDir {
         check_namespace(file_namespace)?;
         fs::create_dir_all(output_dir).map_err(|e| {
             Error::io(
-                format!("could not create the output folder {}", output_dir.display()),
+                format!(
+                    "could not create the output folder {}",
+                    output_dir.display()
+                ),
                 e,
             )
         })?;
@@ -142,7 +145,10 @@ impl RunDir {
         for index in self.existing_frames()? {
             let path = self.frame_path(index);
             fs::remove_file(&path).map_err(|e| {
-                Error::io(format!("could not remove the old frame {}", path.display()), e)
+                Error::io(
+                    format!("could not remove the old frame {}", path.display()),
+                    e,
+                )
             })?;
         }
         Ok(())

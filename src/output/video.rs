@@ -27,10 +27,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg::{codec, encoder, format, frame, media, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -141,10 +141,7 @@ impl Mp4Writer {
                  `video` feature",
             )
         })?;
-        let global_header = octx
-            .format()
-            .flags()
-            .contains(format::Flags::GLOBAL_HEADER);
+        let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
         let stream_index = octx
             .add_stream(codec)
             .map_err(|e| io_err("could not add a video stream to", e))?
@@ -362,7 +359,10 @@ impl Mp4Writer {
                     packet.set_stream(self.stream_index);
                     packet.rescale_ts(self.encoder_time_base, self.stream_time_base);
                     packet.write_interleaved(&mut self.octx).map_err(|e| {
-                        Error::io(format!("could not write to {}", self.part_path.display()), e)
+                        Error::io(
+                            format!("could not write to {}", self.part_path.display()),
+                            e,
+                        )
                     })?;
                 }
                 Err(ffmpeg::Error::Eof) => return Ok(()),
@@ -415,14 +415,18 @@ pub struct Decoded {
 pub fn read_mp4(path: &Path) -> Result<Decoded> {
     init()?;
     let bad = |what: &str, e: ffmpeg::Error| {
-        Error::input(format!("could not {what} the video {}: {e}", path.display()))
+        Error::input(format!(
+            "could not {what} the video {}: {e}",
+            path.display()
+        ))
     };
     let mut ictx = format::input(utf8_path(path)?).map_err(|e| bad("open", e))?;
     let comment = ictx.metadata().get("comment").map(str::to_string);
     let (stream_index, fps, params) = {
-        let stream = ictx.streams().best(media::Type::Video).ok_or_else(|| {
-            Error::input(format!("{} has no video stream", path.display()))
-        })?;
+        let stream = ictx
+            .streams()
+            .best(media::Type::Video)
+            .ok_or_else(|| Error::input(format!("{} has no video stream", path.display())))?;
         let mut rate = stream.avg_frame_rate();
         if rate.numerator() == 0 || rate.denominator() == 0 {
             rate = stream.rate();
@@ -470,9 +474,7 @@ pub fn read_mp4(path: &Path) -> Result<Decoded> {
     };
     for (stream, packet) in ictx.packets() {
         if stream.index() == stream_index {
-            decoder
-                .send_packet(&packet)
-                .map_err(|e| bad("decode", e))?;
+            decoder.send_packet(&packet).map_err(|e| bad("decode", e))?;
             receive(&mut decoder, &mut frames)?;
         }
     }
