@@ -559,3 +559,63 @@ fn mode_names_parse_exactly_and_serialise_lowercase() {
     assert_eq!(SamplingMode::default(), SamplingMode::Bicubic);
     assert_eq!(InfillMode::default(), InfillMode::Wrap);
 }
+
+#[test]
+fn reduced_precision_images_keep_accurate_coordinates() {
+    // Steep content (period 8 px): sampling with bf16 coordinates (about
+    // 0.5 px of error at x ≈ 256) would be off by up to 0.2 here.
+    let img = image(8, 256, |x, _| {
+        0.5 + 0.4 * (std::f64::consts::TAU * x / 8.0).sin()
+    })
+    .to_kind(Kind::BFloat16);
+    let m = Motion {
+        translate_x: 0.5,
+        ..mv()
+    };
+    let out = warp(&img, &m, SamplingMode::Bilinear, InfillMode::Smear).unwrap();
+    assert_eq!(out.kind(), Kind::BFloat16);
+    let f32_out = warp(
+        &img.to_kind(Kind::Float),
+        &m,
+        SamplingMode::Bilinear,
+        InfillMode::Smear,
+    )
+    .unwrap();
+    // Only the final rounding to bf16 differs (8-bit mantissa: < 0.4 %).
+    let err = max_abs_diff(&out.to_kind(Kind::Float), &f32_out);
+    assert!(err < 4e-3, "bf16 warp error {err}");
+}
+
+/// Runs only where CUDA is available (the GPU machine): the CUDA warp must
+/// agree with the CPU warp for every mode.
+#[test]
+fn cuda_warp_matches_cpu() {
+    if !tch::Cuda::is_available() {
+        eprintln!("CUDA not available: cuda_warp_matches_cpu checks nothing here");
+        return;
+    }
+    tch::manual_seed(5);
+    let src = Tensor::rand([2, 3, 40, 72], (Kind::Float, Device::Cpu));
+    let m = Motion {
+        translate_x: 3.3,
+        translate_y: -1.2,
+        rotate_2d: 11.0,
+        zoom_x_2d: 4.0,
+        zoom_y_2d: -2.0,
+    };
+    for mode in SamplingMode::ALL {
+        for infill in InfillMode::ALL {
+            let cpu = warp(&src, &m, mode, infill).unwrap();
+            let gpu = warp(&src.to_device(Device::Cuda(0)), &m, mode, infill).unwrap();
+            assert_eq!(gpu.device(), Device::Cuda(0));
+            let err = max_abs_diff(&cpu, &gpu.to_device(Device::Cpu));
+            // Nearest may pick the other neighbour at exact ties.
+            let tol = if mode == SamplingMode::Nearest {
+                1.0
+            } else {
+                1e-4
+            };
+            assert!(err < tol, "{mode}/{infill}: CPU and CUDA differ by {err}");
+        }
+    }
+}

@@ -278,7 +278,8 @@ const WRAP_PAD: i64 = 2;
 
 /// Warps an image batch `[B, C, H, W]` (floating point, any device) by one
 /// frame's `motion`, sampling once with `sampling` and filling uncovered pixels
-/// by `infill`. The result has the input's shape, kind and device.
+/// by `infill`. The result has the input's shape, kind and device, and keeps
+/// the autograd graph (the render loop passes detached frames).
 pub fn warp(
     image: &Tensor,
     motion: &Motion,
@@ -300,6 +301,15 @@ pub fn warp(
     if h == 0 || w == 0 {
         return Err(Error::internal(format!("warp got an empty image {size:?}")));
     }
+    // Sampling coordinates need more precision than half floats have (bf16
+    // would misplace pixels by up to half a percent of the frame), so reduced
+    // precision images are warped in f32 and converted back.
+    let kind = image.kind();
+    let work_kind = match kind {
+        Kind::Double => Kind::Double,
+        _ => Kind::Float,
+    };
+    let image = &image.f_to_kind(work_kind)?;
     let inv = motion.source_matrix(w as f64, h as f64)?;
     let device = image.device();
     let opts = (Kind::Double, device);
@@ -327,7 +337,9 @@ pub fn warp(
         .f_unsqueeze(0)?
         .f_to_kind(image.kind())?
         .f_expand([b, h, w, 2], false)?;
-    Ok(source.f_grid_sampler(&grid, sampling.torch_mode(), infill.torch_padding(), false)?)
+    Ok(source
+        .f_grid_sampler(&grid, sampling.torch_mode(), infill.torch_padding(), false)?
+        .f_to_kind(kind)?)
 }
 
 /// Warps a latent grid `[B, C, h, w]` whose cells are `factor` pixels wide (the
