@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use zoetrope::output::video::{read_mp4, Mp4Writer};
+use zoetrope::output::frames::write_frame;
+use zoetrope::output::video::{read_mp4, write_mp4_from_pngs, Mp4Writer};
 
 /// Smooth, moving content: a horizontal ramp scrolling with `k`, a vertical
 /// ramp and a slow sine.
@@ -188,4 +189,29 @@ fn misuse_is_reported() {
     assert!(err.message.contains("x.mp4.part"), "{err}");
     let err = read_mp4(&dir.path().join("absent.mp4")).unwrap_err();
     assert!(err.message.contains("absent.mp4"), "{err}");
+}
+
+#[test]
+fn a_video_can_be_rebuilt_from_png_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames: Vec<RgbImage> = (0..5).map(|k| frame(40, 20, k)).collect();
+    let paths: Vec<_> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| write_frame(dir.path(), i + 1, f).unwrap())
+        .collect();
+    let path = dir.path().join("rebuilt.mp4");
+    write_mp4_from_pngs(&paths, &path, 12.0, "rebuilt").unwrap();
+    let video = read_mp4(&path).unwrap();
+    assert_eq!(video.frames.len(), 5);
+    for (orig, dec) in frames.iter().zip(&video.frames) {
+        assert!(mae(orig, dec, 40, 20) < 8.0);
+    }
+    // A frame of another size is refused by name.
+    let odd = write_frame(dir.path(), 6, &frame(20, 20, 0)).unwrap();
+    let mut with_odd = paths.clone();
+    with_odd.push(odd);
+    let err = write_mp4_from_pngs(&with_odd, &dir.path().join("x.mp4"), 12.0, "").unwrap_err();
+    assert!(err.message.contains("frame_00006.png"), "{err}");
+    assert!(write_mp4_from_pngs(&[], &dir.path().join("y.mp4"), 12.0, "").is_err());
 }

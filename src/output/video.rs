@@ -391,6 +391,42 @@ impl Drop for Mp4Writer {
     }
 }
 
+/// Encodes existing PNG frames (in order) into `path`, e.g. to rebuild the
+/// video of a resumed run from the frames on disk. All frames must have the
+/// size of the first; the result replaces `path` only once complete.
+pub fn write_mp4_from_pngs(
+    frames: &[PathBuf],
+    path: &Path,
+    fps: f64,
+    comment: &str,
+) -> Result<PathBuf> {
+    let first = frames.first().ok_or_else(|| {
+        Error::internal(format!(
+            "no frames to encode into {}; render at least one frame",
+            path.display()
+        ))
+    })?;
+    let img = crate::output::frames::read_rgb(first)?;
+    let mut writer = Mp4Writer::create(path, img.width(), img.height(), fps, comment)?;
+    writer.push_frame(&img)?;
+    for frame in &frames[1..] {
+        let img = crate::output::frames::read_rgb(frame)?;
+        if img.dimensions() != (writer.width, writer.height) {
+            return Err(Error::input(format!(
+                "{} is {}×{} but the earlier frames are {}×{}; every frame of a video must \
+                 have the same size",
+                frame.display(),
+                img.width(),
+                img.height(),
+                writer.width,
+                writer.height
+            )));
+        }
+        writer.push_frame(&img)?;
+    }
+    writer.finish()
+}
+
 /// A decoded video (see [`read_mp4`]).
 #[derive(Debug, Clone)]
 pub struct Decoded {
