@@ -212,7 +212,8 @@ pub fn parse_scenes_with_warnings(
             ));
             continue;
         }
-        let text = format!("{prefix}{scene}{suffix}");
+        // Scenes are trimmed first so `a || b` needs no care with spaces.
+        let text = format!("{prefix}{}{suffix}", scene.trim());
         let mut prompts = Vec::new();
         for piece in split_top(&text, "|") {
             if piece.trim().is_empty() {

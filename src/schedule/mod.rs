@@ -282,9 +282,11 @@ impl Timeline {
         out
     }
 
-    /// The motion that turns frame `frame_index` (0-based) into the start of
-    /// the next, evaluated at the frame's start (`t = frame_index / fps`,
-    /// `f = frame_index`). Identity when animation is off.
+    /// The motion evaluated at the start of frame `frame_index` (0-based;
+    /// `t = frame_index / fps`, `f = frame_index`): the warp that turns the
+    /// previous frame into the starting image of this one. Frame index 0
+    /// has no previous frame, so its value is reported but never applied.
+    /// Identity when animation is off.
     pub fn motion(&self, frame_index: u64) -> Motion {
         if !self.animated {
             return Motion::default();
