@@ -645,6 +645,9 @@ impl Reader<'_, '_> {
                         "a number, an expression string (\"sin(t)\") or keyframes (\"0:(0), 24:(1)\")",
                     )
                 })?;
+                if !x.is_finite() {
+                    return Err(self.doc.err(span, key, "expected a finite number"));
+                }
                 Ok(Param::constant(x))
             }
         }
@@ -660,6 +663,9 @@ impl Reader<'_, '_> {
                 let x = self.number(key, &span, v).map_err(|_| {
                     self.type_err(key, span.clone(), v, "a weight: a number or \"weight:stop\"")
                 })?;
+                if !x.is_finite() {
+                    return Err(self.doc.err(span, key, "expected a finite number"));
+                }
                 Ok(Some(WeightSpec::constant(x)))
             }
         }

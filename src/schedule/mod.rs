@@ -244,15 +244,47 @@ impl Timeline {
     }
 
     /// The mean of each scene's weight over the steps of frame `k` (1-based).
+    ///
+    /// Exact and O(1) in the frame length: the frame is cut where the
+    /// transition formula changes branch (fade starts and ends); inside each
+    /// piece the weights are linear in the step, so a piece's sum is its
+    /// length times the mean of its first and last step's weights.
     pub fn frame_scene_weights(&self, k: u64) -> Vec<f64> {
         let mut w = vec![0.0; self.scene_count];
         let steps = self.frame_steps(k);
-        let n = (steps.end - steps.start) as f64;
-        for step in steps {
-            for (j, x) in self.scene_mix(step) {
-                w[j] += x;
+        let (a, b) = (steps.start, steps.end);
+        let s = self.steps_per_scene;
+        let i = self.interpolation_steps;
+        let j = a / s; // a frame never crosses a scene boundary (S is a multiple of F)
+        let mut cuts: Vec<u64> = Vec::with_capacity(4);
+        if i > 0 {
+            let half = i as f64 / 2.0;
+            match self.transition {
+                Transition::Centered => {
+                    cuts.push((((j * s) as f64) + half).ceil() as u64);
+                    cuts.push(((((j + 1) * s) as f64) - half).ceil() as u64);
+                }
+                Transition::Pytti => cuts.push(j * s + i),
             }
         }
+        cuts.retain(|c| *c > a && *c < b);
+        cuts.sort_unstable();
+        cuts.push(b);
+        let mut start = a;
+        for end in cuts {
+            if end <= start {
+                continue;
+            }
+            let len = (end - start) as f64;
+            for (sc, x) in self.scene_mix(start) {
+                w[sc] += x * len / 2.0;
+            }
+            for (sc, x) in self.scene_mix(end - 1) {
+                w[sc] += x * len / 2.0;
+            }
+            start = end;
+        }
+        let n = (b - a) as f64;
         for x in &mut w {
             *x /= n;
         }
@@ -412,6 +444,34 @@ mod tests {
         assert_eq!(tl.scene_weights(1000), vec![1.0, 0.0]);
         assert_eq!(tl.scene_weights(1250), vec![0.5, 0.5]);
         assert_eq!(tl.scene_weights(1500), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn frame_means_match_brute_force() {
+        for (tr, i, f) in [
+            ("centered", 500, 50),
+            ("centered", 333, 50),
+            ("centered", 1000, 50),
+            ("centered", 7, 1),
+            ("pytti", 333, 50),
+            ("pytti", 1000, 250),
+            ("centered", 999, 1000),
+        ] {
+            let text = format!("scenes = \"a || b || c\"\nsteps_per_scene = 1000\nsteps_per_frame = {f}\ninterpolation_steps = {i}\ntransition = \"{tr}\"\nseed = 1");
+            let tl = Timeline::new(&Scene::from_str(&text, "t.toml").unwrap()).unwrap();
+            for k in 1..=tl.frames() {
+                let fast = tl.frame_scene_weights(k);
+                let mut slow = vec![0.0; 3];
+                for step in tl.frame_steps(k) {
+                    for (x, y) in slow.iter_mut().zip(tl.scene_weights(step)) {
+                        *x += y / f as f64;
+                    }
+                }
+                for (x, y) in fast.iter().zip(&slow) {
+                    assert!((x - y).abs() < 1e-9, "{tr} I={i} F={f} frame {k}: {fast:?} vs {slow:?}");
+                }
+            }
+        }
     }
 
     #[test]
