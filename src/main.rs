@@ -1,5 +1,7 @@
 //! The `zoetrope` command line: a thin layer over the library.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use zoetrope::Result;
@@ -19,6 +21,9 @@ struct Cli {
 enum Command {
     /// Print the tch/libtorch build information (device, CUDA, threads).
     Info,
+    /// Dry run: every frame's steps, t, scene weights, prompts and motion.
+    /// Needs no weights and no GPU; checks the scene file as render would.
+    Plan(cli::plan::PlanArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -30,6 +35,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("threads: {}", tch::get_num_threads());
             Ok(())
         }
+        Command::Plan(args) => cli::plan::run(&args),
     }
 }
 

@@ -1,0 +1,3 @@
+//! Subcommands of the `zoetrope` binary, one file each.
+
+pub mod plan;

@@ -1,0 +1,429 @@
+//! `zoetrope plan SCENE`: the dry run.
+//!
+//! Loads the scene exactly as `render` does (settings, prompts, expressions,
+//! init image and image prompt files), compiles the [`Timeline`] and prints
+//! one row per frame: as a table, JSON or CSV, optionally with a PNG chart of
+//! the scene weights and motion curves. Needs no weights and no GPU.
+
+use clap::{Args, ValueEnum};
+use plotters::prelude::*;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zoetrope::scene::Scene;
+use zoetrope::schedule::{FramePlan, Timeline};
+use zoetrope::{Error, Result};
+
+/// Arguments of `zoetrope plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The scene file (TOML).
+    pub scene: PathBuf,
+    /// Output format: a readable table, one JSON object, or CSV rows.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also draw the scene weights (and motion, when animating) over frames
+    /// into this PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    pub chart: Option<PathBuf>,
+}
+
+/// `--format` choices.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// The JSON document `--format json` prints.
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    scene: &'a str,
+    total_steps: u64,
+    frames: u64,
+    fps: f64,
+    width: u32,
+    height: u32,
+    steps_per_frame: u64,
+    steps_per_scene: u64,
+    interpolation_steps: u64,
+    transition: zoetrope::scene::Transition,
+    save_every: u64,
+    pre_animation_steps: u64,
+    seed: u64,
+    animation_mode: zoetrope::scene::AnimationMode,
+    /// The prompts of each scene as written (after prefix/suffix).
+    scenes: Vec<Vec<&'a str>>,
+    warnings: &'a [String],
+    timeline: Vec<FramePlan>,
+}
+
+/// Runs the command.
+pub fn run(args: &PlanArgs) -> Result<()> {
+    let scene = Scene::load(&args.scene)?;
+    for w in &scene.warnings {
+        eprintln!("warning: {w}");
+    }
+    scene.check_files()?;
+    let tl = Timeline::new(&scene)?;
+    let rows: Vec<FramePlan> = (1..=tl.frames()).map(|k| tl.frame_plan(k)).collect();
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let werr = |e: std::io::Error| Error::io("writing the plan to stdout", e);
+    match args.format {
+        Format::Json => {
+            let doc = PlanJson {
+                scene: &scene.origin,
+                total_steps: tl.total_steps(),
+                frames: tl.frames(),
+                fps: scene.frames_per_second,
+                width: scene.width,
+                height: scene.height,
+                steps_per_frame: scene.steps_per_frame,
+                steps_per_scene: scene.steps_per_scene,
+                interpolation_steps: scene.interpolation_steps,
+                transition: scene.transition,
+                save_every: scene.save_every,
+                pre_animation_steps: scene.pre_animation_steps,
+                seed: scene.seed,
+                animation_mode: scene.animation_mode,
+                scenes: scene
+                    .prompts
+                    .iter()
+                    .map(|s| s.iter().map(|p| p.raw.as_str()).collect())
+                    .collect(),
+                warnings: &scene.warnings,
+                timeline: rows,
+            };
+            serde_json::to_writer(&mut out, &doc)
+                .map_err(|e| Error::io("writing the plan to stdout", e))?;
+            writeln!(out).map_err(werr)?;
+        }
+        Format::Csv => write_csv(&mut out, &tl, &rows)?,
+        Format::Table => write_table(&mut out, &scene, &tl, &rows).map_err(werr)?,
+    }
+    out.flush().map_err(werr)?;
+    drop(out);
+    if let Some(path) = &args.chart {
+        let rows: Vec<FramePlan> = (1..=tl.frames()).map(|k| tl.frame_plan(k)).collect();
+        draw_chart(path, &scene, &rows)?;
+        eprintln!("chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn fmt_stop(stop: Option<f64>) -> String {
+    match stop {
+        Some(s) => format!("{s}"),
+        None => "-inf".to_string(),
+    }
+}
+
+fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = ["frame", "step_start", "step_end", "t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend((1..=tl.scene_count()).map(|j| format!("scene_{j}_weight")));
+    header.extend(
+        [
+            "translate_x",
+            "translate_y",
+            "rotate_2d",
+            "zoom_x_2d",
+            "zoom_y_2d",
+            "prompts",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let cerr = |e: csv::Error| Error::io("writing the plan to stdout", e);
+    w.write_record(&header).map_err(cerr)?;
+    let mut rec: Vec<String> = Vec::with_capacity(header.len());
+    for r in rows {
+        rec.clear();
+        rec.push(r.frame.to_string());
+        rec.push(r.steps[0].to_string());
+        rec.push(r.steps[1].to_string());
+        rec.push(r.t.to_string());
+        rec.extend(r.scene_weights.iter().map(|x| x.to_string()));
+        let m = &r.motion;
+        for v in [
+            m.translate_x,
+            m.translate_y,
+            m.rotate_2d,
+            m.zoom_x_2d,
+            m.zoom_y_2d,
+        ] {
+            rec.push(v.to_string());
+        }
+        // scene:weight:stop:text — text last, so colons in it stay readable
+        let prompts: Vec<String> = r
+            .prompts
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}:{}:{}",
+                    p.scene + 1,
+                    p.weight,
+                    fmt_stop(p.stop),
+                    p.text
+                )
+            })
+            .collect();
+        rec.push(prompts.join(" | "));
+        w.write_record(&rec).map_err(cerr)?;
+    }
+    w.flush()
+        .map_err(|e| Error::io("writing the plan to stdout", e))?;
+    Ok(())
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn write_table(
+    out: &mut impl Write,
+    scene: &Scene,
+    tl: &Timeline,
+    rows: &[FramePlan],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} scene(s), {} frames × {} steps = {} steps at {} fps ({:.2} s of video), {}×{} px, \
+         transition {:?}, interpolation {} steps, seed {}",
+        scene.origin,
+        tl.scene_count(),
+        tl.frames(),
+        tl.steps_per_frame(),
+        tl.total_steps(),
+        scene.frames_per_second,
+        tl.frames() as f64 / scene.frames_per_second,
+        scene.width,
+        scene.height,
+        scene.transition,
+        scene.interpolation_steps,
+        scene.seed
+    )?;
+    if tl.pre_animation_steps() > 0 {
+        writeln!(
+            out,
+            "{} pre-animation steps on scene 1 before frame 1",
+            tl.pre_animation_steps()
+        )?;
+    }
+    writeln!(
+        out,
+        "snapshots every {} steps; frames written after their last step",
+        tl.save_every()
+    )?;
+    for (j, s) in scene.prompts.iter().enumerate() {
+        let list: Vec<&str> = s.iter().map(|p| p.raw.as_str()).collect();
+        writeln!(out, "scene {}: {}", j + 1, list.join(" | "))?;
+    }
+    writeln!(out)?;
+    let animated = scene.is_animated();
+    let multi = tl.scene_count() > 1;
+    if animated {
+        writeln!(
+            out,
+            "motion (tx ty rot zoom_x zoom_y) is evaluated at each frame's start and warps the \
+             previous frame into it (frame 1 starts unwarped)"
+        )?;
+    }
+    let mut head = format!("{:>6}  {:>15}  {:>8}", "frame", "steps", "t (s)");
+    for j in 1..=tl.scene_count() {
+        head.push_str(&format!("  {:>6}", format!("w{j}")));
+    }
+    if animated {
+        head.push_str(&format!(
+            "  {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "tx", "ty", "rot", "zoom_x", "zoom_y"
+        ));
+    }
+    head.push_str(if multi {
+        "  prompts (scene:text effective weight)"
+    } else {
+        "  prompts (effective weight)"
+    });
+    writeln!(out, "{head}")?;
+    for r in rows {
+        let mut line = format!(
+            "{:>6}  {:>15}  {:>8.3}",
+            r.frame,
+            format!("{}–{}", r.steps[0], r.steps[1] - 1),
+            r.t
+        );
+        for w in &r.scene_weights {
+            line.push_str(&format!("  {w:>6.3}"));
+        }
+        if animated {
+            let m = &r.motion;
+            line.push_str(&format!(
+                "  {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+                m.translate_x, m.translate_y, m.rotate_2d, m.zoom_x_2d, m.zoom_y_2d
+            ));
+        }
+        let prompts: Vec<String> = r
+            .prompts
+            .iter()
+            .map(|p| {
+                let text = if p.kind == "image" {
+                    format!("[{}]", short(&p.text, 24))
+                } else {
+                    short(&p.text, 28)
+                };
+                let tag = if multi {
+                    format!("{}:", p.scene + 1)
+                } else {
+                    String::new()
+                };
+                match p.stop {
+                    Some(s) => format!("{tag}{text} {:+.3} (stop {s})", p.weight),
+                    None => format!("{tag}{text} {:+.3}", p.weight),
+                }
+            })
+            .collect();
+        line.push_str("  ");
+        line.push_str(&prompts.join("; "));
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Scene weights over frames (top) and, when animating, motion curves
+/// (bottom), as a PNG.
+fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
+    let cerr = |e: &dyn std::fmt::Display| {
+        Error::io(format!("drawing the chart {}", path.display()), e)
+    };
+    let animated = scene.is_animated();
+    let height = if animated { 800 } else { 450 };
+    let root = BitMapBackend::new(path, (1200, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| cerr(&e))?;
+    let (top, bottom) = if animated {
+        let (a, b) = root.split_vertically(420);
+        (a, Some(b))
+    } else {
+        (root.clone(), None)
+    };
+    let n = rows.len().max(1) as f64;
+    let name = Path::new(&scene.origin)
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            format!("{name}: scene weights per frame ({:?} transition)", scene.transition),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)
+        .map_err(|e| cerr(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("frame")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("mean scene weight")
+        .draw()
+        .map_err(|e| cerr(&e))?;
+    for j in 0..scene.prompts.len() {
+        let color = Palette99::pick(j).to_rgba().stroke_width(3);
+        let label = scene.prompts[j]
+            .first()
+            .map(|p| short(&p.raw, 48))
+            .unwrap_or_default();
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (r.frame as f64, r.scene_weights[j])),
+                color,
+            ))
+            .map_err(|e| cerr(&e))?
+            .label(format!("scene {}: {label}", j + 1))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(j).stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleLeft)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(|e| cerr(&e))?;
+
+    if let Some(bottom) = bottom {
+        let series: [(&str, fn(&FramePlan) -> f64); 5] = [
+            ("translate_x", |r| r.motion.translate_x),
+            ("translate_y", |r| r.motion.translate_y),
+            ("rotate_2d", |r| r.motion.rotate_2d),
+            ("zoom_x_2d", |r| r.motion.zoom_x_2d),
+            ("zoom_y_2d", |r| r.motion.zoom_y_2d),
+        ];
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for r in rows {
+            for (_, g) in &series {
+                let v = g(r);
+                if v.is_finite() {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+        if !lo.is_finite() {
+            (lo, hi) = (-1.0, 1.0);
+        }
+        let pad = ((hi - lo) * 0.08).max(0.5);
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption("2D motion per frame (pixels, degrees)", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))
+            .map_err(|e| cerr(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("frame")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(|e| cerr(&e))?;
+        let colors = [RED, BLUE, GREEN, MAGENTA, CYAN];
+        for (i, (label, g)) in series.iter().enumerate() {
+            let c = colors[i];
+            // dashed-looking offset is not needed: zoom_x and zoom_y often
+            // coincide, so y is drawn thinner on top of x.
+            let width = if i == 4 { 1 } else { 2 };
+            chart
+                .draw_series(LineSeries::new(
+                    rows.iter().map(|r| (r.frame as f64, g(r))),
+                    c.stroke_width(width),
+                ))
+                .map_err(|e| cerr(&e))?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 15))
+            .draw()
+            .map_err(|e| cerr(&e))?;
+    }
+    root.present().map_err(|e| cerr(&e))?;
+    Ok(())
+}

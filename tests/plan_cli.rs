@@ -1,0 +1,239 @@
+//! `zoetrope plan` end to end: SPEC §3's acceptance example for both
+//! transitions, read back from the binary's JSON, plus the other formats,
+//! the chart and exit codes.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zoetrope"))
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn plan(args: &[&str]) -> Output {
+    bin().arg("plan").args(args).output().expect("run zoetrope")
+}
+
+fn plan_json(scene: &Path) -> Value {
+    let out = plan(&[scene.to_str().unwrap(), "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// The seed scene with `transition` replaced, written to a temp folder (the
+/// init image path made absolute so it still resolves).
+fn spring_with(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo("scenes/spring_to_winter.toml")).unwrap();
+    let init = repo("scenes/init/gasworks.jpg");
+    let text = text.replace(
+        "init_image = \"init/gasworks.jpg\"",
+        &format!("init_image = {:?}", init.to_str().unwrap()),
+    );
+    let p = dir.join("spring.toml");
+    std::fs::write(&p, format!("{text}\n{extra}\n")).unwrap();
+    p
+}
+
+fn weights(doc: &Value, frame: usize) -> (f64, f64) {
+    let row = &doc["timeline"][frame - 1];
+    assert_eq!(row["frame"].as_u64().unwrap() as usize, frame);
+    let w = row["scene_weights"].as_array().unwrap();
+    assert_eq!(w.len(), 2);
+    (w[0].as_f64().unwrap(), w[1].as_f64().unwrap())
+}
+
+#[test]
+fn acceptance_centered() {
+    let doc = plan_json(&repo("scenes/spring_to_winter.toml"));
+    assert_eq!(doc["total_steps"], 2000);
+    assert_eq!(doc["frames"], 40);
+    assert_eq!(doc["fps"], 12.0);
+    assert_eq!(doc["width"], 256);
+    assert_eq!(doc["height"], 128);
+    assert_eq!(doc["timeline"].as_array().unwrap().len(), 40);
+    for k in 1..=15 {
+        assert_eq!(weights(&doc, k), (1.0, 0.0), "frame {k}");
+    }
+    for k in 16..=20 {
+        let (a, b) = weights(&doc, k);
+        assert!(b > 0.0 && a > b, "frame {k}: {a} {b}");
+        assert!((a + b - 1.0).abs() < 1e-9);
+    }
+    for k in 21..=25 {
+        let (a, b) = weights(&doc, k);
+        assert!(a > 0.0 && b > a, "frame {k}: {a} {b}");
+    }
+    for k in 26..=40 {
+        assert_eq!(weights(&doc, k), (0.0, 1.0), "frame {k}");
+    }
+    // exact means: frame 16 covers α = 0/500 … 49/500
+    let (_, b) = weights(&doc, 16);
+    assert!((b - 24.5 / 500.0).abs() < 1e-12, "{b}");
+
+    let row = &doc["timeline"][19];
+    assert_eq!(row["steps"], serde_json::json!([950, 1000]));
+    assert!((row["t"].as_f64().unwrap() - 950.0 / 600.0).abs() < 1e-12);
+    let m = &row["motion"];
+    assert_eq!(m["translate_x"], -1.0);
+    assert_eq!(m["translate_y"], 0.0);
+    assert_eq!(m["rotate_2d"], 0.0);
+    assert_eq!(m["zoom_x_2d"], 3.0);
+    assert_eq!(m["zoom_y_2d"], 3.0);
+    // frame 20 mixes both scenes: 3 prompts each
+    let prompts = row["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 6);
+    let p0 = &prompts[0];
+    assert_eq!(
+        p0["text"],
+        "a photograph of a bright and beautiful spring day, by Trey Ratcliff"
+    );
+    assert_eq!(p0["scene"], 0);
+    assert!(p0["stop"].is_null());
+    let wm = prompts
+        .iter()
+        .find(|p| p["text"] == "watermark" && p["scene"] == 1)
+        .unwrap();
+    assert_eq!(wm["stop"], -0.9);
+    let (_, b) = weights(&doc, 20);
+    assert!((wm["weight"].as_f64().unwrap() + b).abs() < 1e-12);
+    // frame 1: only scene 1's prompts
+    assert_eq!(doc["timeline"][0]["prompts"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn acceptance_pytti() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = plan_json(&spring_with(dir.path(), "transition = \"pytti\""));
+    assert_eq!(doc["frames"], 40);
+    for k in 1..=20 {
+        assert_eq!(weights(&doc, k), (1.0, 0.0), "frame {k}");
+    }
+    for k in 21..=30 {
+        let (a, b) = weights(&doc, k);
+        assert!(a > 0.0 && b > 0.0, "frame {k}: {a} {b}");
+        if k <= 25 {
+            assert!(a > b, "frame {k}: scene 1 heavier");
+        } else {
+            assert!(b > a, "frame {k}: scene 2 heavier");
+        }
+    }
+    for k in 31..=40 {
+        assert_eq!(weights(&doc, k), (0.0, 1.0), "frame {k}");
+    }
+}
+
+#[test]
+fn csv_table_and_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = repo("scenes/spring_to_winter.toml");
+    let out = plan(&[scene.to_str().unwrap(), "--format", "csv"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    assert_eq!(&headers[4], "scene_1_weight");
+    assert_eq!(&headers[5], "scene_2_weight");
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(&rows[25][0], "26");
+    assert_eq!(&rows[25][4], "0");
+    assert_eq!(&rows[25][5], "1");
+    assert_eq!(&rows[0][6], "-1"); // translate_x
+
+    let chart = dir.path().join("chart.png");
+    let out = plan(&[scene.to_str().unwrap(), "--chart", chart.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("40 frames"));
+    assert!(table.lines().any(|l| l.trim_start().starts_with("40 ")));
+    let img = image::open(&chart).expect("chart is a PNG");
+    assert_eq!((img.width(), img.height()), (1200, 800));
+    // not blank: the weight curves put colour on the canvas
+    let rgb = img.to_rgb8();
+    let coloured = rgb
+        .pixels()
+        .filter(|p| {
+            let [r, g, b] = p.0;
+            r.max(g).max(b) - r.min(g).min(b) > 80
+        })
+        .count();
+    assert!(coloured > 2000, "{coloured} coloured pixels");
+}
+
+#[test]
+fn bad_input_exits_2_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "scenes = \"a || b\"\nsteps_per_frme = 50\n").unwrap();
+    let out = plan(&[p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2:1"), "{err}");
+    assert!(err.contains("did you mean `steps_per_frame`"), "{err}");
+
+    // steps_per_scene not a multiple of steps_per_frame
+    std::fs::write(&p, "scenes = \"a\"\nsteps_per_scene = 120\nsteps_per_frame = 50\n").unwrap();
+    let out = plan(&[p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a multiple of steps_per_frame"), "{err}");
+    assert!(err.contains("100 or 150"), "{err}");
+
+    // missing and undecodable files are caught by plan, as render would
+    std::fs::write(&p, "scenes = \"a | [nope.png]:0.5\"\n").unwrap();
+    let out = plan(&[p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.png does not exist"));
+    std::fs::write(dir.path().join("fake.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(&p, "scenes = \"a\"\ninit_image = \"fake.jpg\"\n").unwrap();
+    let out = plan(&[p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("init_image") && err.contains("not a readable image"), "{err}");
+
+    // a missing scene file
+    let out = plan(&[dir.path().join("none.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn image_prompts_resolve_next_to_the_scene() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    std::fs::copy(
+        repo("scenes/init/gasworks.jpg"),
+        dir.path().join("img/a:b.jpg"),
+    )
+    .unwrap();
+    let p = dir.path().join("s.toml");
+    std::fs::write(
+        &p,
+        "scenes = \"a harbour | [img/a:b.jpg]:0.5:0.1\"\nsteps_per_scene = 100\n",
+    )
+    .unwrap();
+    let doc = plan_json(&p);
+    let pr = &doc["timeline"][0]["prompts"][1];
+    assert_eq!(pr["kind"], "image");
+    assert!(pr["text"].as_str().unwrap().ends_with("img/a:b.jpg"));
+    assert_eq!(pr["weight"], 0.5);
+    assert_eq!(pr["stop"], 0.1);
+}
+
+#[test]
+fn every_example_scene_plans() {
+    for entry in std::fs::read_dir(repo("scenes")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let doc = plan_json(&p);
+            assert!(doc["frames"].as_u64().unwrap() > 0, "{}", p.display());
+        }
+    }
+}
