@@ -1,5 +1,7 @@
 //! The `zoetrope` command line: a thin layer over the library.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use zoetrope::Result;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print the tch/libtorch build information (device, CUDA, threads).
     Info,
+    /// Model files: list, fetch, import and verify CLIP and VQGAN weights.
+    Weights(cli::weights::WeightsArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -30,6 +34,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("threads: {}", tch::get_num_threads());
             Ok(())
         }
+        Command::Weights(args) => cli::weights::run(args),
     }
 }
 

@@ -3,3 +3,5 @@
 //! Each model family keeps its `VarStore` paths equal to the official state-dict
 //! keys, so an official checkpoint converted to safetensors loads without renaming,
 //! and each infers its architecture from the tensor shapes alone.
+
+pub mod weights;
