@@ -45,7 +45,7 @@
 mod convert;
 mod download;
 
-pub use convert::{import_file, python_command, ImportOptions, ImportReport};
+pub use convert::{import_file, official_keys, python_command, ImportOptions, ImportReport};
 pub use download::{fetch, FetchOptions, FetchReport};
 
 use crate::{Error, Result};
