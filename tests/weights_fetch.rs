@@ -17,7 +17,9 @@ use zoetrope::models::weights::{
 use zoetrope::ErrorKind;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/weights")
+        .join(name)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -63,7 +65,9 @@ fn serve(body: Vec<u8>, mode: Mode, max_requests: usize) -> Server {
 
 fn answer(stream: TcpStream, body: &[u8], mode: Mode, first: bool) -> Option<String> {
     stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut range = None;
     loop {
@@ -119,7 +123,10 @@ fn body() -> Vec<u8> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn manifest_text(url: &str, sha256: Option<&str>, mirrors: &[&str]) -> String {
@@ -142,7 +149,11 @@ fn store(dir: &Path, url: &str, sha256: Option<&str>, mirrors: &[&str]) -> Weigh
 
 fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -154,21 +165,40 @@ fn fetches_checks_and_installs() {
     let server = serve(body.clone(), Mode::Ranges, 1);
     let t = tempfile::tempdir().unwrap();
     let store = store(t.path(), &server.url, Some(&sha(&body)), &[]);
-    let r = fetch(&store, "tiny8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
+    let r = fetch(
+        &store,
+        "tiny8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
     let dest = t.path().join("weights/clip/Tiny-8.safetensors");
     assert_eq!(r.path, dest);
     assert!(r.source_verified);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     assert_eq!(read_sidecar(&dest).unwrap(), sha256_file(&dest).unwrap());
-    let side = std::fs::read_to_string(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
-    assert!(side.contains(&format!("downloaded from {}", server.url)), "{side}");
+    let side =
+        std::fs::read_to_string(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
+    assert!(
+        side.contains(&format!("downloaded from {}", server.url)),
+        "{side}"
+    );
     assert!(side.contains("matches the published checksum"), "{side}");
-    assert_eq!(listing(&t.path().join("weights/clip")), ["Tiny-8.safetensors", "Tiny-8.safetensors.sha256"]);
+    assert_eq!(
+        listing(&t.path().join("weights/clip")),
+        ["Tiny-8.safetensors", "Tiny-8.safetensors.sha256"]
+    );
     assert_eq!(*server.ranges.lock().unwrap(), [None]);
     assert_eq!(store.resolve(ModelKind::Clip, "Tiny/8").unwrap(), dest);
 
     // Present and verified: nothing is downloaded again (the server is gone).
-    let again = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
+    let again = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
     assert!(again.already_present);
 }
 
@@ -181,20 +211,50 @@ fn resumes_a_download_that_was_cut_off() {
     let store = store(t.path(), &server.url, Some(&sha(&body)), &[]);
     let clip_dir = t.path().join("weights/clip");
 
-    let e = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap_err();
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Weights);
     assert!(e.message.contains("interrupted"), "{}", e.message);
-    assert!(e.message.contains("run the same command again to resume"), "{}", e.message);
+    assert!(
+        e.message.contains("run the same command again to resume"),
+        "{}",
+        e.message
+    );
     // Half a download never looks like a model.
     assert_eq!(listing(&clip_dir), ["Tiny-8.source.safetensors.part"]);
-    assert_eq!(std::fs::metadata(clip_dir.join("Tiny-8.source.safetensors.part")).unwrap().len(), cut as u64);
+    assert_eq!(
+        std::fs::metadata(clip_dir.join("Tiny-8.source.safetensors.part"))
+            .unwrap()
+            .len(),
+        cut as u64
+    );
     assert!(store.resolve(ModelKind::Clip, "Tiny/8").is_err());
 
-    let r = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
+    let r = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
     assert!(r.source_verified);
-    assert_eq!(std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(), body);
-    assert_eq!(listing(&clip_dir), ["Tiny-8.safetensors", "Tiny-8.safetensors.sha256"]);
-    assert_eq!(*server.ranges.lock().unwrap(), [None, Some(format!("bytes={cut}-"))]);
+    assert_eq!(
+        std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(),
+        body
+    );
+    assert_eq!(
+        listing(&clip_dir),
+        ["Tiny-8.safetensors", "Tiny-8.safetensors.sha256"]
+    );
+    assert_eq!(
+        *server.ranges.lock().unwrap(),
+        [None, Some(format!("bytes={cut}-"))]
+    );
 }
 
 #[test]
@@ -206,10 +266,26 @@ fn starts_over_when_the_server_ignores_ranges() {
     let clip_dir = t.path().join("weights/clip");
     std::fs::create_dir_all(&clip_dir).unwrap();
     // A stale partial download with wrong bytes.
-    std::fs::write(clip_dir.join("Tiny-8.source.safetensors.part"), vec![7u8; 1000]).unwrap();
-    fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
-    assert_eq!(std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(), body);
-    assert_eq!(*server.ranges.lock().unwrap(), [Some("bytes=1000-".to_string())]);
+    std::fs::write(
+        clip_dir.join("Tiny-8.source.safetensors.part"),
+        vec![7u8; 1000],
+    )
+    .unwrap();
+    fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(),
+        body
+    );
+    assert_eq!(
+        *server.ranges.lock().unwrap(),
+        [Some("bytes=1000-".to_string())]
+    );
 }
 
 #[test]
@@ -221,9 +297,21 @@ fn a_complete_partial_file_is_finished_without_downloading() {
     let clip_dir = t.path().join("weights/clip");
     std::fs::create_dir_all(&clip_dir).unwrap();
     std::fs::write(clip_dir.join("Tiny-8.source.safetensors.part"), &body).unwrap();
-    fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
-    assert_eq!(std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(), body);
-    assert_eq!(*server.ranges.lock().unwrap(), [Some(format!("bytes={}-", body.len()))]);
+    fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap(),
+        body
+    );
+    assert_eq!(
+        *server.ranges.lock().unwrap(),
+        [Some(format!("bytes={}-", body.len()))]
+    );
 }
 
 #[test]
@@ -233,10 +321,24 @@ fn checksum_mismatch_installs_nothing() {
     let t = tempfile::tempdir().unwrap();
     let wrong = sha(b"something else");
     let store = store(t.path(), &server.url, Some(&wrong), &[]);
-    let e = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap_err();
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Weights);
-    assert!(e.message.contains(&format!("has SHA-256 {}", sha(&body))), "{}", e.message);
-    assert!(e.message.contains(&format!("but {wrong} was expected")), "{}", e.message);
+    assert!(
+        e.message.contains(&format!("has SHA-256 {}", sha(&body))),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains(&format!("but {wrong} was expected")),
+        "{}",
+        e.message
+    );
     assert!(listing(&t.path().join("weights/clip")).is_empty());
 }
 
@@ -251,18 +353,35 @@ fn falls_back_to_mirrors_and_records_unpublished_checksums() {
     };
     let t = tempfile::tempdir().unwrap();
     let store = store(t.path(), &dead, None, &[&server.url]);
-    let r = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap();
+    let r = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
     assert!(!r.source_verified);
     assert_eq!(r.url.as_deref(), Some(server.url.as_str()));
     assert_eq!(r.source_sha256.as_deref(), Some(sha(&body).as_str()));
-    let side = std::fs::read_to_string(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
+    let side =
+        std::fs::read_to_string(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
     assert!(side.contains("no checksum is published"), "{side}");
 
     // Every source failing: one error naming each.
     let t2 = tempfile::tempdir().unwrap();
     let store = store_with(t2.path(), &dead);
-    let e = fetch(&store, "Tiny/8", &FetchOptions::default(), &ShapeChecks::basic()).unwrap_err();
-    assert!(e.message.contains("could not download Tiny/8") && e.message.contains(&dead), "{}", e.message);
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("could not download Tiny/8") && e.message.contains(&dead),
+        "{}",
+        e.message
+    );
 }
 
 fn store_with(dir: &Path, url: &str) -> WeightsStore {
@@ -276,7 +395,11 @@ fn cli_fetch_with_manifest_override_and_url() {
     let t = tempfile::tempdir().unwrap();
     let manifest = t.path().join("manifest.toml");
     // The manifest's URL is dead; --url points at the server, the checksum stays the manifest's.
-    std::fs::write(&manifest, manifest_text("http://127.0.0.1:9/none", Some(&sha(&body)), &[])).unwrap();
+    std::fs::write(
+        &manifest,
+        manifest_text("http://127.0.0.1:9/none", Some(&sha(&body)), &[]),
+    )
+    .unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_zoetrope"))
             .args(args)
@@ -287,12 +410,26 @@ fn cli_fetch_with_manifest_override_and_url() {
     };
     let out = run(&["weights", "fetch", "Tiny/8", "--url", &server.url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("matches the published checksum"), "{stdout}");
-    assert_eq!(std::fs::read(t.path().join("w/clip/Tiny-8.safetensors")).unwrap(), body);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("matches the published checksum"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(t.path().join("w/clip/Tiny-8.safetensors")).unwrap(),
+        body
+    );
 
     let out = run(&["weights", "verify", "tiny-8"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let out = run(&["weights", "fetch", "ViT-B/32"]);
     assert_eq!(out.status.code(), Some(2));

@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use zoetrope::models::weights::{
-    import_file, read_sidecar, sha256_file, sidecar_path, verify_model, ChecksumState, ImportOptions, Manifest,
-    ModelKind, ShapeChecks, WeightsStore,
+    import_file, read_sidecar, sha256_file, sidecar_path, verify_model, ChecksumState,
+    ImportOptions, Manifest, ModelKind, ShapeChecks, WeightsStore,
 };
 use zoetrope::{ErrorKind, Result};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/weights")
+        .join(name)
 }
 
 fn store() -> (tempfile::TempDir, WeightsStore) {
@@ -24,7 +26,11 @@ fn store() -> (tempfile::TempDir, WeightsStore) {
     (dir, store)
 }
 
-fn import(store: &WeightsStore, file: &Path, as_name: Option<&str>) -> Result<zoetrope::models::weights::ImportReport> {
+fn import(
+    store: &WeightsStore,
+    file: &Path,
+    as_name: Option<&str>,
+) -> Result<zoetrope::models::weights::ImportReport> {
     let opts = ImportOptions {
         as_name: as_name.map(str::to_string),
         ..Default::default()
@@ -36,7 +42,10 @@ fn import(store: &WeightsStore, file: &Path, as_name: Option<&str>) -> Result<zo
 /// shapes and bytes.
 fn assert_same_tensors(got: &Path, want: &Path) {
     let (g, w) = (std::fs::read(got).unwrap(), std::fs::read(want).unwrap());
-    let (g, w) = (SafeTensors::deserialize(&g).unwrap(), SafeTensors::deserialize(&w).unwrap());
+    let (g, w) = (
+        SafeTensors::deserialize(&g).unwrap(),
+        SafeTensors::deserialize(&w).unwrap(),
+    );
     let mut gn: Vec<&String> = g.names();
     let mut wn: Vec<&String> = w.names();
     gn.sort();
@@ -74,14 +83,24 @@ fn imports_an_openai_torchscript_archive() {
     assert_eq!(r.kind, ModelKind::Clip);
     assert_eq!(r.container, "torchscript");
     assert_eq!(r.path, store.dir.join("clip/tiny-clip.safetensors"));
-    assert_eq!(r.dropped, ["context_length", "input_resolution", "vocab_size"]);
+    assert_eq!(
+        r.dropped,
+        ["context_length", "input_resolution", "vocab_size"]
+    );
     assert_eq!(r.tensors, 38);
-    assert!(r.description.starts_with("CLIP: ViT image tower (width 64"), "{}", r.description);
+    assert!(
+        r.description.starts_with("CLIP: ViT image tower (width 64"),
+        "{}",
+        r.description
+    );
     assert_same_tensors(&r.path, &fixture("tiny_clip_expected.safetensors"));
     assert_eq!(read_sidecar(&r.path).as_deref(), Some(r.sha256.as_str()));
     assert_eq!(sha256_file(&r.path).unwrap(), r.sha256);
     // Nothing temporary is left behind.
-    assert_eq!(files_in(&store.dir), ["tiny-clip.safetensors", "tiny-clip.safetensors.sha256"]);
+    assert_eq!(
+        files_in(&store.dir),
+        ["tiny-clip.safetensors", "tiny-clip.safetensors.sha256"]
+    );
     assert_eq!(store.resolve(ModelKind::Clip, "tiny-clip").unwrap(), r.path);
 
     let v = verify_model(ModelKind::Clip, &r.path, None, &ShapeChecks::basic()).unwrap();
@@ -106,7 +125,10 @@ fn imports_a_lightning_checkpoint() {
     );
     assert_eq!(r.description, "VQGAN: VQ codebook 16 × 4, f2, 2 levels");
     assert_same_tensors(&r.path, &fixture("tiny_vqgan_expected.safetensors"));
-    assert_eq!(files_in(&store.dir), ["tiny-vq.safetensors", "tiny-vq.safetensors.sha256"]);
+    assert_eq!(
+        files_in(&store.dir),
+        ["tiny-vq.safetensors", "tiny-vq.safetensors.sha256"]
+    );
 }
 
 #[test]
@@ -115,24 +137,44 @@ fn imports_safetensors_without_python_and_checks_claims() {
     // open_clip's safetensors use OpenAI's key names: imported as they are.
     let clip = fixture("tiny_clip_expected.safetensors");
     let r = import(&store, &clip, Some("mini")).unwrap();
-    assert_eq!((r.kind, r.container.as_str()), (ModelKind::Clip, "safetensors"));
+    assert_eq!(
+        (r.kind, r.container.as_str()),
+        (ModelKind::Clip, "safetensors")
+    );
     assert!(r.dropped.is_empty());
-    assert_eq!(std::fs::read(&r.path).unwrap(), std::fs::read(&clip).unwrap());
+    assert_eq!(
+        std::fs::read(&r.path).unwrap(),
+        std::fs::read(&clip).unwrap()
+    );
 
     // Claimed to be a real model whose shapes it lacks: refused, nothing written.
     let e = import(&store, &clip, Some("ViT-B/32")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Weights);
     assert!(e.message.contains("is not ViT-B/32"), "{}", e.message);
-    assert!(e.message.contains("visual.conv1.weight: expected [768, 3, 32, 32], found [64, 3, 8, 8]"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("visual.conv1.weight: expected [768, 3, 32, 32], found [64, 3, 8, 8]"),
+        "{}",
+        e.message
+    );
     assert!(!store.dir.join("clip/ViT-B-32.safetensors").exists());
 
     // Claimed to be the wrong kind.
     let e = import(&store, &clip, Some("imagenet")).unwrap_err();
-    assert!(e.message.contains("holds a CLIP model, but imagenet is a VQGAN model"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("holds a CLIP model, but imagenet is a VQGAN model"),
+        "{}",
+        e.message
+    );
 
     // No claim, a name that says nothing, shapes of no known model.
     let e = import(&store, &clip, None).unwrap_err();
-    assert!(e.message.contains("cannot tell which CLIP model"), "{}", e.message);
+    assert!(
+        e.message.contains("cannot tell which CLIP model"),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("--as"), "{}", e.message);
 
     // Recognised by file name.
@@ -172,12 +214,24 @@ fn refuses_truncated_and_garbage_files_without_writing() {
     for (file, says) in [
         (cut("tiny_clip.pt", 0.6), "truncated"),
         (cut("tiny_vqgan.ckpt", 0.9), "truncated"),
-        (cut("tiny_clip_expected.safetensors", 0.5), "truncated safetensors"),
+        (
+            cut("tiny_clip_expected.safetensors", 0.5),
+            "truncated safetensors",
+        ),
     ] {
         let e = import(&store, &file, Some("x")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Weights);
-        assert!(e.message.contains(says), "{}: {}", file.display(), e.message);
-        assert!(e.message.contains(&file.display().to_string()), "{}", e.message);
+        assert!(
+            e.message.contains(says),
+            "{}: {}",
+            file.display(),
+            e.message
+        );
+        assert!(
+            e.message.contains(&file.display().to_string()),
+            "{}",
+            e.message
+        );
     }
     let garbage = t.path().join("garbage.pt");
     std::fs::write(&garbage, b"<html>404 Not Found</html>\n".repeat(100)).unwrap();
@@ -185,15 +239,26 @@ fn refuses_truncated_and_garbage_files_without_writing() {
     assert!(e.message.contains("not a weights file"), "{}", e.message);
     let e = import(&store, &t.path().join("absent.pt"), None).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Input);
-    assert!(files_in(&store.dir).is_empty(), "{:?}", files_in(&store.dir));
+    assert!(
+        files_in(&store.dir).is_empty(),
+        "{:?}",
+        files_in(&store.dir)
+    );
 }
 
 #[test]
 fn verify_catches_changed_files_and_missing_records() {
     let (_t, store) = store();
-    let r = import(&store, &fixture("tiny_vqgan_expected.safetensors"), Some("vq")).unwrap();
+    let r = import(
+        &store,
+        &fixture("tiny_vqgan_expected.safetensors"),
+        Some("vq"),
+    )
+    .unwrap();
     let checks = ShapeChecks::basic();
-    assert!(verify_model(ModelKind::Vqgan, &r.path, None, &checks).unwrap().ok());
+    assert!(verify_model(ModelKind::Vqgan, &r.path, None, &checks)
+        .unwrap()
+        .ok());
 
     // One flipped byte in the tensor data.
     let mut bytes = std::fs::read(&r.path).unwrap();
@@ -202,18 +267,32 @@ fn verify_catches_changed_files_and_missing_records() {
     std::fs::write(&r.path, &bytes).unwrap();
     let v = verify_model(ModelKind::Vqgan, &r.path, None, &checks).unwrap();
     assert!(!v.ok());
-    assert!(matches!(&v.checksum, ChecksumState::Mismatch { recorded, .. } if *recorded == r.sha256));
-    assert!(v.problems()[0].contains("checksum mismatch"), "{:?}", v.problems());
+    assert!(
+        matches!(&v.checksum, ChecksumState::Mismatch { recorded, .. } if *recorded == r.sha256)
+    );
+    assert!(
+        v.problems()[0].contains("checksum mismatch"),
+        "{:?}",
+        v.problems()
+    );
     assert!(v.shapes.is_ok());
 
     // Checked as the wrong kind: the shape check fails.
     let v = verify_model(ModelKind::Clip, &r.path, None, &checks).unwrap();
-    assert!(v.shapes.as_ref().unwrap_err().contains("visual"), "{:?}", v.shapes);
+    assert!(
+        v.shapes.as_ref().unwrap_err().contains("visual"),
+        "{:?}",
+        v.shapes
+    );
 
     std::fs::remove_file(sidecar_path(&r.path)).unwrap();
     let v = verify_model(ModelKind::Vqgan, &r.path, None, &checks).unwrap();
     assert_eq!(v.checksum, ChecksumState::NotRecorded);
-    assert!(v.problems()[0].contains("no recorded checksum"), "{:?}", v.problems());
+    assert!(
+        v.problems()[0].contains("no recorded checksum"),
+        "{:?}",
+        v.problems()
+    );
 }
 
 #[test]
@@ -231,23 +310,40 @@ fn cli_reports_missing_models_and_imports() {
     let out = run(&["weights", "verify", "ViTB32"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CLIP model ViT-B/32 is not installed"), "{err}");
+    assert!(
+        err.contains("CLIP model ViT-B/32 is not installed"),
+        "{err}"
+    );
     assert!(err.contains("zoetrope weights fetch ViT-B/32"), "{err}");
 
     let clip = fixture("tiny_clip_expected.safetensors");
     let out = run(&["weights", "import", clip.to_str().unwrap(), "--as", "mini"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("mini (CLIP) imported"), "{text}");
 
     let out = run(&["weights", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("ok      mini: CLIP: ViT"), "{text}");
+    assert!(
+        out.status.success() && text.contains("ok      mini: CLIP: ViT"),
+        "{text}"
+    );
 
     let out = run(&["weights", "list", "--quick"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("mini (own)") && text.contains("recorded"), "{text}");
-    assert!(text.lines().any(|l| l.contains("ViT-B/32") && l.contains("missing")), "{text}");
+    assert!(
+        text.contains("mini (own)") && text.contains("recorded"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ViT-B/32") && l.contains("missing")),
+        "{text}"
+    );
 
     // Damage the file: verify fails with the weights exit code.
     let f = t.path().join("clip/mini.safetensors");

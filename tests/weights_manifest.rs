@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zoetrope::models::weights::{
-    basic_clip_check, basic_vqgan_check, detect_kind, normalize_name, official_keys, read_header, HeaderError,
-    Manifest, ModelKind, SourceFormat, WeightsStore,
+    basic_clip_check, basic_vqgan_check, detect_kind, normalize_name, official_keys, read_header,
+    HeaderError, Manifest, ModelKind, SourceFormat, WeightsStore,
 };
 use zoetrope::ErrorKind;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/weights")
+        .join(name)
 }
 
 fn touch(path: &Path) {
@@ -21,19 +23,49 @@ fn touch(path: &Path) {
 #[test]
 fn builtin_manifest_lists_the_official_models() {
     let m = Manifest::builtin();
-    let clip: Vec<&str> = m.of_kind(ModelKind::Clip).map(|e| e.name.as_str()).collect();
+    let clip: Vec<&str> = m
+        .of_kind(ModelKind::Clip)
+        .map(|e| e.name.as_str())
+        .collect();
     assert_eq!(
         clip,
-        ["RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"]
+        [
+            "RN50",
+            "RN101",
+            "RN50x4",
+            "RN50x16",
+            "RN50x64",
+            "ViT-B/32",
+            "ViT-B/16",
+            "ViT-L/14",
+            "ViT-L/14@336px"
+        ]
     );
-    let vq: Vec<&str> = m.of_kind(ModelKind::Vqgan).map(|e| e.name.as_str()).collect();
-    assert_eq!(vq, ["imagenet", "imagenet_1024", "coco", "wikiart", "sflckr", "openimages"]);
+    let vq: Vec<&str> = m
+        .of_kind(ModelKind::Vqgan)
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        vq,
+        [
+            "imagenet",
+            "imagenet_1024",
+            "coco",
+            "wikiart",
+            "sflckr",
+            "openimages"
+        ]
+    );
 
     for e in m.of_kind(ModelKind::Clip) {
         // OpenAI's URL path carries the SHA-256 of the archive.
-        let sha = e.source_sha256.as_deref().expect("every OpenAI model has a checksum");
+        let sha = e
+            .source_sha256
+            .as_deref()
+            .expect("every OpenAI model has a checksum");
         assert!(
-            e.url.starts_with("https://openaipublic.azureedge.net/clip/models/"),
+            e.url
+                .starts_with("https://openaipublic.azureedge.net/clip/models/"),
             "{}",
             e.url
         );
@@ -47,24 +79,41 @@ fn builtin_manifest_lists_the_official_models() {
         assert_eq!(e.format, SourceFormat::Lightning);
         assert!(e.file.starts_with("vqgan/") && e.file.ends_with(".safetensors"));
     }
-    assert_eq!(m.find(None, "imagenet").unwrap().file, "vqgan/vqgan_imagenet_f16_16384.safetensors");
-    assert_eq!(m.find(None, "openimages").unwrap().file, "vqgan/vqgan_gumbel_f8.safetensors");
-    assert_eq!(m.find(None, "ViT-L/14@336px").unwrap().file, "clip/ViT-L-14-336px.safetensors");
+    assert_eq!(
+        m.find(None, "imagenet").unwrap().file,
+        "vqgan/vqgan_imagenet_f16_16384.safetensors"
+    );
+    assert_eq!(
+        m.find(None, "openimages").unwrap().file,
+        "vqgan/vqgan_gumbel_f8.safetensors"
+    );
+    assert_eq!(
+        m.find(None, "ViT-L/14@336px").unwrap().file,
+        "clip/ViT-L-14-336px.safetensors"
+    );
 }
 
 #[test]
 fn names_are_matched_in_every_spelling() {
     let m = Manifest::builtin();
     let name = |s: &str| m.find(None, s).map(|e| e.name.clone());
-    for s in ["ViT-B/32", "ViTB32", "ViT-B32", "vit-b-32", "ViT-B-32", "vitb32"] {
+    for s in [
+        "ViT-B/32", "ViTB32", "ViT-B32", "vit-b-32", "ViT-B-32", "vitb32",
+    ] {
         assert_eq!(name(s).as_deref(), Some("ViT-B/32"), "{s}");
     }
     assert_eq!(name("ViTL14_336px").as_deref(), Some("ViT-L/14@336px"));
     assert_eq!(name("ViTL14").as_deref(), Some("ViT-L/14"));
     assert_eq!(name("RN50x4").as_deref(), Some("RN50x4"));
     assert_eq!(name("RN50").as_deref(), Some("RN50"));
-    assert_eq!(name("vqgan_imagenet_f16_16384").as_deref(), Some("imagenet"));
-    assert_eq!(name("vqgan_imagenet_f16_1024").as_deref(), Some("imagenet_1024"));
+    assert_eq!(
+        name("vqgan_imagenet_f16_16384").as_deref(),
+        Some("imagenet")
+    );
+    assert_eq!(
+        name("vqgan_imagenet_f16_1024").as_deref(),
+        Some("imagenet_1024")
+    );
     assert_eq!(name("imagenet_1024").as_deref(), Some("imagenet_1024"));
     assert_eq!(name("vqgan_gumbel_f8").as_deref(), Some("openimages"));
     assert_eq!(name("sflickr").as_deref(), Some("sflckr"));
@@ -88,7 +137,11 @@ fn resolve_finds_installed_files_and_explains_missing_ones() {
         "zoetrope weights fetch ViT-B/32",
         "zoetrope weights import",
     ] {
-        assert!(err.message.contains(part), "{part:?} not in {}", err.message);
+        assert!(
+            err.message.contains(part),
+            "{part:?} not in {}",
+            err.message
+        );
     }
 
     touch(&want);
@@ -98,19 +151,38 @@ fn resolve_finds_installed_files_and_explains_missing_ones() {
     // The other kind's names are refused with the right list.
     let err = store.resolve(ModelKind::Vqgan, "ViT-B/32").unwrap_err();
     assert!(err.message.contains("not a VQGAN model"), "{}", err.message);
-    assert!(err.message.contains("imagenet, imagenet_1024"), "{}", err.message);
+    assert!(
+        err.message.contains("imagenet, imagenet_1024"),
+        "{}",
+        err.message
+    );
 
     // Unknown names get a suggestion.
     let err = store.resolve(ModelKind::Clip, "ViT-B/33").unwrap_err();
-    assert!(err.message.contains("did you mean ViT-B/32?"), "{}", err.message);
+    assert!(
+        err.message.contains("did you mean ViT-B/32?"),
+        "{}",
+        err.message
+    );
 
     // A path to a safetensors file works; an unconverted checkpoint does not.
     let own = dir.path().join("elsewhere/mine.safetensors");
     touch(&own);
-    assert_eq!(store.resolve(ModelKind::Clip, own.to_str().unwrap()).unwrap(), own);
+    assert_eq!(
+        store
+            .resolve(ModelKind::Clip, own.to_str().unwrap())
+            .unwrap(),
+        own
+    );
     let pt = fixture("tiny_clip.pt");
-    let err = store.resolve(ModelKind::Clip, pt.to_str().unwrap()).unwrap_err();
-    assert!(err.message.contains("zoetrope weights import"), "{}", err.message);
+    let err = store
+        .resolve(ModelKind::Clip, pt.to_str().unwrap())
+        .unwrap_err();
+    assert!(
+        err.message.contains("zoetrope weights import"),
+        "{}",
+        err.message
+    );
 
     // A model imported under a name of the user's.
     touch(&dir.path().join("vqgan/my-vqgan.safetensors"));
@@ -133,15 +205,32 @@ fn manifest_errors_name_the_problem() {
     assert!(e.message.contains("also names A-1"), "{}", e.message);
 
     let e = Manifest::parse(&entry("A", "vqgan/a.safetensors", ""), "t").unwrap_err();
-    assert!(e.message.contains("clip/<name>.safetensors"), "{}", e.message);
+    assert!(
+        e.message.contains("clip/<name>.safetensors"),
+        "{}",
+        e.message
+    );
     let e = Manifest::parse(&entry("A", "clip/../a.safetensors", ""), "t").unwrap_err();
-    assert!(e.message.contains("clip/<name>.safetensors"), "{}", e.message);
+    assert!(
+        e.message.contains("clip/<name>.safetensors"),
+        "{}",
+        e.message
+    );
 
-    let e = Manifest::parse(&entry("A", "clip/a.safetensors", "source_sha256 = \"abc\""), "t").unwrap_err();
+    let e = Manifest::parse(
+        &entry("A", "clip/a.safetensors", "source_sha256 = \"abc\""),
+        "t",
+    )
+    .unwrap_err();
     assert!(e.message.contains("64 hex digits"), "{}", e.message);
 
-    let e = Manifest::parse(&entry("A", "clip/a.safetensors", "colour = 1"), "mine.toml").unwrap_err();
-    assert!(e.message.contains("mine.toml") && e.message.contains("colour"), "{}", e.message);
+    let e =
+        Manifest::parse(&entry("A", "clip/a.safetensors", "colour = 1"), "mine.toml").unwrap_err();
+    assert!(
+        e.message.contains("mine.toml") && e.message.contains("colour"),
+        "{}",
+        e.message
+    );
 }
 
 fn shapes_of(name: &str) -> BTreeMap<String, Vec<i64>> {
@@ -158,7 +247,11 @@ fn clip_shape_check_describes_and_refuses() {
         "CLIP: ViT image tower (width 64, 1 layers, patch 8, 16 px); text width 16, 1 layers, context 8, vocabulary 40; embedding 8"
     );
 
-    for key in ["token_embedding.weight", "positional_embedding", "text_projection"] {
+    for key in [
+        "token_embedding.weight",
+        "positional_embedding",
+        "text_projection",
+    ] {
         let mut broken = m.clone();
         broken.remove(key);
         let e = basic_clip_check(&broken).unwrap_err();
@@ -166,53 +259,93 @@ fn clip_shape_check_describes_and_refuses() {
     }
     let mut no_visual = m.clone();
     no_visual.retain(|k, _| !k.starts_with("visual."));
-    assert!(basic_clip_check(&no_visual).unwrap_err().message.contains("visual"));
+    assert!(basic_clip_check(&no_visual)
+        .unwrap_err()
+        .message
+        .contains("visual"));
     let mut wide = m.clone();
     wide.insert("text_projection".into(), vec![32, 8]);
-    assert!(basic_clip_check(&wide).unwrap_err().message.contains("widths disagree"));
+    assert!(basic_clip_check(&wide)
+        .unwrap_err()
+        .message
+        .contains("widths disagree"));
 
     // A ModifiedResNet layout with RN50's signature shapes.
     let mut rn: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    rn.insert("visual.attnpool.positional_embedding".into(), vec![50, 2048]);
+    rn.insert(
+        "visual.attnpool.positional_embedding".into(),
+        vec![50, 2048],
+    );
     rn.insert("visual.attnpool.c_proj.weight".into(), vec![1024, 2048]);
     for (layer, blocks) in [(1, 3), (2, 4), (3, 6), (4, 3)] {
         for b in 0..blocks {
-            rn.insert(format!("visual.layer{layer}.{b}.conv1.weight"), vec![64, 64, 1, 1]);
+            rn.insert(
+                format!("visual.layer{layer}.{b}.conv1.weight"),
+                vec![64, 64, 1, 1],
+            );
         }
     }
     rn.insert("token_embedding.weight".into(), vec![49408, 512]);
     rn.insert("positional_embedding".into(), vec![77, 512]);
     rn.insert("text_projection".into(), vec![512, 1024]);
     let d = basic_clip_check(&rn).unwrap();
-    assert!(d.contains("ResNet image tower (blocks 3-4-6-3, 224 px)"), "{d}");
+    assert!(
+        d.contains("ResNet image tower (blocks 3-4-6-3, 224 px)"),
+        "{d}"
+    );
     let manifest = Manifest::builtin();
-    assert!(manifest.find(None, "RN50").unwrap().signature_mismatches(&rn).is_empty());
-    let other = manifest.find(None, "RN101").unwrap().signature_mismatches(&rn);
-    assert_eq!(other, ["text_projection: expected [512, 512], found [512, 1024]"]);
+    assert!(manifest
+        .find(None, "RN50")
+        .unwrap()
+        .signature_mismatches(&rn)
+        .is_empty());
+    let other = manifest
+        .find(None, "RN101")
+        .unwrap()
+        .signature_mismatches(&rn);
+    assert_eq!(
+        other,
+        ["text_projection: expected [512, 512], found [512, 1024]"]
+    );
 }
 
 #[test]
 fn vqgan_shape_check_describes_and_refuses() {
     let m = shapes_of("tiny_vqgan_expected.safetensors");
     assert_eq!(detect_kind(&m), Some(ModelKind::Vqgan));
-    assert_eq!(basic_vqgan_check(&m).unwrap(), "VQGAN: VQ codebook 16 × 4, f2, 2 levels");
+    assert_eq!(
+        basic_vqgan_check(&m).unwrap(),
+        "VQGAN: VQ codebook 16 × 4, f2, 2 levels"
+    );
 
     let mut broken = m.clone();
     broken.remove("quant_conv.weight");
-    assert!(basic_vqgan_check(&broken).unwrap_err().message.contains("quant_conv.weight"));
+    assert!(basic_vqgan_check(&broken)
+        .unwrap_err()
+        .message
+        .contains("quant_conv.weight"));
     let mut no_decoder = m.clone();
     no_decoder.retain(|k, _| !k.starts_with("decoder."));
-    assert!(basic_vqgan_check(&no_decoder).unwrap_err().message.contains("decoder."));
+    assert!(basic_vqgan_check(&no_decoder)
+        .unwrap_err()
+        .message
+        .contains("decoder."));
     let mut narrow = m.clone();
     narrow.insert("quantize.embedding.weight".into(), vec![16, 8]);
-    assert!(basic_vqgan_check(&narrow).unwrap_err().message.contains("codebook width 8"));
+    assert!(basic_vqgan_check(&narrow)
+        .unwrap_err()
+        .message
+        .contains("codebook width 8"));
 
     // GumbelVQ keeps its codebook in quantize.embed and projects to logits.
     let mut gumbel = m.clone();
     gumbel.remove("quantize.embedding.weight");
     gumbel.insert("quantize.embed.weight".into(), vec![16, 4]);
     gumbel.insert("quantize.proj.weight".into(), vec![16, 4, 1, 1]);
-    assert_eq!(basic_vqgan_check(&gumbel).unwrap(), "VQGAN: Gumbel codebook 16 × 4, f2, 2 levels");
+    assert_eq!(
+        basic_vqgan_check(&gumbel).unwrap(),
+        "VQGAN: Gumbel codebook 16 × 4, f2, 2 levels"
+    );
     gumbel.insert("quantize.proj.weight".into(), vec![15, 4, 1, 1]);
     assert!(basic_vqgan_check(&gumbel).is_err());
 
@@ -240,7 +373,11 @@ fn headers_catch_truncated_and_foreign_files() {
 
 #[test]
 fn official_key_names() {
-    let plain = ["encoder.conv_in.weight", "loss.discriminator.main.0.weight", "quantize.embedding.weight"];
+    let plain = [
+        "encoder.conv_in.weight",
+        "loss.discriminator.main.0.weight",
+        "quantize.embedding.weight",
+    ];
     let got = official_keys(plain);
     assert_eq!(got[0].1.as_deref(), Some("encoder.conv_in.weight"));
     assert_eq!(got[1].1, None);
@@ -253,9 +390,27 @@ fn official_key_names() {
         "cond_stage_model.encoder.conv_in.weight",
     ];
     let got: Vec<Option<String>> = official_keys(nested).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(got, [Some("encoder.conv_in.weight".to_string()), None, None, None]);
+    assert_eq!(
+        got,
+        [Some("encoder.conv_in.weight".to_string()), None, None, None]
+    );
 
-    let clip = ["visual.proj", "input_resolution", "context_length", "vocab_size", "logit_scale"];
+    let clip = [
+        "visual.proj",
+        "input_resolution",
+        "context_length",
+        "vocab_size",
+        "logit_scale",
+    ];
     let got: Vec<Option<String>> = official_keys(clip).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(got, [Some("visual.proj".to_string()), None, None, None, Some("logit_scale".to_string())]);
+    assert_eq!(
+        got,
+        [
+            Some("visual.proj".to_string()),
+            None,
+            None,
+            None,
+            Some("logit_scale".to_string())
+        ]
+    );
 }

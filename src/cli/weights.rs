@@ -3,8 +3,8 @@
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use zoetrope::models::weights::{
-    checksum_state, fetch, import_file, read_header, verify_model, ChecksumState, FetchOptions, ImportOptions,
-    ModelKind, ShapeChecks, VerifyReport, WeightsStore,
+    checksum_state, fetch, import_file, read_header, verify_model, ChecksumState, FetchOptions,
+    ImportOptions, ModelKind, ShapeChecks, VerifyReport, WeightsStore,
 };
 use zoetrope::{Error, Result};
 
@@ -82,7 +82,9 @@ pub fn run(args: WeightsArgs) -> Result<()> {
             force,
         } => {
             if (url.is_some() || sha256.is_some()) && names.len() != 1 {
-                return Err(Error::input("--url and --sha256 apply to a single model: give one NAME"));
+                return Err(Error::input(
+                    "--url and --sha256 apply to a single model: give one NAME",
+                ));
             }
             let opts = FetchOptions {
                 url,
@@ -94,7 +96,11 @@ pub fn run(args: WeightsArgs) -> Result<()> {
             for name in &names {
                 let r = fetch(&store, name, &opts, &checks)?;
                 if r.already_present {
-                    println!("{}: already present and verified ({})", r.name, r.path.display());
+                    println!(
+                        "{}: already present and verified ({})",
+                        r.name,
+                        r.path.display()
+                    );
                     continue;
                 }
                 if let Some(i) = &r.import {
@@ -102,8 +108,12 @@ pub fn run(args: WeightsArgs) -> Result<()> {
                     println!("  {}", i.description);
                 }
                 match (&r.source_sha256, r.source_verified) {
-                    (Some(s), true) => println!("  source sha256 {s} matches the published checksum"),
-                    (Some(s), false) => println!("  source sha256 {s} (no published checksum to compare)"),
+                    (Some(s), true) => {
+                        println!("  source sha256 {s} matches the published checksum")
+                    }
+                    (Some(s), false) => {
+                        println!("  source sha256 {s} (no published checksum to compare)")
+                    }
                     _ => {}
                 }
                 if let Some(k) = &r.source_kept {
@@ -139,7 +149,11 @@ pub fn run(args: WeightsArgs) -> Result<()> {
                     "  left out {} entries that are not this model's weights: {}{}",
                     r.dropped.len(),
                     shown.join(", "),
-                    if more > 0 { format!(", … ({more} more)") } else { String::new() }
+                    if more > 0 {
+                        format!(", … ({more} more)")
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(())
@@ -163,14 +177,21 @@ fn human_size(bytes: u64) -> String {
 
 /// Model files in `<dir>/<kind>/` that the manifest does not name (imported with --as).
 fn custom_files(store: &WeightsStore, kind: ModelKind) -> Vec<PathBuf> {
-    let known: Vec<PathBuf> = store.manifest.of_kind(kind).map(|e| store.path_of(e)).collect();
+    let known: Vec<PathBuf> = store
+        .manifest
+        .of_kind(kind)
+        .map(|e| store.path_of(e))
+        .collect();
     let mut out: Vec<PathBuf> = std::fs::read_dir(store.dir.join(kind.dir_name()))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && !known.contains(p))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     out.sort();
     out
@@ -189,7 +210,10 @@ fn list(store: &WeightsStore, quick: bool) -> Result<()> {
             .map(|e| (e.name.clone(), store.path_of(e)))
             .collect();
         for p in custom_files(store, kind) {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             rows.push((format!("{stem} (own)"), p));
         }
         for (name, path) in rows {
@@ -248,7 +272,10 @@ fn verify(store: &WeightsStore, names: &[String], checks: &ShapeChecks) -> Resul
                 }
             }
             for p in custom_files(store, kind) {
-                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 targets.push((stem, kind, p, None));
             }
         }
@@ -267,7 +294,9 @@ fn verify(store: &WeightsStore, names: &[String], checks: &ShapeChecks) -> Resul
                 None => kind_of_custom(store, name)?,
             };
             let path = store.resolve(kind, name)?;
-            let label = entry.map(|e| e.name.clone()).unwrap_or_else(|| name.clone());
+            let label = entry
+                .map(|e| e.name.clone())
+                .unwrap_or_else(|| name.clone());
             targets.push((label, kind, path, entry));
         }
     }
@@ -305,8 +334,12 @@ fn kind_of_custom(store: &WeightsStore, name: &str) -> Result<ModelKind> {
                 return Ok(k);
             }
         }
-        return Err(Error::weights(format!("{name} is neither a CLIP nor a VQGAN safetensors file")));
+        return Err(Error::weights(format!(
+            "{name} is neither a CLIP nor a VQGAN safetensors file"
+        )));
     }
     // Let resolve produce the "unknown model" message with suggestions.
-    store.resolve(ModelKind::Clip, name).map(|_| ModelKind::Clip)
+    store
+        .resolve(ModelKind::Clip, name)
+        .map(|_| ModelKind::Clip)
 }

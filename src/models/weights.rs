@@ -211,8 +211,12 @@ impl Manifest {
 
     /// Reads a manifest file.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading the weights manifest {}", path.display()), e))?;
+        let text = fs::read_to_string(path).map_err(|e| {
+            Error::io(
+                format!("reading the weights manifest {}", path.display()),
+                e,
+            )
+        })?;
         Manifest::parse(&text, &path.display().to_string())
     }
 
@@ -221,7 +225,10 @@ impl Manifest {
         let file: ManifestFile = toml::from_str(text)
             .map_err(|e| Error::input(format!("weights manifest {origin}: {e}")))?;
         let bad = |m: &ManifestEntry, what: String| {
-            Error::input(format!("weights manifest {origin}: model {}: {what}", m.name))
+            Error::input(format!(
+                "weights manifest {origin}: model {}: {what}",
+                m.name
+            ))
         };
         for (i, m) in file.model.iter().enumerate() {
             if normalize_name(&m.name).is_empty() {
@@ -237,7 +244,10 @@ impl Manifest {
             }
             if let Some(sha) = &m.source_sha256 {
                 if !is_sha256_hex(sha) {
-                    return Err(bad(m, format!("source_sha256 {sha:?} is not 64 hex digits")));
+                    return Err(bad(
+                        m,
+                        format!("source_sha256 {sha:?} is not 64 hex digits"),
+                    ));
                 }
             }
             for earlier in &file.model[..i] {
@@ -248,7 +258,10 @@ impl Manifest {
                     return Err(bad(m, format!("{n:?} also names {}", earlier.name)));
                 }
                 if earlier.file == m.file {
-                    return Err(bad(m, format!("file {} is also {}'s", m.file, earlier.name)));
+                    return Err(bad(
+                        m,
+                        format!("file {} is also {}'s", m.file, earlier.name),
+                    ));
                 }
             }
         }
@@ -384,7 +397,11 @@ impl WeightsStore {
     }
 
     /// [`resolve`](Self::resolve), also saying what the name was.
-    pub fn resolve_with(&self, kind: ModelKind, name_or_path: &str) -> Result<(PathBuf, Resolved<'_>)> {
+    pub fn resolve_with(
+        &self,
+        kind: ModelKind,
+        name_or_path: &str,
+    ) -> Result<(PathBuf, Resolved<'_>)> {
         if let Some(entry) = self.manifest.find(Some(kind), name_or_path) {
             let path = self.path_of(entry);
             if path.is_file() {
@@ -502,7 +519,8 @@ fn dtype_size(dtype: &str) -> Option<u64> {
 /// tensor's byte range matches its dtype and shape, the ranges tile the data
 /// section, and the file is exactly as long as the header says.
 pub fn read_header(path: &Path) -> Result<std::result::Result<SafetensorsHeader, HeaderError>> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut f =
+        fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let len = f
         .metadata()
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
@@ -515,7 +533,7 @@ pub fn read_header(path: &Path) -> Result<std::result::Result<SafetensorsHeader,
     f.read_exact(&mut n8)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let n = u64::from_le_bytes(n8);
-    if n < 2 || n > 100_000_000 {
+    if !(2..=100_000_000).contains(&n) {
         return not("no safetensors header");
     }
     if 8 + n > len {
@@ -555,7 +573,9 @@ pub fn read_header(path: &Path) -> Result<std::result::Result<SafetensorsHeader,
                 .collect::<Option<Vec<i64>>>()?;
             let off = v.get("data_offsets")?.as_array()?;
             let (b, e) = (off.first()?.as_u64()?, off.get(1)?.as_u64()?);
-            let elems = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d as u64))?;
+            let elems = shape
+                .iter()
+                .try_fold(1u64, |a, d| a.checked_mul(*d as u64))?;
             let bytes = elems.checked_mul(dtype_size(&dtype)?)?;
             (e >= b && e - b == bytes).then_some(TensorInfo {
                 dtype,
@@ -667,7 +687,11 @@ fn has_prefix(m: &BTreeMap<String, Vec<i64>>, prefix: &str) -> bool {
 fn count_children(m: &BTreeMap<String, Vec<i64>>, prefix: &str) -> usize {
     let mut seen = std::collections::BTreeSet::new();
     for k in m.keys().filter(|k| k.starts_with(prefix)) {
-        if let Some(n) = k[prefix.len()..].split('.').next().and_then(|s| s.parse::<u32>().ok()) {
+        if let Some(n) = k[prefix.len()..]
+            .split('.')
+            .next()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             seen.insert(n);
         }
     }
@@ -680,7 +704,9 @@ fn count_children(m: &BTreeMap<String, Vec<i64>>, prefix: &str) -> usize {
 /// width matches the text projection.
 pub fn basic_clip_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
     if !has_prefix(m, "visual.") {
-        return Err(Error::weights("no visual.* tensors: there is no image tower"));
+        return Err(Error::weights(
+            "no visual.* tensors: there is no image tower",
+        ));
     }
     let tok = shape_of(m, "token_embedding.weight", 2)?;
     let pos = shape_of(m, "positional_embedding", 2)?;
@@ -693,7 +719,9 @@ pub fn basic_clip_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
     }
     let embed = proj[1];
     let layers = count_children(m, "transformer.resblocks.");
-    let visual = if m.contains_key("visual.conv1.weight") && m.contains_key("visual.class_embedding") {
+    let visual = if m.contains_key("visual.conv1.weight")
+        && m.contains_key("visual.class_embedding")
+    {
         let conv = shape_of(m, "visual.conv1.weight", 4)?;
         let vproj = shape_of(m, "visual.proj", 2)?;
         let vpos = shape_of(m, "visual.positional_embedding", 2)?;
@@ -746,7 +774,9 @@ pub fn basic_clip_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
 pub fn basic_vqgan_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
     for part in ["encoder.", "decoder.", "quantize."] {
         if !has_prefix(m, part) {
-            return Err(Error::weights(format!("no {part}* tensors: this is not a VQGAN")));
+            return Err(Error::weights(format!(
+                "no {part}* tensors: this is not a VQGAN"
+            )));
         }
     }
     let qconv = shape_of(m, "quant_conv.weight", 4)?;
@@ -760,7 +790,9 @@ pub fn basic_vqgan_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
         ));
     };
     if codebook.len() != 2 {
-        return Err(Error::weights(format!("the codebook has shape {codebook:?}; 2 dimensions were expected")));
+        return Err(Error::weights(format!(
+            "the codebook has shape {codebook:?}; 2 dimensions were expected"
+        )));
     }
     let (codes, dim) = (codebook[0], codebook[1]);
     if kind == "VQ" && qconv[0] != dim {
@@ -786,7 +818,9 @@ pub fn basic_vqgan_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
     }
     let levels = count_children(m, "encoder.down.");
     if levels == 0 {
-        return Err(Error::weights("no encoder.down.N blocks: this is not a taming VQGAN encoder"));
+        return Err(Error::weights(
+            "no encoder.down.N blocks: this is not a taming VQGAN encoder",
+        ));
     }
     Ok(format!(
         "VQGAN: {kind} codebook {codes} × {dim}, f{}, {levels} levels",
@@ -796,7 +830,9 @@ pub fn basic_vqgan_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
 
 /// Which kind a state dict is, from its keys (`None`: neither).
 pub fn detect_kind(m: &BTreeMap<String, Vec<i64>>) -> Option<ModelKind> {
-    if has_prefix(m, "visual.") && (m.contains_key("token_embedding.weight") || m.contains_key("text_projection")) {
+    if has_prefix(m, "visual.")
+        && (m.contains_key("token_embedding.weight") || m.contains_key("text_projection"))
+    {
         Some(ModelKind::Clip)
     } else if has_prefix(m, "encoder.") && has_prefix(m, "decoder.") && has_prefix(m, "quantize.") {
         Some(ModelKind::Vqgan)
@@ -809,7 +845,8 @@ pub fn detect_kind(m: &BTreeMap<String, Vec<i64>>) -> Option<ModelKind> {
 
 /// The lower-case hex SHA-256 of a file, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut f =
+        fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -868,7 +905,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e)
+        Error::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
     })
 }
 
@@ -961,7 +1001,10 @@ impl VerifyReport {
             out.push(format!("shapes: {e}"));
         }
         if !self.signature.is_empty() {
-            out.push(format!("not the model the manifest names: {}", self.signature.join("; ")));
+            out.push(format!(
+                "not the model the manifest names: {}",
+                self.signature.join("; ")
+            ));
         }
         out
     }
@@ -979,7 +1022,9 @@ pub fn verify_model(
     let (shapes, signature) = match read_shapes(file) {
         Ok(m) => {
             let described = (checks.for_kind(kind))(&m).map_err(|e| e.message);
-            let sig = entry.map(|e| e.signature_mismatches(&m)).unwrap_or_default();
+            let sig = entry
+                .map(|e| e.signature_mismatches(&m))
+                .unwrap_or_default();
             (described, sig)
         }
         Err(e) => (Err(e.message), Vec::new()),

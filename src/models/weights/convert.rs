@@ -193,7 +193,10 @@ fn run_converter(input: &Path, output: &Path) -> Result<String> {
         }
     }
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::internal(format!("the converter's summary is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        Error::internal(format!(
+            "the converter's summary is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        ))
     })?;
     Ok(summary
         .get("container")
@@ -203,8 +206,13 @@ fn run_converter(input: &Path, output: &Path) -> Result<String> {
 }
 
 /// The official name for each key of a raw state dict (`None`: dropped).
-pub fn official_keys<'a>(keys: impl IntoIterator<Item = &'a str> + Clone) -> Vec<(&'a str, Option<String>)> {
-    let nested = keys.clone().into_iter().any(|k| k.starts_with("first_stage_model."));
+pub fn official_keys<'a>(
+    keys: impl IntoIterator<Item = &'a str> + Clone,
+) -> Vec<(&'a str, Option<String>)> {
+    let nested = keys
+        .clone()
+        .into_iter()
+        .any(|k| k.starts_with("first_stage_model."));
     keys.into_iter()
         .map(|k| {
             let new = if nested {
@@ -227,7 +235,10 @@ pub fn import_file(
     checks: &ShapeChecks,
 ) -> Result<ImportReport> {
     if !input.is_file() {
-        return Err(Error::input(format!("{} does not exist or is not a file", input.display())));
+        return Err(Error::input(format!(
+            "{} does not exist or is not a file",
+            input.display()
+        )));
     }
     // Validate --as before any slow work.
     let claimed = match &opts.as_name {
@@ -242,20 +253,32 @@ pub fn import_file(
         },
         None => None,
     };
-    fs::create_dir_all(&store.dir)
-        .map_err(|e| Error::io(format!("creating the weights folder {}", store.dir.display()), e))?;
+    fs::create_dir_all(&store.dir).map_err(|e| {
+        Error::io(
+            format!("creating the weights folder {}", store.dir.display()),
+            e,
+        )
+    })?;
 
     let (raw, container, _temp) = match sniff(input)? {
         Sniffed::Safetensors => (input.to_path_buf(), "safetensors".to_string(), None),
         Sniffed::Torch => {
-            let tmp = TempFile(Some(store.dir.join(format!(".import-{}.safetensors", std::process::id()))));
+            let tmp = TempFile(Some(
+                store
+                    .dir
+                    .join(format!(".import-{}.safetensors", std::process::id())),
+            ));
             let container = run_converter(input, tmp.path())?;
             (tmp.path().to_path_buf(), container, Some(tmp))
         }
     };
     let bytes = fs::read(&raw).map_err(|e| Error::io(format!("reading {}", raw.display()), e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::weights(format!("{} is not a valid safetensors file: {e}", raw.display())))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        Error::weights(format!(
+            "{} is not a valid safetensors file: {e}",
+            raw.display()
+        ))
+    })?;
     let names: Vec<String> = st.names().into_iter().cloned().collect();
     let mapping = official_keys(names.iter().map(String::as_str));
     let identity = mapping.iter().all(|(k, n)| n.as_deref() == Some(*k));
@@ -268,8 +291,13 @@ pub fn import_file(
     let mut shapes = BTreeMap::new();
     for (k, n) in &mapping {
         if let Some(n) = n {
-            let t = st.tensor(k).map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
-            shapes.insert(n.clone(), t.shape().iter().map(|d| *d as i64).collect::<Vec<i64>>());
+            let t = st
+                .tensor(k)
+                .map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
+            shapes.insert(
+                n.clone(),
+                t.shape().iter().map(|d| *d as i64).collect::<Vec<i64>>(),
+            );
         }
     }
 
@@ -280,8 +308,13 @@ pub fn import_file(
             input.display()
         )));
     };
-    let description = (checks.for_kind(kind))(&shapes)
-        .map_err(|e| Error::weights(format!("{} is not a usable {kind} model: {}", input.display(), e.message)))?;
+    let description = (checks.for_kind(kind))(&shapes).map_err(|e| {
+        Error::weights(format!(
+            "{} is not a usable {kind} model: {}",
+            input.display(),
+            e.message
+        ))
+    })?;
 
     // Which model it is.
     let (name, dest, entry): (String, PathBuf, Option<&ManifestEntry>) = match claimed {
@@ -319,9 +352,16 @@ pub fn import_file(
     if provenance.is_empty() {
         let mut line = format!(
             "imported from {} ({container})",
-            input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         );
-        if let Some(want) = entry.and_then(|e| e.source_sha256.as_ref().filter(|_| container == format_name(e))) {
+        if let Some(want) = entry.and_then(|e| {
+            e.source_sha256
+                .as_ref()
+                .filter(|_| container == format_name(e))
+        }) {
             let got = sha256_file(input)?;
             if &got == want {
                 line.push_str(", the official file (source sha256 matches the manifest)");
@@ -331,7 +371,9 @@ pub fn import_file(
                     input.display(),
                     name
                 );
-                line.push_str(&format!(", source sha256 {got} (differs from the official {want})"));
+                line.push_str(&format!(
+                    ", source sha256 {got} (differs from the official {want})"
+                ));
             }
         }
         provenance.push(line);
@@ -353,7 +395,9 @@ pub fn import_file(
         let mut views: Vec<(String, TensorView<'_>)> = Vec::with_capacity(shapes.len());
         for (k, n) in &mapping {
             if let Some(n) = n {
-                let t = st.tensor(k).map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
+                let t = st
+                    .tensor(k)
+                    .map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
                 views.push((n.clone(), t));
             }
         }
@@ -365,7 +409,10 @@ pub fn import_file(
     let tmp_path = tmp.keep();
     fs::rename(&tmp_path, &dest).map_err(|e| {
         let _ = fs::remove_file(&tmp_path);
-        Error::io(format!("renaming {} to {}", tmp_path.display(), dest.display()), e)
+        Error::io(
+            format!("renaming {} to {}", tmp_path.display(), dest.display()),
+            e,
+        )
     })?;
     write_sidecar(&dest, &sha256, &provenance)?;
     Ok(ImportReport {
@@ -402,7 +449,10 @@ fn identify<'a>(
     input: &Path,
     shapes: &BTreeMap<String, Vec<i64>>,
 ) -> Result<&'a ManifestEntry> {
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Some(e) = store.manifest.find(Some(kind), &stem) {
         return Ok(e);
     }
@@ -419,7 +469,11 @@ fn identify<'a>(
     } else {
         format!(
             "its shapes fit several ({})",
-            by_shape.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            by_shape
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     Err(Error::input(format!(

@@ -10,8 +10,8 @@
 //! the final file name.
 
 use super::{
-    import_file, read_sidecar, sha256_file, with_suffix, ImportOptions, ImportReport, ManifestEntry, ShapeChecks,
-    WeightsStore,
+    import_file, read_sidecar, sha256_file, with_suffix, ImportOptions, ImportReport,
+    ManifestEntry, ShapeChecks, WeightsStore,
 };
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -54,7 +54,12 @@ pub struct FetchReport {
 }
 
 /// Downloads, checks and converts one manifest model.
-pub fn fetch(store: &WeightsStore, name: &str, opts: &FetchOptions, checks: &ShapeChecks) -> Result<FetchReport> {
+pub fn fetch(
+    store: &WeightsStore,
+    name: &str,
+    opts: &FetchOptions,
+    checks: &ShapeChecks,
+) -> Result<FetchReport> {
     let entry = store.manifest.find(None, name).ok_or_else(|| {
         let hint = store
             .manifest
@@ -91,13 +96,19 @@ pub fn fetch(store: &WeightsStore, name: &str, opts: &FetchOptions, checks: &Sha
         }
     }
     let expected = match opts.sha256.as_deref().or(entry.source_sha256.as_deref()) {
-        Some(s) if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) => Some(s.to_ascii_lowercase()),
+        Some(s) if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some(s.to_ascii_lowercase())
+        }
         Some(s) => return Err(Error::input(format!("--sha256 {s:?} is not 64 hex digits"))),
         None => None,
     };
     let dir = dest.parent().unwrap_or(&store.dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let source = dir.join(format!("{}.source.{}", entry.slug(), entry.format.extension()));
+    let source = dir.join(format!(
+        "{}.source.{}",
+        entry.slug(),
+        entry.format.extension()
+    ));
     let part = with_suffix(&source, ".part");
 
     let urls: Vec<&str> = match &opts.url {
@@ -147,8 +158,12 @@ pub fn fetch(store: &WeightsStore, name: &str, opts: &FetchOptions, checks: &Sha
             )));
         }
     }
-    fs::rename(&part, &source)
-        .map_err(|e| Error::io(format!("renaming {} to {}", part.display(), source.display()), e))?;
+    fs::rename(&part, &source).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", part.display(), source.display()),
+            e,
+        )
+    })?;
     report.source_verified = expected.is_some();
     let provenance = vec![
         format!("downloaded from {url}"),
@@ -184,7 +199,8 @@ pub fn fetch(store: &WeightsStore, name: &str, opts: &FetchOptions, checks: &Sha
         if opts.keep_source {
             report.source_kept = Some(source.clone());
         } else {
-            fs::remove_file(&source).map_err(|e| Error::io(format!("removing {}", source.display()), e))?;
+            fs::remove_file(&source)
+                .map_err(|e| Error::io(format!("removing {}", source.display()), e))?;
         }
     }
     report.import = Some(imported);
@@ -205,7 +221,13 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
 }
 
 /// Downloads `url` into `part`, resuming from its current length.
-fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, progress: bool) -> Result<()> {
+fn download(
+    agent: &ureq::Agent,
+    entry: &ManifestEntry,
+    url: &str,
+    part: &Path,
+    progress: bool,
+) -> Result<()> {
     for attempt in 0..2 {
         let offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut req = agent.get(url);
@@ -216,22 +238,31 @@ fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, 
             Ok(r) => r,
             Err(ureq::Error::Status(416, r)) if offset > 0 => {
                 // Nothing past our end: complete if the sizes agree, else start over.
-                let total = r.header("Content-Range").and_then(parse_content_range).and_then(|c| c.1);
+                let total = r
+                    .header("Content-Range")
+                    .and_then(parse_content_range)
+                    .and_then(|c| c.1);
                 if total == Some(offset) {
                     return Ok(());
                 }
                 if attempt == 0 {
-                    fs::remove_file(part).map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
+                    fs::remove_file(part)
+                        .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
                     continue;
                 }
-                return Err(Error::weights(format!("the server refused the range request (HTTP 416) for {}", part.display())));
+                return Err(Error::weights(format!(
+                    "the server refused the range request (HTTP 416) for {}",
+                    part.display()
+                )));
             }
             Err(ureq::Error::Status(code, r)) => {
                 return Err(Error::weights(format!("HTTP {code} {}", r.status_text())));
             }
             Err(ureq::Error::Transport(t)) => return Err(Error::weights(t.to_string())),
         };
-        let length: Option<u64> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
+        let length: Option<u64> = resp
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse().ok());
         let (start, total) = match resp.status() {
             206 => {
                 let (start, total) = resp
@@ -240,7 +271,8 @@ fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, 
                     .ok_or_else(|| Error::weights("HTTP 206 without a usable Content-Range"))?;
                 if start != offset {
                     if attempt == 0 {
-                        fs::remove_file(part).map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
+                        fs::remove_file(part)
+                            .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
                         continue;
                     }
                     return Err(Error::weights(format!(
@@ -250,10 +282,19 @@ fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, 
                 (start, total.or(length.map(|l| l + start)))
             }
             200 => (0, length),
-            code => return Err(Error::weights(format!("unexpected HTTP {code} {}", resp.status_text()))),
+            code => {
+                return Err(Error::weights(format!(
+                    "unexpected HTTP {code} {}",
+                    resp.status_text()
+                )))
+            }
         };
         let file = if start == 0 {
-            OpenOptions::new().create(true).write(true).truncate(true).open(part)
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(part)
         } else {
             OpenOptions::new().append(true).open(part)
         }
@@ -298,7 +339,8 @@ fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, 
             have += n as u64;
             bar.set_position(have);
         }
-        out.flush().map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+        out.flush()
+            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
         out.into_inner()
             .map_err(|e| Error::io(format!("writing {}", part.display()), e.error()))?
             .sync_all()
@@ -311,5 +353,7 @@ fn download(agent: &ureq::Agent, entry: &ManifestEntry, url: &str, part: &Path, 
         }
         return Ok(());
     }
-    Err(Error::weights("the server's answers to the resumed download did not fit together"))
+    Err(Error::weights(
+        "the server's answers to the resumed download did not fit together",
+    ))
 }
