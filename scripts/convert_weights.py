@@ -26,9 +26,12 @@ exit code 3 means PyTorch or safetensors is not installed.
 """
 
 import json
-import os
+import pickle
+import re
 import sys
 import zipfile
+
+USAGE = "usage: convert_weights.py INPUT OUTPUT.safetensors"
 
 
 def fail(message, code=2):
@@ -53,6 +56,19 @@ def is_torchscript(path):
     return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
+def check_zip(path):
+    """Checks every entry's CRC: PyTorch itself reads damaged data without complaint."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        fail(f"the archive is damaged ({e}); download it again")
+    if bad is not None:
+        fail(f"the archive is damaged: {bad} fails its CRC check; download it again")
+
+
 def placeholder(full_name):
     module, _, name = full_name.rpartition(".")
 
@@ -69,11 +85,26 @@ def placeholder(full_name):
     return Placeholder
 
 
+UNSUPPORTED_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
+
+
 def load_pickle(path):
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    stubs = [placeholder(name) for name in unsafe]
-    with torch.serialization.safe_globals(stubs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """torch.load(weights_only=True), with placeholders for the classes it names."""
+    names = []
+    if zipfile.is_zipfile(path):
+        names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    for _ in range(50):
+        stubs = [placeholder(n) for n in names]
+        try:
+            with torch.serialization.safe_globals(stubs):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            # Legacy (non-zip) files name their classes only as loading meets them.
+            m = UNSUPPORTED_GLOBAL.search(str(e))
+            if not m or m.group(1) in names:
+                raise
+            names.append(m.group(1))
+    fail("the file names too many classes that are not installed here")
 
 
 def tensors_of(obj):
@@ -84,7 +115,8 @@ def tensors_of(obj):
     elif isinstance(obj, dict):
         container = "state_dict"
     else:
-        fail(f"the file holds a {type(obj).__name__}, not a state dict or a Lightning checkpoint")
+        what = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        fail(f"the file holds a pickled {what} object, not a state dict or a Lightning checkpoint")
     tensors, skipped = {}, []
     for k, v in obj.items():
         if isinstance(v, torch.Tensor):
@@ -96,8 +128,9 @@ def tensors_of(obj):
 
 def main():
     if len(sys.argv) != 3:
-        fail(__doc__.strip().splitlines()[2])
+        fail(USAGE)
     src, dst = sys.argv[1], sys.argv[2]
+    check_zip(src)
     try:
         if is_torchscript(src):
             container = "torchscript"
@@ -107,6 +140,11 @@ def main():
             container, tensors, skipped = tensors_of(load_pickle(src))
     except SystemExit:
         raise
+    except pickle.UnpicklingError:
+        fail(
+            "it holds Python objects beyond tensors that cannot be read safely "
+            "(a whole pickled model rather than a state dict?)"
+        )
     except Exception as e:  # torch reports bad archives with RuntimeError, pickle errors, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         fail(f"PyTorch cannot read it ({type(e).__name__}: {first})")

@@ -200,6 +200,22 @@ fn fetches_checks_and_installs() {
     )
     .unwrap();
     assert!(again.already_present);
+
+    // A file without a recorded checksum is never replaced unasked.
+    std::fs::remove_file(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("has no recorded checksum") && e.message.contains("--force"),
+        "{}",
+        e.message
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
 }
 
 #[test]

@@ -233,6 +233,21 @@ fn refuses_truncated_and_garbage_files_without_writing() {
             e.message
         );
     }
+    // Complete but damaged inside: caught by the archive's CRCs (PyTorch
+    // alone would read the zeroed bytes as weights).
+    let mut bytes = std::fs::read(fixture("tiny_vqgan.ckpt")).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid..mid + 2000].fill(0);
+    let damaged = t.path().join("damaged.ckpt");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let e = import(&store, &damaged, Some("x")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Weights);
+    assert!(
+        e.message.contains("damaged") && e.message.contains("CRC"),
+        "{}",
+        e.message
+    );
+
     let garbage = t.path().join("garbage.pt");
     std::fs::write(&garbage, b"<html>404 Not Found</html>\n".repeat(100)).unwrap();
     let e = import(&store, &garbage, None).unwrap_err();

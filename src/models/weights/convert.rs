@@ -25,6 +25,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The converter script, compiled in so an installed binary needs only a
 /// Python with PyTorch.
@@ -263,11 +264,13 @@ pub fn import_file(
     let (raw, container, _temp) = match sniff(input)? {
         Sniffed::Safetensors => (input.to_path_buf(), "safetensors".to_string(), None),
         Sniffed::Torch => {
-            let tmp = TempFile(Some(
-                store
-                    .dir
-                    .join(format!(".import-{}.safetensors", std::process::id())),
-            ));
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!(
+                ".import-{}-{}.safetensors",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let tmp = TempFile(Some(store.dir.join(unique)));
             let container = run_converter(input, tmp.path())?;
             (tmp.path().to_path_buf(), container, Some(tmp))
         }

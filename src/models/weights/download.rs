@@ -93,6 +93,16 @@ pub fn fetch(
                 "{} does not match its recorded checksum; downloading it again",
                 dest.display()
             );
+        } else {
+            // A file put there by hand: never replaced without being asked.
+            return Err(Error::weights(format!(
+                "{} already exists but has no recorded checksum ({} is missing). Record one by importing it (`zoetrope weights import {} --as {}`), or replace it with `zoetrope weights fetch --force {}`.",
+                dest.display(),
+                super::sidecar_path(&dest).display(),
+                dest.display(),
+                entry.name,
+                entry.name
+            )));
         }
     }
     let expected = match opts.sha256.as_deref().or(entry.source_sha256.as_deref()) {
