@@ -72,7 +72,10 @@ fn builtin_manifest_lists_the_official_models() {
         assert!(e.url.contains(&format!("/{sha}/")), "{} lacks {sha}", e.url);
         assert!(e.url.ends_with(".pt"));
         assert_eq!(e.format, SourceFormat::Torchscript);
-        assert!(e.file.starts_with("clip/") && !e.file.contains('@') || e.name.contains('@'));
+        // File names stay portable: no '/' beyond the folder, no '@'.
+        let base = e.file.strip_prefix("clip/").expect("CLIP files live in clip/");
+        assert!(!base.contains('/') && !base.contains('@'), "{}", e.file);
+        assert!(e.url.ends_with(&format!("/{}.pt", e.slug())), "{}", e.url);
         assert!(!e.signature.is_empty(), "{} has no signature", e.name);
     }
     for e in m.of_kind(ModelKind::Vqgan) {
@@ -91,6 +94,36 @@ fn builtin_manifest_lists_the_official_models() {
         m.find(None, "ViT-L/14@336px").unwrap().file,
         "clip/ViT-L-14-336px.safetensors"
     );
+}
+
+/// The CLIP URLs are exactly those of OpenAI's own loader (`clip/clip.py`
+/// `_MODELS`), read from the project virtualenv when it has the package.
+#[test]
+fn clip_urls_match_openai_loader() {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let Some(clip_py) = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("site-packages/clip/clip.py"))
+        .find(|p| p.is_file())
+    else {
+        eprintln!("skipped: no clip package under {}", lib.display());
+        return;
+    };
+    let text = std::fs::read_to_string(clip_py).unwrap();
+    let m = Manifest::builtin();
+    let mut seen = 0;
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split('"').collect();
+        if parts.len() >= 4 && parts[3].starts_with("https://openaipublic") {
+            let e = m.find(Some(ModelKind::Clip), parts[1]).expect(parts[1]);
+            assert_eq!(e.name, parts[1]);
+            assert_eq!(e.url, parts[3]);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 9);
 }
 
 #[test]
