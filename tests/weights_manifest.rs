@@ -73,7 +73,10 @@ fn builtin_manifest_lists_the_official_models() {
         assert!(e.url.ends_with(".pt"));
         assert_eq!(e.format, SourceFormat::Torchscript);
         // File names stay portable: no '/' beyond the folder, no '@'.
-        let base = e.file.strip_prefix("clip/").expect("CLIP files live in clip/");
+        let base = e
+            .file
+            .strip_prefix("clip/")
+            .expect("CLIP files live in clip/");
         assert!(!base.contains('/') && !base.contains('@'), "{}", e.file);
         assert!(e.url.ends_with(&format!("/{}.pt", e.slug())), "{}", e.url);
         assert!(!e.signature.is_empty(), "{} has no signature", e.name);
@@ -445,5 +448,42 @@ fn official_key_names() {
             None,
             Some("logit_scale".to_string())
         ]
+    );
+}
+
+/// The weights folder: $ZOETROPE_WEIGHTS, else ./weights when present, else the
+/// checkout's weights/.
+#[test]
+fn weights_folder_choice() {
+    let t = tempfile::tempdir().unwrap();
+    let folder = |cwd: &Path, env: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zoetrope"));
+        cmd.args(["weights", "list", "--quick"]).current_dir(cwd);
+        cmd.env_remove("ZOETROPE_WEIGHTS")
+            .env_remove("ZOETROPE_MANIFEST");
+        if let Some(e) = env {
+            cmd.env("ZOETROPE_WEIGHTS", e);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("weights folder: ")
+            .to_string()
+    };
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    assert_eq!(folder(t.path(), None), checkout.display().to_string());
+    std::fs::create_dir(t.path().join("weights")).unwrap();
+    assert_eq!(folder(t.path(), None), "weights");
+    let elsewhere = t.path().join("elsewhere");
+    assert_eq!(
+        folder(t.path(), Some(&elsewhere)),
+        elsewhere.display().to_string()
     );
 }
