@@ -487,3 +487,71 @@ fn weights_folder_choice() {
         elsewhere.display().to_string()
     );
 }
+
+/// Key → shape of every official model, built with the official constructors
+/// (scripts/reference/gen_weights_fixtures.py, on PyTorch's meta device).
+fn official_shapes() -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<i64>>>> {
+    let f = std::fs::File::open(fixture("official_shapes.json.gz")).unwrap();
+    serde_json::from_reader(flate2::read::GzDecoder::new(f)).unwrap()
+}
+
+#[test]
+fn official_layouts_pass_the_checks_and_are_told_apart() {
+    let all = official_shapes();
+    let m = Manifest::builtin();
+    let expected_clip = [
+        ("RN50", "ResNet image tower (blocks 3-4-6-3, 224 px); text width 512, 12 layers, context 77, vocabulary 49408; embedding 1024"),
+        ("RN101", "ResNet image tower (blocks 3-4-23-3, 224 px); text width 512, 12 layers, context 77, vocabulary 49408; embedding 512"),
+        ("RN50x4", "ResNet image tower (blocks 4-6-10-6, 288 px); text width 640, 12 layers, context 77, vocabulary 49408; embedding 640"),
+        ("RN50x16", "ResNet image tower (blocks 6-8-18-8, 384 px); text width 768, 12 layers, context 77, vocabulary 49408; embedding 768"),
+        ("RN50x64", "ResNet image tower (blocks 3-15-36-10, 448 px); text width 1024, 12 layers, context 77, vocabulary 49408; embedding 1024"),
+        ("ViT-B/32", "ViT image tower (width 768, 12 layers, patch 32, 224 px); text width 512, 12 layers, context 77, vocabulary 49408; embedding 512"),
+        ("ViT-B/16", "ViT image tower (width 768, 12 layers, patch 16, 224 px); text width 512, 12 layers, context 77, vocabulary 49408; embedding 512"),
+        ("ViT-L/14", "ViT image tower (width 1024, 24 layers, patch 14, 224 px); text width 768, 12 layers, context 77, vocabulary 49408; embedding 768"),
+        ("ViT-L/14@336px", "ViT image tower (width 1024, 24 layers, patch 14, 336 px); text width 768, 12 layers, context 77, vocabulary 49408; embedding 768"),
+    ];
+    assert_eq!(all["clip"].len(), expected_clip.len());
+    for (name, desc) in expected_clip {
+        let shapes = &all["clip"][name];
+        assert_eq!(detect_kind(shapes), Some(ModelKind::Clip), "{name}");
+        assert_eq!(
+            basic_clip_check(shapes).unwrap(),
+            format!("CLIP: {desc}"),
+            "{name}"
+        );
+        // Exactly one manifest signature fits: the model's own.
+        let fits: Vec<&str> = m
+            .of_kind(ModelKind::Clip)
+            .filter(|e| e.signature_mismatches(shapes).is_empty())
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(fits, [name], "{name}");
+        assert_eq!(
+            m.identify_by_shapes(ModelKind::Clip, shapes).unwrap().name,
+            name
+        );
+    }
+    for (name, desc) in [
+        ("imagenet", "VQGAN: VQ codebook 16384 × 256, f16, 5 levels"),
+        (
+            "imagenet_1024",
+            "VQGAN: VQ codebook 1024 × 256, f16, 5 levels",
+        ),
+        (
+            "openimages",
+            "VQGAN: Gumbel codebook 8192 × 256, f8, 4 levels",
+        ),
+    ] {
+        let shapes = &all["vqgan"][name];
+        assert_eq!(detect_kind(shapes), Some(ModelKind::Vqgan), "{name}");
+        assert_eq!(basic_vqgan_check(shapes).unwrap(), desc, "{name}");
+        let fits: Vec<&str> = m
+            .of_kind(ModelKind::Vqgan)
+            .filter(|e| !e.signature.is_empty() && e.signature_mismatches(shapes).is_empty())
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(fits, [name], "{name}");
+        // wikiart, coco and sflckr have no signature: shapes alone never decide.
+        assert!(m.identify_by_shapes(ModelKind::Vqgan, shapes).is_none());
+    }
+}

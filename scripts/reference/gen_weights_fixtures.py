@@ -132,8 +132,60 @@ def tiny_vqgan():
     return len(first_stage)
 
 
+# The official models' hyper-parameters (open_clip's model_configs for the
+# OpenAI models; taming's configs for the VQGANs).
+CLIP_CONFIGS = {
+    # name: (embed_dim, image_resolution, vision_layers, vision_width, patch, text_width, text_heads)
+    "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 512, 8),
+    "RN101": (512, 224, (3, 4, 23, 3), 64, None, 512, 8),
+    "RN50x4": (640, 288, (4, 6, 10, 6), 80, None, 640, 10),
+    "RN50x16": (768, 384, (6, 8, 18, 8), 96, None, 768, 12),
+    "RN50x64": (1024, 448, (3, 15, 36, 10), 128, None, 1024, 16),
+    "ViT-B/32": (512, 224, 12, 768, 32, 512, 8),
+    "ViT-B/16": (512, 224, 12, 768, 16, 512, 8),
+    "ViT-L/14": (768, 224, 24, 1024, 14, 768, 12),
+    "ViT-L/14@336px": (768, 336, 24, 1024, 14, 768, 12),
+}
+VQGAN_CONFIGS = {
+    # name: (ch_mult, attn_resolutions, n_embed, gumbel)
+    "imagenet": ([1, 1, 2, 2, 4], [16], 16384, False),
+    "imagenet_1024": ([1, 1, 2, 2, 4], [16], 1024, False),
+    "openimages": ([1, 1, 2, 4], [32], 8192, True),
+}
+
+
+def official_shapes():
+    """Key → shape of the official models, built on the meta device (no memory,
+    no download): lets the tests run the shape checks on the real layouts."""
+    import clip.model
+    from taming.modules.diffusionmodules.model import Encoder, Decoder
+    from taming.modules.vqvae.quantize import VectorQuantizer2, GumbelQuantize
+
+    out = {"clip": {}, "vqgan": {}}
+    with torch.device("meta"):
+        for name, (e, res, layers, w, p, tw, th) in CLIP_CONFIGS.items():
+            m = clip.model.CLIP(e, res, layers, w, p, 77, 49408, tw, th, 12)
+            out["clip"][name] = {k: list(v.shape) for k, v in m.state_dict().items()}
+        for name, (ch_mult, attn, n_embed, gumbel) in VQGAN_CONFIGS.items():
+            dd = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3,
+                      ch=128, ch_mult=ch_mult, num_res_blocks=2, attn_resolutions=attn, dropout=0.0)
+            m = nn.Module()
+            m.encoder = Encoder(**dd)
+            m.decoder = Decoder(**dd)
+            m.quantize = GumbelQuantize(256, 256, n_embed) if gumbel else VectorQuantizer2(n_embed, 256, beta=0.25)
+            m.quant_conv = nn.Conv2d(256, 256, 1)
+            m.post_quant_conv = nn.Conv2d(256, 256, 1)
+            out["vqgan"][name] = {k: list(v.shape) for k, v in m.state_dict().items()}
+    import gzip
+    import json
+
+    with gzip.open(os.path.join(OUT, "official_shapes.json.gz"), "wt") as f:
+        json.dump(out, f, separators=(",", ":"), sort_keys=True)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    official_shapes()
     n_clip = tiny_clip()
     n_vq = tiny_vqgan()
     for name in sorted(os.listdir(OUT)):

@@ -281,6 +281,26 @@ impl Manifest {
         self.models.iter().filter(move |m| m.kind == kind)
     }
 
+    /// The one model of `kind` whose signature `shapes` fit. Shapes decide
+    /// only when every model of the kind has a signature (all CLIP models):
+    /// a VQGAN without one (wikiart) may share another's shapes (imagenet).
+    pub fn identify_by_shapes(
+        &self,
+        kind: ModelKind,
+        shapes: &BTreeMap<String, Vec<i64>>,
+    ) -> Option<&ManifestEntry> {
+        if self.of_kind(kind).any(|e| e.signature.is_empty()) {
+            return None;
+        }
+        let mut fits = self
+            .of_kind(kind)
+            .filter(|e| e.signature_mismatches(shapes).is_empty());
+        match (fits.next(), fits.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+
     /// The known name closest to an unknown `name`, for "did you mean".
     pub fn suggest(&self, kind: Option<ModelKind>, name: &str) -> Option<&str> {
         let n = normalize_name(name);

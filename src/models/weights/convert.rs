@@ -444,8 +444,8 @@ fn format_name(e: &ManifestEntry) -> &'static str {
 }
 
 /// Recognises a model without `--as`: by the input's file name (`ViT-B-32.pt`,
-/// `vqgan_imagenet_f16_16384.ckpt`), else by the one manifest signature its
-/// shapes match.
+/// `vqgan_imagenet_f16_16384.ckpt`), else by its shapes
+/// ([`Manifest::identify_by_shapes`](super::Manifest::identify_by_shapes)).
 fn identify<'a>(
     store: &'a WeightsStore,
     kind: ModelKind,
@@ -459,16 +459,22 @@ fn identify<'a>(
     if let Some(e) = store.manifest.find(Some(kind), &stem) {
         return Ok(e);
     }
+    if let Some(e) = store.manifest.identify_by_shapes(kind, shapes) {
+        return Ok(e);
+    }
+    let all_signed = store
+        .manifest
+        .of_kind(kind)
+        .all(|e| !e.signature.is_empty());
     let by_shape: Vec<&ManifestEntry> = store
         .manifest
         .of_kind(kind)
         .filter(|e| !e.signature.is_empty() && e.signature_mismatches(shapes).is_empty())
         .collect();
-    if let [one] = by_shape.as_slice() {
-        return Ok(one);
-    }
     let why = if by_shape.is_empty() {
         "its shapes match none of the known models".to_string()
+    } else if !all_signed {
+        format!("shapes cannot tell the {kind} models apart")
     } else {
         format!(
             "its shapes fit several ({})",
