@@ -451,3 +451,51 @@ fn cli_fetch_with_manifest_override_and_url() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model \"ViT-B/32\""));
 }
+
+/// An OpenAI-style TorchScript download is converted with PyTorch after its
+/// checksum passed; `keep_source` keeps the official file beside the model.
+#[test]
+fn fetches_and_converts_a_torchscript_archive() {
+    let archive = std::fs::read(fixture("tiny_clip.pt")).unwrap();
+    let server = serve(archive.clone(), Mode::Ranges, 1);
+    let t = tempfile::tempdir().unwrap();
+    let text = manifest_text(&server.url, Some(&sha(&archive)), &[])
+        .replace("\"safetensors\"", "\"torchscript\"");
+    let store = WeightsStore::new(
+        t.path().join("weights"),
+        Manifest::parse(&text, "test").unwrap(),
+    );
+    let opts = FetchOptions {
+        keep_source: true,
+        ..Default::default()
+    };
+    let r = fetch(&store, "Tiny/8", &opts, &ShapeChecks::basic()).unwrap();
+    let clip_dir = t.path().join("weights/clip");
+    assert_eq!(r.import.as_ref().unwrap().container, "torchscript");
+    assert_eq!(
+        r.source_kept.as_deref(),
+        Some(clip_dir.join("Tiny-8.source.pt").as_path())
+    );
+    assert_eq!(
+        std::fs::read(clip_dir.join("Tiny-8.source.pt")).unwrap(),
+        archive
+    );
+    let got = std::fs::read(clip_dir.join("Tiny-8.safetensors")).unwrap();
+    let want = std::fs::read(fixture("tiny_clip_expected.safetensors")).unwrap();
+    let (got, want) = (
+        safetensors::SafeTensors::deserialize(&got).unwrap(),
+        safetensors::SafeTensors::deserialize(&want).unwrap(),
+    );
+    assert_eq!(got.len(), want.len());
+    for (name, w) in want.tensors() {
+        assert_eq!(got.tensor(&name).unwrap().data(), w.data(), "{name}");
+    }
+    assert_eq!(
+        listing(&clip_dir),
+        [
+            "Tiny-8.safetensors",
+            "Tiny-8.safetensors.sha256",
+            "Tiny-8.source.pt"
+        ]
+    );
+}
