@@ -268,7 +268,17 @@ fn download(
             Err(ureq::Error::Status(code, r)) => {
                 return Err(Error::weights(format!("HTTP {code} {}", r.status_text())));
             }
-            Err(ureq::Error::Transport(t)) => return Err(Error::weights(t.to_string())),
+            Err(ureq::Error::Transport(t)) => {
+                // (Its Display repeats the URL, which the caller already names.)
+                let mut what = match t.message() {
+                    Some(m) => format!("{}: {m}", t.kind()),
+                    None => t.kind().to_string(),
+                };
+                if let Some(src) = std::error::Error::source(&t) {
+                    what.push_str(&format!(" ({src})"));
+                }
+                return Err(Error::weights(what));
+            }
         };
         let length: Option<u64> = resp
             .header("Content-Length")
