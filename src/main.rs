@@ -24,6 +24,8 @@ enum Command {
     /// Dry run: every frame's steps, t, scene weights, prompts and motion.
     /// Needs no weights and no GPU; checks the scene file as render would.
     Plan(cli::plan::PlanArgs),
+    /// Model files: list, fetch, import and verify CLIP and VQGAN weights.
+    Weights(cli::weights::WeightsArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,6 +38,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan(args) => cli::plan::run(&args),
+        Command::Weights(args) => cli::weights::run(args),
     }
 }
 

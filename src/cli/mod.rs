@@ -1,3 +1,5 @@
-//! Subcommands of the `zoetrope` binary, one file each.
+//! Subcommands of the `zoetrope` binary, one file each: argument structs and
+//! `run` functions, kept out of `main.rs` so that it stays a thin dispatcher.
 
 pub mod plan;
+pub mod weights;

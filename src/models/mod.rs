@@ -6,3 +6,4 @@
 
 pub mod clip;
 pub mod vqgan;
+pub mod weights;
