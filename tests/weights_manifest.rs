@@ -280,7 +280,7 @@ fn clip_shape_check_describes_and_refuses() {
     let d = basic_clip_check(&m).unwrap();
     assert_eq!(
         d,
-        "CLIP: ViT image tower (width 64, 1 layers, patch 8, 16 px); text width 16, 1 layers, context 8, vocabulary 40; embedding 8"
+        "CLIP: ViT image tower (width 64, 1 layers, patch 8, 16 px); text width 64, 1 layers, context 8, vocabulary 40; embedding 8"
     );
 
     for key in [

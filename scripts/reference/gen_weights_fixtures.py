@@ -48,8 +48,8 @@ def tiny_clip():
         vision_patch_size=8,
         context_length=8,
         vocab_size=40,
-        transformer_width=16,
-        transformer_heads=2,
+        transformer_width=64,  # the official loader infers width // 64 heads
+        transformer_heads=1,
         transformer_layers=1,
     ).eval()
     # OpenAI's archives keep these three in the state dict; clip.build_model drops them.

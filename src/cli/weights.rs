@@ -59,11 +59,10 @@ enum WeightsCommand {
     },
 }
 
-/// The shape checks the commands use. The model families' architecture
-/// inference (`ClipConfig::infer`, `VqganConfig::infer`) can be plugged in
-/// here; the basic checks test the keys and shapes every file must have.
+/// The shape checks the commands use: the basic key checks, then the
+/// architecture inferred from the shapes and compared tensor by tensor.
 pub fn shape_checks() -> ShapeChecks {
-    ShapeChecks::basic()
+    ShapeChecks::full()
 }
 
 pub fn run(args: WeightsArgs) -> Result<()> {

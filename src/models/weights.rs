@@ -681,6 +681,71 @@ impl ShapeChecks {
     }
 }
 
+impl ShapeChecks {
+    /// The complete checks: the basic ones, then the architecture inferred from
+    /// the shapes (as the official loaders do) and every tensor the model
+    /// reads compared with the file. This is what `weights verify` uses.
+    pub fn full() -> Self {
+        ShapeChecks {
+            clip: full_clip_check,
+            vqgan: full_vqgan_check,
+        }
+    }
+}
+
+/// Keys a file may carry beyond what the model reads.
+const TOLERATED_EXTRA_KEYS: [&str; 3] = ["input_resolution", "context_length", "vocab_size"];
+
+/// Compares a file's shapes with the shapes the inferred architecture reads.
+fn compare_shapes(
+    file: &BTreeMap<String, Vec<i64>>,
+    expected: &BTreeMap<String, Vec<i64>>,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for (key, shape) in expected {
+        match file.get(key) {
+            Some(s) if s == shape => {}
+            Some(s) => problems.push(format!("`{key}` has shape {s:?}, the model needs {shape:?}")),
+            // Older BatchNorm checkpoints lack the step counter; it is not used.
+            None if key.ends_with("num_batches_tracked") => {}
+            None => problems.push(format!("`{key}` is missing")),
+        }
+    }
+    for key in file.keys() {
+        if !expected.contains_key(key) && !TOLERATED_EXTRA_KEYS.contains(&key.as_str()) {
+            problems.push(format!("`{key}` is not part of the model"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let n = problems.len();
+    problems.truncate(5);
+    Err(Error::weights(format!(
+        "{n} tensor(s) disagree with the architecture inferred from the file: {}{}",
+        problems.join("; "),
+        if n > 5 { "; …" } else { "" }
+    )))
+}
+
+/// [`basic_clip_check`], then [`ClipConfig::infer`](crate::models::clip::ClipConfig::infer)
+/// and a key-by-key comparison.
+pub fn full_clip_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
+    let basic = basic_clip_check(m)?;
+    let config = crate::models::clip::ClipConfig::infer(m)?;
+    compare_shapes(m, &config.state_dict_shapes())?;
+    Ok(basic)
+}
+
+/// [`basic_vqgan_check`], then [`VqganConfig::infer`](crate::models::vqgan::VqganConfig::infer)
+/// and a key-by-key comparison.
+pub fn full_vqgan_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
+    let basic = basic_vqgan_check(m)?;
+    let config = crate::models::vqgan::VqganConfig::infer(m)?;
+    compare_shapes(m, &config.expected_shapes())?;
+    Ok(basic)
+}
+
 impl Default for ShapeChecks {
     fn default() -> Self {
         Self::basic()
