@@ -156,7 +156,12 @@ impl ImageState {
     /// on every device. `device` places the Palette's pixels; a VQGAN's latent
     /// lives on the VQGAN's device. VQGAN sizes must be multiples of its factor
     /// (the scene loader rounds them down).
-    pub fn random(model: ImageModel, width: i64, height: i64, device: Device) -> Result<ImageState> {
+    pub fn random(
+        model: ImageModel,
+        width: i64,
+        height: i64,
+        device: Device,
+    ) -> Result<ImageState> {
         if width < 1 || height < 1 {
             return Err(Error::input(format!(
                 "the image size {width}×{height} is empty; set width and height to at least 1"
@@ -253,7 +258,9 @@ impl ImageState {
                     (vqgan.decode(&z_q).f_to_kind(Kind::Float)? + 1.0) / 2.0
                 }
             };
-            Ok(x.f_clamp(0.0, 1.0)?.f_to_kind(Kind::Float)?.f_contiguous()?)
+            Ok(x.f_clamp(0.0, 1.0)?
+                .f_to_kind(Kind::Float)?
+                .f_contiguous()?)
         })
     }
 
@@ -447,7 +454,11 @@ impl Guide {
     /// read (relative paths against `base_dir`, the scene file's folder),
     /// prepared as OpenAI's preprocessing does ([`clip_preprocess`]) and
     /// encoded with `encode_image`. Identical prompts are embedded once.
-    pub fn new(perceptors: Vec<Perceptor>, scenes: &[Vec<Prompt>], base_dir: &Path) -> Result<Guide> {
+    pub fn new(
+        perceptors: Vec<Perceptor>,
+        scenes: &[Vec<Prompt>],
+        base_dir: &Path,
+    ) -> Result<Guide> {
         if perceptors.is_empty() {
             return Err(Error::input(
                 "no perceptor: list at least one CLIP model in `perceptors` (e.g. [\"ViT-B/32\"])",
@@ -500,10 +511,7 @@ impl Guide {
                             };
                             embeds.push(e);
                         }
-                        cache.insert(
-                            key,
-                            embeds.iter().map(|t| t.shallow_clone()).collect(),
-                        );
+                        cache.insert(key, embeds.iter().map(|t| t.shallow_clone()).collect());
                         embeds
                     }
                 };
@@ -557,7 +565,10 @@ impl Guide {
     /// deterministic gauge of semantic drift for logs and tests.
     pub fn semantic_distance(&self, state: &ImageState, target: &Target) -> Result<f64> {
         let now = self.global_embeds(&state.image()?)?;
-        let loss = PromptLoss::semantic("target", target.embeds.iter().map(|t| t.shallow_clone()).collect())?;
+        let loss = PromptLoss::semantic(
+            "target",
+            target.embeds.iter().map(|t| t.shallow_clone()).collect(),
+        )?;
         Ok(loss.distances(&now)?.f_mean(Kind::Float)?.double_value(&[]))
     }
 
@@ -617,7 +628,12 @@ impl Guide {
     /// active init/stabilisation losses (SPEC §6); backward; `adam.step` on the
     /// parameter. Returns the total loss as a detached scalar tensor on the
     /// device (not read back here, so the GPU is never waited on).
-    pub fn step(&self, state: &mut ImageState, adam: &mut Adam, w: &StepWeights<'_>) -> Result<Tensor> {
+    pub fn step(
+        &self,
+        state: &mut ImageState,
+        adam: &mut Adam,
+        w: &StepWeights<'_>,
+    ) -> Result<Tensor> {
         self.check_weights(w)?;
         let device = state.device();
         for p in &self.perceptors {
@@ -663,7 +679,8 @@ impl Guide {
         if prompts_active || !semantic.is_empty() {
             let (h, wd) = (state.height, state.width);
             let mut embeds = Vec::with_capacity(self.perceptors.len());
-            let mut target_cuts: Vec<Vec<Tensor>> = (0..semantic.len()).map(|_| Vec::new()).collect();
+            let mut target_cuts: Vec<Vec<Tensor>> =
+                (0..semantic.len()).map(|_| Vec::new()).collect();
             for p in &self.perceptors {
                 let crops = p.sampler.place(wd, h)?;
                 let cuts = p.sampler.sample_with(image, &crops)?;
