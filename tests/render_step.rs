@@ -1,0 +1,534 @@
+//! One optimisation step (SPEC §7) on tiny random models: real optimisation,
+//! the straight-through quantiser, the exact clamp rule, scene and prompt
+//! weights, the direct and semantic losses, determinism, image prompts and
+//! the image state's conversions.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use tch::{nn, Device, Kind, Tensor};
+use zoetrope::guidance::cutouts::CutoutSampler;
+use zoetrope::guidance::loss::WeightStop;
+use zoetrope::models::clip::{Clip, ClipConfig, VisionConfig};
+use zoetrope::models::vqgan::{QuantizerKind, Vqgan, VqganConfig};
+use zoetrope::render::adam::Adam;
+use zoetrope::render::step::{
+    clip_preprocess, Guide, ImageModel, ImageState, Perceptor, StepWeights, Target,
+};
+use zoetrope::scene::prompt::Prompt;
+use zoetrope::ErrorKind;
+
+const W: i64 = 64;
+const H: i64 = 32;
+
+/// torch's generator is global: tests that seed it must not interleave. One
+/// intra-op thread also keeps timings steady on a shared two-core machine.
+static TORCH: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    let guard = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    guard
+}
+
+/// A one-layer ViT CLIP with the real vocabulary (so the real tokenizer
+/// works), 32 px input, random weights scaled so that the output depends on
+/// the input.
+fn tiny_clip(seed: i64) -> Clip {
+    tch::manual_seed(seed);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let config = ClipConfig {
+        embed_dim: 32,
+        image_resolution: 32,
+        vision: VisionConfig::ViT {
+            layers: 1,
+            width: 64,
+            patch_size: 8,
+            heads: 2,
+        },
+        context_length: 77,
+        vocab_size: 49408,
+        transformer_width: 32,
+        transformer_heads: 2,
+        transformer_layers: 1,
+    };
+    let clip = Clip::new(&vs.root(), &config);
+    tch::no_grad(|| {
+        // Sorted: `variables()` is a hash map, and the draws must land on the
+        // same tensors every time.
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut t) in vars {
+            let size = t.size();
+            if name == "logit_scale" {
+                let _ = t.fill_(4.6);
+            } else if name.ends_with(".bias")
+                || name == "visual.class_embedding"
+                || name == "visual.positional_embedding"
+            {
+                // A zero class token (and no positions) makes the image
+                // embedding a function of the patches alone, so that the
+                // tiny random tower is strongly image-dependent.
+                let _ = t.zero_();
+            } else if name.contains("ln") && name.ends_with(".weight") {
+                let _ = t.fill_(1.0);
+            } else {
+                let fan_in: i64 = if size.len() >= 2 {
+                    size[1..].iter().product()
+                } else {
+                    size.iter().product::<i64>().max(1)
+                };
+                let r = Tensor::randn(&size, (Kind::Float, Device::Cpu)) / (fan_in as f64).sqrt();
+                t.copy_(&r);
+            }
+        }
+    });
+    clip
+}
+
+/// A tiny VQGAN: ch 32, ch_mult [1, 2] (factor 2), attention at the lowest
+/// resolution, 512 codes of 4 dimensions, random weights, frozen.
+fn tiny_vqgan(seed: i64) -> Vqgan {
+    tch::manual_seed(seed);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let config = VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_levels: vec![1],
+        in_channels: 3,
+        out_ch: 3,
+        z_channels: 32,
+        embed_dim: 4,
+        n_embed: 512,
+        quantizer: QuantizerKind::Nearest,
+    };
+    let v = Vqgan::new(&vs.root(), &config);
+    // 512 codes of std 0.5 in 4 dimensions lie well under a unit apart, so
+    // Adam steps of ~lr cross between codes within a few steps and the
+    // straight-through path can follow the gradient, as it does with a
+    // trained, dense codebook (64 coarse codes in 32 dimensions cannot).
+    tch::no_grad(|| {
+        let mut cb = v.codebook().shallow_clone();
+        let _ = cb.g_mul_scalar_(0.5);
+    });
+    vs.freeze();
+    v
+}
+
+fn perceptor(seed: i64) -> Perceptor {
+    Perceptor {
+        name: "tiny-ViT".into(),
+        clip: tiny_clip(seed),
+        sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
+    }
+}
+
+fn prompts(scenes: &[&[&str]]) -> Vec<Vec<Prompt>> {
+    scenes
+        .iter()
+        .map(|s| s.iter().map(|p| Prompt::parse(p).unwrap()).collect())
+        .collect()
+}
+
+fn guide(scenes: &[&[&str]]) -> Guide {
+    Guide::new(vec![perceptor(7)], &prompts(scenes), Path::new(".")).unwrap()
+}
+
+fn vqgan_state(seed: i64) -> ImageState {
+    let model = ImageModel::Vqgan(tiny_vqgan(3));
+    tch::manual_seed(seed);
+    ImageState::random(model, W, H, Device::Cpu).unwrap()
+}
+
+fn palette_state(seed: i64) -> ImageState {
+    tch::manual_seed(seed);
+    ImageState::random(ImageModel::Palette, W, H, Device::Cpu).unwrap()
+}
+
+/// Weight 1 (no stop) for every prompt of every scene, the given scene weights.
+fn plain_weights<'a>(guide: &Guide, scene_weights: &[f64]) -> StepWeights<'a> {
+    StepWeights {
+        scene_weights: scene_weights.to_vec(),
+        prompt_weights: guide
+            .prompts()
+            .iter()
+            .map(|s| s.iter().map(|_| WeightStop::weight(1.0)).collect())
+            .collect(),
+        direct_init: None,
+        direct_stabilization: None,
+        semantic_init: None,
+        semantic_stabilization: None,
+    }
+}
+
+fn run(guide: &Guide, state: &mut ImageState, lr: f64, steps: usize, w: &StepWeights) -> Vec<f64> {
+    let mut adam = Adam::new(state.param(), lr);
+    (0..steps)
+        .map(|_| guide.step(state, &mut adam, w).unwrap().double_value(&[]))
+        .collect()
+}
+
+/// Mean prompt distance of scene 0 prompt 0 on a fixed set of cutouts.
+fn distance(guide: &Guide, state: &ImageState) -> f64 {
+    tch::manual_seed(12345);
+    guide.prompt_distances(state).unwrap()[0][0]
+}
+
+fn mse(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).square().mean(Kind::Float).double_value(&[])
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn text_prompt_distance_decreases_vqgan() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    for seed in [1, 2] {
+        let mut state = vqgan_state(seed);
+        let before = distance(&g, &state);
+        let lr = state.default_lr();
+        assert_eq!(lr, 0.1);
+        let w = plain_weights(&g, &[1.0]);
+        tch::manual_seed(5);
+        let losses = run(&g, &mut state, lr, 40, &w);
+        let after = distance(&g, &state);
+        assert!(losses.iter().all(|l| l.is_finite()));
+        // Through a random 512-code quantiser the path is noisy but the
+        // distance reliably drops (about 0.1 here; orthogonal is 1.23).
+        assert!(
+            after < before - 0.03,
+            "VQGAN seed {seed}: distance {before} -> {after} (losses {losses:?})"
+        );
+    }
+}
+
+#[test]
+fn text_prompt_distance_decreases_palette() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let mut state = palette_state(1);
+    assert_eq!(state.default_lr(), 0.02);
+    let before = distance(&g, &state);
+    let w = plain_weights(&g, &[1.0]);
+    tch::manual_seed(5);
+    let losses = run(&g, &mut state, 0.02, 30, &w);
+    let after = distance(&g, &state);
+    assert!(
+        after < before - 0.2,
+        "Palette: distance {before} -> {after} (losses {losses:?})"
+    );
+    // The image stays a valid image.
+    let img = state.image().unwrap();
+    assert_eq!(img.size(), vec![1, 3, H, W]);
+    assert!(img.min().double_value(&[]) >= 0.0 && img.max().double_value(&[]) <= 1.0);
+}
+
+#[test]
+fn gradient_reaches_z_through_the_quantiser() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let mut state = vqgan_state(2);
+    let z0 = state.param().copy();
+    let img0 = state.image().unwrap();
+    let codes0 = state.z_q().unwrap().unwrap();
+    let w = plain_weights(&g, &[1.0]);
+    let mut adam = Adam::new(state.param(), 0.1);
+    tch::manual_seed(9);
+    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    // z starts exactly on codebook vectors; one step moves it off them.
+    assert!(max_abs_diff(&z0, state.param()) > 1e-3);
+    for _ in 0..15 {
+        let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    }
+    let codes = state.z_q().unwrap().unwrap();
+    let changed = (codes - codes0)
+        .abs()
+        .sum_dim_intlist(1, false, Kind::Float);
+    let n_changed = changed.gt(0.0).sum(Kind::Int64).int64_value(&[]);
+    assert!(n_changed > 0, "no latent position changed its code");
+    assert!(max_abs_diff(&img0, &state.image().unwrap()) > 1e-3);
+    // The parameter stays a float32 leaf that requires grad.
+    assert!(state.param().requires_grad());
+    assert_eq!(state.param().kind(), Kind::Float);
+}
+
+#[test]
+fn zero_weight_prompt_contributes_nothing() {
+    let _torch = lock();
+    let g1 = guide(&[&["a red apple"]]);
+    let g2 = guide(&[&["a red apple", "a blue banana:0"]]);
+    let mut s1 = palette_state(4);
+    let mut s2 = palette_state(4);
+    let w1 = plain_weights(&g1, &[1.0]);
+    let mut w2 = plain_weights(&g2, &[1.0]);
+    w2.prompt_weights[0][1] = WeightStop::weight(0.0);
+    tch::manual_seed(11);
+    let l1 = run(&g1, &mut s1, 0.02, 4, &w1);
+    tch::manual_seed(11);
+    let l2 = run(&g2, &mut s2, 0.02, 4, &w2);
+    assert_eq!(l1, l2);
+    assert_eq!(max_abs_diff(s1.param(), s2.param()), 0.0);
+}
+
+#[test]
+fn scene_weights_select_the_scene() {
+    let _torch = lock();
+    let both = guide(&[&["a red apple"], &["a blue banana"]]);
+    let only_a = guide(&[&["a red apple"]]);
+    let only_b = guide(&[&["a blue banana"]]);
+    let check = |weights: [f64; 2], single: &Guide| {
+        let mut s1 = vqgan_state(6);
+        let mut s2 = vqgan_state(6);
+        tch::manual_seed(21);
+        let l1 = run(&both, &mut s1, 0.1, 3, &plain_weights(&both, &weights));
+        tch::manual_seed(21);
+        let l2 = run(single, &mut s2, 0.1, 3, &plain_weights(single, &[1.0]));
+        assert_eq!(l1, l2, "scene weights {weights:?}");
+        assert_eq!(max_abs_diff(s1.param(), s2.param()), 0.0);
+        l1
+    };
+    let la = check([1.0, 0.0], &only_a);
+    let lb = check([0.0, 1.0], &only_b);
+    assert_ne!(la, lb, "the two scenes' prompts gave the same losses");
+    // A half/half mix weighs both: its first loss is the mean of the two.
+    let mut s = vqgan_state(6);
+    tch::manual_seed(21);
+    let mix = run(&both, &mut s, 0.1, 1, &plain_weights(&both, &[0.5, 0.5]));
+    assert!((mix[0] - 0.5 * (la[0] + lb[0])).abs() < 1e-5);
+}
+
+fn direct_pull(mut state: ImageState, target: &Target, weight: f64, lr: f64) -> f64 {
+    let g = guide(&[&["a red apple"]]);
+    let mut w = plain_weights(&g, &[1.0]);
+    w.direct_stabilization = Some((WeightStop::weight(weight), target));
+    tch::manual_seed(31);
+    run(&g, &mut state, lr, 15, &w);
+    mse(&state.image().unwrap(), &target.rgb)
+}
+
+#[test]
+fn direct_stabilization_pulls_toward_the_target() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    // Palette: the target is another random image.
+    let target = g.target(&palette_state(100)).unwrap();
+    assert!(target.z_q.is_none());
+    let weak = direct_pull(palette_state(8), &target, 0.0, 0.02);
+    let strong = direct_pull(palette_state(8), &target, 50.0, 0.02);
+    assert!(
+        strong < weak * 0.9,
+        "palette: mse {weak} (w 0) vs {strong} (w 50)"
+    );
+    // VQGAN: latent + RGB loss toward another random latent.
+    let target = g.target(&vqgan_state(100)).unwrap();
+    assert!(target.z_q.is_some());
+    let weak = direct_pull(vqgan_state(8), &target, 0.0, 0.1);
+    let strong = direct_pull(vqgan_state(8), &target, 50.0, 0.1);
+    assert!(strong < weak, "vqgan: mse {weak} (w 0) vs {strong} (w 50)");
+}
+
+#[test]
+fn semantic_stabilization_pulls_toward_the_target() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let target = g.target(&palette_state(200)).unwrap();
+    assert_eq!(target.embeds.len(), 1);
+    assert_eq!(target.embeds[0].size(), vec![1, 32]);
+    let mut state = palette_state(9);
+    let before = g.semantic_distance(&state, &target).unwrap();
+    let mut w = plain_weights(&g, &[0.0]);
+    w.semantic_stabilization = Some((WeightStop::weight(1.0), &target));
+    tch::manual_seed(41);
+    let losses = run(&g, &mut state, 0.05, 25, &w);
+    let after = g.semantic_distance(&state, &target).unwrap();
+    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    assert!(after < before, "semantic distance {before} -> {after}");
+}
+
+#[test]
+fn same_seed_same_parameters() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let go = || {
+        let mut s = vqgan_state(12);
+        tch::manual_seed(13);
+        let l = run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]));
+        (l, s.param().copy())
+    };
+    let (l1, p1) = go();
+    let (l2, p2) = go();
+    assert_eq!(l1, l2);
+    assert_eq!(max_abs_diff(&p1, &p2), 0.0);
+    // A different seed for the cutouts gives a different path.
+    let mut s = vqgan_state(12);
+    tch::manual_seed(14);
+    run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]));
+    assert!(max_abs_diff(&p1, s.param()) > 0.0);
+}
+
+#[test]
+fn image_prompts_load_and_guide() {
+    let _torch = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::RgbImage::from_fn(40, 20, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 12) as u8, if x > 20 { 255 } else { 0 }])
+    });
+    img.save(dir.path().join("ref.png")).unwrap();
+    let scenes = prompts(&[&["[ref.png]"]]);
+    let g = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap();
+    // The embedding is CLIP's of the preprocessed file.
+    let rgb = zoetrope::output::frames::rgb_to_tensor(&img);
+    let x = clip_preprocess(&rgb, 32).unwrap();
+    assert_eq!(x.size(), vec![1, 3, 32, 32]);
+    let expected = g.perceptors()[0].clip.encode_image(&x).unwrap();
+    assert!(max_abs_diff(&g.prompts()[0][0].embeds[0], &expected) < 1e-5);
+    // And it steers the image.
+    let mut state = palette_state(15);
+    let before = distance(&g, &state);
+    tch::manual_seed(16);
+    run(&g, &mut state, 0.02, 25, &plain_weights(&g, &[1.0]));
+    let after = distance(&g, &state);
+    assert!(after < before, "image prompt distance {before} -> {after}");
+}
+
+#[test]
+fn clip_preprocess_resizes_short_side_and_centre_crops() {
+    let _torch = lock();
+    // A 64×32 image whose left and right quarters are red and the middle
+    // green: the 32 px centre crop of the 64×32 → 64×32 (no resize) keeps the
+    // green middle only.
+    let rgb = Tensor::zeros([1, 3, 32, 64], (Kind::Float, Device::Cpu));
+    let _ = rgb.narrow(3, 0, 16).narrow(1, 0, 1).fill_(1.0);
+    let _ = rgb.narrow(3, 48, 16).narrow(1, 0, 1).fill_(1.0);
+    let _ = rgb.narrow(3, 16, 32).narrow(1, 1, 1).fill_(1.0);
+    let x = clip_preprocess(&rgb, 32).unwrap();
+    let mean = [0.48145466, 0.4578275, 0.40821073];
+    let std = [0.26862954, 0.26130258, 0.27577711];
+    let g = x.narrow(1, 1, 1).mean(Kind::Float).double_value(&[]);
+    let r = x.narrow(1, 0, 1).mean(Kind::Float).double_value(&[]);
+    assert!((g - (1.0 - mean[1]) / std[1]).abs() < 1e-4);
+    assert!((r - (0.0 - mean[0]) / std[0]).abs() < 1e-4);
+    // A downscale keeps the aspect: 128×64 → 64×32 → crop 32.
+    let big = Tensor::rand([1, 3, 64, 128], (Kind::Float, Device::Cpu));
+    assert_eq!(
+        clip_preprocess(&big, 32).unwrap().size(),
+        vec![1, 3, 32, 32]
+    );
+}
+
+#[test]
+fn missing_image_prompt_names_the_file() {
+    let _torch = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = prompts(&[&["a cat", "[nowhere/missing_picture.png]:2"]]);
+    let err = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Input);
+    assert!(
+        err.message.contains("missing_picture.png"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("image prompt"), "{}", err.message);
+}
+
+#[test]
+fn too_long_text_prompt_is_an_input_error_quoting_it() {
+    let _torch = lock();
+    let long = "many words ".repeat(60);
+    let scenes = prompts(&[&[long.trim()]]);
+    let err = Guide::new(vec![perceptor(7)], &scenes, Path::new(".")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Input);
+    assert!(
+        err.message.contains("many words many words"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn from_image_round_trips() {
+    let _torch = lock();
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let pal = ImageState::from_image(ImageModel::Palette, &rgb).unwrap();
+    assert_eq!((pal.width(), pal.height()), (W, H));
+    assert_eq!(max_abs_diff(&pal.image().unwrap(), &rgb), 0.0);
+    // The parameter does not alias the caller's tensor.
+    let mut pal = pal;
+    let mut adam = Adam::new(pal.param(), 0.02);
+    let g = guide(&[&["a red apple"]]);
+    tch::manual_seed(1);
+    let _ = g
+        .step(&mut pal, &mut adam, &plain_weights(&g, &[1.0]))
+        .unwrap();
+    assert!(max_abs_diff(pal.param(), &rgb) > 0.0);
+    assert_eq!(rgb.size(), vec![1, 3, H, W]);
+
+    let vq = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &rgb).unwrap();
+    assert_eq!(vq.param().size(), vec![1, 4, H / 2, W / 2]);
+    let img = vq.image().unwrap();
+    assert_eq!(img.size(), vec![1, 3, H, W]);
+    assert!(img.min().double_value(&[]) >= 0.0 && img.max().double_value(&[]) <= 1.0);
+    // z starts on codebook vectors (the quantised encoding).
+    assert_eq!(max_abs_diff(vq.param(), &vq.z_q().unwrap().unwrap()), 0.0);
+    // Sizes that are not multiples of the factor are refused.
+    let odd = Tensor::rand([1, 3, 31, 64], (Kind::Float, Device::Cpu));
+    let err = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &odd).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Input);
+}
+
+#[test]
+fn set_image_and_param_round_trip() {
+    let _torch = lock();
+    let mut state = vqgan_state(20);
+    let before = state.param().shallow_clone();
+    let saved = state.param().copy();
+    let other = Tensor::randn([1, 4, H / 2, W / 2], (Kind::Float, Device::Cpu));
+    state.set_param(&other).unwrap();
+    assert_eq!(max_abs_diff(state.param(), &other), 0.0);
+    // The same leaf (Adam bound to it stays valid).
+    assert_eq!(before.data_ptr(), state.param().data_ptr());
+    assert!(state.param().requires_grad());
+    state.set_param(&saved).unwrap();
+    assert_eq!(max_abs_diff(state.param(), &saved), 0.0);
+    let wrong = Tensor::zeros([1, 4, 4, 4], (Kind::Float, Device::Cpu));
+    assert_eq!(state.set_param(&wrong).unwrap_err().kind, ErrorKind::Input);
+
+    // set_image re-encodes into the same leaf.
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    state.set_image(&rgb).unwrap();
+    assert_eq!(before.data_ptr(), state.param().data_ptr());
+    assert_eq!(
+        max_abs_diff(state.param(), &state.z_q().unwrap().unwrap()),
+        0.0
+    );
+
+    let mut pal = palette_state(21);
+    pal.set_image(&rgb).unwrap();
+    assert_eq!(max_abs_diff(&pal.image().unwrap(), &rgb), 0.0);
+}
+
+#[test]
+fn warp_latent_moves_the_parameter() {
+    let _torch = lock();
+    use zoetrope::render::warp::{InfillMode, Motion, SamplingMode};
+    let motion = Motion {
+        translate_x: 2.0,
+        ..Motion::default()
+    };
+    // Palette: pixels move 2 to the right (wrap infill).
+    let mut pal = palette_state(22);
+    let p0 = pal.param().copy();
+    pal.warp_latent(&motion, SamplingMode::Nearest, InfillMode::Wrap)
+        .unwrap();
+    assert_eq!(max_abs_diff(&p0.roll([2], [3]), pal.param()), 0.0);
+    // VQGAN: the latent moves 2 / f = 1 cell.
+    let mut vq = vqgan_state(23);
+    let z0 = vq.param().copy();
+    vq.warp_latent(&motion, SamplingMode::Nearest, InfillMode::Wrap)
+        .unwrap();
+    assert!(max_abs_diff(&z0.roll([1], [3]), vq.param()) < 1e-6);
+}
