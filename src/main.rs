@@ -24,6 +24,8 @@ enum Command {
     /// Dry run: every frame's steps, t, scene weights, prompts and motion.
     /// Needs no weights and no GPU; checks the scene file as render would.
     Plan(cli::plan::PlanArgs),
+    /// Render a scene to PNG frames and an MP4, or resume an interrupted render.
+    Render(cli::render::RenderArgs),
     /// Model files: list, fetch, import and verify CLIP and VQGAN weights.
     Weights(cli::weights::WeightsArgs),
 }
@@ -38,6 +40,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan(args) => cli::plan::run(&args),
+        Command::Render(args) => cli::render::run(&args),
         Command::Weights(args) => cli::weights::run(args),
     }
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use zoetrope::models::weights::{full_clip_check, full_vqgan_check};
 
 fn read_keys(name: &str) -> BTreeMap<String, Vec<i64>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keys")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -55,7 +57,10 @@ fn all_official_layouts_pass_the_full_check() {
 #[test]
 fn a_wrong_shape_or_missing_tensor_is_named() {
     let mut m = read_keys("clip_ViT-B-32.txt");
-    m.insert("visual.transformer.resblocks.3.mlp.c_fc.weight".into(), vec![3072, 700]);
+    m.insert(
+        "visual.transformer.resblocks.3.mlp.c_fc.weight".into(),
+        vec![3072, 700],
+    );
     let e = full_clip_check(&m).unwrap_err();
     assert!(e.message.contains("resblocks.3.mlp.c_fc.weight"), "{e}");
     assert_eq!(e.exit_code(), 3);
@@ -63,7 +68,10 @@ fn a_wrong_shape_or_missing_tensor_is_named() {
     let mut m = read_keys("vqgan_imagenet.txt");
     m.remove("decoder.mid.attn_1.proj_out.bias");
     let e = full_vqgan_check(&m).unwrap_err();
-    assert!(e.message.contains("decoder.mid.attn_1.proj_out.bias"), "{e}");
+    assert!(
+        e.message.contains("decoder.mid.attn_1.proj_out.bias"),
+        "{e}"
+    );
 
     let mut m = read_keys("vqgan_openimages.txt");
     m.insert("decoder.extra.weight".into(), vec![3]);

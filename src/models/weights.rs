@@ -705,7 +705,9 @@ fn compare_shapes(
     for (key, shape) in expected {
         match file.get(key) {
             Some(s) if s == shape => {}
-            Some(s) => problems.push(format!("`{key}` has shape {s:?}, the model needs {shape:?}")),
+            Some(s) => problems.push(format!(
+                "`{key}` has shape {s:?}, the model needs {shape:?}"
+            )),
             // Older BatchNorm checkpoints lack the step counter; it is not used.
             None if key.ends_with("num_batches_tracked") => {}
             None => problems.push(format!("`{key}` is missing")),

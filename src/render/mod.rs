@@ -2,5 +2,6 @@
 
 pub mod adam;
 pub mod device;
+pub mod frameloop;
 pub mod step;
 pub mod warp;

@@ -109,6 +109,78 @@ impl VqganModel {
     }
 }
 
+/// The `vqgan_model` setting: one of pytti's six names, or another model —
+/// a name from the weights manifest (such as the untrained `tiny-vqgan`) or a
+/// path to a `.safetensors` file, whose factor is read from its shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VqganChoice {
+    Named(VqganModel),
+    Other {
+        /// The manifest name, or the file's absolute path.
+        name: String,
+        factor: u32,
+        gumbel: bool,
+    },
+}
+
+impl VqganChoice {
+    /// The name or path the weights are resolved from.
+    pub fn name(&self) -> &str {
+        match self {
+            VqganChoice::Named(m) => m.name(),
+            VqganChoice::Other { name, .. } => name,
+        }
+    }
+    /// Gumbel quantiser (default learning rate 0.15).
+    pub fn is_gumbel(&self) -> bool {
+        match self {
+            VqganChoice::Named(m) => m.is_gumbel(),
+            VqganChoice::Other { gumbel, .. } => *gumbel,
+        }
+    }
+    /// Downsampling factor: image sizes must be multiples of it.
+    pub fn factor(&self) -> u32 {
+        match self {
+            VqganChoice::Named(m) => m.factor(),
+            VqganChoice::Other { factor, .. } => *factor,
+        }
+    }
+}
+
+impl Serialize for VqganChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// A perceptor that is not one of the nine OpenAI names: a CLIP model of the
+/// weights manifest (such as the untrained `tiny-clip`), or a `.safetensors`
+/// path (relative to the scene file's folder).
+fn other_perceptor(name: &str, base_dir: &Path) -> Option<String> {
+    use crate::models::weights::{Manifest, ModelKind};
+    let name = name.trim();
+    if name.ends_with(".safetensors") {
+        let p = Path::new(name);
+        let path = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        };
+        return Some(path.display().to_string());
+    }
+    Manifest::builtin()
+        .find(Some(ModelKind::Clip), name)
+        .map(|e| e.name.clone())
+}
+
+/// Factor and quantiser of a VQGAN weights file, from its tensor shapes.
+fn vqgan_file_layout(path: &Path) -> Result<(u32, bool)> {
+    let shapes = crate::models::weights::read_shapes(path)?;
+    let config =
+        crate::models::vqgan::VqganConfig::infer_from(&shapes, &path.display().to_string())?;
+    Ok((config.factor() as u32, config.is_gumbel()))
+}
+
 /// `"off"` or `"2D"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AnimationMode {
@@ -252,8 +324,9 @@ pub struct Scene {
     pub height: u32,
     pub pixel_size: u32,
     pub image_model: ImageModel,
-    pub vqgan_model: VqganModel,
-    /// Canonical names from [`PERCEPTORS`], without duplicates.
+    pub vqgan_model: VqganChoice,
+    /// Canonical names from [`PERCEPTORS`], other model names from the weights
+    /// manifest, or absolute paths of `.safetensors` files; without duplicates.
     pub perceptors: Vec<String>,
     pub cutouts: u32,
     pub cut_pow: f64,
@@ -679,6 +752,104 @@ impl Reader<'_, '_> {
         }
     }
 
+    /// The folder relative paths are resolved against: the scene file's,
+    /// made absolute so that the resolved settings a run records stay valid
+    /// wherever they are read back from (`render --resume`).
+    fn base_dir(&self) -> PathBuf {
+        Path::new(self.doc.origin)
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    p.to_path_buf()
+                } else {
+                    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    /// `vqgan_model`: pytti's six names, a weights-manifest name, or a path.
+    fn vqgan_choice(&self, base_dir: &Path, warnings: &mut Vec<String>) -> Result<VqganChoice> {
+        use crate::models::weights::{self, Manifest, ModelKind};
+        let Some((span, s)) = self.string("vqgan_model")? else {
+            return Ok(VqganChoice::Named(VqganModel::Imagenet));
+        };
+        let wanted = s.trim();
+        if let Some((_, v)) = VqganModel::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
+        {
+            return Ok(VqganChoice::Named(*v));
+        }
+        if wanted.ends_with(".safetensors") || wanted.contains('/') {
+            let p = Path::new(wanted);
+            let path = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base_dir.join(p)
+            };
+            if !path.is_file() {
+                return Err(self.doc.err(
+                    span,
+                    "vqgan_model",
+                    format!(
+                        "the weights file {} does not exist (paths are relative to the scene \
+                         file's folder)",
+                        path.display()
+                    ),
+                ));
+            }
+            let (factor, gumbel) = vqgan_file_layout(&path)
+                .map_err(|e| self.doc.err(span.clone(), "vqgan_model", e.message))?;
+            return Ok(VqganChoice::Other {
+                name: path.display().to_string(),
+                factor,
+                gumbel,
+            });
+        }
+        let manifest = Manifest::builtin();
+        if let Some(entry) = manifest.find(Some(ModelKind::Vqgan), wanted) {
+            let name = entry.name.clone();
+            return Ok(match weights::resolve(ModelKind::Vqgan, &name) {
+                Ok(path) => {
+                    let (factor, gumbel) = vqgan_file_layout(&path)
+                        .map_err(|e| self.doc.err(span.clone(), "vqgan_model", e.message))?;
+                    VqganChoice::Other {
+                        name,
+                        factor,
+                        gumbel,
+                    }
+                }
+                Err(_) => {
+                    warnings.push(format!(
+                        "vqgan_model \"{name}\": its weights are not present, so its factor is \
+                         taken as 16 for now; render checks the real one"
+                    ));
+                    VqganChoice::Other {
+                        name,
+                        factor: 16,
+                        gumbel: false,
+                    }
+                }
+            });
+        }
+        let names: Vec<&str> = VqganModel::ALL.iter().map(|(n, _)| *n).collect();
+        Err(self.doc.err(
+            span,
+            "vqgan_model",
+            format!(
+                "\"{s}\" is not one of {} (or a weights-manifest name, or a path to a \
+                 .safetensors file){}",
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                suggest(&s, names.iter().copied())
+            ),
+        ))
+    }
+
     fn perceptors(&self) -> Result<Vec<String>> {
         let canon = |s: &str| -> Option<&'static str> {
             let norm = |x: &str| {
@@ -725,10 +896,13 @@ impl Reader<'_, '_> {
                     };
                 let mut out = Vec::new();
                 for (sp, name) in items {
-                    match canon(&name) {
+                    match canon(&name)
+                        .map(str::to_string)
+                        .or_else(|| other_perceptor(&name, &self.base_dir()))
+                    {
                         Some(c) => {
-                            if !out.iter().any(|o: &String| o == c) {
-                                out.push(c.to_string())
+                            if !out.iter().any(|o: &String| *o == c) {
+                                out.push(c)
                             }
                         }
                         None => {
@@ -776,10 +950,7 @@ impl Reader<'_, '_> {
     fn resolve(&self) -> Result<Scene> {
         let mut warnings = Vec::new();
         let origin = self.doc.origin;
-        let base_dir = Path::new(origin)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base_dir = self.base_dir();
         let resolve_path = |p: &Path| -> PathBuf {
             if p.is_absolute() || base_dir.as_os_str().is_empty() {
                 p.to_path_buf()
@@ -869,7 +1040,7 @@ impl Reader<'_, '_> {
                 ("Unlimited Palette", ImageModel::UnlimitedPalette),
             ],
         )?;
-        let vqgan_model = self.choice("vqgan_model", VqganModel::Imagenet, &VqganModel::ALL)?;
+        let vqgan_model = self.vqgan_choice(&base_dir, &mut warnings)?;
         let mut width = self.int_or("width", 256, 1, 16384)? as u32;
         let mut height = self.int_or("height", 128, 1, 16384)? as u32;
         if image_model == ImageModel::Vqgan {

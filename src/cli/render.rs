@@ -1,0 +1,67 @@
+//! `zoetrope render SCENE` and `zoetrope render --resume DIR`.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use zoetrope::render::frameloop::{self, Progress, RenderOptions};
+use zoetrope::{Error, Result};
+
+/// Arguments of `zoetrope render`.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The scene file (TOML) to render.
+    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+    pub scene: Option<PathBuf>,
+    /// Continue the interrupted run in this folder (the settings and seed are read from it).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Folder that receives the run folder `<file_namespace>/`.
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    pub log_lines: bool,
+}
+
+/// Runs the render; Ctrl-C stops after the current step, closes the MP4 and
+/// prints the resume command.
+pub fn run(args: &RenderArgs) -> Result<()> {
+    let opts = RenderOptions {
+        out_dir: args.out.clone(),
+        progress: if args.quiet {
+            Progress::Quiet
+        } else if args.log_lines {
+            Progress::Lines
+        } else {
+            Progress::Auto
+        },
+        ..RenderOptions::default()
+    };
+    let flag = opts.interrupt.clone();
+    // A second Ctrl-C while stopping ends the process the usual way.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (Ctrl-C again to abort)…");
+    });
+    let summary = match (&args.scene, &args.resume) {
+        (_, Some(dir)) => frameloop::resume(dir, &opts)?,
+        (Some(scene), None) => frameloop::render_file(scene, &opts)?,
+        (None, None) => return Err(Error::input("give a scene file, or --resume RUN_DIR")),
+    };
+    if !args.quiet {
+        println!(
+            "rendered {} frames into {}",
+            summary.total_frames,
+            summary.run_dir.display()
+        );
+        if let Some(v) = summary.video {
+            println!("video: {}", v.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,832 @@
+//! The frame loop: the render itself.
+//!
+//! For every frame `k` (1-based) of the [`Timeline`]:
+//!
+//! 1. from frame 2 on, when animating, the previous frame is decoded, warped by
+//!    the frame's motion (SPEC §5) and re-encoded (`reencode_each_frame`), or
+//!    the latent grid itself is warped; the warped frame becomes the
+//!    stabilisation target (SPEC §6), and Adam is reset (`reset_lr_each_frame`);
+//! 2. the frame's `steps_per_frame` optimisation steps run ([`Guide::step`]),
+//!    each with the scene weights and prompt weights of its own step;
+//! 3. the frame is written as `frame_NNNNN.png`, appended to the MP4, and the
+//!    state needed to continue (the optimised tensor, Adam's moments) is saved
+//!    atomically.
+//!
+//! # Determinism and resume
+//!
+//! Torch's generator is re-seeded at the start of every frame from the run's
+//! seed and the frame number, so a frame's random draws (cutouts, noise) do not
+//! depend on how the process got there. The state saved after frame `k` is
+//! everything the next frame reads, so `render --resume DIR` after a crash
+//! (even `kill -9`) reproduces exactly the frames an uninterrupted run makes on
+//! the same device. Work done inside the interrupted frame is redone.
+
+use crate::guidance::cutouts::CutoutSampler;
+use crate::guidance::loss::WeightStop;
+use crate::models::clip::Clip;
+use crate::models::vqgan::Vqgan;
+use crate::models::weights::{self, ModelKind};
+use crate::output::frames::{load_image, tensor_to_rgb, write_frame, write_png_atomic};
+use crate::output::run_dir::RunDir;
+use crate::output::write_json_atomic;
+use crate::render::adam::Adam;
+use crate::render::device::{resolve_device, resolve_precision};
+use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
+use crate::render::warp::{self, InfillMode, SamplingMode};
+use crate::scene::prompt::WeightSpec;
+use crate::scene::{self, Scene, StabilizationTarget};
+use crate::schedule::Timeline;
+use crate::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// File names inside a run folder.
+pub const SETTINGS_FILE: &str = "settings.toml";
+pub const SCHEDULE_FILE: &str = "schedule.json";
+pub const METADATA_FILE: &str = "metadata.json";
+pub const STATE_FILE: &str = "state.json";
+pub const STATE_TENSORS_FILE: &str = "state.safetensors";
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// How a render reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Bars on a terminal, periodic lines otherwise.
+    Auto,
+    /// Plain log lines, one per frame.
+    Lines,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// Options of one render that are not scene settings.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Folder that receives `<file_namespace>/`.
+    pub out_dir: PathBuf,
+    pub progress: Progress,
+    /// Set (by a Ctrl-C handler) to stop cleanly after the current step.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            out_dir: PathBuf::from("out"),
+            progress: Progress::Auto,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// What a finished (or cleanly interrupted) render produced.
+#[derive(Debug, Clone)]
+pub struct RenderSummary {
+    pub run_dir: PathBuf,
+    pub frames_written: u64,
+    pub total_frames: u64,
+    pub video: Option<PathBuf>,
+}
+
+/// The resume state written after every frame (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    /// zoetrope version that wrote it.
+    pub version: String,
+    /// Frames completed (1-based index of the last written frame).
+    pub frames_done: u64,
+    pub total_frames: u64,
+    pub seed: u64,
+    /// Adam's step counter at the end of the frame.
+    pub adam_step: i64,
+    /// The folder relative paths of the scene were resolved against.
+    pub scene_dir: PathBuf,
+    /// The scene file the run was started from.
+    pub scene_file: PathBuf,
+    /// Per-frame records so far.
+    pub frames: Vec<FrameRecord>,
+    /// True once the last frame and the MP4 are written.
+    pub complete: bool,
+}
+
+/// One frame's measurements, kept in the metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrameRecord {
+    pub frame: u64,
+    /// Loss of the frame's last step.
+    pub loss: f64,
+    /// Seconds spent on the frame (warp, steps and writing).
+    pub seconds: f64,
+}
+
+/// Renders a scene file into a new run folder under `opts.out_dir`.
+pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
+    let scene = Scene::load(scene_path)?;
+    scene.check_files()?;
+    // Everything the plan checks, before any model loads.
+    let _ = Timeline::new(&scene)?;
+    let run = RunDir::create(&opts.out_dir, &scene.file_namespace, scene.allow_overwrite)?;
+    let scene_dir = scene_dir_of(scene_path);
+    render_in(&scene, scene_path, &scene_dir, run, false, opts)
+}
+
+/// Continues the run in `run_dir` where it stopped.
+pub fn resume(run_dir: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
+    let run = RunDir::open(run_dir)?;
+    let state = read_state(&run.path)?.ok_or_else(|| {
+        Error::input(format!(
+            "{} holds no {STATE_FILE}: it is not a zoetrope run folder, or the run stopped \
+             before its first frame; start it again with `zoetrope render SCENE`",
+            run.path.display()
+        ))
+    })?;
+    let settings_path = run.path.join(SETTINGS_FILE);
+    let text = std::fs::read_to_string(&settings_path)
+        .map_err(|e| Error::io(format!("reading {}", settings_path.display()), e))?;
+    let scene = Scene::from_str(&text, &settings_path.display().to_string())?;
+    if state.complete {
+        eprintln!(
+            "{} is already complete ({} frames); nothing to do",
+            run.path.display(),
+            state.total_frames
+        );
+        return Ok(RenderSummary {
+            run_dir: run.path.clone(),
+            frames_written: state.frames_done,
+            total_frames: state.total_frames,
+            video: Some(run.video_path()).filter(|p| p.exists()),
+        });
+    }
+    let scene_file = state.scene_file.clone();
+    let scene_dir = state.scene_dir.clone();
+    render_in(&scene, &scene_file, &scene_dir, run, true, opts)
+}
+
+fn scene_dir_of(scene_path: &Path) -> PathBuf {
+    let dir = scene_path.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn read_state(dir: &Path) -> Result<Option<RunState>> {
+    let path = dir.join(STATE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::input(format!(
+            "{} is damaged ({e}); the run cannot be resumed",
+            path.display()
+        ))
+    })
+}
+
+/// The models a scene needs, loaded on `device` in `kind`.
+pub struct LoadedModels {
+    pub perceptors: Vec<Perceptor>,
+    pub image_model: ImageModel,
+    /// `(model name, weights file)` of every file used, for the metadata.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Resolves and loads every model of `scene`, reporting all missing weights at once.
+pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedModels> {
+    let mut missing = Vec::new();
+    let mut clip_paths = Vec::new();
+    for name in &scene.perceptors {
+        match weights::resolve(ModelKind::Clip, name) {
+            Ok(p) => clip_paths.push((name.clone(), p)),
+            Err(e) => missing.push(e.message),
+        }
+    }
+    let vqgan_path = if scene.image_model == scene::ImageModel::Vqgan {
+        let name = scene.vqgan_model.name();
+        match weights::resolve(ModelKind::Vqgan, name) {
+            Ok(p) => Some((name.to_string(), p)),
+            Err(e) => {
+                missing.push(e.message);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if !missing.is_empty() {
+        return Err(Error::weights(missing.join("\n")));
+    }
+    let mut files = Vec::new();
+    let mut perceptors = Vec::new();
+    for (name, path) in clip_paths {
+        let clip = Clip::load_as(&path, device, kind)?;
+        let sampler = CutoutSampler::new(
+            scene.cutouts as usize,
+            scene.cut_pow,
+            scene.cutout_border,
+            clip.input_resolution(),
+        )?;
+        perceptors.push(Perceptor {
+            name: name.clone(),
+            clip,
+            sampler,
+        });
+        files.push((name, path));
+    }
+    let image_model = match vqgan_path {
+        Some((name, path)) => {
+            let vqgan = Vqgan::load_with_kind(&path, device, kind)?;
+            files.push((name, path));
+            ImageModel::Vqgan(vqgan)
+        }
+        None => ImageModel::Palette,
+    };
+    Ok(LoadedModels {
+        perceptors,
+        image_model,
+        files,
+    })
+}
+
+fn weight_stop(spec: &WeightSpec, t: f64, f: f64) -> WeightStop {
+    let stop = spec.stop_at(t, f);
+    WeightStop::new(
+        spec.weight.eval(t, f),
+        if stop == f64::NEG_INFINITY {
+            None
+        } else {
+            Some(stop)
+        },
+    )
+}
+
+fn frame_seed(seed: u64, frame: u64) -> i64 {
+    // splitmix64 of (seed, frame): independent streams per frame.
+    let mut z = seed
+        .wrapping_add(frame.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+fn to_warp_motion(m: crate::schedule::Motion) -> warp::Motion {
+    warp::Motion {
+        translate_x: m.translate_x,
+        translate_y: m.translate_y,
+        rotate_2d: m.rotate_2d,
+        zoom_x_2d: m.zoom_x_2d,
+        zoom_y_2d: m.zoom_y_2d,
+    }
+}
+
+fn sampling_of(scene: &Scene) -> Result<SamplingMode> {
+    serde_json::to_value(scene.sampling_mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(|| Error::internal("sampling_mode has no name"))?
+        .parse()
+}
+
+fn infill_of(scene: &Scene) -> Result<InfillMode> {
+    serde_json::to_value(scene.infill_mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(|| Error::internal("infill_mode has no name"))?
+        .parse()
+}
+
+fn precision_name(p: scene::Precision) -> &'static str {
+    match p {
+        scene::Precision::Auto => "auto",
+        scene::Precision::Fp32 => "fp32",
+        scene::Precision::Bf16 => "bf16",
+    }
+}
+
+/// Turns a torch failure during the render into a message a user can act on.
+fn torch_error(e: Error) -> Error {
+    let m = e.message.to_ascii_lowercase();
+    if m.contains("out of memory") {
+        Error::new(
+            ErrorKind::Internal,
+            format!(
+                "the GPU ran out of memory ({}). Lower `width`/`height`, `cutouts`, or use \
+                 fewer/smaller `perceptors`, or set `precision = \"bf16\"`",
+                e.message.lines().next().unwrap_or("")
+            ),
+        )
+    } else {
+        e
+    }
+}
+
+/// Progress display: bars on a terminal, lines otherwise.
+struct Reporter {
+    mode: Progress,
+    frames: Option<indicatif::ProgressBar>,
+    steps: Option<indicatif::ProgressBar>,
+    _multi: Option<indicatif::MultiProgress>,
+}
+
+impl Reporter {
+    fn new(mode: Progress, total_frames: u64, done: u64, steps_per_frame: u64) -> Reporter {
+        let mode = match mode {
+            Progress::Auto if std::io::stderr().is_terminal() => Progress::Auto,
+            Progress::Auto => Progress::Lines,
+            m => m,
+        };
+        if mode != Progress::Auto {
+            return Reporter {
+                mode,
+                frames: None,
+                steps: None,
+                _multi: None,
+            };
+        }
+        let multi = indicatif::MultiProgress::new();
+        let frames = multi.add(indicatif::ProgressBar::new(total_frames));
+        frames.set_style(
+            indicatif::ProgressStyle::with_template(
+                "frames {pos}/{len} [{wide_bar}] {elapsed_precise} eta {eta_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        frames.set_position(done);
+        let steps = multi.add(indicatif::ProgressBar::new(steps_per_frame));
+        steps.set_style(
+            indicatif::ProgressStyle::with_template(
+                "frame {prefix} steps {pos}/{len} [{bar:30}] {per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Reporter {
+            mode,
+            frames: Some(frames),
+            steps: Some(steps),
+            _multi: Some(multi),
+        }
+    }
+
+    fn start_frame(&self, k: u64) {
+        if let Some(s) = &self.steps {
+            s.set_prefix(k.to_string());
+            s.set_position(0);
+        }
+    }
+
+    fn step(&self, loss: Option<f64>) {
+        if let Some(s) = &self.steps {
+            s.inc(1);
+            if let Some(l) = loss {
+                s.set_message(format!("loss {l:.4}"));
+            }
+        }
+    }
+
+    fn frame_done(&self, k: u64, total: u64, loss: f64, secs: f64, steps: u64) {
+        match self.mode {
+            Progress::Auto => {
+                if let Some(f) = &self.frames {
+                    f.set_position(k);
+                }
+            }
+            Progress::Lines => eprintln!(
+                "frame {k}/{total}: loss {loss:.4}, {secs:.1}s ({:.2} steps/s)",
+                steps as f64 / secs.max(1e-9)
+            ),
+            Progress::Quiet => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(s) = &self.steps {
+            s.finish_and_clear();
+        }
+        if let Some(f) = &self.frames {
+            f.finish();
+        }
+    }
+}
+
+/// The MP4 being written, when the binary has the video feature.
+struct Video {
+    #[cfg(feature = "video")]
+    writer: Option<crate::output::video::Mp4Writer>,
+}
+
+impl Video {
+    fn open(run: &RunDir, scene: &Scene, width: u32, height: u32) -> Result<Video> {
+        #[cfg(feature = "video")]
+        {
+            let comment = format!(
+                "zoetrope {} | scenes: {}{}{}",
+                env!("CARGO_PKG_VERSION"),
+                scene.scene_prefix,
+                scene.scenes,
+                scene.scene_suffix
+            );
+            let writer = crate::output::video::Mp4Writer::create(
+                &run.video_path(),
+                width,
+                height,
+                scene.frames_per_second,
+                &comment,
+            )?;
+            Ok(Video {
+                writer: Some(writer),
+            })
+        }
+        #[cfg(not(feature = "video"))]
+        {
+            let _ = (run, scene, width, height);
+            Ok(Video {})
+        }
+    }
+
+    fn push(&mut self, img: &image::RgbImage) -> Result<()> {
+        #[cfg(feature = "video")]
+        if let Some(w) = &mut self.writer {
+            w.push_frame(img)?;
+        }
+        #[cfg(not(feature = "video"))]
+        let _ = img;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Option<PathBuf>> {
+        #[cfg(feature = "video")]
+        if let Some(w) = self.writer.take() {
+            return w.finish().map(Some);
+        }
+        #[cfg(not(feature = "video"))]
+        let _ = &mut self;
+        Ok(None)
+    }
+}
+
+/// Renders `scene` into `run` (a new folder, or an interrupted one when `resuming`).
+///
+/// This is the entry point the grid command uses for each cell.
+pub fn render_in(
+    scene: &Scene,
+    scene_file: &Path,
+    scene_dir: &Path,
+    run: RunDir,
+    resuming: bool,
+    opts: &RenderOptions,
+) -> Result<RenderSummary> {
+    let timeline = Timeline::new(scene)?;
+    let device = resolve_device(&scene.device)?;
+    let kind = resolve_precision(precision_name(scene.precision), device)?;
+    let sampling = sampling_of(scene)?;
+    let infill = infill_of(scene)?;
+    let total_frames = timeline.frames();
+    let spf = timeline.steps_per_frame();
+
+    let previous = if resuming {
+        read_state(&run.path)?
+    } else {
+        None
+    };
+
+    let started = Instant::now();
+    let models = load_models(scene, device, kind)?;
+    let weight_files: Vec<serde_json::Value> = models
+        .files
+        .iter()
+        .map(|(name, path)| {
+            serde_json::json!({
+                "model": name,
+                "file": path.display().to_string(),
+                "sha256": weights::read_sidecar(path),
+            })
+        })
+        .collect();
+    let guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)?;
+    let width = scene.width as i64;
+    let height = scene.height as i64;
+
+    // Settings and schedule are written once, at the start of a new run.
+    if !resuming {
+        crate::output::atomic::write_atomic(
+            &run.path.join(SETTINGS_FILE),
+            scene.to_toml()?.as_bytes(),
+        )?;
+        let plan: Vec<_> = (1..=total_frames).map(|k| timeline.frame_plan(k)).collect();
+        write_json_atomic(&run.path.join(SCHEDULE_FILE), &plan)?;
+    }
+
+    // The starting image, the init target and frame 0's random state.
+    tch::manual_seed(scene.seed as i64);
+    let init_rgb = match &scene.init_image {
+        Some(p) => Some(load_image(p, scene.width, scene.height)?.to_device(device)),
+        None => None,
+    };
+    let mut state = match &init_rgb {
+        Some(rgb) => ImageState::from_image(models.image_model, rgb)?,
+        None => ImageState::random(models.image_model, width, height, device)?,
+    };
+    let init_target: Option<Target> = match &init_rgb {
+        Some(_) => Some(guide.target(&state)?),
+        None => None,
+    };
+    let lr = if scene.learning_rate > 0.0 {
+        scene.learning_rate
+    } else {
+        state.default_lr()
+    };
+    let mut adam = Adam::new(state.param(), lr);
+
+    let mut records: Vec<FrameRecord> = Vec::new();
+    let mut first_frame = 1u64;
+    if let Some(prev) = &previous {
+        // Restore the end of the last completed frame.
+        let tensors = Tensor::read_safetensors(run.path.join(STATE_TENSORS_FILE)).map_err(|e| {
+            Error::input(format!(
+                "{}: cannot read the saved state ({e}); the run cannot be resumed",
+                run.path.join(STATE_TENSORS_FILE).display()
+            ))
+        })?;
+        let get = |name: &str| -> Result<Tensor> {
+            tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.to_device(device))
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "{}: the saved state lacks `{name}`; the run cannot be resumed",
+                        run.path.display()
+                    ))
+                })
+        };
+        state.set_param(&get("param")?)?;
+        adam.restore(
+            &get("adam.exp_avg")?,
+            &get("adam.exp_avg_sq")?,
+            prev.adam_step,
+        )?;
+        first_frame = prev.frames_done + 1;
+        records = prev.frames.clone();
+    }
+
+    let reporter = Reporter::new(opts.progress, total_frames, first_frame - 1, spf);
+
+    // The MP4 is rebuilt from the frames already on disk when resuming.
+    let mut video = Video::open(
+        &run,
+        scene,
+        scene.width * scene.pixel_size,
+        scene.height * scene.pixel_size,
+    )?;
+    for k in 1..first_frame {
+        let img = crate::output::frames::read_rgb(&run.frame_path(k as usize))?;
+        video.push(&img)?;
+    }
+
+    // Pre-animation steps on the first scene, not part of the video.
+    if previous.is_none() && scene.pre_animation_steps > 0 {
+        let weights = step_weights_at(scene, &timeline, 0, true, init_target.as_ref(), None)?;
+        for _ in 0..scene.pre_animation_steps {
+            let _ = guide
+                .step(&mut state, &mut adam, &weights)
+                .map_err(torch_error)?;
+            if opts.interrupt.load(Ordering::SeqCst) {
+                return Err(interrupted(&run, scene_file, 0));
+            }
+        }
+    }
+
+    let mut stab_target: Option<Target> = None;
+    let mut frames_written = first_frame - 1;
+    for k in first_frame..=total_frames {
+        let frame_start = Instant::now();
+        tch::manual_seed(frame_seed(scene.seed, k));
+        reporter.start_frame(k);
+        if k > 1 {
+            if scene.is_animated() {
+                let motion = to_warp_motion(timeline.motion(k - 1));
+                if scene.reencode_each_frame {
+                    let img = state.image()?;
+                    let warped = warp::warp(&img, &motion, sampling, infill)?;
+                    state.set_image(&warped)?;
+                } else {
+                    state.warp_latent(&motion, sampling, infill)?;
+                }
+                if scene.direct_stabilization_weight.is_some()
+                    || scene.semantic_stabilization_weight.is_some()
+                {
+                    stab_target = match scene.stabilization_target {
+                        StabilizationTarget::Previous => Some(guide.target(&state)?),
+                        StabilizationTarget::Init => None,
+                    };
+                }
+            }
+            if scene.reset_lr_each_frame {
+                adam.reset();
+            }
+        }
+        let steps = timeline.frame_steps(k);
+        let mut last_loss = Tensor::zeros([], (Kind::Float, device));
+        for step in steps.clone() {
+            let before_first_warp = k == 1;
+            let stab = stab_target.as_ref().or(init_target.as_ref());
+            let weights = step_weights_at(
+                scene,
+                &timeline,
+                step,
+                before_first_warp || !scene.is_animated(),
+                init_target.as_ref(),
+                stab,
+            )?;
+            last_loss = guide
+                .step(&mut state, &mut adam, &weights)
+                .map_err(torch_error)?;
+            let show = matches!(reporter.mode, Progress::Auto) && (step + 1) % 10 == 0;
+            reporter.step(if show {
+                Some(last_loss.double_value(&[]))
+            } else {
+                None
+            });
+            if timeline.is_save_step(step) && (step + 1) != steps.end {
+                let snap_dir = run.path.join(SNAPSHOT_DIR);
+                std::fs::create_dir_all(&snap_dir)
+                    .map_err(|e| Error::io(format!("creating {}", snap_dir.display()), e))?;
+                let img = tensor_to_rgb(&state.image()?, scene.pixel_size)?;
+                write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)?;
+            }
+            if opts.interrupt.load(Ordering::SeqCst) {
+                reporter.finish();
+                let video_path = video.finish().ok().flatten();
+                let mut e = interrupted(&run, scene_file, frames_written);
+                if let Some(v) = video_path {
+                    e.message = format!("{}\nthe video so far: {}", e.message, v.display());
+                }
+                return Err(e);
+            }
+        }
+        // The frame is done: write it, then the state that reproduces it.
+        let img = tensor_to_rgb(&state.image()?, scene.pixel_size)?;
+        write_frame(&run.path, k as usize, &img)?;
+        video.push(&img)?;
+        let loss = last_loss.double_value(&[]);
+        let secs = frame_start.elapsed().as_secs_f64();
+        records.push(FrameRecord {
+            frame: k,
+            loss,
+            seconds: secs,
+        });
+        frames_written = k;
+        save_state(
+            &run,
+            &state,
+            &adam,
+            &RunState {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                frames_done: k,
+                total_frames,
+                seed: scene.seed,
+                adam_step: adam.step,
+                scene_dir: scene_dir.to_path_buf(),
+                scene_file: scene_file.to_path_buf(),
+                frames: records.clone(),
+                complete: false,
+            },
+        )?;
+        reporter.frame_done(k, total_frames, loss, secs, steps.end - steps.start);
+    }
+    reporter.finish();
+    let video_path = video.finish()?;
+
+    let final_state = RunState {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        frames_done: total_frames,
+        total_frames,
+        seed: scene.seed,
+        adam_step: adam.step,
+        scene_dir: scene_dir.to_path_buf(),
+        scene_file: scene_file.to_path_buf(),
+        frames: records.clone(),
+        complete: true,
+    };
+    write_json_atomic(&run.path.join(STATE_FILE), &final_state)?;
+    let metadata = serde_json::json!({
+        "zoetrope_version": env!("CARGO_PKG_VERSION"),
+        "scene_file": scene_file.display().to_string(),
+        "seed": scene.seed,
+        "device": format!("{device:?}"),
+        "precision": format!("{kind:?}"),
+        "weights": weight_files,
+        "frames": records,
+        "total_seconds_this_session": started.elapsed().as_secs_f64(),
+        "resumed": resuming,
+        "video": video_path.as_ref().map(|p| p.display().to_string()),
+    });
+    write_json_atomic(&run.path.join(METADATA_FILE), &metadata)?;
+    Ok(RenderSummary {
+        run_dir: run.path.clone(),
+        frames_written,
+        total_frames,
+        video: video_path,
+    })
+}
+
+fn interrupted(run: &RunDir, scene_file: &Path, frames_done: u64) -> Error {
+    let _ = scene_file;
+    Error::new(
+        ErrorKind::Interrupted,
+        format!(
+            "interrupted after frame {frames_done}; continue with:\n  zoetrope render --resume {}",
+            run.path.display()
+        ),
+    )
+}
+
+fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> Result<()> {
+    // Tensors first (atomically), then the JSON that points at them: a crash
+    // between the two leaves the previous frame's JSON, whose frame is redone.
+    let tmp = run.path.join(format!("{STATE_TENSORS_FILE}.tmp"));
+    let param = state.param().detach().to_device(Device::Cpu);
+    let [(n1, m1), (n2, m2)] = adam.tensors();
+    let m1 = m1.to_device(Device::Cpu);
+    let m2 = m2.to_device(Device::Cpu);
+    Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp)
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, run.path.join(STATE_TENSORS_FILE)).map_err(|e| {
+        Error::io(
+            format!("writing {}", run.path.join(STATE_TENSORS_FILE).display()),
+            e,
+        )
+    })?;
+    write_json_atomic(&run.path.join(STATE_FILE), rs)
+}
+
+/// Weights of every loss at `step`.
+fn step_weights_at<'a>(
+    scene: &Scene,
+    timeline: &Timeline,
+    step: u64,
+    init_active: bool,
+    init_target: Option<&'a Target>,
+    stab_target: Option<&'a Target>,
+) -> Result<StepWeights<'a>> {
+    let t = timeline.t_at(step);
+    let f = timeline.f_at(step);
+    let scene_weights = timeline.scene_weights(step);
+    let prompt_weights = scene
+        .prompts
+        .iter()
+        .map(|prompts| {
+            prompts
+                .iter()
+                .map(|p| {
+                    let stop = p.stop_at(t, f);
+                    WeightStop::new(
+                        p.weight.eval(t, f),
+                        if stop == f64::NEG_INFINITY {
+                            None
+                        } else {
+                            Some(stop)
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let pair = |spec: &Option<WeightSpec>, target: Option<&'a Target>, active: bool| match (
+        spec, target,
+    ) {
+        (Some(spec), Some(target)) if active => Some((weight_stop(spec, t, f), target)),
+        _ => None,
+    };
+    Ok(StepWeights {
+        scene_weights,
+        prompt_weights,
+        direct_init: pair(&scene.direct_init_weight, init_target, init_active),
+        direct_stabilization: pair(&scene.direct_stabilization_weight, stab_target, true),
+        semantic_init: pair(&scene.semantic_init_weight, init_target, init_active),
+        semantic_stabilization: pair(&scene.semantic_stabilization_weight, stab_target, true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_seeds_differ_and_repeat() {
+        assert_eq!(frame_seed(12345, 3), frame_seed(12345, 3));
+        assert_ne!(frame_seed(12345, 3), frame_seed(12345, 4));
+        assert_ne!(frame_seed(12345, 3), frame_seed(12346, 3));
+        assert!(frame_seed(u64::MAX, u64::MAX) >= 0);
+    }
+}
