@@ -239,9 +239,12 @@ fn one_scene_and_interpolation_edges() {
     let m = err("scenes = \"a\"\nsteps_per_scene = 100\ninterpolation_steps = 101");
     assert!(m.contains("interpolation_steps") && m.contains("0 to 100"), "{m}");
     let m = err("scenes = \"a\"\nsteps_per_scene = 75\nsteps_per_frame = 50");
-    assert!(m.contains("not a multiple of steps_per_frame (50)") && m.contains("use 50 or 100"), "{m}");
+    assert!(m.contains("not a multiple of steps_per_frame (50)") && m.contains("use steps_per_scene = 50 or 100"), "{m}");
+    // found by the fuzzer: the default steps_per_scene (100) against a given F
+    let m = err("scenes = \"a\"\nsteps_per_frame = 40");
+    assert!(m.contains("dir/test.toml:2:19") && m.contains("default steps_per_scene"), "{m}");
     let m = err("scenes = \"a\"\nsteps_per_scene = 20\nsteps_per_frame = 50");
-    assert!(m.contains("use 50"), "{m}");
+    assert!(m.contains("use steps_per_scene = 50"), "{m}");
 }
 
 #[test]

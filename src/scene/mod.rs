@@ -505,6 +505,11 @@ impl Reader<'_, '_> {
         self.vals.get(key).map(|(_, v)| (v.span(), v.get_ref()))
     }
 
+    /// The value's span, or the file start for a setting left at its default.
+    fn span_of(&self, key: &str) -> Range<usize> {
+        self.vals.get(key).map(|(_, v)| v.span()).unwrap_or(0..0)
+    }
+
     fn type_err(&self, key: &str, span: Range<usize>, v: &DeValue, expected: &str) -> Error {
         self.doc.err(
             span,
@@ -807,7 +812,11 @@ impl Reader<'_, '_> {
         let steps_per_scene = self.int_or("steps_per_scene", 100, 1, BIG)?;
         let steps_per_frame = self.int_or("steps_per_frame", 50, 1, BIG)?;
         if steps_per_scene % steps_per_frame != 0 {
-            let span = self.vals["steps_per_scene"].1.span();
+            let span = if self.vals.contains_key("steps_per_scene") {
+                self.span_of("steps_per_scene")
+            } else {
+                self.span_of("steps_per_frame")
+            };
             let lo = steps_per_scene / steps_per_frame * steps_per_frame;
             let hi = lo + steps_per_frame;
             let hint = if lo > 0 {
@@ -819,8 +828,13 @@ impl Reader<'_, '_> {
                 span,
                 "steps_per_scene",
                 format!(
-                    "{steps_per_scene} is not a multiple of steps_per_frame ({steps_per_frame}); \
-                     every scene must last whole frames: use {hint}"
+                    "{steps_per_scene}{} is not a multiple of steps_per_frame ({steps_per_frame}); \
+                     every scene must last whole frames: use steps_per_scene = {hint}",
+                    if self.vals.contains_key("steps_per_scene") {
+                        ""
+                    } else {
+                        " (the default steps_per_scene)"
+                    }
                 ),
             ));
         }
@@ -834,7 +848,7 @@ impl Reader<'_, '_> {
         let pre_animation_steps = self.int_or("pre_animation_steps", 0, 0, BIG)?;
         let frames_per_second = self.f64_or("frames_per_second", 12.0)?;
         if frames_per_second <= 0.0 {
-            let span = self.vals["frames_per_second"].1.span();
+            let span = self.span_of("frames_per_second");
             return Err(self.doc.err(
                 span,
                 "frames_per_second",
@@ -868,7 +882,7 @@ impl Reader<'_, '_> {
                 if *v % f != 0 {
                     let r = *v / f * f;
                     if r == 0 {
-                        let span = self.vals[key].1.span();
+                        let span = self.span_of(key);
                         return Err(self.doc.err(
                             span,
                             key,
@@ -892,12 +906,12 @@ impl Reader<'_, '_> {
         let cutouts = self.int_or("cutouts", 40, 1, 4096)? as u32;
         let cut_pow = self.f64_or("cut_pow", 2.0)?;
         if cut_pow < 0.0 {
-            let span = self.vals["cut_pow"].1.span();
+            let span = self.span_of("cut_pow");
             return Err(self.doc.err(span, "cut_pow", "expected a number ≥ 0, e.g. 1"));
         }
         let cutout_border = self.f64_or("cutout_border", 0.25)?;
         if !(0.0..=1.0).contains(&cutout_border) {
-            let span = self.vals["cutout_border"].1.span();
+            let span = self.span_of("cutout_border");
             return Err(self.doc.err(
                 span,
                 "cutout_border",
@@ -911,7 +925,7 @@ impl Reader<'_, '_> {
         };
         let learning_rate = self.f64_or("learning_rate", default_lr)?;
         if learning_rate <= 0.0 {
-            let span = self.vals["learning_rate"].1.span();
+            let span = self.span_of("learning_rate");
             return Err(self.doc.err(
                 span,
                 "learning_rate",
@@ -1021,7 +1035,7 @@ impl Reader<'_, '_> {
                 ),
             ];
             if let Some((key, _)) = needs.iter().find(|(_, n)| *n) {
-                let span = self.vals[*key].1.span();
+                let span = self.span_of(key);
                 return Err(self.doc.err(
                     span,
                     key,
@@ -1042,7 +1056,7 @@ impl Reader<'_, '_> {
             || file_namespace == "."
             || file_namespace == ".."
         {
-            let span = self.vals["file_namespace"].1.span();
+            let span = self.span_of("file_namespace");
             return Err(self.doc.err(
                 span,
                 "file_namespace",
@@ -1056,7 +1070,7 @@ impl Reader<'_, '_> {
                 .strip_prefix("cuda:")
                 .is_some_and(|n| !n.is_empty() && n.len() < 4 && n.bytes().all(|b| b.is_ascii_digit()));
         if !device_ok {
-            let span = self.vals["device"].1.span();
+            let span = self.span_of("device");
             return Err(self.doc.err(
                 span,
                 "device",
