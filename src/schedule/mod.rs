@@ -19,6 +19,10 @@
 //! - With `animation_mode = "off"` [`Timeline::motion`] is the identity
 //!   (all zeros), so a renderer cannot warp by accident.
 
+pub mod plan;
+
+pub use plan::PlanDocument;
+
 use crate::scene::{Param, Prompt, PromptSource, Scene, Transition};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -96,7 +100,10 @@ impl Timeline {
                 scene.origin, scene.interpolation_steps
             )));
         }
-        if !(scene.frames_per_second > 0.0) || scene.save_every == 0 {
+        if scene.frames_per_second.is_nan()
+            || scene.frames_per_second <= 0.0
+            || scene.save_every == 0
+        {
             return Err(Error::input(format!(
                 "{}: frames_per_second and save_every must be above 0",
                 scene.origin
@@ -468,7 +475,10 @@ mod tests {
                     }
                 }
                 for (x, y) in fast.iter().zip(&slow) {
-                    assert!((x - y).abs() < 1e-9, "{tr} I={i} F={f} frame {k}: {fast:?} vs {slow:?}");
+                    assert!(
+                        (x - y).abs() < 1e-9,
+                        "{tr} I={i} F={f} frame {k}: {fast:?} vs {slow:?}"
+                    );
                 }
             }
         }
@@ -476,7 +486,9 @@ mod tests {
 
     #[test]
     fn time_and_motion() {
-        let tl = timeline("animation_mode = \"2D\"\nzoom_x_2d = \"t\"\ntranslate_x = \"0:(0), 10:(10)\"");
+        let tl = timeline(
+            "animation_mode = \"2D\"\nzoom_x_2d = \"t\"\ntranslate_x = \"0:(0), 10:(10)\"",
+        );
         assert_eq!(tl.t_at(600), 1.0);
         assert_eq!(tl.frame_steps(3), 100..150);
         let m = tl.motion(12);
