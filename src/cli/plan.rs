@@ -170,6 +170,13 @@ fn write_table(
         scene.interpolation_steps,
         scene.seed
     )?;
+    if scene.seed_was_random {
+        writeln!(
+            out,
+            "(seed drawn at random for this run; set seed = {} to repeat it)",
+            scene.seed
+        )?;
+    }
     if tl.pre_animation_steps() > 0 {
         writeln!(
             out,
