@@ -325,3 +325,26 @@ fn resolved_settings_round_trip() {
     assert_eq!(json["animation_mode"], "2D");
     assert_eq!(json["seed"], 2024);
 }
+
+#[test]
+fn recorded_settings_reload_from_elsewhere() {
+    let a = Scene::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenes/spring_to_winter.toml"
+    ))
+    .unwrap();
+    a.check_files().unwrap();
+    assert!(a.init_image.as_ref().unwrap().is_absolute());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("settings.toml");
+    std::fs::write(&p, a.to_toml().unwrap()).unwrap();
+    let b = Scene::load(&p).unwrap();
+    assert_eq!(a.init_image, b.init_image);
+    b.check_files().unwrap();
+    assert_eq!(b.seed, 12345);
+    assert_eq!(b.file_namespace, "spring_to_winter");
+    assert_eq!(
+        b.direct_stabilization_weight.unwrap().weight.as_constant(),
+        Some(0.3)
+    );
+}

@@ -22,7 +22,7 @@
 //! - Integer settings also accept whole-valued floats (`steps_per_frame =
 //!   50.0`).
 //! - Relative paths (`init_image`, `[image]` prompts) are relative to the
-//!   scene file's folder and are stored resolved.
+//!   scene file's folder and are stored resolved to absolute paths.
 //! - `direct_init_weight`, `semantic_init_weight` and
 //!   `stabilization_target = "init"` need an `init_image`: an error otherwise.
 
@@ -351,7 +351,9 @@ impl Scene {
     }
 
     /// Serializes the resolved settings as a TOML scene file that loads
-    /// back to the same scene.
+    /// back to the same scene. `init_image` is written as an absolute path;
+    /// `[image]` prompts stay as written inside `scenes`, so reload with the
+    /// original scene file's path as `origin_name` (or keep them absolute).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).map_err(|e| Error::internal(format!("writing settings: {e}")))
     }
@@ -785,12 +787,15 @@ impl Reader<'_, '_> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        // Absolute, so the resolved settings written by `to_toml` load back
+        // to the same files from any folder.
         let resolve_path = |p: &Path| -> PathBuf {
-            if p.is_absolute() || base_dir.as_os_str().is_empty() {
+            let joined = if p.is_absolute() || base_dir.as_os_str().is_empty() {
                 p.to_path_buf()
             } else {
                 base_dir.join(p)
-            }
+            };
+            std::path::absolute(&joined).unwrap_or(joined)
         };
 
         // --- prompts
