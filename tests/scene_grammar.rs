@@ -3,7 +3,7 @@
 
 use zoetrope::scene::{
     prompt::parse_scenes, AnimationMode, ImageModel, Param, PromptSource, Scene, Transition,
-    VqganModel,
+    VqganChoice, VqganModel,
 };
 use zoetrope::schedule::Timeline;
 use zoetrope::ErrorKind;
@@ -34,7 +34,7 @@ fn defaults_are_spec_section_1() {
     assert_eq!(s.frames_per_second, 12.0);
     assert_eq!((s.width, s.height, s.pixel_size), (256, 128, 1));
     assert_eq!(s.image_model, ImageModel::Vqgan);
-    assert_eq!(s.vqgan_model, VqganModel::Imagenet);
+    assert_eq!(s.vqgan_model, VqganChoice::Named(VqganModel::Imagenet));
     assert_eq!(s.perceptors, vec!["ViT-B/32"]);
     assert_eq!((s.cutouts, s.cut_pow, s.cutout_border), (40, 2.0, 0.25));
     assert_eq!(s.learning_rate, 0.1);
@@ -278,11 +278,18 @@ fn one_scene_and_interpolation_edges() {
     );
     let m = err("scenes = \"a\"\nsteps_per_scene = 75\nsteps_per_frame = 50");
     assert!(
-        m.contains("not a multiple of steps_per_frame (50)") && m.contains("use 50 or 100"),
+        m.contains("not a multiple of steps_per_frame (50)")
+            && m.contains("use steps_per_scene = 50 or 100"),
+        "{m}"
+    );
+    // found by the fuzzer: the default steps_per_scene (100) against a given F
+    let m = err("scenes = \"a\"\nsteps_per_frame = 40");
+    assert!(
+        m.contains("dir/test.toml:2:19") && m.contains("default steps_per_scene"),
         "{m}"
     );
     let m = err("scenes = \"a\"\nsteps_per_scene = 20\nsteps_per_frame = 50");
-    assert!(m.contains("use 50"), "{m}");
+    assert!(m.contains("use steps_per_scene = 50"), "{m}");
 }
 
 #[test]
@@ -317,4 +324,27 @@ fn resolved_settings_round_trip() {
     assert_eq!(json["transition"], "pytti");
     assert_eq!(json["animation_mode"], "2D");
     assert_eq!(json["seed"], 2024);
+}
+
+#[test]
+fn recorded_settings_reload_from_elsewhere() {
+    let a = Scene::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenes/spring_to_winter.toml"
+    ))
+    .unwrap();
+    a.check_files().unwrap();
+    assert!(a.init_image.as_ref().unwrap().is_absolute());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("settings.toml");
+    std::fs::write(&p, a.to_toml().unwrap()).unwrap();
+    let b = Scene::load(&p).unwrap();
+    assert_eq!(a.init_image, b.init_image);
+    b.check_files().unwrap();
+    assert_eq!(b.seed, 12345);
+    assert_eq!(b.file_namespace, "spring_to_winter");
+    assert_eq!(
+        b.direct_stabilization_weight.unwrap().weight.as_constant(),
+        Some(0.3)
+    );
 }

@@ -7,11 +7,10 @@
 
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
-use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zoetrope::scene::Scene;
-use zoetrope::schedule::{FramePlan, Timeline};
+use zoetrope::schedule::{FramePlan, PlanDocument, Timeline};
 use zoetrope::{Error, Result};
 
 /// Arguments of `zoetrope plan`.
@@ -36,29 +35,6 @@ pub enum Format {
     Csv,
 }
 
-/// The JSON document `--format json` prints.
-#[derive(Serialize)]
-struct PlanJson<'a> {
-    scene: &'a str,
-    total_steps: u64,
-    frames: u64,
-    fps: f64,
-    width: u32,
-    height: u32,
-    steps_per_frame: u64,
-    steps_per_scene: u64,
-    interpolation_steps: u64,
-    transition: zoetrope::scene::Transition,
-    save_every: u64,
-    pre_animation_steps: u64,
-    seed: u64,
-    animation_mode: zoetrope::scene::AnimationMode,
-    /// The prompts of each scene as written (after prefix/suffix).
-    scenes: Vec<Vec<&'a str>>,
-    warnings: &'a [String],
-    timeline: Vec<FramePlan>,
-}
-
 /// Runs the command.
 pub fn run(args: &PlanArgs) -> Result<()> {
     let scene = Scene::load(&args.scene)?;
@@ -67,48 +43,27 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     }
     scene.check_files()?;
     let tl = Timeline::new(&scene)?;
-    let rows: Vec<FramePlan> = (1..=tl.frames()).map(|k| tl.frame_plan(k)).collect();
+    let doc = PlanDocument {
+        scene: &scene,
+        timeline: &tl,
+    };
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let werr = |e: std::io::Error| Error::io("writing the plan to stdout", e);
     match args.format {
         Format::Json => {
-            let doc = PlanJson {
-                scene: &scene.origin,
-                total_steps: tl.total_steps(),
-                frames: tl.frames(),
-                fps: scene.frames_per_second,
-                width: scene.width,
-                height: scene.height,
-                steps_per_frame: scene.steps_per_frame,
-                steps_per_scene: scene.steps_per_scene,
-                interpolation_steps: scene.interpolation_steps,
-                transition: scene.transition,
-                save_every: scene.save_every,
-                pre_animation_steps: scene.pre_animation_steps,
-                seed: scene.seed,
-                animation_mode: scene.animation_mode,
-                scenes: scene
-                    .prompts
-                    .iter()
-                    .map(|s| s.iter().map(|p| p.raw.as_str()).collect())
-                    .collect(),
-                warnings: &scene.warnings,
-                timeline: rows,
-            };
             serde_json::to_writer(&mut out, &doc)
                 .map_err(|e| Error::io("writing the plan to stdout", e))?;
             writeln!(out).map_err(werr)?;
         }
-        Format::Csv => write_csv(&mut out, &tl, &rows)?,
-        Format::Table => write_table(&mut out, &scene, &tl, &rows).map_err(werr)?,
+        Format::Csv => write_csv(&mut out, &tl, &doc.rows())?,
+        Format::Table => write_table(&mut out, &scene, &tl, &doc.rows()).map_err(werr)?,
     }
     out.flush().map_err(werr)?;
     drop(out);
     if let Some(path) = &args.chart {
-        let rows: Vec<FramePlan> = (1..=tl.frames()).map(|k| tl.frame_plan(k)).collect();
-        draw_chart(path, &scene, &rows)?;
+        draw_chart(path, &scene, &doc.rows())?;
         eprintln!("chart written to {}", path.display());
     }
     Ok(())
@@ -215,6 +170,13 @@ fn write_table(
         scene.interpolation_steps,
         scene.seed
     )?;
+    if scene.seed_was_random {
+        writeln!(
+            out,
+            "(seed drawn at random for this run; set seed = {} to repeat it)",
+            scene.seed
+        )?;
+    }
     if tl.pre_animation_steps() > 0 {
         writeln!(
             out,
@@ -301,6 +263,9 @@ fn write_table(
     Ok(())
 }
 
+/// Reads one motion value of a frame.
+type MotionGetter = fn(&FramePlan) -> f64;
+
 /// Scene weights over frames (top) and, when animating, motion curves
 /// (bottom), as a PNG.
 fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
@@ -371,7 +336,7 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
         .map_err(|e| cerr(&e))?;
 
     if let Some(bottom) = bottom {
-        let series: [(&str, fn(&FramePlan) -> f64); 5] = [
+        let series: [(&str, MotionGetter); 5] = [
             ("translate_x", |r| r.motion.translate_x),
             ("translate_y", |r| r.motion.translate_y),
             ("rotate_2d", |r| r.motion.rotate_2d),

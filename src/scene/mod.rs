@@ -22,11 +22,12 @@
 //! - Integer settings also accept whole-valued floats (`steps_per_frame =
 //!   50.0`).
 //! - Relative paths (`init_image`, `[image]` prompts) are relative to the
-//!   scene file's folder and are stored resolved.
+//!   scene file's folder and are stored resolved to absolute paths.
 //! - `direct_init_weight`, `semantic_init_weight` and
 //!   `stabilization_target = "init"` need an `init_image`: an error otherwise.
 
 pub mod expr;
+mod lookup;
 pub mod prompt;
 
 pub use expr::Param;
@@ -151,34 +152,6 @@ impl Serialize for VqganChoice {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
     }
-}
-
-/// A perceptor that is not one of the nine OpenAI names: a CLIP model of the
-/// weights manifest (such as the untrained `tiny-clip`), or a `.safetensors`
-/// path (relative to the scene file's folder).
-fn other_perceptor(name: &str, base_dir: &Path) -> Option<String> {
-    use crate::models::weights::{Manifest, ModelKind};
-    let name = name.trim();
-    if name.ends_with(".safetensors") {
-        let p = Path::new(name);
-        let path = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base_dir.join(p)
-        };
-        return Some(path.display().to_string());
-    }
-    Manifest::builtin()
-        .find(Some(ModelKind::Clip), name)
-        .map(|e| e.name.clone())
-}
-
-/// Factor and quantiser of a VQGAN weights file, from its tensor shapes.
-fn vqgan_file_layout(path: &Path) -> Result<(u32, bool)> {
-    let shapes = crate::models::weights::read_shapes(path)?;
-    let config =
-        crate::models::vqgan::VqganConfig::infer_from(&shapes, &path.display().to_string())?;
-    Ok((config.factor() as u32, config.is_gumbel()))
 }
 
 /// `"off"` or `"2D"`.
@@ -424,7 +397,9 @@ impl Scene {
     }
 
     /// Serializes the resolved settings as a TOML scene file that loads
-    /// back to the same scene.
+    /// back to the same scene. `init_image` is written as an absolute path;
+    /// `[image]` prompts stay as written inside `scenes`, so reload with the
+    /// original scene file's path as `origin_name` (or keep them absolute).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self).map_err(|e| Error::internal(format!("writing settings: {e}")))
     }
@@ -574,6 +549,11 @@ struct Reader<'a, 'i> {
 impl Reader<'_, '_> {
     fn get(&self, key: &str) -> Option<(Range<usize>, &DeValue<'_>)> {
         self.vals.get(key).map(|(_, v)| (v.span(), v.get_ref()))
+    }
+
+    /// The value's span, or the file start for a setting left at its default.
+    fn span_of(&self, key: &str) -> Range<usize> {
+        self.vals.get(key).map(|(_, v)| v.span()).unwrap_or(0..0)
     }
 
     fn type_err(&self, key: &str, span: Range<usize>, v: &DeValue, expected: &str) -> Error {
@@ -770,7 +750,6 @@ impl Reader<'_, '_> {
 
     /// `vqgan_model`: pytti's six names, a weights-manifest name, or a path.
     fn vqgan_choice(&self, base_dir: &Path, warnings: &mut Vec<String>) -> Result<VqganChoice> {
-        use crate::models::weights::{self, Manifest, ModelKind};
         let Some((span, s)) = self.string("vqgan_model")? else {
             return Ok(VqganChoice::Named(VqganModel::Imagenet));
         };
@@ -799,7 +778,7 @@ impl Reader<'_, '_> {
                     ),
                 ));
             }
-            let (factor, gumbel) = vqgan_file_layout(&path)
+            let (factor, gumbel) = lookup::vqgan_file_layout(&path)
                 .map_err(|e| self.doc.err(span.clone(), "vqgan_model", e.message))?;
             return Ok(VqganChoice::Other {
                 name: path.display().to_string(),
@@ -807,12 +786,10 @@ impl Reader<'_, '_> {
                 gumbel,
             });
         }
-        let manifest = Manifest::builtin();
-        if let Some(entry) = manifest.find(Some(ModelKind::Vqgan), wanted) {
-            let name = entry.name.clone();
-            return Ok(match weights::resolve(ModelKind::Vqgan, &name) {
-                Ok(path) => {
-                    let (factor, gumbel) = vqgan_file_layout(&path)
+        if let Some((name, path)) = lookup::vqgan_in_manifest(wanted) {
+            return Ok(match path {
+                Some(path) => {
+                    let (factor, gumbel) = lookup::vqgan_file_layout(&path)
                         .map_err(|e| self.doc.err(span.clone(), "vqgan_model", e.message))?;
                     VqganChoice::Other {
                         name,
@@ -820,7 +797,7 @@ impl Reader<'_, '_> {
                         gumbel,
                     }
                 }
-                Err(_) => {
+                None => {
                     warnings.push(format!(
                         "vqgan_model \"{name}\": its weights are not present, so its factor is \
                          taken as 16 for now; render checks the real one"
@@ -898,7 +875,7 @@ impl Reader<'_, '_> {
                 for (sp, name) in items {
                     match canon(&name)
                         .map(str::to_string)
-                        .or_else(|| other_perceptor(&name, &self.base_dir()))
+                        .or_else(|| lookup::other_perceptor(&name, &self.base_dir()))
                     {
                         Some(c) => {
                             if !out.iter().any(|o: &String| *o == c) {
@@ -952,11 +929,12 @@ impl Reader<'_, '_> {
         let origin = self.doc.origin;
         let base_dir = self.base_dir();
         let resolve_path = |p: &Path| -> PathBuf {
-            if p.is_absolute() || base_dir.as_os_str().is_empty() {
+            let joined = if p.is_absolute() || base_dir.as_os_str().is_empty() {
                 p.to_path_buf()
             } else {
                 base_dir.join(p)
-            }
+            };
+            std::path::absolute(&joined).unwrap_or(joined)
         };
 
         // --- prompts
@@ -985,7 +963,11 @@ impl Reader<'_, '_> {
         let steps_per_scene = self.int_or("steps_per_scene", 100, 1, BIG)?;
         let steps_per_frame = self.int_or("steps_per_frame", 50, 1, BIG)?;
         if steps_per_scene % steps_per_frame != 0 {
-            let span = self.vals["steps_per_scene"].1.span();
+            let span = if self.vals.contains_key("steps_per_scene") {
+                self.span_of("steps_per_scene")
+            } else {
+                self.span_of("steps_per_frame")
+            };
             let lo = steps_per_scene / steps_per_frame * steps_per_frame;
             let hi = lo + steps_per_frame;
             let hint = if lo > 0 {
@@ -997,8 +979,13 @@ impl Reader<'_, '_> {
                 span,
                 "steps_per_scene",
                 format!(
-                    "{steps_per_scene} is not a multiple of steps_per_frame ({steps_per_frame}); \
-                     every scene must last whole frames: use {hint}"
+                    "{steps_per_scene}{} is not a multiple of steps_per_frame ({steps_per_frame}); \
+                     every scene must last whole frames: use steps_per_scene = {hint}",
+                    if self.vals.contains_key("steps_per_scene") {
+                        ""
+                    } else {
+                        " (the default steps_per_scene)"
+                    }
                 ),
             ));
         }
@@ -1015,7 +1002,7 @@ impl Reader<'_, '_> {
         let pre_animation_steps = self.int_or("pre_animation_steps", 0, 0, BIG)?;
         let frames_per_second = self.f64_or("frames_per_second", 12.0)?;
         if frames_per_second <= 0.0 {
-            let span = self.vals["frames_per_second"].1.span();
+            let span = self.span_of("frames_per_second");
             return Err(self.doc.err(
                 span,
                 "frames_per_second",
@@ -1049,7 +1036,7 @@ impl Reader<'_, '_> {
                 if *v % f != 0 {
                     let r = *v / f * f;
                     if r == 0 {
-                        let span = self.vals[key].1.span();
+                        let span = self.span_of(key);
                         return Err(self.doc.err(
                             span,
                             key,
@@ -1073,14 +1060,14 @@ impl Reader<'_, '_> {
         let cutouts = self.int_or("cutouts", 40, 1, 4096)? as u32;
         let cut_pow = self.f64_or("cut_pow", 2.0)?;
         if cut_pow < 0.0 {
-            let span = self.vals["cut_pow"].1.span();
+            let span = self.span_of("cut_pow");
             return Err(self
                 .doc
                 .err(span, "cut_pow", "expected a number ≥ 0, e.g. 1"));
         }
         let cutout_border = self.f64_or("cutout_border", 0.25)?;
         if !(0.0..=1.0).contains(&cutout_border) {
-            let span = self.vals["cutout_border"].1.span();
+            let span = self.span_of("cutout_border");
             return Err(self.doc.err(
                 span,
                 "cutout_border",
@@ -1094,7 +1081,7 @@ impl Reader<'_, '_> {
         };
         let learning_rate = self.f64_or("learning_rate", default_lr)?;
         if learning_rate <= 0.0 {
-            let span = self.vals["learning_rate"].1.span();
+            let span = self.span_of("learning_rate");
             return Err(self.doc.err(
                 span,
                 "learning_rate",
@@ -1207,7 +1194,7 @@ impl Reader<'_, '_> {
                 ),
             ];
             if let Some((key, _)) = needs.iter().find(|(_, n)| *n) {
-                let span = self.vals[*key].1.span();
+                let span = self.span_of(key);
                 return Err(self.doc.err(
                     span,
                     key,
@@ -1228,7 +1215,7 @@ impl Reader<'_, '_> {
             || file_namespace == "."
             || file_namespace == ".."
         {
-            let span = self.vals["file_namespace"].1.span();
+            let span = self.span_of("file_namespace");
             return Err(self.doc.err(
                 span,
                 "file_namespace",
@@ -1242,7 +1229,7 @@ impl Reader<'_, '_> {
                 !n.is_empty() && n.len() < 4 && n.bytes().all(|b| b.is_ascii_digit())
             });
         if !device_ok {
-            let span = self.vals["device"].1.span();
+            let span = self.span_of("device");
             return Err(self.doc.err(
                 span,
                 "device",

@@ -19,6 +19,10 @@
 //! - With `animation_mode = "off"` [`Timeline::motion`] is the identity
 //!   (all zeros), so a renderer cannot warp by accident.
 
+pub mod plan;
+
+pub use plan::PlanDocument;
+
 use crate::scene::{Param, Prompt, PromptSource, Scene, Transition};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -96,7 +100,10 @@ impl Timeline {
                 scene.origin, scene.interpolation_steps
             )));
         }
-        if !(scene.frames_per_second > 0.0) || scene.save_every == 0 {
+        if scene.frames_per_second.is_nan()
+            || scene.frames_per_second <= 0.0
+            || scene.save_every == 0
+        {
             return Err(Error::input(format!(
                 "{}: frames_per_second and save_every must be above 0",
                 scene.origin

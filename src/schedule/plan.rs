@@ -1,0 +1,70 @@
+//! The plan document: what `zoetrope plan --format json` prints and what a
+//! render can record as its schedule.
+//!
+//! It serializes straight from the [`Timeline`], one frame at a time, so a
+//! 100,000-frame plan is never held in memory as a whole.
+
+use super::{FramePlan, Timeline};
+use crate::scene::Scene;
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+
+/// A scene's plan: run totals plus one [`FramePlan`] per frame.
+///
+/// JSON fields: `scene` (origin), `total_steps`, `frames`, `fps`, `width`,
+/// `height`, `steps_per_frame`, `steps_per_scene`, `interpolation_steps`,
+/// `transition`, `save_every`, `pre_animation_steps`, `seed`,
+/// `animation_mode`, `scenes` (each scene's prompts as written), `warnings`
+/// and `timeline` (the frames).
+pub struct PlanDocument<'a> {
+    pub scene: &'a Scene,
+    pub timeline: &'a Timeline,
+}
+
+struct Frames<'a>(&'a Timeline);
+
+impl Serialize for Frames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((1..=self.0.frames()).map(|k| self.0.frame_plan(k)))
+    }
+}
+
+impl PlanDocument<'_> {
+    /// Every frame's plan, collected (for tables, CSV and charts).
+    pub fn rows(&self) -> Vec<FramePlan> {
+        (1..=self.timeline.frames())
+            .map(|k| self.timeline.frame_plan(k))
+            .collect()
+    }
+}
+
+impl Serialize for PlanDocument<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let sc = self.scene;
+        let tl = self.timeline;
+        let scenes: Vec<Vec<&str>> = sc
+            .prompts
+            .iter()
+            .map(|p| p.iter().map(|p| p.raw.as_str()).collect())
+            .collect();
+        let mut st = s.serialize_struct("Plan", 17)?;
+        st.serialize_field("scene", &sc.origin)?;
+        st.serialize_field("total_steps", &tl.total_steps())?;
+        st.serialize_field("frames", &tl.frames())?;
+        st.serialize_field("fps", &sc.frames_per_second)?;
+        st.serialize_field("width", &sc.width)?;
+        st.serialize_field("height", &sc.height)?;
+        st.serialize_field("steps_per_frame", &sc.steps_per_frame)?;
+        st.serialize_field("steps_per_scene", &sc.steps_per_scene)?;
+        st.serialize_field("interpolation_steps", &sc.interpolation_steps)?;
+        st.serialize_field("transition", &sc.transition)?;
+        st.serialize_field("save_every", &tl.save_every())?;
+        st.serialize_field("pre_animation_steps", &tl.pre_animation_steps())?;
+        st.serialize_field("seed", &sc.seed)?;
+        st.serialize_field("animation_mode", &sc.animation_mode)?;
+        st.serialize_field("scenes", &scenes)?;
+        st.serialize_field("warnings", &sc.warnings)?;
+        st.serialize_field("timeline", &Frames(tl))?;
+        st.end()
+    }
+}
