@@ -72,6 +72,10 @@ use crate::{Error, Result};
 
 /// The image model named by `image_model`: a VQGAN whose latent is optimised,
 /// or the Unlimited Palette (RGB pixels optimised directly).
+///
+/// (One value per render, so the size difference between the variants that
+/// clippy warns about costs nothing; boxing would only complicate the API.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ImageModel {
     Vqgan(Vqgan),
