@@ -63,15 +63,9 @@ fn defaults_are_spec_section_1() {
 fn unknown_keys_and_types_name_position_and_fix() {
     let m = err("scenes = \"a\"\n\ncut_pwo = 1\n");
     assert!(m.contains("dir/test.toml:3:1"), "{m}");
-    assert!(
-        m.contains("`cut_pwo`") && m.contains("did you mean `cut_pow`"),
-        "{m}"
-    );
+    assert!(m.contains("`cut_pwo`") && m.contains("did you mean `cut_pow`"), "{m}");
     let m = err("scenes = \"a\"\nwidth = \"wide\"\n");
-    assert!(
-        m.contains("dir/test.toml:2:9") && m.contains("setting `width`"),
-        "{m}"
-    );
+    assert!(m.contains("dir/test.toml:2:9") && m.contains("setting `width`"), "{m}");
     assert!(m.contains("expected a number, found string"), "{m}");
     let m = err("scenes = \"a\"\ncutouts = 1.5\n");
     assert!(m.contains("whole number"), "{m}");
@@ -84,10 +78,7 @@ fn unknown_keys_and_types_name_position_and_fix() {
     let m = err("scenes = \"a\"\n[motion]\nzoom = 1\n");
     assert!(m.contains("no tables"), "{m}");
     let m = err("scenes = \"a\nwidth = 3\n");
-    assert!(
-        m.contains("dir/test.toml:1:") && m.contains("not valid TOML"),
-        "{m}"
-    );
+    assert!(m.contains("dir/test.toml:1:") && m.contains("not valid TOML"), "{m}");
     let m = err("scenes = \"a\"\ndirect_init_weight = 1\n");
     assert!(m.contains("needs an init_image"), "{m}");
     let m = err("scenes = \"a\"\ndevice = \"gpu\"\n");
@@ -99,11 +90,7 @@ fn sizes_round_down_to_the_vqgan_factor() {
     let s = load("scenes = \"a\"\nwidth = 300\nheight = 130");
     assert_eq!((s.width, s.height), (288, 128));
     assert_eq!(s.warnings.len(), 2);
-    assert!(
-        s.warnings[0].contains("rounded down to 288"),
-        "{:?}",
-        s.warnings
-    );
+    assert!(s.warnings[0].contains("rounded down to 288"), "{:?}", s.warnings);
     let s = load("scenes = \"a\"\nwidth = 300\nvqgan_model = \"openimages\"");
     assert_eq!(s.width, 296);
     let s = load("scenes = \"a\"\nwidth = 300\nimage_model = \"Unlimited Palette\"");
@@ -122,10 +109,7 @@ fn pytti_perceptor_flags() {
     let m = err("scenes = \"a\"\nViTB32 = false");
     assert!(m.contains("no perceptor left"), "{m}");
     let m = err("scenes = \"a\"\nperceptors = [\"ViT-B/31\"]");
-    assert!(
-        m.contains("unknown perceptor") && m.contains("ViT-B/32"),
-        "{m}"
-    );
+    assert!(m.contains("unknown perceptor") && m.contains("ViT-B/32"), "{m}");
 }
 
 #[test]
@@ -152,20 +136,12 @@ fn prompt_grammar() {
     // errors quote the prompt and mark the field
     let e = parse_scenes("ok || a cat:1:sin(", "", "").unwrap_err();
     assert!(e.message.contains("scene 2"), "{}", e.message);
-    assert!(
-        e.message.contains("prompt \"a cat:1:sin(\""),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("prompt \"a cat:1:sin(\""), "{}", e.message);
     assert!(e.message.contains("the stop `sin(`"), "{}", e.message);
     assert!(e.message.contains("column 13"), "{}", e.message);
     let e = parse_scenes("a cat:heavy", "", "").unwrap_err();
     assert!(e.message.contains("the weight `heavy`"), "{}", e.message);
-    assert!(
-        e.message.contains("\n    a cat:heavy\n          ^"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("\n    a cat:heavy\n          ^"), "{}", e.message);
     let e = parse_scenes("a:1:2:3", "", "").unwrap_err();
     assert!(e.message.contains("\\:"), "{}", e.message);
     assert!(parse_scenes(" || | ", "", "").is_err());
@@ -206,19 +182,10 @@ fn expressions_and_keyframes_in_settings() {
 
     // errors: file line and column of the offending character, setting name
     let m = err("scenes = \"a\"\nzoom_x_2d = \"1 + sine(t)\"\n");
-    assert!(
-        m.starts_with("dir/test.toml:2:18: setting `zoom_x_2d`"),
-        "{m}"
-    );
-    assert!(
-        m.contains("unknown name `sine`") && m.contains("did you mean `sin`"),
-        "{m}"
-    );
+    assert!(m.starts_with("dir/test.toml:2:18: setting `zoom_x_2d`"), "{m}");
+    assert!(m.contains("unknown name `sine`") && m.contains("did you mean `sin`"), "{m}");
     let m = err("scenes = \"a\"\ntranslate_y = \"0:(0), 10:(1\"\n");
-    assert!(
-        m.contains("setting `translate_y`") && m.contains("never closed"),
-        "{m}"
-    );
+    assert!(m.contains("setting `translate_y`") && m.contains("never closed"), "{m}");
     let m = err("scenes = \"a\"\nrotate_2d = true\n");
     assert!(m.contains("keyframes"), "{m}");
     // float semantics, not integer division
@@ -228,9 +195,7 @@ fn expressions_and_keyframes_in_settings() {
 #[test]
 fn one_scene_and_interpolation_edges() {
     // one scene: weight 1 everywhere, whatever the interpolation
-    let s = load(
-        "scenes = \"only\"\nsteps_per_scene = 100\nsteps_per_frame = 10\ninterpolation_steps = 100",
-    );
+    let s = load("scenes = \"only\"\nsteps_per_scene = 100\nsteps_per_frame = 10\ninterpolation_steps = 100");
     let tl = Timeline::new(&s).unwrap();
     assert_eq!((tl.total_steps(), tl.frames()), (100, 10));
     for k in 1..=10 {
@@ -272,15 +237,9 @@ fn one_scene_and_interpolation_edges() {
     assert!((w[0] - 0.01).abs() < 1e-12 && (w[1] - 0.99).abs() < 1e-12);
 
     let m = err("scenes = \"a\"\nsteps_per_scene = 100\ninterpolation_steps = 101");
-    assert!(
-        m.contains("interpolation_steps") && m.contains("0 to 100"),
-        "{m}"
-    );
+    assert!(m.contains("interpolation_steps") && m.contains("0 to 100"), "{m}");
     let m = err("scenes = \"a\"\nsteps_per_scene = 75\nsteps_per_frame = 50");
-    assert!(
-        m.contains("not a multiple of steps_per_frame (50)") && m.contains("use 50 or 100"),
-        "{m}"
-    );
+    assert!(m.contains("not a multiple of steps_per_frame (50)") && m.contains("use 50 or 100"), "{m}");
     let m = err("scenes = \"a\"\nsteps_per_scene = 20\nsteps_per_frame = 50");
     assert!(m.contains("use 50"), "{m}");
 }

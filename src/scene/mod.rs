@@ -467,7 +467,9 @@ impl<'a> Doc<'a> {
                     self.at(k.span())
                 )));
             }
-            if !SETTINGS.contains(&name) && !PYTTI_PERCEPTOR_FLAGS.iter().any(|(f, _)| *f == name) {
+            if !SETTINGS.contains(&name)
+                && !PYTTI_PERCEPTOR_FLAGS.iter().any(|(f, _)| *f == name)
+            {
                 return Err(Error::input(format!(
                     "{}: unknown setting `{name}`{}",
                     self.at(k.span()),
@@ -523,10 +525,7 @@ impl Reader<'_, '_> {
             }
             _ => return Err(self.type_err(key, span.clone(), v, "a number")),
         };
-        parsed.ok_or_else(|| {
-            self.doc
-                .err(span.clone(), key, "this number is out of range")
-        })
+        parsed.ok_or_else(|| self.doc.err(span.clone(), key, "this number is out of range"))
     }
 
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
@@ -549,9 +548,7 @@ impl Reader<'_, '_> {
         };
         let x = self.number(key, &span, v)?;
         if x.fract() != 0.0 || !x.is_finite() {
-            return Err(self
-                .doc
-                .err(span, key, format!("expected a whole number, found {x}")));
+            return Err(self.doc.err(span, key, format!("expected a whole number, found {x}")));
         }
         if x < min as f64 || x > max as f64 {
             return Err(self.doc.err(
@@ -664,12 +661,7 @@ impl Reader<'_, '_> {
                 .map_err(|e| self.expr_err(key, &span, s, e)),
             Some((span, v)) => {
                 let x = self.number(key, &span, v).map_err(|_| {
-                    self.type_err(
-                        key,
-                        span.clone(),
-                        v,
-                        "a weight: a number or \"weight:stop\"",
-                    )
+                    self.type_err(key, span.clone(), v, "a weight: a number or \"weight:stop\"")
                 })?;
                 if !x.is_finite() {
                     return Err(self.doc.err(span, key, "expected a finite number"));
@@ -696,33 +688,34 @@ impl Reader<'_, '_> {
         let mut list: Vec<String> = match self.get("perceptors") {
             None => vec!["ViT-B/32".to_string()],
             Some((span, v)) => {
-                let items: Vec<(Range<usize>, String)> =
-                    match v {
-                        DeValue::String(s) => vec![(span.clone(), s.to_string())],
-                        DeValue::Array(a) => {
-                            let mut out = Vec::new();
-                            for item in a.iter() {
-                                match item.get_ref() {
-                                    DeValue::String(s) => out.push((item.span(), s.to_string())),
-                                    other => return Err(self.type_err(
+                let items: Vec<(Range<usize>, String)> = match v {
+                    DeValue::String(s) => vec![(span.clone(), s.to_string())],
+                    DeValue::Array(a) => {
+                        let mut out = Vec::new();
+                        for item in a.iter() {
+                            match item.get_ref() {
+                                DeValue::String(s) => out.push((item.span(), s.to_string())),
+                                other => {
+                                    return Err(self.type_err(
                                         "perceptors",
                                         item.span(),
                                         other,
                                         "perceptor names as strings, e.g. [\"ViT-B/32\", \"RN50\"]",
-                                    )),
+                                    ))
                                 }
                             }
-                            out
                         }
-                        other => {
-                            return Err(self.type_err(
-                                "perceptors",
-                                span,
-                                other,
-                                "a list of perceptor names, e.g. [\"ViT-B/32\", \"RN50\"]",
-                            ))
-                        }
-                    };
+                        out
+                    }
+                    other => {
+                        return Err(self.type_err(
+                            "perceptors",
+                            span,
+                            other,
+                            "a list of perceptor names, e.g. [\"ViT-B/32\", \"RN50\"]",
+                        ))
+                    }
+                };
                 let mut out = Vec::new();
                 for (sp, name) in items {
                     match canon(&name) {
@@ -835,10 +828,7 @@ impl Reader<'_, '_> {
         let transition = self.choice(
             "transition",
             Transition::Centered,
-            &[
-                ("centered", Transition::Centered),
-                ("pytti", Transition::Pytti),
-            ],
+            &[("centered", Transition::Centered), ("pytti", Transition::Pytti)],
         )?;
         let save_every = self.int_or("save_every", steps_per_frame, 1, BIG)?;
         let pre_animation_steps = self.int_or("pre_animation_steps", 0, 0, BIG)?;
@@ -903,9 +893,7 @@ impl Reader<'_, '_> {
         let cut_pow = self.f64_or("cut_pow", 2.0)?;
         if cut_pow < 0.0 {
             let span = self.vals["cut_pow"].1.span();
-            return Err(self
-                .doc
-                .err(span, "cut_pow", "expected a number ≥ 0, e.g. 1"));
+            return Err(self.doc.err(span, "cut_pow", "expected a number ≥ 0, e.g. 1"));
         }
         let cutout_border = self.f64_or("cutout_border", 0.25)?;
         if !(0.0..=1.0).contains(&cutout_border) {
@@ -946,10 +934,7 @@ impl Reader<'_, '_> {
         let animation_mode = match animation_mode {
             Ok(m) => m,
             Err(e) => {
-                let s = self
-                    .string("animation_mode")?
-                    .map(|x| x.1)
-                    .unwrap_or_default();
+                let s = self.string("animation_mode")?.map(|x| x.1).unwrap_or_default();
                 if ["3d", "video source"].contains(&s.trim().to_lowercase().as_str()) {
                     return Err(e.context(format!(
                         "pytti's \"{s}\" mode is not supported by zoetrope (only \"off\" and \"2D\")"
@@ -1067,17 +1052,15 @@ impl Reader<'_, '_> {
         let allow_overwrite = self.bool_or("allow_overwrite", false)?;
         let device = self.string_or("device", "auto")?.trim().to_lowercase();
         let device_ok = matches!(device.as_str(), "auto" | "cpu" | "cuda")
-            || device.strip_prefix("cuda:").is_some_and(|n| {
-                !n.is_empty() && n.len() < 4 && n.bytes().all(|b| b.is_ascii_digit())
-            });
+            || device
+                .strip_prefix("cuda:")
+                .is_some_and(|n| !n.is_empty() && n.len() < 4 && n.bytes().all(|b| b.is_ascii_digit()));
         if !device_ok {
             let span = self.vals["device"].1.span();
             return Err(self.doc.err(
                 span,
                 "device",
-                format!(
-                    "\"{device}\" is not a device; use \"auto\", \"cpu\", \"cuda\" or \"cuda:0\""
-                ),
+                format!("\"{device}\" is not a device; use \"auto\", \"cpu\", \"cuda\" or \"cuda:0\""),
             ));
         }
         let precision = self.choice(
