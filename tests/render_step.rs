@@ -661,3 +661,31 @@ fn clamp_rule_blocks_only_outward_gradients() {
     let col = values.narrow(3, 0, 1) - state.param().narrow(3, 0, 1);
     assert!((col.min().double_value(&[]) - 0.02).abs() < 1e-4, "{col}");
 }
+
+/// `clip_preprocess` against OpenAI's `_transform` (PIL bicubic resize of the
+/// short side, centre crop, normalisation), fixtures from
+/// `scripts/reference/gen_step_fixtures.py`. PIL rounds the resized image to
+/// 8 bits and torch's antialiased bicubic differs from PIL's by float
+/// rounding, so the tolerance is a few 8-bit levels (1/255 ≈ 0.015 after
+/// normalisation).
+#[test]
+fn clip_preprocess_matches_openai_transform() {
+    let _torch = lock();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/step");
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("preprocess.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for name in ["down", "up"] {
+        let img = zoetrope::output::frames::read_rgb(&dir.join(format!("{name}.png"))).unwrap();
+        let rgb = zoetrope::output::frames::rgb_to_tensor(&img);
+        let ours = clip_preprocess(&rgb, 32).unwrap();
+        let theirs = &expected[name];
+        let diff = (&ours - theirs).abs();
+        let max = diff.max().double_value(&[]);
+        let mean = diff.mean(Kind::Float).double_value(&[]);
+        eprintln!("{name}: max {max} mean {mean}");
+        assert!(max < 0.08 && mean < 0.01, "{name}: max {max}, mean {mean}");
+    }
+}
