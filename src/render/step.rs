@@ -44,6 +44,20 @@
 //! gradient-free CLIP forward per perceptor per active semantic loss. The
 //! distance and weight/stop rule are a prompt's (SPEC §2).
 //!
+//! # Use
+//!
+//! ```ignore
+//! let guide = Guide::new(perceptors, &scenes, scene_dir)?;      // embeds prompts once
+//! let mut state = ImageState::random(model, w, h, device)?;     // or from_image(model, &init.to_device(device))
+//! let init = guide.target(&state)?;                              // snapshot for direct/semantic init
+//! let mut adam = Adam::new(state.param(), lr.unwrap_or(state.default_lr()));
+//! for step in steps {
+//!     let weights = StepWeights { scene_weights, prompt_weights, direct_init: Some((ws, &init)), .. };
+//!     let loss = guide.step(&mut state, &mut adam, &weights)?;  // detached, read when logging
+//! }
+//! let frame = state.image()?;                                    // [1, 3, H, W] in [0, 1]
+//! ```
+//!
 //! # Randomness
 //!
 //! Random initialisation draws from torch's CPU generator and the cutouts from
