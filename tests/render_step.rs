@@ -335,7 +335,7 @@ fn direct_stabilization_pulls_toward_the_target() {
     let weak = direct_pull(palette_state(8), &target, 0.0, 0.02);
     let strong = direct_pull(palette_state(8), &target, 50.0, 0.02);
     assert!(
-        strong < weak * 0.9,
+        strong < weak * 0.5,
         "palette: mse {weak} (w 0) vs {strong} (w 50)"
     );
     // VQGAN: latent + RGB loss toward another random latent.
@@ -343,7 +343,10 @@ fn direct_stabilization_pulls_toward_the_target() {
     assert!(target.z_q.is_some());
     let weak = direct_pull(vqgan_state(8), &target, 0.0, 0.1);
     let strong = direct_pull(vqgan_state(8), &target, 50.0, 0.1);
-    assert!(strong < weak, "vqgan: mse {weak} (w 0) vs {strong} (w 50)");
+    assert!(
+        strong < weak * 0.6,
+        "vqgan: mse {weak} (w 0) vs {strong} (w 50)"
+    );
 }
 
 #[test]
@@ -361,7 +364,10 @@ fn semantic_stabilization_pulls_toward_the_target() {
     let losses = run(&g, &mut state, 0.05, 25, &w);
     let after = g.semantic_distance(&state, &target).unwrap();
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
-    assert!(after < before, "semantic distance {before} -> {after}");
+    assert!(
+        after < before * 0.7,
+        "semantic distance {before} -> {after}"
+    );
 }
 
 #[test]
@@ -407,7 +413,10 @@ fn image_prompts_load_and_guide() {
     tch::manual_seed(16);
     run(&g, &mut state, 0.02, 25, &plain_weights(&g, &[1.0]));
     let after = distance(&g, &state);
-    assert!(after < before, "image prompt distance {before} -> {after}");
+    assert!(
+        after < before - 0.2,
+        "image prompt distance {before} -> {after}"
+    );
 }
 
 #[test]
