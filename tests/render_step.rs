@@ -698,3 +698,83 @@ fn clip_preprocess_matches_openai_transform() {
         assert!(max < 0.08 && mean < 0.01, "{name}: max {max}, mean {mean}");
     }
 }
+
+#[test]
+fn prompt_stop_and_negative_weight() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    // A stop above every possible distance (π²/2 ≈ 4.93): the prompt still
+    // reports its loss but no longer pulls, so nothing moves.
+    let mut state = palette_state(40);
+    let p0 = state.param().copy();
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0][0] = WeightStop::new(1.0, Some(10.0));
+    tch::manual_seed(1);
+    let losses = run(&g, &mut state, 0.02, 3, &w);
+    assert!(losses.iter().all(|l| *l > 0.5), "{losses:?}");
+    assert_eq!(max_abs_diff(&p0, state.param()), 0.0);
+    // A negative weight pushes the image away from the prompt.
+    let before = distance(&g, &state);
+    w.prompt_weights[0][0] = WeightStop::weight(-1.0);
+    tch::manual_seed(2);
+    let losses = run(&g, &mut state, 0.02, 20, &w);
+    assert!(losses.iter().all(|l| *l < 0.0), "{losses:?}");
+    let after = distance(&g, &state);
+    assert!(after > before + 0.1, "negative prompt: {before} -> {after}");
+}
+
+#[test]
+fn gumbel_vqgan_state() {
+    let _torch = lock();
+    tch::manual_seed(3);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let config = VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_levels: vec![],
+        in_channels: 3,
+        out_ch: 3,
+        z_channels: 32,
+        embed_dim: 32, // GumbelVQ's proj reads quant_conv's output: embed_dim = z_channels
+        n_embed: 128,
+        quantizer: QuantizerKind::Gumbel,
+    };
+    let v = Vqgan::new(&vs.root(), &config);
+    vs.freeze();
+    tch::manual_seed(4);
+    let mut state = ImageState::random(ImageModel::Vqgan(v), W, H, Device::Cpu).unwrap();
+    assert_eq!(state.default_lr(), 0.15);
+    assert_eq!(state.param().size(), vec![1, 32, H / 2, W / 2]);
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    state.set_image(&rgb).unwrap();
+    assert_eq!(
+        max_abs_diff(state.param(), &state.z_q().unwrap().unwrap()),
+        0.0
+    );
+    let z0 = state.param().copy();
+    let g = guide(&[&["a red apple"]]);
+    tch::manual_seed(5);
+    run(&g, &mut state, 0.15, 2, &plain_weights(&g, &[1.0]));
+    assert!(max_abs_diff(&z0, state.param()) > 1e-3);
+}
+
+#[test]
+fn mismatched_step_weights_are_refused() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple", "a pear"]]);
+    let mut state = palette_state(41);
+    let mut adam = Adam::new(state.param(), 0.02);
+    let w = plain_weights(&g, &[1.0, 1.0]);
+    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal);
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0].pop();
+    assert!(g.step(&mut state, &mut adam, &w).is_err());
+    // A weight that evaluated to NaN is the user's expression: an input error.
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0][1] = WeightStop::weight(f64::NAN);
+    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Input);
+    assert!(err.message.contains("a pear"), "{}", err.message);
+}
