@@ -778,3 +778,23 @@ fn mismatched_step_weights_are_refused() {
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(err.message.contains("a pear"), "{}", err.message);
 }
+
+#[test]
+fn target_of_an_outside_image() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let pal = palette_state(50);
+    let t = g.target_of_image(&pal, &rgb).unwrap();
+    assert_eq!(max_abs_diff(&t.rgb, &rgb), 0.0);
+    assert!(t.z_q.is_none());
+    let vq = vqgan_state(50);
+    let t = g.target_of_image(&vq, &rgb).unwrap();
+    // The RGB term compares with the image itself, the latent term with its encoding.
+    assert_eq!(max_abs_diff(&t.rgb, &rgb), 0.0);
+    let encoded = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &rgb).unwrap();
+    assert_eq!(max_abs_diff(t.z_q.as_ref().unwrap(), encoded.param()), 0.0);
+    assert!(!t.z_q.as_ref().unwrap().requires_grad());
+    let small = Tensor::rand([1, 3, H / 2, W], (Kind::Float, Device::Cpu));
+    assert!(g.target_of_image(&vq, &small).is_err());
+}

@@ -563,6 +563,35 @@ impl Guide {
         Ok(Target { rgb, z_q, embeds })
     }
 
+    /// A target made from an outside image `[1, 3, H, W]` in `[0, 1]` of the
+    /// render's size (the init image, or the warped previous frame), the way
+    /// pytti's latent loss builds its target: the RGB term compares with the
+    /// image itself, the latent term (VQGAN) with the image's quantised
+    /// encoding. [`Guide::target`] instead snapshots the state (its decoded
+    /// image), which is the same thing once the state was set from the image
+    /// by [`ImageState::set_image`] except for the VQGAN's reconstruction error.
+    pub fn target_of_image(&self, state: &ImageState, rgb: &Tensor) -> Result<Target> {
+        let (h, w) = rgb_dims(rgb, "a loss target")?;
+        if (w, h) != (state.width, state.height) {
+            return Err(Error::internal(format!(
+                "a {w}×{h} loss target for a {}×{} render; resize it to the render size first",
+                state.width, state.height
+            )));
+        }
+        let device = state.device();
+        let rgb = rgb
+            .f_detach()?
+            .f_to_device(device)?
+            .f_to_kind(Kind::Float)?
+            .f_clamp(0.0, 1.0)?;
+        let z_q = match &state.model {
+            ImageModel::Palette => None,
+            ImageModel::Vqgan(_) => Some(state.model.encode(&rgb, device)?.f_detach()?),
+        };
+        let embeds = self.global_embeds(&rgb)?;
+        Ok(Target { rgb, z_q, embeds })
+    }
+
     /// Per perceptor, the embedding `[1, D]` of the whole image squeezed to
     /// the perceptor's input.
     fn global_embeds(&self, rgb: &Tensor) -> Result<Vec<Tensor>> {
