@@ -620,8 +620,10 @@ impl Guide {
     }
 
     /// Mean distance `[scene][prompt]` of each prompt over one batch of
-    /// cutouts of the current image (no gradient; draws cutouts from the torch
-    /// generators like a step). For logs and tests.
+    /// cutouts of the current image (no gradient). For logs and tests; it
+    /// draws its cutouts from the torch generators like a step, so calling it
+    /// during a render changes the random stream of the steps after it (a
+    /// seeded run must call it at the same points to repeat itself).
     pub fn prompt_distances(&self, state: &ImageState) -> Result<Vec<Vec<f64>>> {
         let image = state.image()?;
         let embeds = tch::no_grad(|| -> Result<Vec<Tensor>> {
