@@ -23,9 +23,9 @@
 //!    (the losses consume only the clamped leaf and the straight-through `z_q`,
 //!    which saves no tensor of the decoder's graph), the two passes together
 //!    cost the same as one ordinary backward (the first walks the perceptors,
-//!    the second the decoder), and the approximation would let the prompts push
-//!    saturated pixels ever further out, which pytti's users know as washed-out,
-//!    stuck regions.
+//!    the second the decoder), and the approximation would let the losses keep
+//!    pushing saturated values further out of range, from where they need many
+//!    steps to come back.
 //! 3. For every perceptor, one batch of cutouts (its [`CutoutSampler`], one
 //!    batched resampling op) is encoded by CLIP.
 //! 4. Loss = `Σ_scenes weight · Σ_prompts loss` (SPEC §2, §3) + the direct and
@@ -49,7 +49,7 @@
 //! ```ignore
 //! let guide = Guide::new(perceptors, &scenes, scene_dir)?;      // embeds prompts once
 //! let mut state = ImageState::random(model, w, h, device)?;     // or from_image(model, &init.to_device(device))
-//! let init = guide.target(&state)?;                              // snapshot for direct/semantic init
+//! let init = guide.target_of_image(&state, &init_rgb)?;          // or guide.target(&state): a snapshot
 //! let mut adam = Adam::new(state.param(), lr.unwrap_or(state.default_lr()));
 //! for step in steps {
 //!     let weights = StepWeights { scene_weights, prompt_weights, direct_init: Some((ws, &init)), .. };
