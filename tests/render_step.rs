@@ -35,8 +35,14 @@ fn lock() -> MutexGuard<'static, ()> {
 /// works), 32 px input, random weights scaled so that the output depends on
 /// the input.
 fn tiny_clip(seed: i64) -> Clip {
+    tiny_clip_as(seed, Device::Cpu, Kind::Float)
+}
+
+/// [`tiny_clip`] on `device` in `kind` (weights drawn on the CPU in fp32 first,
+/// so every device and kind gets the same model).
+fn tiny_clip_as(seed: i64, device: Device, kind: Kind) -> Clip {
     tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let config = ClipConfig {
         embed_dim: 32,
         image_resolution: 32,
@@ -83,12 +89,19 @@ fn tiny_clip(seed: i64) -> Clip {
             }
         }
     });
+    vs.set_device(device);
+    vs.set_kind(kind);
     clip
 }
 
 /// A tiny VQGAN: ch 32, ch_mult [1, 2] (factor 2), attention at the lowest
 /// resolution, 512 codes of 4 dimensions, random weights, frozen.
 fn tiny_vqgan(seed: i64) -> Vqgan {
+    tiny_vqgan_as(seed, Device::Cpu, Kind::Float)
+}
+
+/// [`tiny_vqgan`] on `device` in `kind`.
+fn tiny_vqgan_as(seed: i64, device: Device, kind: Kind) -> Vqgan {
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let config = VqganConfig {
@@ -113,6 +126,8 @@ fn tiny_vqgan(seed: i64) -> Vqgan {
         let _ = cb.g_mul_scalar_(0.5);
     });
     vs.freeze();
+    vs.set_device(device);
+    vs.set_kind(kind);
     v
 }
 
@@ -320,7 +335,7 @@ fn direct_stabilization_pulls_toward_the_target() {
     let weak = direct_pull(palette_state(8), &target, 0.0, 0.02);
     let strong = direct_pull(palette_state(8), &target, 50.0, 0.02);
     assert!(
-        strong < weak * 0.9,
+        strong < weak * 0.5,
         "palette: mse {weak} (w 0) vs {strong} (w 50)"
     );
     // VQGAN: latent + RGB loss toward another random latent.
@@ -328,7 +343,10 @@ fn direct_stabilization_pulls_toward_the_target() {
     assert!(target.z_q.is_some());
     let weak = direct_pull(vqgan_state(8), &target, 0.0, 0.1);
     let strong = direct_pull(vqgan_state(8), &target, 50.0, 0.1);
-    assert!(strong < weak, "vqgan: mse {weak} (w 0) vs {strong} (w 50)");
+    assert!(
+        strong < weak * 0.6,
+        "vqgan: mse {weak} (w 0) vs {strong} (w 50)"
+    );
 }
 
 #[test]
@@ -346,7 +364,10 @@ fn semantic_stabilization_pulls_toward_the_target() {
     let losses = run(&g, &mut state, 0.05, 25, &w);
     let after = g.semantic_distance(&state, &target).unwrap();
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
-    assert!(after < before, "semantic distance {before} -> {after}");
+    assert!(
+        after < before * 0.7,
+        "semantic distance {before} -> {after}"
+    );
 }
 
 #[test]
@@ -392,7 +413,10 @@ fn image_prompts_load_and_guide() {
     tch::manual_seed(16);
     run(&g, &mut state, 0.02, 25, &plain_weights(&g, &[1.0]));
     let after = distance(&g, &state);
-    assert!(after < before, "image prompt distance {before} -> {after}");
+    assert!(
+        after < before - 0.2,
+        "image prompt distance {before} -> {after}"
+    );
 }
 
 #[test]
@@ -531,4 +555,246 @@ fn warp_latent_moves_the_parameter() {
     vq.warp_latent(&motion, SamplingMode::Nearest, InfillMode::Wrap)
         .unwrap();
     assert!(max_abs_diff(&z0.roll([1], [3]), vq.param()) < 1e-6);
+}
+
+/// Mixed precision: bf16 models, float32 parameter and Adam, on `device`.
+fn mixed_precision_run(device: Device) {
+    let p = Perceptor {
+        name: "tiny-ViT bf16".into(),
+        clip: tiny_clip_as(7, device, Kind::BFloat16),
+        sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
+    };
+    assert_eq!(p.clip.kind(), Kind::BFloat16);
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    assert_eq!(g.prompts()[0][0].embeds[0].kind(), Kind::Float);
+    let vqgan = tiny_vqgan_as(3, device, Kind::BFloat16);
+    assert_eq!(vqgan.kind(), Kind::BFloat16);
+    tch::manual_seed(1);
+    let mut state = ImageState::random(ImageModel::Vqgan(vqgan), W, H, device).unwrap();
+    assert_eq!(state.param().kind(), Kind::Float);
+    assert_eq!(state.param().device(), device);
+    let z0 = state.param().copy();
+    let target = g.target(&state).unwrap();
+    let mut w = plain_weights(&g, &[1.0]);
+    w.direct_init = Some((WeightStop::weight(0.5), &target));
+    w.semantic_init = Some((WeightStop::weight(0.5), &target));
+    tch::manual_seed(2);
+    let losses = run(&g, &mut state, 0.1, 4, &w);
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+    assert_eq!(state.param().kind(), Kind::Float);
+    assert!(max_abs_diff(&z0, state.param()) > 1e-3);
+    let img = state.image().unwrap();
+    assert_eq!((img.kind(), img.device()), (Kind::Float, device));
+    assert_eq!(img.size(), vec![1, 3, H, W]);
+}
+
+#[test]
+fn bf16_models_with_float32_parameter() {
+    let _torch = lock();
+    mixed_precision_run(Device::Cpu);
+}
+
+/// The same on the first GPU, when there is one (skipped otherwise).
+#[test]
+fn cuda_step_when_available() {
+    let _torch = lock();
+    if !tch::Cuda::is_available() {
+        eprintln!("no CUDA device: skipped");
+        return;
+    }
+    mixed_precision_run(Device::Cuda(0));
+    // And fp32 on the GPU: a palette run decreases the distance.
+    let p = Perceptor {
+        name: "tiny-ViT".into(),
+        clip: tiny_clip_as(7, Device::Cuda(0), Kind::Float),
+        sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
+    };
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    tch::manual_seed(1);
+    let mut state = ImageState::random(ImageModel::Palette, W, H, Device::Cuda(0)).unwrap();
+    let before = distance(&g, &state);
+    tch::manual_seed(5);
+    run(&g, &mut state, 0.02, 30, &plain_weights(&g, &[1.0]));
+    assert!(distance(&g, &state) < before - 0.2);
+}
+
+/// pytti's clamp_with_grad, exactly: an out-of-range pixel whose gradient
+/// would push it further out does not move; one pulled back into range does.
+#[test]
+fn clamp_rule_blocks_only_outward_gradients() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let mut state = palette_state(30);
+    // Column 0 at 1.5 (out of range), the rest at 0.5.
+    let values = Tensor::full([1, 3, H, W], 0.5, (Kind::Float, Device::Cpu));
+    let _ = values.narrow(3, 0, 1).fill_(1.5);
+    state.set_param(&values).unwrap();
+    // Target 2.0 in column 0 pushes outward (blocked); 0.25 elsewhere pulls
+    // the in-range pixels down (passes).
+    let rgb = Tensor::full([1, 3, H, W], 0.25, (Kind::Float, Device::Cpu));
+    let _ = rgb.narrow(3, 0, 1).fill_(2.0);
+    let outward = Target {
+        rgb,
+        z_q: None,
+        embeds: Vec::new(),
+    };
+    let mut w = plain_weights(&g, &[0.0]);
+    w.direct_stabilization = Some((WeightStop::weight(1.0), &outward));
+    let mut adam = Adam::new(state.param(), 0.02);
+    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    let p = state.param();
+    assert_eq!(
+        max_abs_diff(&p.narrow(3, 0, 1), &values.narrow(3, 0, 1)),
+        0.0
+    );
+    let moved = values.narrow(3, 1, W - 1) - p.narrow(3, 1, W - 1);
+    assert!(
+        (moved.min().double_value(&[]) - 0.02).abs() < 1e-4,
+        "{moved}"
+    );
+
+    // Target 0.25 everywhere: column 0 is pulled back into range and moves.
+    let inward = Target {
+        rgb: Tensor::full([1, 3, H, W], 0.25, (Kind::Float, Device::Cpu)),
+        z_q: None,
+        embeds: Vec::new(),
+    };
+    state.set_param(&values).unwrap();
+    let mut w = plain_weights(&g, &[0.0]);
+    w.direct_stabilization = Some((WeightStop::weight(1.0), &inward));
+    let mut adam = Adam::new(state.param(), 0.02);
+    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    let col = values.narrow(3, 0, 1) - state.param().narrow(3, 0, 1);
+    assert!((col.min().double_value(&[]) - 0.02).abs() < 1e-4, "{col}");
+}
+
+/// `clip_preprocess` against OpenAI's `_transform` (PIL bicubic resize of the
+/// short side, centre crop, normalisation), fixtures from
+/// `scripts/reference/gen_step_fixtures.py`. PIL rounds the resized image to
+/// 8 bits and torch's antialiased bicubic differs from PIL's by float
+/// rounding, so the tolerance is a few 8-bit levels (1/255 ≈ 0.015 after
+/// normalisation).
+#[test]
+fn clip_preprocess_matches_openai_transform() {
+    let _torch = lock();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/step");
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("preprocess.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for name in ["down", "up"] {
+        let img = zoetrope::output::frames::read_rgb(&dir.join(format!("{name}.png"))).unwrap();
+        let rgb = zoetrope::output::frames::rgb_to_tensor(&img);
+        let ours = clip_preprocess(&rgb, 32).unwrap();
+        let theirs = &expected[name];
+        let diff = (&ours - theirs).abs();
+        let max = diff.max().double_value(&[]);
+        let mean = diff.mean(Kind::Float).double_value(&[]);
+        eprintln!("{name}: max {max} mean {mean}");
+        assert!(max < 0.08 && mean < 0.01, "{name}: max {max}, mean {mean}");
+    }
+}
+
+#[test]
+fn prompt_stop_and_negative_weight() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    // A stop above every possible distance (π²/2 ≈ 4.93): the prompt still
+    // reports its loss but no longer pulls, so nothing moves.
+    let mut state = palette_state(40);
+    let p0 = state.param().copy();
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0][0] = WeightStop::new(1.0, Some(10.0));
+    tch::manual_seed(1);
+    let losses = run(&g, &mut state, 0.02, 3, &w);
+    assert!(losses.iter().all(|l| *l > 0.5), "{losses:?}");
+    assert_eq!(max_abs_diff(&p0, state.param()), 0.0);
+    // A negative weight pushes the image away from the prompt.
+    let before = distance(&g, &state);
+    w.prompt_weights[0][0] = WeightStop::weight(-1.0);
+    tch::manual_seed(2);
+    let losses = run(&g, &mut state, 0.02, 20, &w);
+    assert!(losses.iter().all(|l| *l < 0.0), "{losses:?}");
+    let after = distance(&g, &state);
+    assert!(after > before + 0.1, "negative prompt: {before} -> {after}");
+}
+
+#[test]
+fn gumbel_vqgan_state() {
+    let _torch = lock();
+    tch::manual_seed(3);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let config = VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_levels: vec![],
+        in_channels: 3,
+        out_ch: 3,
+        z_channels: 32,
+        embed_dim: 32, // GumbelVQ's proj reads quant_conv's output: embed_dim = z_channels
+        n_embed: 128,
+        quantizer: QuantizerKind::Gumbel,
+    };
+    let v = Vqgan::new(&vs.root(), &config);
+    vs.freeze();
+    tch::manual_seed(4);
+    let mut state = ImageState::random(ImageModel::Vqgan(v), W, H, Device::Cpu).unwrap();
+    assert_eq!(state.default_lr(), 0.15);
+    assert_eq!(state.param().size(), vec![1, 32, H / 2, W / 2]);
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    state.set_image(&rgb).unwrap();
+    assert_eq!(
+        max_abs_diff(state.param(), &state.z_q().unwrap().unwrap()),
+        0.0
+    );
+    let z0 = state.param().copy();
+    let g = guide(&[&["a red apple"]]);
+    tch::manual_seed(5);
+    run(&g, &mut state, 0.15, 2, &plain_weights(&g, &[1.0]));
+    assert!(max_abs_diff(&z0, state.param()) > 1e-3);
+}
+
+#[test]
+fn mismatched_step_weights_are_refused() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple", "a pear"]]);
+    let mut state = palette_state(41);
+    let mut adam = Adam::new(state.param(), 0.02);
+    let w = plain_weights(&g, &[1.0, 1.0]);
+    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal);
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0].pop();
+    assert!(g.step(&mut state, &mut adam, &w).is_err());
+    // A weight that evaluated to NaN is the user's expression: an input error.
+    let mut w = plain_weights(&g, &[1.0]);
+    w.prompt_weights[0][1] = WeightStop::weight(f64::NAN);
+    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Input);
+    assert!(err.message.contains("a pear"), "{}", err.message);
+}
+
+#[test]
+fn target_of_an_outside_image() {
+    let _torch = lock();
+    let g = guide(&[&["a red apple"]]);
+    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let pal = palette_state(50);
+    let t = g.target_of_image(&pal, &rgb).unwrap();
+    assert_eq!(max_abs_diff(&t.rgb, &rgb), 0.0);
+    assert!(t.z_q.is_none());
+    let vq = vqgan_state(50);
+    let t = g.target_of_image(&vq, &rgb).unwrap();
+    // The RGB term compares with the image itself, the latent term with its encoding.
+    assert_eq!(max_abs_diff(&t.rgb, &rgb), 0.0);
+    let encoded = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &rgb).unwrap();
+    assert_eq!(max_abs_diff(t.z_q.as_ref().unwrap(), encoded.param()), 0.0);
+    assert!(!t.z_q.as_ref().unwrap().requires_grad());
+    let small = Tensor::rand([1, 3, H / 2, W], (Kind::Float, Device::Cpu));
+    assert!(g.target_of_image(&vq, &small).is_err());
 }

@@ -23,9 +23,9 @@
 //!    (the losses consume only the clamped leaf and the straight-through `z_q`,
 //!    which saves no tensor of the decoder's graph), the two passes together
 //!    cost the same as one ordinary backward (the first walks the perceptors,
-//!    the second the decoder), and the approximation would let the prompts push
-//!    saturated pixels ever further out, which pytti's users know as washed-out,
-//!    stuck regions.
+//!    the second the decoder), and the approximation would let the losses keep
+//!    pushing saturated values further out of range, from where they need many
+//!    steps to come back.
 //! 3. For every perceptor, one batch of cutouts (its [`CutoutSampler`], one
 //!    batched resampling op) is encoded by CLIP.
 //! 4. Loss = `Σ_scenes weight · Σ_prompts loss` (SPEC §2, §3) + the direct and
@@ -43,6 +43,20 @@
 //! of the frame is not "semantically the same"), at the price of one extra
 //! gradient-free CLIP forward per perceptor per active semantic loss. The
 //! distance and weight/stop rule are a prompt's (SPEC §2).
+//!
+//! # Use
+//!
+//! ```ignore
+//! let guide = Guide::new(perceptors, &scenes, scene_dir)?;      // embeds prompts once
+//! let mut state = ImageState::random(model, w, h, device)?;     // or from_image(model, &init.to_device(device))
+//! let init = guide.target_of_image(&state, &init_rgb)?;          // or guide.target(&state): a snapshot
+//! let mut adam = Adam::new(state.param(), lr.unwrap_or(state.default_lr()));
+//! for step in steps {
+//!     let weights = StepWeights { scene_weights, prompt_weights, direct_init: Some((ws, &init)), .. };
+//!     let loss = guide.step(&mut state, &mut adam, &weights)?;  // detached, read when logging
+//! }
+//! let frame = state.image()?;                                    // [1, 3, H, W] in [0, 1]
+//! ```
 //!
 //! # Randomness
 //!
@@ -72,6 +86,10 @@ use crate::{Error, Result};
 
 /// The image model named by `image_model`: a VQGAN whose latent is optimised,
 /// or the Unlimited Palette (RGB pixels optimised directly).
+///
+/// (One value per render, so the size difference between the variants that
+/// clippy warns about costs nothing; boxing would only complicate the API.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ImageModel {
     Vqgan(Vqgan),
@@ -545,6 +563,35 @@ impl Guide {
         Ok(Target { rgb, z_q, embeds })
     }
 
+    /// A target made from an outside image `[1, 3, H, W]` in `[0, 1]` of the
+    /// render's size (the init image, or the warped previous frame), the way
+    /// pytti's latent loss builds its target: the RGB term compares with the
+    /// image itself, the latent term (VQGAN) with the image's quantised
+    /// encoding. [`Guide::target`] instead snapshots the state (its decoded
+    /// image), which is the same thing once the state was set from the image
+    /// by [`ImageState::set_image`] except for the VQGAN's reconstruction error.
+    pub fn target_of_image(&self, state: &ImageState, rgb: &Tensor) -> Result<Target> {
+        let (h, w) = rgb_dims(rgb, "a loss target")?;
+        if (w, h) != (state.width, state.height) {
+            return Err(Error::internal(format!(
+                "a {w}×{h} loss target for a {}×{} render; resize it to the render size first",
+                state.width, state.height
+            )));
+        }
+        let device = state.device();
+        let rgb = rgb
+            .f_detach()?
+            .f_to_device(device)?
+            .f_to_kind(Kind::Float)?
+            .f_clamp(0.0, 1.0)?;
+        let z_q = match &state.model {
+            ImageModel::Palette => None,
+            ImageModel::Vqgan(_) => Some(state.model.encode(&rgb, device)?.f_detach()?),
+        };
+        let embeds = self.global_embeds(&rgb)?;
+        Ok(Target { rgb, z_q, embeds })
+    }
+
     /// Per perceptor, the embedding `[1, D]` of the whole image squeezed to
     /// the perceptor's input.
     fn global_embeds(&self, rgb: &Tensor) -> Result<Vec<Tensor>> {
@@ -573,8 +620,10 @@ impl Guide {
     }
 
     /// Mean distance `[scene][prompt]` of each prompt over one batch of
-    /// cutouts of the current image (no gradient; draws cutouts from the torch
-    /// generators like a step). For logs and tests.
+    /// cutouts of the current image (no gradient). For logs and tests; it
+    /// draws its cutouts from the torch generators like a step, so calling it
+    /// during a render changes the random stream of the steps after it (a
+    /// seeded run must call it at the same points to repeat itself).
     pub fn prompt_distances(&self, state: &ImageState) -> Result<Vec<Vec<f64>>> {
         let image = state.image()?;
         let embeds = tch::no_grad(|| -> Result<Vec<Tensor>> {
