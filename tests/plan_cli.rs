@@ -150,7 +150,11 @@ fn csv_table_and_chart() {
 
     let chart = dir.path().join("chart.png");
     let out = plan(&[scene.to_str().unwrap(), "--chart", chart.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("40 frames"));
     assert!(table.lines().any(|l| l.trim_start().starts_with("40 ")));
@@ -180,7 +184,11 @@ fn bad_input_exits_2_with_position() {
     assert!(err.contains("did you mean `steps_per_frame`"), "{err}");
 
     // steps_per_scene not a multiple of steps_per_frame
-    std::fs::write(&p, "scenes = \"a\"\nsteps_per_scene = 120\nsteps_per_frame = 50\n").unwrap();
+    std::fs::write(
+        &p,
+        "scenes = \"a\"\nsteps_per_scene = 120\nsteps_per_frame = 50\n",
+    )
+    .unwrap();
     let out = plan(&[p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -197,7 +205,10 @@ fn bad_input_exits_2_with_position() {
     let out = plan(&[p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("init_image") && err.contains("not a readable image"), "{err}");
+    assert!(
+        err.contains("init_image") && err.contains("not a readable image"),
+        "{err}"
+    );
 
     // a missing scene file
     let out = plan(&[dir.path().join("none.toml").to_str().unwrap()]);

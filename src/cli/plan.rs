@@ -269,9 +269,8 @@ type MotionGetter = fn(&FramePlan) -> f64;
 /// Scene weights over frames (top) and, when animating, motion curves
 /// (bottom), as a PNG.
 fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
-    let cerr = |e: &dyn std::fmt::Display| {
-        Error::io(format!("drawing the chart {}", path.display()), e)
-    };
+    let cerr =
+        |e: &dyn std::fmt::Display| Error::io(format!("drawing the chart {}", path.display()), e);
     let animated = scene.is_animated();
     let height = if animated { 800 } else { 450 };
     let root = BitMapBackend::new(path, (1200, height)).into_drawing_area();
@@ -289,7 +288,10 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
         .unwrap_or_default();
     let mut chart = ChartBuilder::on(&top)
         .caption(
-            format!("{name}: scene weights per frame ({:?} transition)", scene.transition),
+            format!(
+                "{name}: scene weights per frame ({:?} transition)",
+                scene.transition
+            ),
             ("sans-serif", 22),
         )
         .margin(12)
@@ -318,7 +320,10 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
             .map_err(|e| cerr(&e))?
             .label(format!("scene {}: {label}", j + 1))
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(j).stroke_width(3))
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    Palette99::pick(j).stroke_width(3),
+                )
             });
     }
     chart
@@ -378,7 +383,9 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
                 ))
                 .map_err(|e| cerr(&e))?
                 .label(*label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

@@ -132,7 +132,8 @@ pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSumm
     let _ = Timeline::new(&scene)?;
     let run = RunDir::create(&opts.out_dir, &scene.file_namespace, scene.allow_overwrite)?;
     let scene_dir = scene_dir_of(scene_path);
-    render_in(&scene, scene_path, &scene_dir, run, false, opts)
+    let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
+    render_in(&scene, &scene_file, &scene_dir, run, false, opts)
 }
 
 /// Continues the run in `run_dir` where it stopped.
@@ -148,7 +149,10 @@ pub fn resume(run_dir: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
     let settings_path = run.path.join(SETTINGS_FILE);
     let text = std::fs::read_to_string(&settings_path)
         .map_err(|e| Error::io(format!("reading {}", settings_path.display()), e))?;
-    let scene = Scene::from_str(&text, &settings_path.display().to_string())?;
+    // Image prompts keep their paths as written, relative to the scene
+    // file's folder, so the settings are read as if from the scene file.
+    let scene = Scene::from_str(&text, &state.scene_file.display().to_string())
+        .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
     if state.complete {
         eprintln!(
             "{} is already complete ({} frames); nothing to do",
@@ -537,7 +541,7 @@ pub fn render_in(
         None => ImageState::random(models.image_model, width, height, device)?,
     };
     let init_target: Option<Target> = match &init_rgb {
-        Some(_) => Some(guide.target(&state)?),
+        Some(rgb) => Some(guide.target_of_image(&state, rgb)?),
         None => None,
     };
     let lr = if scene.learning_rate > 0.0 {
@@ -615,20 +619,22 @@ pub fn render_in(
         if k > 1 {
             if scene.is_animated() {
                 let motion = to_warp_motion(timeline.motion(k - 1));
+                let wants_target = (scene.direct_stabilization_weight.is_some()
+                    || scene.semantic_stabilization_weight.is_some())
+                    && scene.stabilization_target == StabilizationTarget::Previous;
                 if scene.reencode_each_frame {
                     let img = state.image()?;
                     let warped = warp::warp(&img, &motion, sampling, infill)?;
                     state.set_image(&warped)?;
+                    if wants_target {
+                        // pytti's target: the warped frame itself, and its encoding.
+                        stab_target = Some(guide.target_of_image(&state, &warped)?);
+                    }
                 } else {
                     state.warp_latent(&motion, sampling, infill)?;
-                }
-                if scene.direct_stabilization_weight.is_some()
-                    || scene.semantic_stabilization_weight.is_some()
-                {
-                    stab_target = match scene.stabilization_target {
-                        StabilizationTarget::Previous => Some(guide.target(&state)?),
-                        StabilizationTarget::Init => None,
-                    };
+                    if wants_target {
+                        stab_target = Some(guide.target(&state)?);
+                    }
                 }
             }
             if scene.reset_lr_each_frame {

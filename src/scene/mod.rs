@@ -878,7 +878,7 @@ impl Reader<'_, '_> {
                         .or_else(|| lookup::other_perceptor(&name, &self.base_dir()))
                     {
                         Some(c) => {
-                            if !out.iter().any(|o: &String| *o == c) {
+                            if !out.contains(&c) {
                                 out.push(c)
                             }
                         }

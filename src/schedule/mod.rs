@@ -475,7 +475,10 @@ mod tests {
                     }
                 }
                 for (x, y) in fast.iter().zip(&slow) {
-                    assert!((x - y).abs() < 1e-9, "{tr} I={i} F={f} frame {k}: {fast:?} vs {slow:?}");
+                    assert!(
+                        (x - y).abs() < 1e-9,
+                        "{tr} I={i} F={f} frame {k}: {fast:?} vs {slow:?}"
+                    );
                 }
             }
         }
@@ -483,7 +486,9 @@ mod tests {
 
     #[test]
     fn time_and_motion() {
-        let tl = timeline("animation_mode = \"2D\"\nzoom_x_2d = \"t\"\ntranslate_x = \"0:(0), 10:(10)\"");
+        let tl = timeline(
+            "animation_mode = \"2D\"\nzoom_x_2d = \"t\"\ntranslate_x = \"0:(0), 10:(10)\"",
+        );
         assert_eq!(tl.t_at(600), 1.0);
         assert_eq!(tl.frame_steps(3), 100..150);
         let m = tl.motion(12);
