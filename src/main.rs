@@ -24,6 +24,9 @@ enum Command {
     /// Dry run: every frame's steps, t, scene weights, prompts and motion.
     /// Needs no weights and no GPU; checks the scene file as render would.
     Plan(cli::plan::PlanArgs),
+    /// VQGAN × perceptor comparison: one render per combination, then a
+    /// tiled grid.mp4, contact sheets and an offline index.html viewer.
+    Grid(cli::grid::GridArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -36,6 +39,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan(args) => cli::plan::run(&args),
+        // TODO(lead): pass the real render and weights check (see src/cli/grid.rs).
+        Command::Grid(args) => cli::grid::run(
+            &args,
+            &mut cli::grid::unwired_render,
+            &cli::grid::check_weight_paths,
+        ),
     }
 }
 
