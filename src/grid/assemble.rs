@@ -583,17 +583,21 @@ fn index_html(
         "<input id=\"frame\" type=\"range\" min=\"1\" max=\"{frames}\" value=\"1\">\n\
          <span id=\"frame-label\"></span>\n</div>\n"
     ));
+    // Small frames are shown enlarged by a whole factor (pixelated).
+    let zoom = (VIEW_WIDTH / layout.tile_w.max(1)).clamp(1, 8);
+    let (vw, vh) = (layout.tile_w * zoom, layout.tile_h * zoom);
     h.push_str(&format!(
-        "<div id=\"stage\" style=\"width:{}px;min-height:{}px\">\n",
-        layout.tile_w.max(frame_css_min()),
-        layout.tile_h
+        "<div id=\"stage\" style=\"width:{vw}px;min-height:{vh}px\">\n"
     ));
+    let size = format!("width=\"{vw}\" height=\"{vh}\"");
     match first {
         Some(c) => h.push_str(&format!(
-            "<img id=\"view\" alt=\"the selected cell's frame\" src=\"{}\">\n",
+            "<img id=\"view\" alt=\"the selected cell's frame\" {size} src=\"{}\">\n",
             esc(&format!("{}/{}", c.name, frame_file_name(1)))
         )),
-        None => h.push_str("<img id=\"view\" alt=\"the selected cell's frame\" hidden>\n"),
+        None => h.push_str(&format!(
+            "<img id=\"view\" alt=\"the selected cell's frame\" {size} hidden>\n"
+        )),
     }
     h.push_str("<div id=\"placeholder\" hidden></div>\n</div>\n");
     h.push_str("<p id=\"cell-info\"></p>\n<div id=\"links\"></div>\n");
@@ -666,16 +670,14 @@ fn index_html(
     Ok(h)
 }
 
-/// The viewer keeps room for its controls even for tiny frames.
-fn frame_css_min() -> u32 {
-    128
-}
+/// Frames narrower than this are shown enlarged by a whole factor.
+const VIEW_WIDTH: u32 = 512;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#181818;color:#e8e8e8;\
 margin:1.5em}a{color:#8cc8ff}.controls{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;\
 margin:.8em 0}#stage{background:#101010;display:flex;align-items:center;justify-content:center}\
 #stage img{image-rendering:pixelated;max-width:100%}#placeholder{color:#888;padding:1em}\
-pre{background:#101010;padding:.8em;overflow:auto;max-height:30em}table{border-collapse:collapse}\
+pre{background:#101010;padding:.8em;overflow:auto;max-height:20em}table{border-collapse:collapse}\
 td,th{border:1px solid #444;padding:.4em;vertical-align:top}img.sheet{max-width:100%}\
 figure{margin:1em 0}#errors{color:#ff8080}";
 
