@@ -1,6 +1,8 @@
 //! The grid end to end with fake cells: a 2 × 2 grid's folders, grid.mp4,
 //! contact sheets and index.html; skipping complete cells, resuming partial
 //! ones; the weights check; sharding and `--assemble`.
+// The fake cells write their MP4s with the video feature.
+#![cfg(feature = "video")]
 
 mod grid_support;
 
@@ -95,7 +97,13 @@ fn two_by_two_grid_builds_cells_video_sheets_and_viewer() {
             let (x, y) = (W / 2, H / 2);
             let got = &video.frames[k as usize - 1];
             assert!(
-                near(got, x0 + x, y0 + layout.label_h + y, want.get_pixel(x, y).0, 12),
+                near(
+                    got,
+                    x0 + x,
+                    y0 + layout.label_h + y,
+                    want.get_pixel(x, y).0,
+                    12
+                ),
                 "cell {} frame {k}: {:?} vs {:?}",
                 cell.name,
                 got.get_pixel(x0 + x, y0 + layout.label_h + y),
@@ -113,7 +121,11 @@ fn two_by_two_grid_builds_cells_video_sheets_and_viewer() {
         .collect();
     assert_eq!(
         sheets,
-        ["grid_frame_00001.png", "grid_frame_00003.png", "grid_frame_00006.png"]
+        [
+            "grid_frame_00001.png",
+            "grid_frame_00003.png",
+            "grid_frame_00006.png"
+        ]
     );
     let sheet = read_rgb(&out.join("grid_frame_00003.png")).unwrap();
     assert_eq!(sheet.dimensions(), (layout.width, layout.height));
@@ -139,10 +151,15 @@ fn two_by_two_grid_builds_cells_video_sheets_and_viewer() {
     let refs = html_refs(&html);
     assert!(refs.iter().any(|r| r == "grid.mp4"));
     assert!(refs.iter().any(|r| r == "grid_frame_00001.png"));
-    assert!(refs.iter().any(|r| r == "coco__RN50+ViT-B-16/settings.json"));
+    assert!(refs
+        .iter()
+        .any(|r| r == "coco__RN50+ViT-B-16/settings.json"));
     assert!(refs.len() >= 4 * 3 + 1 + 3);
     for r in &refs {
-        assert!(!r.contains("://") && !r.starts_with('/'), "{r} is not relative");
+        assert!(
+            !r.contains("://") && !r.starts_with('/'),
+            "{r} is not relative"
+        );
         assert!(out.join(r).is_file(), "index.html references missing {r}");
     }
     let data = html_data(&html);
@@ -290,6 +307,8 @@ fn shards_render_disjoint_cells_and_assemble_matches_a_single_run() {
     all.sort();
     assert_eq!(seen, all, "the shards together cover the grid exactly once");
 
+    // Shards leave the video to the assemble step.
+    assert!(!shared.join("grid.mp4").exists());
     let outputs = assemble_grid(&scene, &spec(), &shared, None).unwrap();
     assert!(outputs.missing.is_empty());
     assert_eq!(
@@ -317,7 +336,13 @@ fn assemble_shows_missing_cells_as_dark_labelled_tiles() {
     let scene = write_scene(&tmp.path().join("scene"));
     let out = tmp.path().join("grid");
     // Only cell 3 (coco × RN50+ViT-B/16), via shard 3/4.
-    run(&scene, &out, Some(Shard::new(3, 4).unwrap()), &FakeRender::default()).unwrap();
+    run(
+        &scene,
+        &out,
+        Some(Shard::new(3, 4).unwrap()),
+        &FakeRender::default(),
+    )
+    .unwrap();
     let outputs = assemble_grid(&scene, &spec(), &out, Some(vec![2, 5])).unwrap();
     assert_eq!(outputs.missing.len(), 3);
     assert!(outputs.missing[0].starts_with("imagenet__ViT-B-32"));
@@ -327,7 +352,10 @@ fn assemble_shows_missing_cells_as_dark_labelled_tiles() {
     let sheet = read_rgb(&out.join("grid_frame_00005.png")).unwrap();
     let (x0, y0) = layout.tile_origin(0, 0);
     // A corner of the missing tile is the dark fill, and its label has text.
-    assert_eq!(sheet.get_pixel(x0 + 1, y0 + layout.label_h + 1).0, [28, 28, 28]);
+    assert_eq!(
+        sheet.get_pixel(x0 + 1, y0 + layout.label_h + 1).0,
+        [28, 28, 28]
+    );
     let ink = (0..layout.label_h)
         .flat_map(|y| (0..W).map(move |x| (x, y)))
         .filter(|(x, y)| sheet.get_pixel(x0 + x, y0 + y).0[0] > 200)
@@ -352,7 +380,10 @@ fn assemble_shows_missing_cells_as_dark_labelled_tiles() {
     assert_eq!(c0["settings"]["vqgan_model"], "imagenet");
     assert_eq!(c0["settings"]["perceptors"][0], "ViT-B/32");
     assert_eq!(c0["settings"]["file_namespace"], "imagenet__ViT-B-32");
-    assert!(c0["settings_source"].as_str().unwrap().starts_with("planned"));
+    assert!(c0["settings_source"]
+        .as_str()
+        .unwrap()
+        .starts_with("planned"));
     // A contact sheet frame beyond the scene is an input error.
     let err = assemble_grid(&scene, &spec(), &out, Some(vec![7])).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);

@@ -1,5 +1,7 @@
 //! Grid specification: parsing of `--vqgan` / `--perceptors`, cell order and
 //! folder names, `--shard`, cell status from folders, and the cell scenes.
+// The fake cells write their MP4s with the video feature.
+#![cfg(feature = "video")]
 
 mod grid_support;
 
@@ -12,8 +14,11 @@ use zoetrope::ErrorKind;
 
 #[test]
 fn lists_parse_into_canonical_names_in_order() {
-    let s = GridSpec::parse(" imagenet , COCO,openimages", "ViT-B/32,RN50+vit-b-16, ViTL14_336px")
-        .unwrap();
+    let s = GridSpec::parse(
+        " imagenet , COCO,openimages",
+        "ViT-B/32,RN50+vit-b-16, ViTL14_336px",
+    )
+    .unwrap();
     assert_eq!(s.vqgans, ["imagenet", "coco", "openimages"]);
     assert_eq!(
         s.perceptors,
@@ -45,9 +50,12 @@ fn lists_parse_into_canonical_names_in_order() {
     // Parsing is deterministic.
     assert_eq!(
         s.cells(),
-        GridSpec::parse("imagenet,coco,openimages", "ViT-B/32,RN50+ViT-B/16,ViT-L/14@336px")
-            .unwrap()
-            .cells()
+        GridSpec::parse(
+            "imagenet,coco,openimages",
+            "ViT-B/32,RN50+ViT-B/16,ViT-L/14@336px"
+        )
+        .unwrap()
+        .cells()
     );
 }
 
@@ -91,10 +99,16 @@ fn bad_lists_give_clear_errors_with_suggestions() {
 #[test]
 fn shards_parse_validate_and_partition() {
     assert_eq!(Shard::parse("0/4").unwrap(), Shard { index: 0, count: 4 });
-    assert_eq!(Shard::parse(" 3 / 4 ").unwrap(), Shard { index: 3, count: 4 });
+    assert_eq!(
+        Shard::parse(" 3 / 4 ").unwrap(),
+        Shard { index: 3, count: 4 }
+    );
     let m = Shard::parse("4/4").unwrap_err().message;
     assert!(m.contains("below the number of shards (0 to 3)"), "{m}");
-    assert!(Shard::parse("1/0").unwrap_err().message.contains("at least 1"));
+    assert!(Shard::parse("1/0")
+        .unwrap_err()
+        .message
+        .contains("at least 1"));
     for bad in ["1", "a/b", "-1/2", "1/2/3", "", "1.5/2"] {
         let e = Shard::parse(bad).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Input);
@@ -130,14 +144,23 @@ fn cell_status_reads_the_folder() {
     write_frame(&dir, 1, &img).unwrap();
     write_frame(&dir, 3, &img).unwrap();
     // Frames must be consecutive: frame 2 is missing.
-    assert_eq!(cell_status(out, cell, 3), CellStatus::Partial { frames_done: 1 });
+    assert_eq!(
+        cell_status(out, cell, 3),
+        CellStatus::Partial { frames_done: 1 }
+    );
     write_frame(&dir, 2, &img).unwrap();
     // All frames but no MP4 yet.
-    assert_eq!(cell_status(out, cell, 3), CellStatus::Partial { frames_done: 3 });
+    assert_eq!(
+        cell_status(out, cell, 3),
+        CellStatus::Partial { frames_done: 3 }
+    );
     fs::write(cell.video_path(out), b"mp4").unwrap();
     assert_eq!(cell_status(out, cell, 3), CellStatus::Complete);
     // A longer scene makes it partial again.
-    assert_eq!(cell_status(out, cell, 4), CellStatus::Partial { frames_done: 3 });
+    assert_eq!(
+        cell_status(out, cell, 4),
+        CellStatus::Partial { frames_done: 3 }
+    );
     // The marker counts only for the frame count it records.
     fs::remove_file(cell.video_path(out)).unwrap();
     fs::write(
@@ -146,7 +169,10 @@ fn cell_status_reads_the_folder() {
     )
     .unwrap();
     assert_eq!(cell_status(out, cell, 3), CellStatus::Complete);
-    assert_eq!(cell_status(out, cell, 4), CellStatus::Partial { frames_done: 3 });
+    assert_eq!(
+        cell_status(out, cell, 4),
+        CellStatus::Partial { frames_done: 3 }
+    );
 }
 
 #[test]

@@ -113,7 +113,8 @@ pub fn run(
             progress: true,
         };
         let report = grid::run_grid(&args.scene, &spec, &out, &opts, check_weights, render)?;
-        let count = |f: fn(&CellOutcome) -> bool| report.cells.iter().filter(|c| f(&c.outcome)).count();
+        let count =
+            |f: fn(&CellOutcome) -> bool| report.cells.iter().filter(|c| f(&c.outcome)).count();
         println!(
             "cells: {} rendered, {} resumed, {} already complete, {} in other shards",
             count(|o| *o == CellOutcome::Rendered),
@@ -136,7 +137,11 @@ pub fn run(
     if outputs.missing.is_empty() {
         println!("all {} cells complete", cells.len());
     } else {
-        println!("{} of {} cells not complete:", outputs.missing.len(), cells.len());
+        println!(
+            "{} of {} cells not complete:",
+            outputs.missing.len(),
+            cells.len()
+        );
         for m in &outputs.missing {
             println!("  {m}");
         }

@@ -306,9 +306,11 @@ pub fn assemble_prepared(
     for (c, st) in cells.iter().zip(&statuses) {
         match st {
             CellStatus::Complete => {}
-            CellStatus::Missing => outputs
-                .missing
-                .push(format!("{} ({}): not rendered", c.name, c.label())),
+            CellStatus::Missing => {
+                outputs
+                    .missing
+                    .push(format!("{} ({}): not rendered", c.name, c.label()))
+            }
             CellStatus::Partial { frames_done } => outputs.missing.push(format!(
                 "{} ({}): {frames_done} of {frames} frames",
                 c.name,

@@ -187,7 +187,11 @@ mod tests {
         for code in 33u8..=126 {
             let g = glyph(code as char);
             assert!(g.iter().any(|c| *c != 0), "{:?} is blank", code as char);
-            assert!(g.iter().all(|c| *c < 0x80), "{:?} uses an 8th row", code as char);
+            assert!(
+                g.iter().all(|c| *c < 0x80),
+                "{:?} uses an 8th row",
+                code as char
+            );
         }
         assert_eq!(glyph(' '), [0; 5]);
         assert_eq!(glyph('é'), glyph('?'));

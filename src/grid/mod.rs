@@ -122,7 +122,13 @@ fn path_stem(p: &str) -> String {
 pub fn perceptor_label(entry: &[String]) -> String {
     entry
         .iter()
-        .map(|p| if is_path_entry(p) { path_stem(p) } else { p.clone() })
+        .map(|p| {
+            if is_path_entry(p) {
+                path_stem(p)
+            } else {
+                p.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join("+")
 }
@@ -597,7 +603,8 @@ fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
 ///    cells. After each cell it checks the folder, writes the `complete`
 ///    marker and refreshes `index.html` and the contact sheets.
 /// 4. Rebuilds `grid.mp4`, the contact sheets and `index.html` from every
-///    cell present (other shards' cells included).
+///    cell present (other shards' cells included). With a shard, `grid.mp4`
+///    is left to [`assemble_grid`] (`--assemble`), run once all shards end.
 ///
 /// A failing cell stops the run with its error (the cells finished so far
 /// stay complete; running again continues).
@@ -644,10 +651,7 @@ pub fn run_grid(
     // Every missing weights file at once.
     let mut missing: Vec<String> = Vec::new();
     for (i, outcome) in &plan {
-        if matches!(
-            outcome,
-            CellOutcome::Rendered | CellOutcome::Resumed { .. }
-        ) {
+        if matches!(outcome, CellOutcome::Rendered | CellOutcome::Resumed { .. }) {
             let cell = &prep.cells[*i];
             for m in check_weights(&cell.perceptors, &cell.vqgan) {
                 if !missing.contains(&m) {
@@ -738,12 +742,22 @@ pub fn run_grid(
         bar.inc(1);
         // Cheap outputs follow every finished cell; the video waits for the end.
         if n + 1 < todo.len() {
-            assemble::assemble_prepared(out_dir, spec, &prep.scene, &prep.cells, prep.frames, &sheet_opts)?;
+            assemble::assemble_prepared(
+                out_dir,
+                spec,
+                &prep.scene,
+                &prep.cells,
+                prep.frames,
+                &sheet_opts,
+            )?;
         }
     }
     bar.finish_and_clear();
 
-    let outputs = assemble::assemble_prepared(
+    // A shard sees only part of the grid, and encoding the video in every
+    // shard at once would waste the cluster's time: the assemble step after
+    // the last shard builds it.
+    let mut outputs = assemble::assemble_prepared(
         out_dir,
         spec,
         &prep.scene,
@@ -751,9 +765,15 @@ pub fn run_grid(
         prep.frames,
         &assemble::AssembleOptions {
             sheets: opts.sheets.clone(),
-            video: true,
+            video: opts.shard.is_none(),
         },
     )?;
+    if let Some(s) = opts.shard {
+        outputs.notes.push(format!(
+            "shard {}/{}: grid.mp4 is built by `zoetrope grid … --assemble` once every shard              has finished",
+            s.index, s.count
+        ));
+    }
     let cells = plan
         .into_iter()
         .map(|(i, outcome)| CellReport {

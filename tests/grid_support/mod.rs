@@ -61,7 +61,11 @@ pub fn fake_frame(name: &str, k: u64, w: u32, h: u32) -> RgbImage {
     let c = cell_colour(name);
     RgbImage::from_fn(w, h, |x, _| {
         let add = (k as u32 * 12 + x / 4) as u8;
-        Rgb([c[0].saturating_add(add), c[1].saturating_add(add), c[2].saturating_add(add)])
+        Rgb([
+            c[0].saturating_add(add),
+            c[1].saturating_add(add),
+            c[2].saturating_add(add),
+        ])
     })
 }
 
@@ -102,7 +106,10 @@ impl FakeRender {
             1
         };
         write_json_atomic(&dir.join("settings.json"), scene)?;
-        let (w, h) = (scene.width * scene.pixel_size, scene.height * scene.pixel_size);
+        let (w, h) = (
+            scene.width * scene.pixel_size,
+            scene.height * scene.pixel_size,
+        );
         let limit = self.fail_after.borrow_mut().take();
         for k in start..=n {
             if let Some(l) = limit {
@@ -119,8 +126,15 @@ impl FakeRender {
             &dir.join("metadata.json"),
             &serde_json::json!({"renderer": "fake test render", "frames": n}),
         )?;
-        let frames: Vec<PathBuf> = (1..=n).map(|k| dir.join(frame_file_name(k as usize))).collect();
-        write_mp4_from_pngs(&frames, &dir.join(format!("{name}.mp4")), scene.frames_per_second, "fake")?;
+        let frames: Vec<PathBuf> = (1..=n)
+            .map(|k| dir.join(frame_file_name(k as usize)))
+            .collect();
+        write_mp4_from_pngs(
+            &frames,
+            &dir.join(format!("{name}.mp4")),
+            scene.frames_per_second,
+            "fake",
+        )?;
         Ok(())
     }
 
