@@ -271,6 +271,7 @@ fn missing_weights_are_reported_together_before_rendering() {
     assert!(err.message.contains("ViT-B-16.safetensors"));
     assert_eq!(err.message.matches("coco.safetensors").count(), 1);
     assert!(fake.calls().is_empty());
+    assert!(!out.exists(), "nothing is created when weights are missing");
 }
 
 #[test]
@@ -327,7 +328,22 @@ fn shards_render_disjoint_cells_and_assemble_matches_a_single_run() {
     let a = read_mp4(&single.join("grid.mp4")).unwrap();
     let b = read_mp4(&shared.join("grid.mp4")).unwrap();
     assert_eq!(a.frames.len(), b.frames.len());
-    assert!(a.frames.iter().zip(&b.frames).all(|(x, y)| x == y));
+    // libx264 does not promise identical bytes between two encodes here
+    // (its threads), so the two videos are compared as pictures.
+    for (i, (x, y)) in a.frames.iter().zip(&b.frames).enumerate() {
+        let total: u64 = x
+            .as_raw()
+            .iter()
+            .zip(y.as_raw())
+            .map(|(p, q)| (*p as i64 - *q as i64).unsigned_abs())
+            .sum();
+        let mean = total as f64 / x.as_raw().len() as f64;
+        assert!(
+            mean < 3.0,
+            "grid.mp4 frame {}: mean difference {mean}",
+            i + 1
+        );
+    }
 }
 
 #[test]

@@ -626,12 +626,6 @@ pub fn run_grid(
     if let Some(sheets) = &opts.sheets {
         assemble::check_sheet_frames(sheets, prep.frames)?;
     }
-    fs::create_dir_all(out_dir).map_err(|e| {
-        Error::io(
-            format!("could not create the grid folder {}", out_dir.display()),
-            e,
-        )
-    })?;
 
     // What to do with each cell.
     let mut plan: Vec<(usize, CellOutcome)> = Vec::new();
@@ -670,6 +664,13 @@ pub fn run_grid(
             missing.join("\n  - ")
         )));
     }
+
+    fs::create_dir_all(out_dir).map_err(|e| {
+        Error::io(
+            format!("could not create the grid folder {}", out_dir.display()),
+            e,
+        )
+    })?;
 
     let todo: Vec<(usize, CellOutcome)> = plan
         .iter()
