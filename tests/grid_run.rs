@@ -405,3 +405,38 @@ fn assemble_shows_missing_cells_as_dark_labelled_tiles() {
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(err.message.contains("6 frames"), "{err}");
 }
+
+#[test]
+fn prompts_cannot_break_out_of_the_embedded_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scene");
+    fs::create_dir_all(&dir).unwrap();
+    let scene = dir.join("nasty.toml");
+    let prompt = "a </script><script>alert(1)</script> & <b>bold</b>";
+    fs::write(
+        &scene,
+        format!(
+            "scenes = \"{prompt}\"\nwidth = 32\nheight = 16\nsteps_per_scene = 2\n\
+             steps_per_frame = 1\nseed = 3\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("grid");
+    let spec = GridSpec::parse("imagenet", "RN50").unwrap();
+    let fake = FakeRender::default();
+    grid::run_grid(
+        &scene,
+        &spec,
+        &out,
+        &GridOptions::default(),
+        &all_weights_present,
+        &mut |s, d, r| fake.render(s, d, r),
+    )
+    .unwrap();
+    let html = fs::read_to_string(out.join("index.html")).unwrap();
+    // Only the page's own three script elements end.
+    assert_eq!(html.matches("</script>").count(), 3);
+    assert!(!html.contains("<script>alert"));
+    let data = html_data(&html);
+    assert_eq!(data["cells"][0]["settings"]["scenes"], prompt);
+}
