@@ -800,7 +800,7 @@ const SCRIPT: &str = r#""use strict";
   document.getElementById("next").addEventListener("click", function () { setPlaying(false); step(1); });
   playBtn.addEventListener("click", function () { setPlaying(state.timer === null); });
   document.addEventListener("keydown", function (e) {
-    if (e.target && e.target.tagName === "SELECT") { return; }
+    if (e.target && (e.target.tagName === "SELECT" || e.target.tagName === "INPUT")) { return; }
     if (e.key === "ArrowLeft") { setPlaying(false); step(-1); e.preventDefault(); }
     else if (e.key === "ArrowRight") { setPlaying(false); step(1); e.preventDefault(); }
     else if (e.key === " ") { setPlaying(state.timer === null); e.preventDefault(); }

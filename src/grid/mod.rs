@@ -526,7 +526,8 @@ pub struct GridOptions {
     pub shard: Option<Shard>,
     /// Frames (1-based) for contact sheets; `None`: first, middle and last.
     pub sheets: Option<Vec<u64>>,
-    /// Show a progress bar over the cells (on a terminal).
+    /// Show a progress bar over the cells on a terminal, and a line per cell
+    /// on stderr (also when it is a log file).
     pub progress: bool,
 }
 
@@ -707,14 +708,23 @@ pub fn run_grid(
             _ => "rendering".to_string(),
         };
         bar.set_message(cell.label());
-        bar.println(format!(
+        let line = format!(
             "[{}/{}] {} {} → {}",
             n + 1,
             todo.len(),
             what,
             cell.label(),
             dir.display()
-        ));
+        );
+        if opts.progress {
+            // Off a terminal (batch logs) the bar is hidden and drops its
+            // lines; the log should still say which cell is rendering.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
         // The render draws its own progress; keep ours out of its way.
         bar.suspend(|| render_cell(&scenes[*i], &dir, resume))
             .map_err(|e| e.context(format!("grid cell {} ({})", cell.name, cell.label())))?;
