@@ -28,6 +28,9 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Model files: list, fetch, import and verify CLIP and VQGAN weights.
     Weights(cli::weights::WeightsArgs),
+    /// VQGAN × perceptor comparison: one render per combination, then a
+    /// tiled grid.mp4, contact sheets and an offline index.html viewer.
+    Grid(cli::grid::GridArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -42,6 +45,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan(args) => cli::plan::run(&args),
         Command::Render(args) => cli::render::run(&args),
         Command::Weights(args) => cli::weights::run(args),
+        Command::Grid(args) => cli::grid::run(
+            &args,
+            &mut cli::grid::render_cell,
+            &cli::grid::check_weights,
+        ),
     }
 }
 

@@ -2,7 +2,6 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use zoetrope::render::frameloop::{self, Progress, RenderOptions};
 use zoetrope::{Error, Result};
 
@@ -38,16 +37,8 @@ pub fn run(args: &RenderArgs) -> Result<()> {
         } else {
             Progress::Auto
         },
-        ..RenderOptions::default()
+        interrupt: super::interrupt_flag(),
     };
-    let flag = opts.interrupt.clone();
-    // A second Ctrl-C while stopping ends the process the usual way.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after the current step (Ctrl-C again to abort)…");
-    });
     let summary = match (&args.scene, &args.resume) {
         (_, Some(dir)) => frameloop::resume(dir, &opts)?,
         (Some(scene), None) => frameloop::render_file(scene, &opts)?,
