@@ -2,4 +2,5 @@
 
 pub mod adam;
 pub mod device;
+pub mod step;
 pub mod warp;

@@ -1,0 +1,731 @@
+//! One optimisation step (SPEC §7) and the image model's side of the losses (SPEC §6).
+//!
+//! Two halves:
+//!
+//! - [`ImageState`]: what is optimised. For a VQGAN it is the latent grid `z`
+//!   (Crowson's "z + quantize" method), for the Unlimited Palette the RGB pixels
+//!   themselves (pytti's `RGBImage`). The parameter is always a float32 leaf
+//!   tensor on the render device, whatever precision the models run in, so
+//!   Adam's moments and small updates never lose precision to bf16.
+//! - [`Guide`]: the perceptors with every prompt already embedded, which turns
+//!   the current state into a loss and takes one Adam step ([`Guide::step`]).
+//!
+//! # The step
+//!
+//! 1. VQGAN: `z_q` = nearest codebook vector per latent position, with the
+//!    straight-through gradient `z + (z_q − z).detach()` (so `z` moves although
+//!    the forward value only changes when a position crosses to another code).
+//! 2. image = `clamp((decode(z_q) + 1)/2, 0, 1)` (Palette: `clamp(pixels, 0, 1)`)
+//!    with pytti's `clamp_with_grad` rule: out of range, the gradient only passes
+//!    where a descent step moves the value back into range. This is computed
+//!    **exactly**, with [`ClampWithGrad`]'s two backward passes, not with the
+//!    straight-through approximation: the step's graph fits that scheme cleanly
+//!    (the losses consume only the clamped leaf and the straight-through `z_q`,
+//!    which saves no tensor of the decoder's graph), the two passes together
+//!    cost the same as one ordinary backward (the first walks the perceptors,
+//!    the second the decoder), and the approximation would let the prompts push
+//!    saturated pixels ever further out, which pytti's users know as washed-out,
+//!    stuck regions.
+//! 3. For every perceptor, one batch of cutouts (its [`CutoutSampler`], one
+//!    batched resampling op) is encoded by CLIP.
+//! 4. Loss = `Σ_scenes weight · Σ_prompts loss` (SPEC §2, §3) + the direct and
+//!    semantic init/stabilisation losses (SPEC §6); backward; Adam step on the
+//!    parameter.
+//!
+//! # Semantic losses (decision)
+//!
+//! `semantic_init_weight` / `semantic_stabilization_weight` compare the current
+//! image with the target **cutout by cutout at the same placements**: each step
+//! the target image is cut exactly where the current image is cut (without the
+//! augmentation noise) and each current cutout is pulled toward the embedding of
+//! the target's cutout at the same place. This keeps the comparison
+//! location-aware like pytti's semantic losses (a sky that moved to the bottom
+//! of the frame is not "semantically the same"), at the price of one extra
+//! gradient-free CLIP forward per perceptor per active semantic loss. The
+//! distance and weight/stop rule are a prompt's (SPEC §2).
+//!
+//! # Randomness
+//!
+//! Random initialisation draws from torch's CPU generator and the cutouts from
+//! the CPU generator (placements) and the image device's generator (noise), all
+//! seeded by `tch::manual_seed`: the same seed on the same device gives the same
+//! parameters step for step.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::guidance::cutouts::{clip_normalize, CutoutSampler};
+use crate::guidance::loss::{
+    scene_prompt_loss, straight_through, ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts,
+    WeightStop,
+};
+use crate::models::clip::{Clip, Tokenizer};
+use crate::models::vqgan::{QuantizerKind, Vqgan};
+use crate::output::frames::read_rgb;
+use crate::output::frames::rgb_to_tensor;
+use crate::render::adam::Adam;
+use crate::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
+use crate::scene::prompt::{Prompt, PromptSource};
+use crate::{Error, Result};
+
+/// The image model named by `image_model`: a VQGAN whose latent is optimised,
+/// or the Unlimited Palette (RGB pixels optimised directly).
+#[derive(Debug)]
+pub enum ImageModel {
+    Vqgan(Vqgan),
+    Palette,
+}
+
+/// The optimised image: the model, its parameter (float32 leaf that requires
+/// grad: `z [1, embed_dim, H/f, W/f]` for a VQGAN, RGB pixels `[1, 3, H, W]`
+/// for the Palette, where values may leave `[0, 1]` and are clamped when
+/// shown) and the output size in pixels.
+#[derive(Debug)]
+pub struct ImageState {
+    model: ImageModel,
+    param: Tensor,
+    width: i64,
+    height: i64,
+}
+
+/// A fresh float32 leaf on its own storage (never a view of the model's
+/// codebook or of a caller's image, which Adam's in-place updates would corrupt).
+fn leaf(values: &Tensor) -> Result<Tensor> {
+    Ok(values
+        .f_detach()?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .copy()
+        .set_requires_grad(true))
+}
+
+/// Checks that `rgb` is one float image `[1, 3, H, W]` and returns `(H, W)`.
+fn rgb_dims(rgb: &Tensor, what: &str) -> Result<(i64, i64)> {
+    let size = rgb.size();
+    match size[..] {
+        [1, 3, h, w] if h > 0 && w > 0 && rgb.is_floating_point() => Ok((h, w)),
+        _ => Err(Error::internal(format!(
+            "{what} needs one RGB image [1, 3, H, W] of floats in [0, 1], got {size:?} {:?}",
+            rgb.kind()
+        ))),
+    }
+}
+
+impl ImageModel {
+    /// The device the parameter lives on for this model (the VQGAN's device;
+    /// the Palette has no weights, so the caller's choice).
+    fn device_or(&self, fallback: Device) -> Device {
+        match self {
+            ImageModel::Vqgan(v) => v.device(),
+            ImageModel::Palette => fallback,
+        }
+    }
+
+    /// The parameter that represents `rgb` (`[1, 3, H, W]`, `[0, 1]`):
+    /// VQGAN `z` = the quantised encoding, Palette the pixels.
+    fn encode(&self, rgb: &Tensor, device: Device) -> Result<Tensor> {
+        let (h, w) = rgb_dims(rgb, "encoding an image")?;
+        let rgb = rgb.f_to_device(device)?.f_to_kind(Kind::Float)?;
+        match self {
+            ImageModel::Palette => leaf(&rgb),
+            ImageModel::Vqgan(vqgan) => {
+                let f = vqgan.factor();
+                if h % f != 0 || w % f != 0 {
+                    return Err(Error::input(format!(
+                        "a {w}×{h} image cannot be encoded by this VQGAN: width and height must be multiples of {f}; resize the image to the render size first"
+                    )));
+                }
+                // pytti and the VQGAN+CLIP notebooks start from taming's
+                // `encode`, which returns the *quantised* latent.
+                let z = tch::no_grad(|| {
+                    let z = vqgan.encode(&(rgb * 2.0 - 1.0));
+                    vqgan.quantize(&z).0
+                });
+                leaf(&z)
+            }
+        }
+    }
+}
+
+impl ImageState {
+    /// A random start (SPEC §6): VQGAN `z` = the codebook vectors of uniformly
+    /// random tokens; Palette: uniform random RGB. Both drawn from torch's CPU
+    /// generator (seeded by `tch::manual_seed`), so a seed gives the same start
+    /// on every device. `device` places the Palette's pixels; a VQGAN's latent
+    /// lives on the VQGAN's device. VQGAN sizes must be multiples of its factor
+    /// (the scene loader rounds them down).
+    pub fn random(model: ImageModel, width: i64, height: i64, device: Device) -> Result<ImageState> {
+        if width < 1 || height < 1 {
+            return Err(Error::input(format!(
+                "the image size {width}×{height} is empty; set width and height to at least 1"
+            )));
+        }
+        let param = match &model {
+            ImageModel::Palette => {
+                let rgb = Tensor::f_rand([1, 3, height, width], (Kind::Float, Device::Cpu))?;
+                leaf(&rgb.f_to_device(device)?)?
+            }
+            ImageModel::Vqgan(vqgan) => {
+                let f = vqgan.factor();
+                if width % f != 0 || height % f != 0 {
+                    return Err(Error::input(format!(
+                        "width × height = {width}×{height}: this VQGAN needs multiples of {f}"
+                    )));
+                }
+                let n = vqgan.config().n_embed;
+                let tokens =
+                    Tensor::f_randint(n, [1, height / f, width / f], (Kind::Int64, Device::Cpu))?;
+                let z = tch::no_grad(|| vqgan.embed_codes(&tokens.to_device(vqgan.device())));
+                leaf(&z)?
+            }
+        };
+        Ok(ImageState {
+            model,
+            param,
+            width,
+            height,
+        })
+    }
+
+    /// Starts from an image `[1, 3, H, W]` float in `[0, 1]` on any device
+    /// (`init_image`, already resized to the render size). VQGAN: `z` is the
+    /// *quantised* encoding, as pytti and the notebooks do (taming's `encode`
+    /// returns `z_q`); so the first decode shows the VQGAN's reconstruction.
+    /// Palette: the pixels are copied. The Palette's parameter goes to the
+    /// image's device.
+    pub fn from_image(model: ImageModel, rgb: &Tensor) -> Result<ImageState> {
+        let (height, width) = rgb_dims(rgb, "starting from an image")?;
+        let device = model.device_or(rgb.device());
+        let param = model.encode(rgb, device)?;
+        Ok(ImageState {
+            model,
+            param,
+            width,
+            height,
+        })
+    }
+
+    /// Replaces the state by the encoding of `rgb` (after a warp with
+    /// `reencode_each_frame = true`), keeping the same leaf tensor so an Adam
+    /// bound to it stays valid. The image must have the state's size.
+    pub fn set_image(&mut self, rgb: &Tensor) -> Result<()> {
+        let (h, w) = rgb_dims(rgb, "re-encoding an image")?;
+        if (w, h) != (self.width, self.height) {
+            return Err(Error::internal(format!(
+                "re-encoding a {w}×{h} image into a {}×{} render",
+                self.width, self.height
+            )));
+        }
+        let values = self.model.encode(rgb, self.param.device())?;
+        self.set_param(&values)
+    }
+
+    /// Warps the parameter itself by one frame's motion: the VQGAN latent grid
+    /// with [`warp_latent`] (`reencode_each_frame = false`), the Palette's pixels
+    /// with [`warp`]. Values are copied into the existing leaf.
+    pub fn warp_latent(
+        &mut self,
+        motion: &Motion,
+        sampling: SamplingMode,
+        infill: InfillMode,
+    ) -> Result<()> {
+        let current = self.param.detach();
+        let moved = match &self.model {
+            ImageModel::Vqgan(vqgan) => {
+                warp_latent(&current, motion, vqgan.factor() as f64, sampling, infill)?
+            }
+            ImageModel::Palette => warp(&current, motion, sampling, infill)?,
+        };
+        self.set_param(&moved)
+    }
+
+    /// The current image `[1, 3, H, W]` float32 in `[0, 1]`, detached, on the
+    /// parameter's device: the decoded quantised latent (VQGAN) or the clamped
+    /// pixels (Palette). For frames, warps and targets.
+    pub fn image(&self) -> Result<Tensor> {
+        tch::no_grad(|| -> Result<Tensor> {
+            let x = match &self.model {
+                ImageModel::Palette => self.param.f_detach()?,
+                ImageModel::Vqgan(vqgan) => {
+                    let (z_q, _) = vqgan.quantize(&self.param);
+                    (vqgan.decode(&z_q).f_to_kind(Kind::Float)? + 1.0) / 2.0
+                }
+            };
+            Ok(x.f_clamp(0.0, 1.0)?.f_to_kind(Kind::Float)?.f_contiguous()?)
+        })
+    }
+
+    /// The quantised latent `z_q` (VQGAN only), float32, detached.
+    pub fn z_q(&self) -> Result<Option<Tensor>> {
+        match &self.model {
+            ImageModel::Palette => Ok(None),
+            ImageModel::Vqgan(vqgan) => {
+                let (z_q, _) = tch::no_grad(|| vqgan.quantize(&self.param));
+                Ok(Some(z_q.f_to_kind(Kind::Float)?.f_contiguous()?))
+            }
+        }
+    }
+
+    /// The optimised tensor (float32 leaf that requires grad): for Adam, and to
+    /// save on resume.
+    pub fn param(&self) -> &Tensor {
+        &self.param
+    }
+
+    /// The optimised tensor, mutably, for [`Adam::step`].
+    pub fn param_mut(&mut self) -> &mut Tensor {
+        &mut self.param
+    }
+
+    /// Copies `value` (any kind or device, the parameter's shape) into the
+    /// parameter, keeping the same leaf tensor (resume, re-encode, warp).
+    pub fn set_param(&mut self, value: &Tensor) -> Result<()> {
+        if value.size() != self.param.size() {
+            return Err(Error::input(format!(
+                "the saved image state is shaped {:?} but this render needs {:?}: it belongs to another size or image model",
+                value.size(),
+                self.param.size()
+            )));
+        }
+        let value = value
+            .f_detach()?
+            .f_to_device(self.param.device())?
+            .f_to_kind(Kind::Float)?;
+        tch::no_grad(|| self.param.f_copy_(&value))?;
+        Ok(())
+    }
+
+    /// The learning rate the model is tuned for (SPEC §1 `learning_rate`):
+    /// 0.1 for a VQGAN, 0.15 for a gumbel VQGAN, 0.02 for the Unlimited Palette.
+    pub fn default_lr(&self) -> f64 {
+        match &self.model {
+            ImageModel::Vqgan(v) if v.config().quantizer == QuantizerKind::Gumbel => 0.15,
+            ImageModel::Vqgan(_) => 0.1,
+            ImageModel::Palette => 0.02,
+        }
+    }
+
+    /// The image model.
+    pub fn model(&self) -> &ImageModel {
+        &self.model
+    }
+
+    /// Output width in pixels.
+    pub fn width(&self) -> i64 {
+        self.width
+    }
+
+    /// Output height in pixels.
+    pub fn height(&self) -> i64 {
+        self.height
+    }
+
+    /// The device everything of the step runs on.
+    pub fn device(&self) -> Device {
+        self.param.device()
+    }
+}
+
+/// One CLIP model with the cutout sampler that feeds it (built from
+/// `cutouts`, `cut_pow`, `cutout_border` and the model's input resolution).
+#[derive(Debug)]
+pub struct Perceptor {
+    /// The perceptor's name as the scene wrote it (`ViT-B/32`), for messages.
+    pub name: String,
+    pub clip: Clip,
+    pub sampler: CutoutSampler,
+}
+
+/// A snapshot the init/stabilisation losses pull toward (SPEC §6), made by
+/// [`Guide::target`].
+#[derive(Debug)]
+pub struct Target {
+    /// The image `[1, 3, H, W]` float32 in `[0, 1]`: the direct losses' RGB
+    /// term, and what the semantic losses cut at the current placements.
+    pub rgb: Tensor,
+    /// The quantised latent (VQGAN), float32: the direct loss's latent term.
+    pub z_q: Option<Tensor>,
+    /// Per perceptor, the embedding `[1, D]` (float32) of the whole image
+    /// squeezed to the perceptor's input. The step's semantic losses compare
+    /// cutouts at identical placements instead (module docs); this global
+    /// embedding is kept for reporting how far the image has drifted
+    /// ([`Guide::semantic_distance`]).
+    pub embeds: Vec<Tensor>,
+}
+
+/// The weights of one step, evaluated by the caller at this step's `t`.
+#[derive(Debug)]
+pub struct StepWeights<'a> {
+    /// One per scene, from `Timeline::scene_weights(step)` (SPEC §3).
+    pub scene_weights: Vec<f64>,
+    /// `[scene][prompt]`, each prompt's weight and stop at this step.
+    pub prompt_weights: Vec<Vec<WeightStop>>,
+    pub direct_init: Option<(WeightStop, &'a Target)>,
+    pub direct_stabilization: Option<(WeightStop, &'a Target)>,
+    pub semantic_init: Option<(WeightStop, &'a Target)>,
+    pub semantic_stabilization: Option<(WeightStop, &'a Target)>,
+}
+
+/// The perceptors and the embedded prompts of every scene: everything that
+/// turns an image state into a loss.
+#[derive(Debug)]
+pub struct Guide {
+    perceptors: Vec<Perceptor>,
+    /// `[scene][prompt]`, each with one embedding per perceptor.
+    prompts: Vec<Vec<PromptLoss>>,
+}
+
+/// `clip.tokenize`-style rows for one prompt, on `device`.
+fn embed_text(clip: &Clip, text: &str) -> Result<Tensor> {
+    let tokens = Tokenizer::shared().tokenize(&[text], clip.context_length() as usize, false)?;
+    let tokens = tokens.f_to_device(clip.device())?;
+    let e = tch::no_grad(|| clip.encode_text(&tokens))?;
+    Ok(e.f_to_kind(Kind::Float)?.f_detach()?)
+}
+
+/// OpenAI CLIP's image preprocessing for an image `[1, 3, H, W]` in `[0, 1]`:
+/// bicubic resize of the short side to `r` (antialiased, as PIL and
+/// torchvision's `Resize(r, BICUBIC)` do; the long side `floor(r · long/short)`),
+/// centre crop `r × r` (offsets `round((side − r)/2)`), CLIP normalisation.
+/// Returns `[1, 3, r, r]` float32 on the image's device.
+pub fn clip_preprocess(rgb: &Tensor, r: i64) -> Result<Tensor> {
+    let (h, w) = rgb_dims(rgb, "CLIP preprocessing")?;
+    let (nh, nw) = if w <= h {
+        (((r as f64) * h as f64 / w as f64).floor() as i64, r)
+    } else {
+        (r, ((r as f64) * w as f64 / h as f64).floor() as i64)
+    };
+    let x = rgb.f_to_kind(Kind::Float)?;
+    let resized = if (nh, nw) == (h, w) {
+        x
+    } else {
+        x.f_internal_upsample_bicubic2d_aa([nh, nw], false, None, None)?
+    };
+    let top = ((nh - r) as f64 / 2.0).round_ties_even() as i64;
+    let left = ((nw - r) as f64 / 2.0).round_ties_even() as i64;
+    let crop = resized
+        .f_narrow(2, top, r)?
+        .f_narrow(3, left, r)?
+        .f_clamp(0.0, 1.0)?;
+    clip_normalize(&crop)
+}
+
+/// The whole image squeezed to `r × r` (antialiased bicubic), normalised.
+fn squeeze_to_input(rgb: &Tensor, r: i64) -> Result<Tensor> {
+    let x = rgb
+        .f_to_kind(Kind::Float)?
+        .f_internal_upsample_bicubic2d_aa([r, r], false, None, None)?
+        .f_clamp(0.0, 1.0)?;
+    clip_normalize(&x)
+}
+
+/// Reads an image prompt's file, naming the prompt and the file on failure.
+fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> {
+    let resolved = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    };
+    if !resolved.is_file() {
+        return Err(Error::input(format!(
+            "image prompt \"{raw}\": the file {} does not exist (relative paths are read from the scene file's folder {})",
+            resolved.display(),
+            base_dir.display()
+        )));
+    }
+    let img = read_rgb(&resolved).map_err(|e| e.context(format!("image prompt \"{raw}\"")))?;
+    Ok(rgb_to_tensor(&img))
+}
+
+impl Guide {
+    /// Embeds every prompt of every scene with every perceptor, once.
+    ///
+    /// Text goes through CLIP's tokenizer and `encode_text` (a prompt longer
+    /// than the context is an error quoting it). An image prompt `[path]` is
+    /// read (relative paths against `base_dir`, the scene file's folder),
+    /// prepared as OpenAI's preprocessing does ([`clip_preprocess`]) and
+    /// encoded with `encode_image`. Identical prompts are embedded once.
+    pub fn new(perceptors: Vec<Perceptor>, scenes: &[Vec<Prompt>], base_dir: &Path) -> Result<Guide> {
+        if perceptors.is_empty() {
+            return Err(Error::input(
+                "no perceptor: list at least one CLIP model in `perceptors` (e.g. [\"ViT-B/32\"])",
+            ));
+        }
+        for p in &perceptors {
+            if p.sampler.resolution != p.clip.input_resolution() {
+                return Err(Error::internal(format!(
+                    "perceptor {}: cutouts of {} px for a model that takes {} px",
+                    p.name,
+                    p.sampler.resolution,
+                    p.clip.input_resolution()
+                )));
+            }
+        }
+        let mut cache: HashMap<(bool, String), Vec<Tensor>> = HashMap::new();
+        let mut images: HashMap<std::path::PathBuf, Tensor> = HashMap::new();
+        let mut prompts = Vec::with_capacity(scenes.len());
+        for scene in scenes {
+            let mut losses = Vec::with_capacity(scene.len());
+            for prompt in scene {
+                let key = match &prompt.source {
+                    PromptSource::Text(t) => (false, t.clone()),
+                    PromptSource::Image(p) => (true, p.to_string_lossy().into_owned()),
+                };
+                let embeds = match cache.get(&key) {
+                    Some(e) => e.iter().map(|t| t.shallow_clone()).collect(),
+                    None => {
+                        let mut embeds = Vec::with_capacity(perceptors.len());
+                        for p in &perceptors {
+                            let e = match &prompt.source {
+                                PromptSource::Text(text) => embed_text(&p.clip, text)
+                                    .map_err(|e| e.context(format!("perceptor {}", p.name)))?,
+                                PromptSource::Image(path) => {
+                                    let rgb = match images.get(path) {
+                                        Some(t) => t.shallow_clone(),
+                                        None => {
+                                            let t = load_prompt_image(path, &prompt.raw, base_dir)?;
+                                            images.insert(path.clone(), t.shallow_clone());
+                                            t
+                                        }
+                                    };
+                                    let x = clip_preprocess(
+                                        &rgb.f_to_device(p.clip.device())?,
+                                        p.clip.input_resolution(),
+                                    )?;
+                                    tch::no_grad(|| p.clip.encode_image(&x))?
+                                        .f_to_kind(Kind::Float)?
+                                }
+                            };
+                            embeds.push(e);
+                        }
+                        cache.insert(
+                            key,
+                            embeds.iter().map(|t| t.shallow_clone()).collect(),
+                        );
+                        embeds
+                    }
+                };
+                losses.push(PromptLoss::new(prompt.raw.clone(), embeds)?);
+            }
+            prompts.push(losses);
+        }
+        Ok(Guide {
+            perceptors,
+            prompts,
+        })
+    }
+
+    /// The perceptors, in the scene's order.
+    pub fn perceptors(&self) -> &[Perceptor] {
+        &self.perceptors
+    }
+
+    /// The embedded prompts, `[scene][prompt]`.
+    pub fn prompts(&self) -> &[Vec<PromptLoss>] {
+        &self.prompts
+    }
+
+    /// A snapshot of the state's current image for the init/stabilisation
+    /// losses: its RGB, its `z_q` (VQGAN) and each perceptor's embedding of
+    /// the whole image ([`Target::embeds`]).
+    pub fn target(&self, state: &ImageState) -> Result<Target> {
+        let rgb = state.image()?;
+        let z_q = state.z_q()?;
+        let embeds = self.global_embeds(&rgb)?;
+        Ok(Target { rgb, z_q, embeds })
+    }
+
+    /// Per perceptor, the embedding `[1, D]` of the whole image squeezed to
+    /// the perceptor's input.
+    fn global_embeds(&self, rgb: &Tensor) -> Result<Vec<Tensor>> {
+        self.perceptors
+            .iter()
+            .map(|p| {
+                let x = squeeze_to_input(
+                    &rgb.f_to_device(p.clip.device())?,
+                    p.clip.input_resolution(),
+                )?;
+                Ok(tch::no_grad(|| p.clip.encode_image(&x))?.f_to_kind(Kind::Float)?)
+            })
+            .collect()
+    }
+
+    /// The spherical distance (SPEC §2) between the whole current image and
+    /// the whole target image, averaged over perceptors: a cheap
+    /// deterministic gauge of semantic drift for logs and tests.
+    pub fn semantic_distance(&self, state: &ImageState, target: &Target) -> Result<f64> {
+        let now = self.global_embeds(&state.image()?)?;
+        let loss = PromptLoss::semantic("target", target.embeds.iter().map(|t| t.shallow_clone()).collect())?;
+        Ok(loss.distances(&now)?.f_mean(Kind::Float)?.double_value(&[]))
+    }
+
+    /// Mean distance `[scene][prompt]` of each prompt over one batch of
+    /// cutouts of the current image (no gradient; draws cutouts from the torch
+    /// generators like a step). For logs and tests.
+    pub fn prompt_distances(&self, state: &ImageState) -> Result<Vec<Vec<f64>>> {
+        let image = state.image()?;
+        let embeds = tch::no_grad(|| -> Result<Vec<Tensor>> {
+            self.perceptors
+                .iter()
+                .map(|p| {
+                    let cut = p.sampler.sample(&image.f_to_device(p.clip.device())?)?;
+                    Ok(p.clip.encode_image(&cut)?.f_to_kind(Kind::Float)?)
+                })
+                .collect()
+        })?;
+        self.prompts
+            .iter()
+            .map(|scene| {
+                scene
+                    .iter()
+                    .map(|p| Ok(p.distances(&embeds)?.f_mean(Kind::Float)?.double_value(&[])))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Checks that the step's weights line up with the guide's scenes and prompts.
+    fn check_weights(&self, w: &StepWeights<'_>) -> Result<()> {
+        if w.scene_weights.len() != self.prompts.len()
+            || w.prompt_weights.len() != self.prompts.len()
+        {
+            return Err(Error::internal(format!(
+                "step weights for {} scenes ({} prompt lists) but the guide has {} scenes",
+                w.scene_weights.len(),
+                w.prompt_weights.len(),
+                self.prompts.len()
+            )));
+        }
+        for (i, (ws, ps)) in w.prompt_weights.iter().zip(&self.prompts).enumerate() {
+            if ws.len() != ps.len() {
+                return Err(Error::internal(format!(
+                    "scene {}: {} prompt weights for {} prompts",
+                    i + 1,
+                    ws.len(),
+                    ps.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimisation step (SPEC §7, module docs): forward through the
+    /// straight-through quantiser, the decoder, the exact clamp rule and every
+    /// perceptor's cutouts; the weighted prompt losses (SPEC §2, §3) plus the
+    /// active init/stabilisation losses (SPEC §6); backward; `adam.step` on the
+    /// parameter. Returns the total loss as a detached scalar tensor on the
+    /// device (not read back here, so the GPU is never waited on).
+    pub fn step(&self, state: &mut ImageState, adam: &mut Adam, w: &StepWeights<'_>) -> Result<Tensor> {
+        self.check_weights(w)?;
+        let device = state.device();
+        for p in &self.perceptors {
+            if p.clip.device() != device {
+                return Err(Error::internal(format!(
+                    "perceptor {} is on {:?} but the image is on {device:?}",
+                    p.name,
+                    p.clip.device()
+                )));
+            }
+        }
+
+        // 1–2: the image, with the straight-through z_q kept for the latent loss.
+        let (unclamped, z_q) = match &state.model {
+            ImageModel::Palette => (state.param.shallow_clone(), None),
+            ImageModel::Vqgan(vqgan) => {
+                let (codes, _) = vqgan.quantize(&state.param);
+                let z_q = straight_through(&state.param, &codes.f_to_kind(Kind::Float)?)?;
+                let decoded = vqgan.decode(&z_q).f_to_kind(Kind::Float)?;
+                ((decoded + 1.0) / 2.0, Some(z_q))
+            }
+        };
+        let clamp = ClampWithGrad::new(&unclamped, 0.0, 1.0)?;
+        let image = clamp.output();
+        // Zero attached to the image leaf: the accumulator, and a valid
+        // backward even when every term is off.
+        let mut total = image.f_sum(Kind::Float)? * 0.0;
+
+        // 3: cutouts and their embeddings, only when a perceptor loss is active.
+        let prompts_active = w
+            .scene_weights
+            .iter()
+            .zip(&w.prompt_weights)
+            .any(|(sw, ps)| *sw != 0.0 && ps.iter().any(|ws| !ws.is_disabled()));
+        let semantic: Vec<(&str, WeightStop, &Target)> = [
+            ("semantic_init_weight", w.semantic_init),
+            ("semantic_stabilization_weight", w.semantic_stabilization),
+        ]
+        .into_iter()
+        .filter_map(|(name, t)| t.map(|(ws, target)| (name, ws, target)))
+        .filter(|(_, ws, _)| !ws.is_disabled())
+        .collect();
+        if prompts_active || !semantic.is_empty() {
+            let (h, wd) = (state.height, state.width);
+            let mut embeds = Vec::with_capacity(self.perceptors.len());
+            let mut target_cuts: Vec<Vec<Tensor>> = (0..semantic.len()).map(|_| Vec::new()).collect();
+            for p in &self.perceptors {
+                let crops = p.sampler.place(wd, h)?;
+                let cuts = p.sampler.sample_with(image, &crops)?;
+                embeds.push(p.clip.encode_image(&cuts)?.f_to_kind(Kind::Float)?);
+                for (k, (name, _, target)) in semantic.iter().enumerate() {
+                    if target.rgb.size() != image.size() {
+                        return Err(Error::internal(format!(
+                            "{name}: target image {:?} for a render of {:?}",
+                            target.rgb.size(),
+                            image.size()
+                        )));
+                    }
+                    let e = tch::no_grad(|| -> Result<Tensor> {
+                        let rgb = target.rgb.f_to_device(device)?.f_to_kind(Kind::Float)?;
+                        let cut = clip_normalize(&p.sampler.resample(&rgb, &crops)?)?;
+                        Ok(p.clip.encode_image(&cut)?.f_to_kind(Kind::Float)?)
+                    })?;
+                    target_cuts[k].push(e);
+                }
+            }
+            if prompts_active {
+                let scenes: Vec<ScenePrompts<'_>> = self
+                    .prompts
+                    .iter()
+                    .zip(&w.scene_weights)
+                    .zip(&w.prompt_weights)
+                    .map(|((ps, &weight), wss)| ScenePrompts {
+                        weight,
+                        prompts: ps.iter().zip(wss).map(|(p, ws)| (p, *ws)).collect(),
+                    })
+                    .collect();
+                total = total.f_add(&scene_prompt_loss(&scenes, &embeds)?)?;
+            }
+            for ((name, ws, _), cuts) in semantic.iter().zip(target_cuts) {
+                let loss = PromptLoss::semantic(*name, cuts)?;
+                total = total.f_add(&loss.loss(&embeds, *ws)?)?;
+            }
+        }
+
+        // 4: direct losses toward pixels (and the latent, for a VQGAN).
+        for (name, entry) in [
+            ("direct_init_weight", w.direct_init),
+            ("direct_stabilization_weight", w.direct_stabilization),
+        ] {
+            let Some((ws, target)) = entry else { continue };
+            if ws.is_disabled() {
+                continue;
+            }
+            let loss = match (&z_q, &target.z_q) {
+                (Some(_), Some(tz)) => DirectLoss::latent(name, tz, &target.rgb),
+                (None, _) => DirectLoss::rgb(name, &target.rgb),
+                (Some(_), None) => {
+                    return Err(Error::internal(format!(
+                        "{name}: a VQGAN render needs a target with a latent (make it with Guide::target)"
+                    )))
+                }
+            };
+            total = total.f_add(&loss.loss(z_q.as_ref(), image, ws)?)?;
+        }
+
+        clamp.backward(&total)?;
+        adam.step(state.param_mut());
+        Ok(total.f_detach()?)
+    }
+}
