@@ -26,6 +26,8 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Model files: list, fetch, import and verify CLIP and VQGAN weights.
     Weights(cli::weights::WeightsArgs),
+    /// CLIP similarity (100 × cosine) of images to prompts, per perceptor.
+    Score(cli::score::ScoreArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -39,6 +41,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Plan(args) => cli::plan::run(&args),
         Command::Weights(args) => cli::weights::run(args),
+        Command::Score(args) => cli::score::run(&args),
     }
 }
 

@@ -196,7 +196,11 @@ fn manifest_checks_generated_entries() {
     let ok = Manifest::parse(&entry("generated", ""), "m").unwrap();
     assert!(ok.models[0].is_generated());
     let e = Manifest::parse(&entry("generated", "url = \"http://x/t.pt\""), "m").unwrap_err();
-    assert!(e.message.contains("generated model has no url"), "{}", e.message);
+    assert!(
+        e.message.contains("generated model has no url"),
+        "{}",
+        e.message
+    );
     let e = Manifest::parse(&entry("torchscript", ""), "m").unwrap_err();
     assert!(e.message.contains("url is missing"), "{}", e.message);
 }

@@ -99,9 +99,15 @@ fn imports_an_openai_torchscript_archive() {
     // Nothing temporary is left behind.
     assert_eq!(
         files_in(&store.dir),
-        ["fixture-clip.safetensors", "fixture-clip.safetensors.sha256"]
+        [
+            "fixture-clip.safetensors",
+            "fixture-clip.safetensors.sha256"
+        ]
     );
-    assert_eq!(store.resolve(ModelKind::Clip, "fixture-clip").unwrap(), r.path);
+    assert_eq!(
+        store.resolve(ModelKind::Clip, "fixture-clip").unwrap(),
+        r.path
+    );
 
     let v = verify_model(ModelKind::Clip, &r.path, None, &ShapeChecks::basic()).unwrap();
     assert!(v.ok(), "{:?}", v.problems());

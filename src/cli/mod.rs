@@ -2,4 +2,5 @@
 //! `run` functions, kept out of `main.rs` so that it stays a thin dispatcher.
 
 pub mod plan;
+pub mod score;
 pub mod weights;

@@ -2,11 +2,11 @@
 
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use zoetrope::models::tiny::{is_untrained, write_tiny_models_with};
 use zoetrope::models::weights::{
     checksum_state, fetch, import_file, read_header, verify_model, ChecksumState, FetchOptions,
     ImportOptions, ModelKind, ShapeChecks, VerifyReport, WeightsStore,
 };
-use zoetrope::models::tiny::{is_untrained, write_tiny_models_with};
 use zoetrope::{Error, Result};
 
 #[derive(Args)]
@@ -178,7 +178,9 @@ pub fn run(args: WeightsArgs) -> Result<()> {
                 println!("  sha256 {}", f.sha256);
             }
             println!("These models are untrained: renders with them run end to end, but the imagery is abstract.");
-            println!("Use them with `perceptors: [tiny-clip]` and `vqgan_model: tiny-vqgan` in a scene.");
+            println!(
+                "Use them with `perceptors: [tiny-clip]` and `vqgan_model: tiny-vqgan` in a scene."
+            );
             Ok(())
         }
     }

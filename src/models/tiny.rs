@@ -342,7 +342,8 @@ pub fn write_tiny_models(weights_dir: &Path) -> Result<Vec<PathBuf>> {
 /// differs from the generated one (a damaged copy, or something else a user
 /// put there) is an error unless `force`, which replaces it.
 pub fn write_tiny_models_with(weights_dir: &Path, force: bool) -> Result<Vec<TinyFile>> {
-    let jobs: [(&'static str, &str, fn() -> Vec<u8>); 2] = [
+    type Job = (&'static str, &'static str, fn() -> Vec<u8>);
+    let jobs: [Job; 2] = [
         (TINY_CLIP, TINY_CLIP_FILE, tiny_clip_bytes),
         (TINY_VQGAN, TINY_VQGAN_FILE, tiny_vqgan_bytes),
     ];
@@ -358,8 +359,8 @@ pub fn write_tiny_models_with(weights_dir: &Path, force: bool) -> Result<Vec<Tin
         if path.is_file() {
             let same = sha256_file(&path)? == sha256;
             if same {
-                let sidecar_ok = crate::models::weights::read_sidecar(&path).as_deref()
-                    == Some(sha256.as_str());
+                let sidecar_ok =
+                    crate::models::weights::read_sidecar(&path).as_deref() == Some(sha256.as_str());
                 if !sidecar_ok {
                     write_sidecar(&path, &sha256, &provenance)?;
                 }
@@ -418,7 +419,12 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mean: f64 = a.values.iter().map(|&v| v as f64).sum::<f64>() / 1000.0;
-        let var: f64 = a.values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 1000.0;
+        let var: f64 = a
+            .values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 1000.0;
         assert!(mean.abs() < 0.1, "{mean}");
         assert!((var - 1.0).abs() < 0.15, "{var}");
         let u = fill("u", &[1000], Init::Uniform(0.5));
