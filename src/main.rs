@@ -31,6 +31,8 @@ enum Command {
     /// VQGAN × perceptor comparison: one render per combination, then a
     /// tiled grid.mp4, contact sheets and an offline index.html viewer.
     Grid(cli::grid::GridArgs),
+    /// CLIP similarity (100 × cosine) of images to prompts, per perceptor.
+    Score(cli::score::ScoreArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -50,6 +52,7 @@ fn run(cli: Cli) -> Result<()> {
             &mut cli::grid::render_cell,
             &cli::grid::check_weights,
         ),
+        Command::Score(args) => cli::score::run(&args),
     }
 }
 

@@ -79,10 +79,10 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn imports_an_openai_torchscript_archive() {
     let (_t, store) = store();
-    let r = import(&store, &fixture("tiny_clip.pt"), Some("tiny-clip")).unwrap();
+    let r = import(&store, &fixture("tiny_clip.pt"), Some("fixture-clip")).unwrap();
     assert_eq!(r.kind, ModelKind::Clip);
     assert_eq!(r.container, "torchscript");
-    assert_eq!(r.path, store.dir.join("clip/tiny-clip.safetensors"));
+    assert_eq!(r.path, store.dir.join("clip/fixture-clip.safetensors"));
     assert_eq!(
         r.dropped,
         ["context_length", "input_resolution", "vocab_size"]
@@ -99,9 +99,15 @@ fn imports_an_openai_torchscript_archive() {
     // Nothing temporary is left behind.
     assert_eq!(
         files_in(&store.dir),
-        ["tiny-clip.safetensors", "tiny-clip.safetensors.sha256"]
+        [
+            "fixture-clip.safetensors",
+            "fixture-clip.safetensors.sha256"
+        ]
     );
-    assert_eq!(store.resolve(ModelKind::Clip, "tiny-clip").unwrap(), r.path);
+    assert_eq!(
+        store.resolve(ModelKind::Clip, "fixture-clip").unwrap(),
+        r.path
+    );
 
     let v = verify_model(ModelKind::Clip, &r.path, None, &ShapeChecks::basic()).unwrap();
     assert!(v.ok(), "{:?}", v.problems());

@@ -22,7 +22,35 @@ fn touch(path: &Path) {
 
 #[test]
 fn builtin_manifest_lists_the_official_models() {
-    let m = Manifest::builtin();
+    let mut m = Manifest::builtin();
+    // The untrained models `zoetrope weights tiny` generates are listed too,
+    // last, without a download.
+    let generated: Vec<(ModelKind, String, String)> = m
+        .models
+        .iter()
+        .filter(|e| e.is_generated())
+        .map(|e| (e.kind, e.name.clone(), e.file.clone()))
+        .collect();
+    assert_eq!(
+        generated,
+        [
+            (
+                ModelKind::Clip,
+                "tiny-clip".to_string(),
+                "clip/tiny-clip.safetensors".to_string()
+            ),
+            (
+                ModelKind::Vqgan,
+                "tiny-vqgan".to_string(),
+                "vqgan/tiny-vqgan.safetensors".to_string()
+            )
+        ]
+    );
+    for e in m.models.iter().filter(|e| e.is_generated()) {
+        assert!(e.url.is_empty() && e.mirrors.is_empty() && e.source_sha256.is_none());
+        assert_eq!(e.format, SourceFormat::Generated);
+    }
+    m.models.retain(|e| !e.is_generated());
     let clip: Vec<&str> = m
         .of_kind(ModelKind::Clip)
         .map(|e| e.name.as_str())

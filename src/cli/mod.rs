@@ -4,6 +4,7 @@
 pub mod grid;
 pub mod plan;
 pub mod render;
+pub mod score;
 pub mod weights;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,9 @@
 //! - [`cutouts`]: pytti's random crop sampler, batched into one resampling op;
 //! - [`loss`]: spherical CLIP distances, the prompt weight/stop rule, the
 //!   direct (pixel/latent) and semantic losses, and the gradient tricks of the
-//!   optimisation step (`clamp_with_grad`, straight-through quantisation).
+//!   optimisation step (`clamp_with_grad`, straight-through quantisation);
+//! - [`score`]: CLIP similarity of image files to prompts (`zoetrope score`).
 
 pub mod cutouts;
 pub mod loss;
+pub mod score;

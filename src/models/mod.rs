@@ -5,5 +5,6 @@
 //! and each infers its architecture from the tensor shapes alone.
 
 pub mod clip;
+pub mod tiny;
 pub mod vqgan;
 pub mod weights;

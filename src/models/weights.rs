@@ -109,6 +109,10 @@ pub enum SourceFormat {
     Lightning,
     /// safetensors (open_clip's copies of the OpenAI weights); read directly.
     Safetensors,
+    /// Not downloaded at all: an untrained model that `zoetrope weights tiny`
+    /// generates on this machine ([`crate::models::tiny`]), so that a render can
+    /// run end to end without network access. Such entries have no `url`.
+    Generated,
 }
 
 impl SourceFormat {
@@ -117,7 +121,18 @@ impl SourceFormat {
         match self {
             SourceFormat::Torchscript => "pt",
             SourceFormat::Lightning => "ckpt",
+            // Generated files are written directly as safetensors.
+            SourceFormat::Safetensors | SourceFormat::Generated => "safetensors",
+        }
+    }
+
+    /// The format's name as the manifest spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Torchscript => "torchscript",
+            SourceFormat::Lightning => "lightning",
             SourceFormat::Safetensors => "safetensors",
+            SourceFormat::Generated => "generated",
         }
     }
 }
@@ -135,7 +150,8 @@ pub struct ManifestEntry {
     /// The converted file, relative to the weights folder.
     pub file: String,
     pub format: SourceFormat,
-    /// The official download.
+    /// The official download (empty for `generated` models, which have none).
+    #[serde(default)]
     pub url: String,
     /// Other places with the same file, tried in order after `url`.
     #[serde(default)]
@@ -158,6 +174,12 @@ impl ManifestEntry {
             && (normalize_name(&self.name) == n
                 || self.aliases.iter().any(|a| normalize_name(a) == n)
                 || normalize_name(self.slug()) == n)
+    }
+
+    /// Whether the model is generated locally (`format = "generated"`, an
+    /// untrained model from `zoetrope weights tiny`) rather than downloaded.
+    pub fn is_generated(&self) -> bool {
+        self.format == SourceFormat::Generated
     }
 
     /// The file name without folder and extension (`ViT-B-32`).
@@ -240,6 +262,22 @@ impl Manifest {
                 return Err(bad(
                     m,
                     format!("file must be {prefix}<name>.safetensors, not {:?}", m.file),
+                ));
+            }
+            if m.is_generated() {
+                if !m.url.is_empty() || !m.mirrors.is_empty() || m.source_sha256.is_some() {
+                    return Err(bad(
+                        m,
+                        "a generated model has no url, mirrors or source_sha256".into(),
+                    ));
+                }
+            } else if m.url.is_empty() {
+                return Err(bad(
+                    m,
+                    format!(
+                        "url is missing (only format = \"generated\" models have none; this one is {:?})",
+                        m.format.name()
+                    ),
                 ));
             }
             if let Some(sha) = &m.source_sha256 {
@@ -426,6 +464,13 @@ impl WeightsStore {
             let path = self.path_of(entry);
             if path.is_file() {
                 return Ok((path, Resolved::Known(entry)));
+            }
+            if entry.is_generated() {
+                return Err(Error::weights(format!(
+                    "{kind} model {} is not installed: expected {}.\n  It is an untrained model generated locally: run `zoetrope weights tiny`.",
+                    entry.name,
+                    path.display(),
+                )));
             }
             return Err(Error::weights(format!(
                 "{kind} model {} is not installed: expected {}.\n  Download it with `zoetrope weights fetch {}`,\n  or convert an official file you already have with `zoetrope weights import FILE --as {}`.",
@@ -946,6 +991,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex(&h.finalize()))
+}
+
+/// The lower-case hex SHA-256 of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

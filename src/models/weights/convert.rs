@@ -436,11 +436,7 @@ enum Claim<'a> {
 }
 
 fn format_name(e: &ManifestEntry) -> &'static str {
-    match e.format {
-        super::SourceFormat::Torchscript => "torchscript",
-        super::SourceFormat::Lightning => "lightning",
-        super::SourceFormat::Safetensors => "safetensors",
-    }
+    e.format.name()
 }
 
 /// Recognises a model without `--as`: by the input's file name (`ViT-B-32.pt`,

@@ -72,6 +72,12 @@ pub fn fetch(
             store.manifest.names(super::ModelKind::Vqgan)
         ))
     })?;
+    if entry.is_generated() {
+        return Err(Error::input(format!(
+            "{} is not downloaded: it is generated locally: run `zoetrope weights tiny`",
+            entry.name
+        )));
+    }
     let dest = store.path_of(entry);
     let mut report = FetchReport {
         name: entry.name.clone(),
