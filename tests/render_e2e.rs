@@ -1,0 +1,360 @@
+//! `zoetrope render` end to end on the untrained tiny models (`weights tiny`):
+//! frames, MP4, run files, determinism, kill -9 and resume, Ctrl-C,
+//! stabilisation, and the errors a user hits.
+#![cfg(feature = "video")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use zoetrope::output::frames::read_rgb;
+use zoetrope::output::video::read_mp4;
+
+/// The tiny models, generated once per test process.
+fn weights_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("zoetrope-e2e-weights-{}", std::process::id()));
+        zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
+        dir
+    })
+}
+
+fn zoetrope(args: &[&str], weights: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
+    c.args(args)
+        .env("ZOETROPE_WEIGHTS", weights)
+        // One thread: the same arithmetic whatever else the machine runs.
+        .env("OMP_NUM_THREADS", "1");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    zoetrope(args, weights_dir()).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Two scenes, 6 frames of 4 steps, zoom + translation + rotation.
+const ANIMATED: &str = r#"
+scenes = "a lighthouse on a rocky coast || a red sunset over the sea"
+scene_suffix = " | blurry:-0.5:-0.9"
+perceptors = ["tiny-clip"]
+vqgan_model = "tiny-vqgan"
+width = 64
+height = 32
+steps_per_scene = 12
+steps_per_frame = 4
+interpolation_steps = 4
+frames_per_second = 6
+cutouts = 6
+cut_pow = 1
+animation_mode = "2D"
+zoom_x_2d = 2
+zoom_y_2d = 1
+translate_x = 1
+translate_y = -1
+rotate_2d = "2*sin(t)"
+seed = 42
+"#;
+
+fn write_scene(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|k| std::fs::read(dir.join(format!("frame_{k:05}.png"))).unwrap())
+        .collect()
+}
+
+#[test]
+fn animated_render_writes_frames_mp4_and_run_files() {
+    let t = tempfile::tempdir().unwrap();
+    let scene = write_scene(t.path(), "anim.toml", ANIMATED);
+    let out = t.path().join("out");
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = out.join("anim");
+    let mp4 = read_mp4(&dir.join("anim.mp4")).unwrap();
+    assert_eq!(mp4.frames.len(), 6);
+    assert_eq!((mp4.width, mp4.height), (64, 32));
+    assert!((mp4.fps - 6.0).abs() < 1e-6, "fps {}", mp4.fps);
+    assert!(
+        mp4.comment.as_deref().unwrap_or("").contains("a lighthouse on a rocky coast"),
+        "{:?}",
+        mp4.comment
+    );
+    for (k, decoded) in mp4.frames.iter().enumerate() {
+        let png = read_rgb(&dir.join(format!("frame_{:05}.png", k + 1))).unwrap();
+        assert_eq!(png.dimensions(), decoded.dimensions());
+        let mae: f64 = png
+            .as_raw()
+            .iter()
+            .zip(decoded.as_raw())
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / png.as_raw().len() as f64;
+        // The tiny models' imagery is high-frequency noise, H.264's worst case.
+        assert!(mae < 24.0, "frame {}: mean abs error {mae}", k + 1);
+    }
+    // Consecutive frames differ (the optimisation and the warp move them).
+    let f = frames_of(&dir, 6);
+    assert!(f.windows(2).all(|w| w[0] != w[1]));
+
+    let settings = std::fs::read_to_string(dir.join("settings.toml")).unwrap();
+    assert!(settings.contains("seed = 42"), "{settings}");
+    let schedule: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("schedule.json")).unwrap()).unwrap();
+    assert_eq!(schedule.as_array().unwrap().len(), 6);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["seed"], 42);
+    assert_eq!(meta["frames"].as_array().unwrap().len(), 6);
+    assert!(
+        meta["weights"][0]["sha256"].as_str().unwrap().len() == 64,
+        "{meta}"
+    );
+    assert_eq!(meta["weights"][0]["untrained"], true, "{meta}");
+
+    // allow_overwrite = false: a second run goes to a new folder.
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("anim_2/frame_00006.png").is_file());
+    // Same seed, same device: the same frames.
+    assert_eq!(frames_of(&dir, 6), frames_of(&out.join("anim_2"), 6));
+}
+
+#[test]
+fn killed_render_resumes_to_the_same_frames() {
+    let t = tempfile::tempdir().unwrap();
+    // Slow enough per frame that the kill lands inside the run.
+    let text = ANIMATED
+        .replace("steps_per_scene = 12", "steps_per_scene = 24")
+        .replace("steps_per_frame = 4", "steps_per_frame = 8")
+        .replace("interpolation_steps = 4", "interpolation_steps = 8");
+    let scene = write_scene(t.path(), "killed.toml", &text);
+    let whole = t.path().join("whole");
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        whole.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = frames_of(&whole.join("killed"), 6);
+
+    // A pseudo-random kill point: after frame 1..=4 is on disk, plus a delay.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let after = 1 + (nanos % 4) as usize;
+    let extra = Duration::from_millis(nanos % 300);
+    let broken = t.path().join("broken");
+    let mut child = zoetrope(
+        &[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            broken.to_str().unwrap(),
+            "-q",
+        ],
+        weights_dir(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let dir = broken.join("killed");
+    let start = Instant::now();
+    while !dir.join(format!("frame_{after:05}.png")).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "render never reached frame {after}"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(extra);
+    child.kill().unwrap(); // SIGKILL: no clean-up at all
+    child.wait().unwrap();
+    let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
+    assert!(
+        o.status.success(),
+        "kill after frame {after}: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        frames_of(&dir, 6),
+        reference,
+        "killed after frame {after} + {extra:?}"
+    );
+    let mp4 = read_mp4(&dir.join("killed.mp4")).unwrap();
+    assert_eq!(mp4.frames.len(), 6);
+    // Resuming a finished run does nothing.
+    let o = run(&["render", "--resume", dir.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("already complete"), "{}", stderr(&o));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_a_playable_mp4_and_the_resume_command() {
+    let t = tempfile::tempdir().unwrap();
+    let text = ANIMATED
+        .replace("steps_per_scene = 12", "steps_per_scene = 60")
+        .replace("interpolation_steps = 4", "interpolation_steps = 8");
+    let scene = write_scene(t.path(), "stop.toml", &text);
+    let out = t.path().join("out");
+    let child = zoetrope(
+        &[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        weights_dir(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let dir = out.join("stop");
+    let start = Instant::now();
+    while !dir.join("frame_00002.png").exists() {
+        assert!(start.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("zoetrope render --resume"), "{err}");
+    let mp4 = read_mp4(&dir.join("stop.mp4")).unwrap();
+    assert!(mp4.frames.len() >= 2, "{} frames", mp4.frames.len());
+}
+
+/// Mean absolute change between consecutive frames from frame 2 on.
+fn frame_change(dir: &Path, n: usize) -> f64 {
+    let imgs: Vec<_> = (1..=n)
+        .map(|k| read_rgb(&dir.join(format!("frame_{k:05}.png"))).unwrap())
+        .collect();
+    let mut total = 0.0;
+    for w in imgs[1..].windows(2) {
+        total += w[0]
+            .as_raw()
+            .iter()
+            .zip(w[1].as_raw())
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / w[0].as_raw().len() as f64;
+    }
+    total / (n - 2) as f64
+}
+
+#[test]
+fn stabilisation_shrinks_the_change_between_frames() {
+    let t = tempfile::tempdir().unwrap();
+    let mut changes = Vec::new();
+    for w in ["0", "2", "50"] {
+        let text = format!(
+            "{}\ndirect_stabilization_weight = {w}\nfile_namespace = \"stab{w}\"\n",
+            ANIMATED
+                .replace("zoom_x_2d = 2", "zoom_x_2d = 0")
+                .replace("zoom_y_2d = 1", "zoom_y_2d = 0")
+                .replace("rotate_2d = \"2*sin(t)\"", "rotate_2d = 0")
+        );
+        let scene = write_scene(t.path(), &format!("stab{w}.toml"), &text);
+        let out = t.path().join("out");
+        let o = run(&[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        changes.push(frame_change(&out.join(format!("stab{w}")), 6));
+    }
+    assert!(
+        changes[0] > changes[1] && changes[1] > changes[2],
+        "frame-to-frame change for weights 0, 2, 50: {changes:?}"
+    );
+}
+
+#[test]
+fn user_errors_are_clear_messages() {
+    let t = tempfile::tempdir().unwrap();
+    // Missing weights: names the model, the expected file and the command.
+    let scene = write_scene(t.path(), "a.toml", ANIMATED);
+    let empty = t.path().join("no-weights");
+    let o = zoetrope(
+        &[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            t.path().join("o").to_str().unwrap(),
+        ],
+        &empty,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("tiny-clip") && e.contains("tiny-vqgan"), "{e}");
+    assert!(e.contains("zoetrope weights tiny"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+
+    // An init image that is not an image.
+    std::fs::write(t.path().join("broken.png"), b"not a png").unwrap();
+    let scene = write_scene(
+        t.path(),
+        "b.toml",
+        &format!("{ANIMATED}\ninit_image = \"broken.png\"\n"),
+    );
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        t.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
+
+    // An output folder that cannot be created (a file is in the way).
+    std::fs::write(t.path().join("file"), b"x").unwrap();
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap().replace("b.toml", "a.toml").as_str(),
+        "--out",
+        t.path().join("file/sub").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("file/sub"), "{}", stderr(&o));
+
+    // Resuming something that is not a run.
+    let o = run(&["render", "--resume", t.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("state.json"), "{}", stderr(&o));
+}
