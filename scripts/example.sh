@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up (idempotent), build, and dry-run the example scene.
+# The main job: set up (idempotent), build, generate the untrained tiny models
+# (no network needed), and render the quick-start scene into out/quickstart*/.
+# It uses the same (dev) build as the tests, so one compile serves both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --locked --release -- plan scenes/spring_to_winter.toml "$@"
+cargo build --locked
+./target/debug/zoetrope weights tiny
+./target/debug/zoetrope render scenes/quickstart.toml "$@"

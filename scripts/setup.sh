@@ -13,6 +13,9 @@ APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavf
 
 log() { echo "[setup] $*" >&2; }
 
+# `setup.sh --test` also installs Chromium, which the grid viewer's browser test drives.
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -90,7 +90,10 @@ fn animated_render_writes_frames_mp4_and_run_files() {
     assert_eq!((mp4.width, mp4.height), (64, 32));
     assert!((mp4.fps - 6.0).abs() < 1e-6, "fps {}", mp4.fps);
     assert!(
-        mp4.comment.as_deref().unwrap_or("").contains("a lighthouse on a rocky coast"),
+        mp4.comment
+            .as_deref()
+            .unwrap_or("")
+            .contains("a lighthouse on a rocky coast"),
         "{:?}",
         mp4.comment
     );
@@ -283,7 +286,10 @@ fn stabilisation_shrinks_the_change_between_frames() {
             ANIMATED
                 .replace("zoom_x_2d = 2", "zoom_x_2d = 0")
                 .replace("zoom_y_2d = 1", "zoom_y_2d = 0")
+                .replace("translate_x = 1", "translate_x = 0")
+                .replace("translate_y = -1", "translate_y = 0")
                 .replace("rotate_2d = \"2*sin(t)\"", "rotate_2d = 0")
+                .replace("vqgan_model = \"tiny-vqgan\"", "image_model = \"Unlimited Palette\"")
         );
         let scene = write_scene(t.path(), &format!("stab{w}.toml"), &text);
         let out = t.path().join("out");
