@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"

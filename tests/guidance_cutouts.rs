@@ -7,6 +7,12 @@ use zoetrope::guidance::cutouts::{
 };
 use zoetrope::ErrorKind;
 
+/// Torch's generator is global: tests that draw from it must not interleave.
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn opts() -> (Kind, Device) {
     (Kind::Float, Device::Cpu)
 }
@@ -29,6 +35,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn sample_has_the_perceptor_shape_and_is_normalised() {
+    let _rng = rng_lock();
     let s = sampler(5, 2.0, 0.25, 16);
     let image = Tensor::rand([1, 3, 40, 56], opts()).set_requires_grad(true);
     let out = s.sample(&image).unwrap();
@@ -61,6 +68,7 @@ fn sample_has_the_perceptor_shape_and_is_normalised() {
 
 #[test]
 fn crop_sizes_follow_the_pytti_formula() {
+    let _rng = rng_lock();
     // m = 100, r = 30, cut_pow = 2: sizes lie in [floor(100·0.3²), 100] = [9, 100].
     let s = sampler(8, 2.0, 0.25, 30);
     assert_eq!(s.crop_size(0.0, 120, 100), 64); // floor(100 · 0.8²)
@@ -113,6 +121,7 @@ fn crop_sizes_follow_the_pytti_formula() {
 
 #[test]
 fn whole_image_crop_reproduces_the_resized_image() {
+    let _rng = rng_lock();
     let image = Tensor::rand([1, 3, 32, 32], opts());
     for r in [16, 10, 32, 48] {
         let s = sampler(1, 2.0, 0.25, r);
@@ -133,6 +142,7 @@ fn whole_image_crop_reproduces_the_resized_image() {
 
 #[test]
 fn known_placement_returns_exact_pixels() {
+    let _rng = rng_lock();
     let image = gradient_image(20, 30);
     let s = sampler(1, 2.0, 0.25, 8);
     let out = s
@@ -184,6 +194,7 @@ fn overhang_columns(fill: BorderFill) -> Vec<f32> {
 
 #[test]
 fn overhang_is_filled_by_the_border_mode() {
+    let _rng = rng_lock();
     assert_eq!(BorderFill::default(), BorderFill::Mirror);
     assert_eq!(
         overhang_columns(BorderFill::Mirror),
@@ -248,6 +259,7 @@ fn overhang_is_filled_by_the_border_mode() {
 
 #[test]
 fn batched_resampling_matches_per_crop_adaptive_pooling() {
+    let _rng = rng_lock();
     // The reference is pytti's per-crop loop: slice the padded image, then
     // adaptive_avg_pool2d to r × r.
     tch::manual_seed(11);
@@ -282,6 +294,7 @@ fn batched_resampling_matches_per_crop_adaptive_pooling() {
 
 #[test]
 fn gradient_reaches_exactly_the_cropped_pixels() {
+    let _rng = rng_lock();
     let image = Tensor::rand([1, 3, 20, 30], opts()).set_requires_grad(true);
     let s = sampler(1, 2.0, 0.25, 4);
     let out = s
@@ -313,6 +326,7 @@ fn gradient_reaches_exactly_the_cropped_pixels() {
 
 #[test]
 fn mirrored_overhang_sends_gradient_to_the_reflected_pixels() {
+    let _rng = rng_lock();
     let image = Tensor::zeros([1, 1, 4, 10], opts()).set_requires_grad(true);
     let s = sampler(1, 2.0, 0.5, 4);
     let out = s
@@ -333,6 +347,7 @@ fn mirrored_overhang_sends_gradient_to_the_reflected_pixels() {
 
 #[test]
 fn same_seed_same_cutouts() {
+    let _rng = rng_lock();
     let image = Tensor::rand([1, 3, 50, 70], opts());
     let s = sampler(10, 2.0, 0.25, 16);
     tch::manual_seed(1234);
@@ -350,6 +365,7 @@ fn same_seed_same_cutouts() {
 
 #[test]
 fn noise_is_a_per_crop_scale_below_the_factor() {
+    let _rng = rng_lock();
     tch::manual_seed(5);
     let grey = Tensor::full([1, 3, 64, 64], 0.5, opts());
     let s = sampler(32, 2.0, 0.0, 32);
@@ -384,6 +400,7 @@ fn noise_is_a_per_crop_scale_below_the_factor() {
 
 #[test]
 fn settings_are_validated_with_their_names() {
+    let _rng = rng_lock();
     let err = CutoutSampler::new(0, 2.0, 0.25, 224).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(err.message.contains("cutouts"), "{err}");

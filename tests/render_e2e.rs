@@ -289,7 +289,10 @@ fn stabilisation_shrinks_the_change_between_frames() {
                 .replace("translate_x = 1", "translate_x = 0")
                 .replace("translate_y = -1", "translate_y = 0")
                 .replace("rotate_2d = \"2*sin(t)\"", "rotate_2d = 0")
-                .replace("vqgan_model = \"tiny-vqgan\"", "image_model = \"Unlimited Palette\"")
+                .replace(
+                    "vqgan_model = \"tiny-vqgan\"",
+                    "image_model = \"Unlimited Palette\""
+                )
         );
         let scene = write_scene(t.path(), &format!("stab{w}.toml"), &text);
         let out = t.path().join("out");
