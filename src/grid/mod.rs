@@ -48,9 +48,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::models::clip::MODEL_NAMES;
-use crate::models::vqgan::VQGAN_MODEL_NAMES;
+use crate::models::vqgan::{VqganConfig, VQGAN_MODEL_NAMES};
+use crate::models::weights::{self, Manifest, ModelKind};
 use crate::output::frames::frame_file_name;
-use crate::scene::{ImageModel, Scene, VqganModel};
+use crate::scene::{ImageModel, Scene, VqganChoice, VqganModel};
 use crate::schedule::Timeline;
 use crate::{Error, ErrorKind, Result};
 
@@ -181,23 +182,35 @@ fn split_list<'a>(list: &'a str, option: &str, example: &str) -> Result<Vec<&'a 
         .collect()
 }
 
-/// The canonical VQGAN name for `name` (case and `-`/`_` insensitive).
-fn canonical_vqgan(name: &str) -> Result<&'static str> {
+/// The canonical VQGAN entry for `name`: one of pytti's six names (case and
+/// `-`/`_` insensitive), another model of the weights manifest (such as the
+/// untrained `tiny-vqgan`), or a `.safetensors` path unchanged.
+fn canonical_vqgan(name: &str) -> Result<String> {
     let norm = |s: &str| s.to_lowercase().replace('-', "_");
     if let Some(c) = VQGAN_MODEL_NAMES.iter().find(|c| norm(c) == norm(name)) {
-        return Ok(c);
+        return Ok(c.to_string());
     }
-    let hint = if is_path_entry(name) {
-        "; a VQGAN is chosen by name (scene files set vqgan_model by name); import the file \
-         with `zoetrope weights import FILE --as NAME` under a known name"
-            .to_string()
-    } else {
-        did_you_mean(name, VQGAN_MODEL_NAMES.iter().copied())
-    };
+    if is_path_entry(name) {
+        return Ok(name.to_string());
+    }
+    if let Some(e) = Manifest::builtin().find(Some(ModelKind::Vqgan), name) {
+        return Ok(e.name.clone());
+    }
     Err(Error::input(format!(
-        "--vqgan: unknown VQGAN model \"{name}\"; known models: {}{hint}",
-        VQGAN_MODEL_NAMES.join(", ")
+        "--vqgan: unknown VQGAN model \"{name}\"; known models: {} (or a path to a \
+         .safetensors file){}",
+        VQGAN_MODEL_NAMES.join(", "),
+        did_you_mean(name, VQGAN_MODEL_NAMES.iter().copied())
     )))
+}
+
+/// The label of a VQGAN entry in folder names and tiles: a path's file stem.
+fn vqgan_label(v: &str) -> String {
+    if is_path_entry(v) {
+        path_stem(v)
+    } else {
+        v.to_string()
+    }
 }
 
 /// The canonical perceptor name for `name`, ignoring case, `-`, `/`, `_`
@@ -222,6 +235,11 @@ fn canonical_perceptor(name: &str) -> Result<String> {
         .iter()
         .find(|m| norm(m) == norm(name))
         .map(|m| m.to_string())
+        .or_else(|| {
+            Manifest::builtin()
+                .find(Some(ModelKind::Clip), name)
+                .map(|e| e.name.clone())
+        })
         .ok_or_else(|| {
             Error::input(format!(
                 "--perceptors: unknown perceptor \"{name}\"; known: {} (or a path to a \
@@ -240,7 +258,7 @@ impl GridSpec {
     pub fn parse(vqgan_list: &str, perceptor_list: &str) -> Result<GridSpec> {
         let vqgans = split_list(vqgan_list, "--vqgan", "imagenet,coco")?
             .into_iter()
-            .map(|v| canonical_vqgan(v).map(str::to_string))
+            .map(canonical_vqgan)
             .collect::<Result<Vec<_>>>()?;
         let mut perceptors = Vec::new();
         for entry in split_list(perceptor_list, "--perceptors", "ViT-B/32,RN50+ViT-B/16")? {
@@ -337,7 +355,7 @@ impl GridSpec {
             for (col, entry) in self.perceptors.iter().enumerate() {
                 let name = format!(
                     "{}__{}",
-                    safe_name(vqgan),
+                    safe_name(&vqgan_label(vqgan)),
                     safe_name(&perceptor_label(entry))
                 );
                 out.push(Cell {
@@ -358,7 +376,7 @@ impl GridSpec {
     pub fn size_factor(&self) -> u32 {
         self.vqgans
             .iter()
-            .filter_map(|v| vqgan_model(v).ok())
+            .filter_map(|v| vqgan_choice(v).ok())
             .map(|m| m.factor())
             .max()
             .unwrap_or(16)
@@ -378,7 +396,7 @@ impl GridSpec {
             )));
         }
         let mut s = scene.clone();
-        s.vqgan_model = crate::scene::VqganChoice::Named(vqgan_model(&cell.vqgan)?);
+        s.vqgan_model = vqgan_choice(&cell.vqgan)?;
         s.perceptors = cell.perceptors.clone();
         s.file_namespace = cell.name.clone();
         let f = self.size_factor();
@@ -403,18 +421,26 @@ impl GridSpec {
     }
 }
 
-/// The scene enum value of a VQGAN name.
-fn vqgan_model(name: &str) -> Result<VqganModel> {
+/// The scene's `vqgan_model` value for a grid row: a named model, or another
+/// file whose factor is read from its shapes (the file must exist by then;
+/// `run_grid` reports missing weights before any cell renders).
+fn vqgan_choice(name: &str) -> Result<VqganChoice> {
     let canon = canonical_vqgan(name)?;
-    VqganModel::ALL
-        .iter()
-        .find(|(n, _)| *n == canon)
-        .map(|(_, m)| *m)
-        .ok_or_else(|| {
-            Error::internal(format!(
-                "VQGAN {canon} is listed in VQGAN_MODEL_NAMES but not in scene::VqganModel"
-            ))
-        })
+    if let Some((_, m)) = VqganModel::ALL.iter().find(|(n, _)| *n == canon) {
+        return Ok(VqganChoice::Named(*m));
+    }
+    let path = if is_path_entry(&canon) {
+        PathBuf::from(&canon)
+    } else {
+        weights::resolve(ModelKind::Vqgan, &canon)?
+    };
+    let shapes = weights::read_shapes(&path)?;
+    let config = VqganConfig::infer_from(&shapes, &path.display().to_string())?;
+    Ok(VqganChoice::Other {
+        name: canon,
+        factor: config.factor() as u32,
+        gumbel: config.is_gumbel(),
+    })
 }
 
 /// `--shard I/N`: this process renders the cells whose index is `I` modulo
