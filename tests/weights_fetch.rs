@@ -53,8 +53,7 @@ fn serve(body: Vec<u8>, mode: Mode, max_requests: usize) -> Server {
                 Ok((stream, _)) => {
                     let first = served == 0;
                     served += 1;
-                    let range = answer(stream, &body, mode, first);
-                    log.lock().unwrap().push(range);
+                    answer(stream, &body, mode, first, &log);
                 }
                 Err(_) => thread::sleep(Duration::from_millis(5)),
             }
@@ -63,7 +62,15 @@ fn serve(body: Vec<u8>, mode: Mode, max_requests: usize) -> Server {
     Server { url, ranges }
 }
 
-fn answer(stream: TcpStream, body: &[u8], mode: Mode, first: bool) -> Option<String> {
+/// Answers one request; its Range header is logged before the response is
+/// written, so a client that has its answer always finds the request logged.
+fn answer(
+    stream: TcpStream,
+    body: &[u8],
+    mode: Mode,
+    first: bool,
+    log: &Mutex<Vec<Option<String>>>,
+) {
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -81,6 +88,7 @@ fn answer(stream: TcpStream, body: &[u8], mode: Mode, first: bool) -> Option<Str
             }
         }
     }
+    log.lock().unwrap().push(range.clone());
     let mut out = stream;
     let start = range
         .as_deref()
@@ -115,7 +123,6 @@ fn answer(stream: TcpStream, body: &[u8], mode: Mode, first: bool) -> Option<Str
     let _ = out.write_all(data);
     let _ = out.flush();
     let _ = out.shutdown(std::net::Shutdown::Both);
-    range
 }
 
 fn body() -> Vec<u8> {

@@ -32,7 +32,7 @@ use crate::output::write_json_atomic;
 use crate::render::adam::Adam;
 use crate::render::device::{resolve_device, resolve_precision};
 use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
-use crate::render::warp::{self, InfillMode, SamplingMode};
+use crate::render::warp;
 use crate::scene::prompt::WeightSpec;
 use crate::scene::{self, Scene, StabilizationTarget};
 use crate::schedule::Timeline;
@@ -283,32 +283,6 @@ fn frame_seed(seed: u64, frame: u64) -> i64 {
     ((z ^ (z >> 31)) >> 1) as i64
 }
 
-fn to_warp_motion(m: crate::schedule::Motion) -> warp::Motion {
-    warp::Motion {
-        translate_x: m.translate_x,
-        translate_y: m.translate_y,
-        rotate_2d: m.rotate_2d,
-        zoom_x_2d: m.zoom_x_2d,
-        zoom_y_2d: m.zoom_y_2d,
-    }
-}
-
-fn sampling_of(scene: &Scene) -> Result<SamplingMode> {
-    serde_json::to_value(scene.sampling_mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .ok_or_else(|| Error::internal("sampling_mode has no name"))?
-        .parse()
-}
-
-fn infill_of(scene: &Scene) -> Result<InfillMode> {
-    serde_json::to_value(scene.infill_mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .ok_or_else(|| Error::internal("infill_mode has no name"))?
-        .parse()
-}
-
 fn precision_name(p: scene::Precision) -> &'static str {
     match p {
         scene::Precision::Auto => "auto",
@@ -492,8 +466,8 @@ pub fn render_in(
     let timeline = Timeline::new(scene)?;
     let device = resolve_device(&scene.device)?;
     let kind = resolve_precision(precision_name(scene.precision), device)?;
-    let sampling = sampling_of(scene)?;
-    let infill = infill_of(scene)?;
+    let sampling = scene.sampling_mode;
+    let infill = scene.infill_mode;
     let total_frames = timeline.frames();
     let spf = timeline.steps_per_frame();
 
@@ -632,7 +606,7 @@ pub fn render_in(
         reporter.start_frame(k);
         if k > 1 {
             if scene.is_animated() {
-                let motion = to_warp_motion(timeline.motion(k - 1));
+                let motion = timeline.motion(k - 1);
                 let wants_target = (scene.direct_stabilization_weight.is_some()
                     || scene.semantic_stabilization_weight.is_some())
                     && scene.stabilization_target == StabilizationTarget::Previous;

@@ -41,41 +41,15 @@
 //! input range slightly near sharp edges; the warp does not clamp, the caller
 //! decides (the render loop re-encodes or clamps the result anyway).
 
-use std::fmt;
-use std::str::FromStr;
-
 use nalgebra::Matrix3;
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// How the warp interpolates between pixels (`sampling_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SamplingMode {
-    /// The nearest source pixel: crisp, jagged under rotation.
-    Nearest,
-    /// Linear interpolation of the four neighbours: soft, blurs over many frames.
-    Bilinear,
-    /// Cubic convolution of 4×4 neighbours: sharpest; pytti's default.
-    #[default]
-    Bicubic,
-}
+pub use crate::scene::{InfillMode, SamplingMode};
+pub use crate::schedule::Motion;
 
 impl SamplingMode {
-    /// Every mode, in the order the documentation lists them.
-    pub const ALL: [SamplingMode; 3] = [Self::Nearest, Self::Bilinear, Self::Bicubic];
-
-    /// The name used in scene files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Nearest => "nearest",
-            Self::Bilinear => "bilinear",
-            Self::Bicubic => "bicubic",
-        }
-    }
-
     /// `interpolation_mode` of `torch.grid_sampler`.
     fn torch_mode(self) -> i64 {
         match self {
@@ -86,53 +60,7 @@ impl SamplingMode {
     }
 }
 
-impl fmt::Display for SamplingMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SamplingMode {
-    type Err = Error;
-    /// Parses the exact scene-file names `nearest`, `bilinear`, `bicubic`.
-    fn from_str(s: &str) -> Result<Self> {
-        let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| unknown_name("sampling_mode", s, &names))
-    }
-}
-
-/// How pixels that the warp uncovers are filled (`infill_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InfillMode {
-    /// The frame tiles the plane: content leaving one side re-enters the other.
-    #[default]
-    Wrap,
-    /// The frame is reflected about its border.
-    Mirror,
-    /// Uncovered pixels are zero (black).
-    Black,
-    /// Uncovered pixels repeat the nearest edge pixel.
-    Smear,
-}
-
 impl InfillMode {
-    /// Every mode, in the order the documentation lists them.
-    pub const ALL: [InfillMode; 4] = [Self::Wrap, Self::Mirror, Self::Black, Self::Smear];
-
-    /// The name used in scene files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Wrap => "wrap",
-            Self::Mirror => "mirror",
-            Self::Black => "black",
-            Self::Smear => "smear",
-        }
-    }
-
     /// `padding_mode` of `torch.grid_sampler` (wrap samples a circularly
     /// padded copy, where border clamping is never reached).
     fn torch_padding(self) -> i64 {
@@ -144,60 +72,7 @@ impl InfillMode {
     }
 }
 
-impl fmt::Display for InfillMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for InfillMode {
-    type Err = Error;
-    /// Parses the exact scene-file names `wrap`, `mirror`, `black`, `smear`.
-    fn from_str(s: &str) -> Result<Self> {
-        let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| unknown_name("infill_mode", s, &names))
-    }
-}
-
-fn unknown_name(setting: &str, value: &str, names: &[&str]) -> Error {
-    let closest = names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(&value.to_lowercase(), n), *n))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .filter(|(score, _)| *score > 0.7)
-        .map(|(_, n)| format!(" (did you mean \"{n}\"?)"))
-        .unwrap_or_default();
-    Error::input(format!(
-        "{setting} = \"{value}\" is not a known mode{closest}; use one of: {}",
-        names.join(", ")
-    ))
-}
-
-/// One frame's 2D motion in pytti units (pixels and degrees per frame), see
-/// the module documentation for directions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Motion {
-    /// Pixels to move content right.
-    pub translate_x: f64,
-    /// Pixels to move content up.
-    pub translate_y: f64,
-    /// Degrees to rotate content counter-clockwise.
-    pub rotate_2d: f64,
-    /// Pixels the horizontal source window shrinks by (positive zooms in).
-    pub zoom_x_2d: f64,
-    /// Pixels the vertical source window shrinks by (positive zooms in).
-    pub zoom_y_2d: f64,
-}
-
 impl Motion {
-    /// True when the motion leaves every pixel where it is.
-    pub fn is_identity(&self) -> bool {
-        *self == Motion::default()
-    }
-
     /// The same motion measured in units `factor` times larger: lengths
     /// (translations and zoom windows) are divided by `factor`, the angle is
     /// kept. Used to move a latent grid whose cells are `factor` pixels wide.

@@ -28,9 +28,11 @@
 
 pub mod expr;
 mod lookup;
+mod modes;
 pub mod prompt;
 
 pub use expr::Param;
+pub use modes::{InfillMode, SamplingMode};
 pub use prompt::{Prompt, PromptSource, WeightSpec};
 
 use crate::{Error, Result};
@@ -161,25 +163,6 @@ pub enum AnimationMode {
     Off,
     #[serde(rename = "2D")]
     TwoD,
-}
-
-/// How pixels a warp uncovers are filled (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InfillMode {
-    Wrap,
-    Mirror,
-    Black,
-    Smear,
-}
-
-/// Resampling filter of the warp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SamplingMode {
-    Nearest,
-    Bilinear,
-    Bicubic,
 }
 
 /// What `direct_stabilization_weight` pulls toward after the first warp.

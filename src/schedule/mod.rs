@@ -30,12 +30,18 @@ use std::ops::Range;
 
 /// 2D motion of one frame in pytti units (SPEC §5): pixels, degrees, and
 /// zoom pixels (`W − z` source width). All zero is the identity.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+/// `render::warp` turns it into the affine map it samples with.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
 pub struct Motion {
+    /// Pixels to move content right.
     pub translate_x: f64,
+    /// Pixels to move content up.
     pub translate_y: f64,
+    /// Degrees to rotate content counter-clockwise.
     pub rotate_2d: f64,
+    /// Pixels the horizontal source window shrinks by (positive zooms in).
     pub zoom_x_2d: f64,
+    /// Pixels the vertical source window shrinks by (positive zooms in).
     pub zoom_y_2d: f64,
 }
 

@@ -67,18 +67,9 @@ pub struct ClipConfig {
     pub transformer_layers: i64,
 }
 
-/// The names of the nine released OpenAI CLIP models, in the order users know them.
-pub const MODEL_NAMES: [&str; 9] = [
-    "RN50",
-    "RN101",
-    "RN50x4",
-    "RN50x16",
-    "RN50x64",
-    "ViT-B/32",
-    "ViT-B/16",
-    "ViT-L/14",
-    "ViT-L/14@336px",
-];
+/// The names of the nine released OpenAI CLIP models, in the order users know
+/// them: the scene file's perceptor names.
+pub const MODEL_NAMES: [&str; 9] = crate::scene::PERCEPTORS;
 
 /// State-dict entries that are metadata in OpenAI's archives, not parameters
 /// (`build_model` deletes them before loading).
