@@ -49,7 +49,10 @@ fn small_bench_reports_every_field() {
     assert_eq!(r["precision"], "fp32");
     assert_eq!(r["steps"], 2);
     assert_eq!(r["warmup"], 1);
-    assert_eq!((r["width"].as_i64(), r["height"].as_i64()), (Some(64), Some(32)));
+    assert_eq!(
+        (r["width"].as_i64(), r["height"].as_i64()),
+        (Some(64), Some(32))
+    );
     let ms = r["ms_per_step"].as_f64().unwrap();
     let sps = r["steps_per_s"].as_f64().unwrap();
     assert!(ms > 0.0, "{ms}");
@@ -94,7 +97,9 @@ fn bad_options_are_clear_errors() {
     assert!(err.contains("--config z"), "{err}");
 
     let out = zoetrope()
-        .args(["bench", "--small", "--steps", "0", "--config", "a", "--device", "cpu"])
+        .args([
+            "bench", "--small", "--steps", "0", "--config", "a", "--device", "cpu",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

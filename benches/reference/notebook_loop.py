@@ -45,6 +45,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -234,7 +235,9 @@ def build(spec, device):
         model = model.to(device).eval().requires_grad_(False)
         perceptors.append(model)
     cfg = VQGAN_CONFIGS[spec["vqgan"]]
-    vqgan = VQModel(**cfg).to(device).eval().requires_grad_(False)
+    with contextlib.redirect_stdout(sys.stderr):  # taming prints the z shape
+        vqgan = VQModel(**cfg)
+    vqgan = vqgan.to(device).eval().requires_grad_(False)
     normalize = lambda x: (x - torch.tensor(CLIP_MEAN, device=device)[None, :, None, None]) \
         / torch.tensor(CLIP_STD, device=device)[None, :, None, None]
     cuts = [MakeCutouts(p.visual.input_resolution, spec["cutouts"], CUT_POW) for p in perceptors]
