@@ -57,7 +57,9 @@ DEVICE=${DEVICE:-cuda}
 SMALL_FLAG=()
 if [ "${SMALL:-0}" = 1 ]; then SMALL_FLAG=(--small); fi
 
+exec 3>&1 4>&2
 exec > >(tee -a "$OUT/log.txt") 2>&1
+TEE_PID=$!
 status=0
 step() { # step NAME COMMAND...: runs, reports failure, goes on
   local name=$1; shift
@@ -119,4 +121,7 @@ cat "$OUT/summary.md"
 # The device tool returns at most 8 files: keep the plot in place of the
 # Markdown copy (the Markdown is in log.txt above).
 if [ -f "$OUT/loss_curves.png" ]; then rm -f "$OUT/summary.md"; fi
+# Let tee finish log.txt before the device tool collects $OUT.
+exec 1>&3 2>&4 3>&- 4>&-
+wait "$TEE_PID" 2>/dev/null
 exit $status
