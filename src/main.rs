@@ -33,6 +33,9 @@ enum Command {
     Grid(cli::grid::GridArgs),
     /// CLIP similarity (100 × cosine) of images to prompts, per perceptor.
     Score(cli::score::ScoreArgs),
+    /// Time the full optimisation step at real model sizes with random
+    /// weights: ms/step, steps/s, peak GPU memory, FLOPs (no weight files needed).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> Result<()> {
             &cli::grid::check_weights,
         ),
         Command::Score(args) => cli::score::run(&args),
+        Command::Bench(args) => cli::bench::run(&args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Subcommands of the `zoetrope` binary, one file each: argument structs and
 //! `run` functions, kept out of `main.rs` so that it stays a thin dispatcher.
 
+pub mod bench;
 pub mod grid;
 pub mod plan;
 pub mod render;

@@ -1,6 +1,7 @@
 //! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.
 
 pub mod adam;
+pub mod bench;
 pub mod device;
 pub mod frameloop;
 pub mod step;

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The GPU step-speed benchmark (BENCHMARKS.md, "GPU step speed"): zoetrope's
+# step against the VQGAN+CLIP notebook loop, for configurations a, b, c, plus
+# the 200-step fp32 vs bf16 loss curves. One device call runs all of it.
+#
+# ---------------------------------------------------------------------------
+# Prepare here (the machine with the Rust toolchain), in the repository root:
+#
+#   export LIBTORCH=/work/main/.libtorch
+#   cargo build --release --no-default-features      # no FFmpeg on the GPU machine
+#
+#   # the reference's packages the GPU image lacks (it has torch, torchvision,
+#   # numpy, regex, tqdm, einops, matplotlib), as wheels; .whl/ is git-ignored
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl clip-anytorch==2.6.0 taming-transformers-rom1504==0.0.6 \
+#     ftfy==6.3.1 wcwidth==0.9.4
+#
+# Then ONE device call (the `run` tool), carrying the binary and the wheels:
+#
+#   run(command="bash benches/run_gpu.sh", timeout_s=600,
+#       carry=["target/release/zoetrope", ".whl"])
+#
+# What comes back under $OUT (8 files, the device tool's limit):
+#   env.txt             machine, driver, torch, date
+#   log.txt             everything printed
+#   zoetrope_bf16.json  zoetrope bench, configs a b c, bf16 (the optimised path)
+#   zoetrope_fp32.json  the same in fp32
+#   reference.json      benches/reference/notebook_loop.py, configs a b c
+#                       (CLIP fp16 + VQGAN fp32, as the notebooks run)
+#   loss_fp32.csv       config a, seed 0, 200 steps, fp32
+#   loss_bf16.csv       the same, bf16
+#   summary.md          the tables for BENCHMARKS.md (benches/summarize_gpu.py),
+#                       or loss_curves.png in its place if the plot was made
+#                       (summary.md is also printed to log.txt)
+#
+# Smoke test on a CPU (what this script does, tiny models, seconds):
+#   SMALL=1 DEVICE=cpu ZOETROPE_BIN=target/debug/zoetrope OUT=/tmp/bench-smoke \
+#     PYTHON=/work/main/.venv/bin/python bash benches/run_gpu.sh
+#
+# Environment knobs: STEPS (timed steps, default 30), WARMUP (default 5),
+# CURVE_STEPS (default 200), SEED (default 0), DEVICE (default cuda),
+# SMALL=1 (tiny models), ZOETROPE_BIN, PYTHON, OUT.
+# ---------------------------------------------------------------------------
+set -uo pipefail
+
+OUT=${OUT:-out/bench-gpu}
+mkdir -p "$OUT"
+BIN=${ZOETROPE_BIN:-target/release/zoetrope}
+PY=${PYTHON:-python3}
+STEPS=${STEPS:-30}
+WARMUP=${WARMUP:-5}
+CURVE_STEPS=${CURVE_STEPS:-200}
+SEED=${SEED:-0}
+DEVICE=${DEVICE:-cuda}
+SMALL_FLAG=()
+if [ "${SMALL:-0}" = 1 ]; then SMALL_FLAG=(--small); fi
+
+exec 3>&1 4>&2
+exec > >(tee -a "$OUT/log.txt") 2>&1
+TEE_PID=$!
+status=0
+step() { # step NAME COMMAND...: runs, reports failure, goes on
+  local name=$1; shift
+  echo "== $name: $*"
+  local t0=$SECONDS
+  if "$@"; then echo "== $name: done in $((SECONDS - t0)) s"
+  else echo "== $name: FAILED (exit $?)"; status=1; fi
+}
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+TORCH_LIB=$("$PY" -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
+export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PYTHONUNBUFFERED=1
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "host: $(uname -srm)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+  fi
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+  "$BIN" info
+  echo "settings: STEPS=$STEPS WARMUP=$WARMUP CURVE_STEPS=$CURVE_STEPS SEED=$SEED DEVICE=$DEVICE SMALL=${SMALL:-0}"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# One process per configuration: the driver-side memory figure is the growth
+# of the device memory in use during the run, and a process that ran an
+# earlier configuration keeps that one's cached blocks.
+merge() { # merge OUT_FILE PART...: concatenates the parts' JSON arrays
+  local target=$1; shift
+  "$PY" -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=2))' "$@" > "$target" && rm -f "$@"
+}
+common=(--device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --seed "$SEED" "${SMALL_FLAG[@]}")
+for side in zoetrope_bf16 zoetrope_fp32 reference; do
+  parts=()
+  for c in a b c; do
+    part="$OUT/$side-$c.part.json"
+    case $side in
+      zoetrope_bf16) step "$side $c" bash -c '"$0" bench "${@:2}" --precision bf16 --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
+      zoetrope_fp32) step "$side $c" bash -c '"$0" bench "${@:2}" --precision fp32 --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
+      reference) step "$side $c" bash -c '"$0" benches/reference/notebook_loop.py "${@:2}" > "$1"' "$PY" "$part" --config "$c" "${common[@]}" ;;
+    esac
+    [ -s "$part" ] && parts+=("$part")
+  done
+  if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/$side.json" "${parts[@]}"; fi
+done
+
+curve=(--config a --device "$DEVICE" --steps "$CURVE_STEPS" --warmup 0 --seed "$SEED" "${SMALL_FLAG[@]}" --format json)
+step "loss curve fp32" "$BIN" bench "${curve[@]}" --precision fp32 --loss-curve "$OUT/loss_fp32.csv"
+step "loss curve bf16" "$BIN" bench "${curve[@]}" --precision bf16 --loss-curve "$OUT/loss_bf16.csv"
+
+step "summary" bash -c '"$0" benches/summarize_gpu.py "$1" > "$1/summary.md"' "$PY" "$OUT"
+cat "$OUT/summary.md"
+# The device tool returns at most 8 files: keep the plot in place of the
+# Markdown copy (the Markdown is in log.txt above).
+if [ -f "$OUT/loss_curves.png" ]; then rm -f "$OUT/summary.md"; fi
+# Let tee finish log.txt before the device tool collects $OUT.
+exec 1>&3 2>&4 3>&- 4>&-
+wait "$TEE_PID" 2>/dev/null
+exit $status

@@ -1,0 +1,147 @@
+//! `zoetrope bench`: times the full optimisation step at real sizes with
+//! random weights (see `zoetrope::render::bench`).
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use zoetrope::render::bench::{
+    run_bench, write_loss_curve, BenchOptions, BenchResult, BenchSpec, H100_BF16_PEAK_TFLOPS,
+};
+use zoetrope::render::device::{resolve_device, resolve_precision};
+use zoetrope::{Error, Result};
+
+/// Output format of `zoetrope bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One readable line per configuration.
+    Table,
+    /// A JSON array of result objects (the reference script prints the same fields).
+    Json,
+}
+
+/// Arguments of `zoetrope bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Configuration: a (seed scene, 256×128, 60 cutouts, ViT-B/32), b (512×512,
+    /// 64 cutouts), c (b with ViT-B/32 + RN50) or all.
+    #[arg(long, default_value = "all")]
+    pub config: String,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Tiny models at a few dozen pixels: the CPU/CI smoke mode.
+    #[arg(long)]
+    pub small: bool,
+    /// Seed of the random weights, the start and the cutouts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+    /// The GPU's peak TFLOP/s for the share reported (default: H100/H200 dense bf16).
+    #[arg(long, default_value_t = H100_BF16_PEAK_TFLOPS)]
+    pub peak_tflops: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write every step's loss (warm-up included) as `step,loss` CSV; with
+    /// several configurations the name gets `-a`, `-b`, `-c` before the extension.
+    #[arg(long, value_name = "FILE.csv")]
+    pub loss_curve: Option<PathBuf>,
+}
+
+fn curve_path(base: &std::path::Path, config: &str, several: bool) -> PathBuf {
+    if !several {
+        return base.to_path_buf();
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "loss".into());
+    let ext = base
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    base.with_file_name(format!("{stem}-{config}{ext}"))
+}
+
+fn print_line(r: &BenchResult) {
+    let mem = r
+        .peak_gpu_mem_mib
+        .map(|m| format!("{m:.0} MiB"))
+        .unwrap_or_else(|| "n/a".into());
+    let share = r
+        .peak_share
+        .map(|s| format!(" ({:.1} % of peak)", s * 100.0))
+        .unwrap_or_default();
+    println!(
+        "config {} {}×{} {} cutouts [{}] + {} on {} {}: {:.2} ms/step, {:.2} steps/s, peak GPU memory {mem}, {:.1} GFLOP/step, {:.2} TFLOP/s{share}, final loss {:.4}",
+        r.config,
+        r.width,
+        r.height,
+        r.cutouts,
+        r.perceptors.join(" + "),
+        r.vqgan,
+        r.device,
+        r.precision,
+        r.ms_per_step,
+        r.steps_per_s,
+        r.flops_per_step / 1e9,
+        r.achieved_tflops,
+        r.final_loss,
+    );
+}
+
+/// Runs the benchmark for each configuration asked for and prints the results.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let names: Vec<&str> = match args.config.trim().to_ascii_lowercase().as_str() {
+        "all" => vec!["a", "b", "c"],
+        "a" => vec!["a"],
+        "b" => vec!["b"],
+        "c" => vec!["c"],
+        other => {
+            return Err(Error::input(format!(
+                "--config {other}: expected a, b, c or all"
+            )))
+        }
+    };
+    let device = resolve_device(&args.device).map_err(|e| e.context("--device"))?;
+    let kind = resolve_precision(&args.precision, device).map_err(|e| e.context("--precision"))?;
+    if !(args.peak_tflops.is_finite() && args.peak_tflops > 0.0) {
+        return Err(Error::input(format!(
+            "--peak-tflops {}: expected a positive number of TFLOP/s",
+            args.peak_tflops
+        )));
+    }
+    let opts = BenchOptions {
+        device,
+        kind,
+        steps: args.steps,
+        warmup: args.warmup,
+        seed: args.seed,
+        peak_tflops: Some(args.peak_tflops),
+    };
+    let mut results = Vec::new();
+    for name in &names {
+        let spec = BenchSpec::named(name, args.small)?;
+        let r = run_bench(&spec, &opts)?;
+        if let Some(base) = &args.loss_curve {
+            write_loss_curve(&curve_path(base, name, names.len() > 1), &r.losses)?;
+        }
+        if args.format == Format::Table {
+            print_line(&r);
+        }
+        results.push(r);
+    }
+    if args.format == Format::Json {
+        let text = serde_json::to_string_pretty(&results)
+            .map_err(|e| Error::internal(format!("writing the results as JSON: {e}")))?;
+        println!("{text}");
+    }
+    Ok(())
+}
