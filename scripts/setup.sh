@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything zoetrope needs on a fresh Debian machine, idempotently:
 #   - Debian packages: FFmpeg 5.1 development libraries, pkg-config, clang (for bindgen)
-#   - .venv: a project-local virtualenv holding PyTorch 2.11.0 (libtorch for tch 0.24)
+#   - .venv: a project-local virtualenv holding PyTorch 2.11.0 (libtorch for tch 0.24),
+#     plus safetensors and numpy for `zoetrope weights import`
 #   - .libtorch: a stable link to that libtorch, read by .cargo/config.toml
 # Re-running it when everything is in place takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
+SAFETENSORS_VERSION=0.8.0
+NUMPY_VERSION=2.4.6
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
               libavdevice-dev libswresample-dev pkg-config clang libclang-dev)
 
@@ -36,6 +39,12 @@ have=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("tor
 if [ "${have%%+*}" != "$TORCH_VERSION" ]; then
   log "installing torch==$TORCH_VERSION into .venv (about 4.6 GB with its CUDA libraries)"
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+# `weights import` converts PyTorch archives with the venv's torch and writes
+# them with safetensors; numpy lets torch read checkpoints that pickle arrays.
+if ! .venv/bin/python -c 'import safetensors, numpy' 2>/dev/null; then
+  log "installing safetensors and numpy into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "safetensors==$SAFETENSORS_VERSION" "numpy==$NUMPY_VERSION"
 fi
 torch_dir=$(echo .venv/lib/python3*/site-packages/torch)
 if [ ! -f "$torch_dir/lib/libtorch_cpu.so" ]; then
