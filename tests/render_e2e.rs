@@ -367,3 +367,55 @@ fn user_errors_are_clear_messages() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("state.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn snapshots_and_pre_animation_steps() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    // save_every 2 with 4 steps per frame: a snapshot after steps 2, 6, 10, …
+    // (those that are not also a frame's last step).
+    let plain = write_scene(
+        t.path(),
+        "snap.toml",
+        &format!("{ANIMATED}\nsave_every = 2\n"),
+    );
+    let o = run(&[
+        "render",
+        plain.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut snaps: Vec<String> = std::fs::read_dir(out.join("snap/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    snaps.sort();
+    let want: Vec<String> = [2, 6, 10, 14, 18, 22]
+        .iter()
+        .map(|s| format!("step_{s:07}.png"))
+        .collect();
+    assert_eq!(snaps, want);
+
+    // Steps before frame 1 change what frame 1 starts from, and are not frames.
+    let pre = write_scene(
+        t.path(),
+        "pre.toml",
+        &format!("{ANIMATED}\nsave_every = 2\npre_animation_steps = 40\n"),
+    );
+    let o = run(&[
+        "render",
+        pre.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(frames_of(&out.join("pre"), 6).len(), 6);
+    assert!(!out.join("pre/frame_00007.png").exists());
+    assert_ne!(
+        frames_of(&out.join("pre"), 1),
+        frames_of(&out.join("snap"), 1)
+    );
+}
