@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU step-speed benchmark (BENCHMARKS.md, "GPU step speed"): zoetrope's
 # step against the VQGAN+CLIP notebook loop, for configurations a, b, c, plus
-# the 200-step fp32 vs bf16 loss curves. One device call runs all of it.
+# the 200-step fp32 vs bf16 loss curves, plus the CUDA checks of the models
+# and the render (CLIP on CUDA against the official similarities of the score
+# fixture; a CUDA bf16 render of the quick start with the tiny models; both
+# print into log.txt). One device call runs all of it.
 #
 # ---------------------------------------------------------------------------
 # Prepare here (the machine with the Rust toolchain), in the repository root:
@@ -116,6 +119,34 @@ curve=(--config a --device "$DEVICE" --steps "$CURVE_STEPS" --warmup 0 --seed "$
 step "loss curve fp32" "$BIN" bench "${curve[@]}" --precision fp32 --loss-curve "$OUT/loss_fp32.csv"
 step "loss curve bf16" "$BIN" bench "${curve[@]}" --precision bf16 --loss-curve "$OUT/loss_bf16.csv"
 
+# CUDA checks of the models and the render (issues "Models" and "render"):
+# CLIP on CUDA (fp32 and bf16) against the official similarities of the score
+# fixture, and a CUDA bf16 render of the quick-start scene with the tiny
+# models. Both print into log.txt.
+cuda_checks() {
+  local fx=tests/fixtures/score
+  "$BIN" score "$fx/a.png" "$fx/b.png" "$fx/c.png" \
+    --prompt "a red square" "a photograph of a lighthouse at dusk, trending on artstation" "blue" \
+    --perceptors "$fx/clip_score.safetensors" --device "$DEVICE" --format json > /tmp/score.json || return 1
+  "$PY" - "$fx/expected.json" /tmp/score.json "$DEVICE" <<'PYEOF' || return 1
+import json, sys
+exp = json.load(open(sys.argv[1])); got = json.load(open(sys.argv[2]))
+worst = 0.0
+for e in exp["similarities"]:
+    g = [r for r in got if r["image"].endswith(e["image"]) and r["prompt"] == e["prompt"]][0]
+    worst = max(worst, abs(g["similarity"] - e["tensor"]))
+print(f"score parity on {sys.argv[3]}: max |zoetrope - official| = {worst:.5f} (similarity x100) over {len(exp['similarities'])} pairs")
+PYEOF
+  local w=/tmp/zoetrope-weights prec=bf16
+  [ "$DEVICE" = cpu ] && prec=fp32
+  ZOETROPE_WEIGHTS=$w "$BIN" weights tiny > /dev/null || return 1
+  sed -e "s/^seed = 7\$/seed = 7\ndevice = \"$DEVICE\"\nprecision = \"$prec\"/" \
+    scenes/quickstart.toml > /tmp/quickstart_dev.toml
+  rm -rf /tmp/render-dev
+  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-dev --log-lines || return 1
+  "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-dev/quickstart_dev/metadata.json
+}
+step "cuda checks" cuda_checks
 step "summary" bash -c '"$0" benches/summarize_gpu.py "$1" > "$1/summary.md"' "$PY" "$OUT"
 cat "$OUT/summary.md"
 # The device tool returns at most 8 files: keep the plot in place of the
