@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use zoetrope::grid::assemble::Layout;
 use zoetrope::models::tiny::write_tiny_models;
 use zoetrope::output::video::read_mp4;
 
@@ -132,13 +133,26 @@ seed = 5
         .filter(|n| n.starts_with("grid_frame_") && n.ends_with(".png"))
         .collect();
     assert!(!sheets.is_empty());
+    // Every file the viewer references exists, each cell's resolved settings
+    // (the render's settings.toml) are embedded, and its frames are there.
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-    for c in cells {
-        assert!(
-            html.contains(&format!("{c}/frame_00001.png")) || html.contains(c),
-            "{c}"
-        );
+    let refs: Vec<&str> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|a| html.split(a).skip(1).map(|r| r.split('"').next().unwrap()))
+        .filter(|r| !r.is_empty() && !r.starts_with('#') && !r.starts_with("javascript:"))
+        .collect();
+    assert!(!refs.is_empty());
+    for r in &refs {
+        assert!(out.join(r).is_file(), "index.html references missing {r}");
     }
+    for c in cells {
+        assert!(out.join(c).join("settings.toml").is_file());
+        assert!(html.contains(&format!("\"{c}\"")), "{c} not in the viewer");
+    }
+    assert!(
+        html.contains("\"settings_source\":\"settings.toml\""),
+        "viewer lacks the rendered settings"
+    );
     // Re-running skips the complete cells.
     let o = Command::new(env!("CARGO_BIN_EXE_zoetrope"))
         .args([

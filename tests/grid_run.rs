@@ -153,7 +153,7 @@ fn two_by_two_grid_builds_cells_video_sheets_and_viewer() {
     assert!(refs.iter().any(|r| r == "grid_frame_00001.png"));
     assert!(refs
         .iter()
-        .any(|r| r == "coco__RN50+ViT-B-16/settings.json"));
+        .any(|r| r == "coco__RN50+ViT-B-16/settings.toml"));
     assert!(refs.len() >= 4 * 3 + 1 + 3);
     for r in &refs {
         assert!(
@@ -167,7 +167,7 @@ fn two_by_two_grid_builds_cells_video_sheets_and_viewer() {
     assert_eq!(data["cells"].as_array().unwrap().len(), 4);
     for c in data["cells"].as_array().unwrap() {
         assert_eq!(c["frames_done"], FRAMES);
-        assert_eq!(c["settings_source"], "settings.json");
+        assert_eq!(c["settings_source"], "settings.toml");
         assert_eq!(c["settings"]["seed"], 1234);
         for k in 1..=FRAMES {
             let p = format!("{}/frame_{k:05}.png", c["name"].as_str().unwrap());

@@ -141,7 +141,7 @@ fn cell_status_reads_the_folder() {
     assert_eq!(cell_status(out, cell, 3), CellStatus::Missing);
     let dir = cell.dir(out);
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("settings.json"), "{}").unwrap();
+    fs::write(dir.join("settings.toml"), "").unwrap();
     assert_eq!(cell_status(out, cell, 3), CellStatus::Missing);
     let img = fake_frame(&cell.name, 1, 8, 8);
     write_frame(&dir, 1, &img).unwrap();

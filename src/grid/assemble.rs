@@ -429,7 +429,7 @@ struct ViewCell {
     video: Option<String>,
     settings_file: Option<String>,
     metadata_file: Option<String>,
-    /// `settings.json` as the render wrote it, or the planned cell scene.
+    /// `settings.toml` as the render wrote it (as JSON), or the planned cell scene.
     settings: Value,
     settings_source: &'static str,
 }
@@ -496,18 +496,19 @@ fn index_html(
             CellStatus::Partial { frames_done } => *frames_done,
             CellStatus::Missing => 0,
         };
-        let settings_file = rel_if_file(out_dir, format!("{}/settings.json", cell.name));
+        let settings_file = rel_if_file(out_dir, format!("{}/settings.toml", cell.name));
         let parsed = settings_file
             .as_ref()
             .and_then(|f| fs::read_to_string(out_dir.join(f)).ok())
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+            .and_then(|t| serde_json::to_value(t).ok());
         let (settings, settings_source) = match parsed {
-            Some(v) => (v, "settings.json"),
+            Some(v) => (v, "settings.toml"),
             None => {
                 let planned = spec.cell_scene(scene, cell)?;
                 let v = serde_json::to_value(&planned)
                     .map_err(|e| Error::internal(format!("settings as JSON: {e}")))?;
-                (v, "planned (the cell has no settings.json yet)")
+                (v, "planned (the cell has no settings.toml yet)")
             }
         };
         view_cells.push(ViewCell {
@@ -774,7 +775,7 @@ const SCRIPT: &str = r#""use strict";
       "; settings from " + cell.settings_source;
     while (linksEl.firstChild) { linksEl.removeChild(linksEl.firstChild); }
     if (cell.video) { linksEl.appendChild(link(cell.video, "cell video")); linksEl.appendChild(document.createTextNode(" ")); }
-    if (cell.settings_file) { linksEl.appendChild(link(cell.settings_file, "settings.json")); linksEl.appendChild(document.createTextNode(" ")); }
+    if (cell.settings_file) { linksEl.appendChild(link(cell.settings_file, "settings.toml")); linksEl.appendChild(document.createTextNode(" ")); }
     if (cell.metadata_file) { linksEl.appendChild(link(cell.metadata_file, "metadata.json")); }
     settingsEl.textContent = JSON.stringify(cell.settings, null, 2);
   }

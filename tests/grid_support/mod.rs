@@ -105,7 +105,7 @@ impl FakeRender {
         } else {
             1
         };
-        write_json_atomic(&dir.join("settings.json"), scene)?;
+        zoetrope::output::write_atomic(&dir.join("settings.toml"), scene.to_toml()?.as_bytes())?;
         let (w, h) = (
             scene.width * scene.pixel_size,
             scene.height * scene.pixel_size,
