@@ -120,19 +120,19 @@ seed = 5
     assert_ne!(losses(cells[2]), losses(cells[3]));
     let grid = read_mp4(&out.join("grid.mp4")).unwrap();
     assert_eq!(grid.frames.len(), 4);
-    // Tiled: two columns and two rows of 64 × 32 cells (plus labels).
-    assert!(
-        grid.width >= 128 && grid.height >= 64,
-        "{}x{}",
-        grid.width,
-        grid.height
-    );
+    // Tiled: two rows and two columns of 64 × 32 cells under their labels.
+    let layout = Layout::new(2, 2, 64, 32);
+    assert_eq!((grid.width, grid.height), (layout.width, layout.height));
     let sheets: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("grid_frame_") && n.ends_with(".png"))
         .collect();
     assert!(!sheets.is_empty());
+    for sheet in &sheets {
+        let img = zoetrope::output::frames::read_rgb(&out.join(sheet)).unwrap();
+        assert_eq!(img.dimensions(), (layout.width, layout.height), "{sheet}");
+    }
     // Every file the viewer references exists, each cell's resolved settings
     // (the render's settings.toml) are embedded, and its frames are there.
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
