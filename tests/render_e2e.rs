@@ -185,7 +185,8 @@ fn killed_render_resumes_to_the_same_frames() {
     .unwrap();
     let dir = broken.join("killed");
     let start = Instant::now();
-    while !dir.join(format!("frame_{after:05}.png")).exists() {
+    // (state.json appears just after frame 1's PNG; before it there is no run to resume.)
+    while !(dir.join(format!("frame_{after:05}.png")).exists() && dir.join("state.json").exists()) {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "render never reached frame {after}"
@@ -198,6 +199,17 @@ fn killed_render_resumes_to_the_same_frames() {
     std::thread::sleep(extra);
     child.kill().unwrap(); // SIGKILL: no clean-up at all
     child.wait().unwrap();
+    // The worst moment to die: the next frame's tensors are on disk but
+    // state.json still names the last complete frame. Resume must use the
+    // tensors state.json names, not the newer file.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    let done = state["frames_done"].as_u64().unwrap();
+    std::fs::write(
+        dir.join(format!("state_{:05}.safetensors", done + 1)),
+        b"half-written",
+    )
+    .unwrap();
     let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
     assert!(
         o.status.success(),

@@ -62,8 +62,7 @@ pub fn render_cell(scene: &Scene, cell_dir: &Path, resume: bool) -> Result<()> {
         {
             let name = entry.file_name().to_string_lossy().into_owned();
             if zoetrope::output::frames::parse_frame_file_name(&name).is_some()
-                || name == frameloop::STATE_FILE
-                || name == frameloop::STATE_TENSORS_FILE
+                || frameloop::is_state_file(&name)
             {
                 std::fs::remove_file(entry.path()).map_err(|e| {
                     Error::io(format!("could not remove {}", entry.path().display()), e)

@@ -50,7 +50,19 @@ pub const SETTINGS_FILE: &str = "settings.toml";
 pub const SCHEDULE_FILE: &str = "schedule.json";
 pub const METADATA_FILE: &str = "metadata.json";
 pub const STATE_FILE: &str = "state.json";
-pub const STATE_TENSORS_FILE: &str = "state.safetensors";
+/// The tensors that continue a run after frame `frame`: one file per frame,
+/// so that the JSON written after it always names tensors of its own frame.
+pub fn state_tensors_file(frame: u64) -> String {
+    format!("state_{frame:05}.safetensors")
+}
+
+/// True for the resume-state files of a run folder (`state.json` and the
+/// per-frame tensors), which a fresh render into the folder removes.
+pub fn is_state_file(name: &str) -> bool {
+    name == STATE_FILE
+        || (name.starts_with("state_") && name.ends_with(".safetensors"))
+        || name.ends_with(".safetensors.tmp")
+}
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
 /// How a render reports progress.
@@ -543,10 +555,11 @@ pub fn render_in(
     let mut first_frame = 1u64;
     if let Some(prev) = &previous {
         // Restore the end of the last completed frame.
-        let tensors = Tensor::read_safetensors(run.path.join(STATE_TENSORS_FILE)).map_err(|e| {
+        let tensors_path = run.path.join(state_tensors_file(prev.frames_done));
+        let tensors = Tensor::read_safetensors(&tensors_path).map_err(|e| {
             Error::input(format!(
                 "{}: cannot read the saved state ({e}); the run cannot be resumed",
-                run.path.join(STATE_TENSORS_FILE).display()
+                tensors_path.display()
             ))
         })?;
         let get = |name: &str| -> Result<Tensor> {
@@ -746,22 +759,26 @@ fn interrupted(run: &RunDir, scene_file: &Path, frames_done: u64) -> Error {
 }
 
 fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> Result<()> {
-    // Tensors first (atomically), then the JSON that points at them: a crash
-    // between the two leaves the previous frame's JSON, whose frame is redone.
-    let tmp = run.path.join(format!("{STATE_TENSORS_FILE}.tmp"));
+    // This frame's tensors first (atomically, under their own name), then the
+    // JSON that points at them, then the previous frame's tensors go. A crash
+    // anywhere in between leaves a JSON whose tensors are on disk.
+    let file = run.path.join(state_tensors_file(rs.frames_done));
+    let tmp = run
+        .path
+        .join(format!("{}.tmp", state_tensors_file(rs.frames_done)));
     let param = state.param().detach().to_device(Device::Cpu);
     let [(n1, m1), (n2, m2)] = adam.tensors();
     let m1 = m1.to_device(Device::Cpu);
     let m2 = m2.to_device(Device::Cpu);
     Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp)
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, run.path.join(STATE_TENSORS_FILE)).map_err(|e| {
-        Error::io(
-            format!("writing {}", run.path.join(STATE_TENSORS_FILE).display()),
-            e,
-        )
-    })?;
-    write_json_atomic(&run.path.join(STATE_FILE), rs)
+    std::fs::rename(&tmp, &file)
+        .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+    write_json_atomic(&run.path.join(STATE_FILE), rs)?;
+    if rs.frames_done > 1 {
+        let _ = std::fs::remove_file(run.path.join(state_tensors_file(rs.frames_done - 1)));
+    }
+    Ok(())
 }
 
 /// Weights of every loss at `step`.
