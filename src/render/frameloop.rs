@@ -606,6 +606,9 @@ pub fn render_in(
                 .step(&mut state, &mut adam, &weights)
                 .map_err(torch_error)?;
             if opts.interrupt.load(Ordering::SeqCst) {
+                reporter.finish();
+                // No frame yet: this removes the empty video.
+                let _ = video.finish();
                 return Err(interrupted(&run, scene_file, 0));
             }
         }
@@ -748,14 +751,18 @@ pub fn render_in(
 }
 
 fn interrupted(run: &RunDir, scene_file: &Path, frames_done: u64) -> Error {
-    let _ = scene_file;
-    Error::new(
-        ErrorKind::Interrupted,
+    let message = if frames_done == 0 {
+        format!(
+            "interrupted before the first frame was written; start again with:\n  zoetrope render {}",
+            scene_file.display()
+        )
+    } else {
         format!(
             "interrupted after frame {frames_done}; continue with:\n  zoetrope render --resume {}",
             run.path.display()
-        ),
-    )
+        )
+    };
+    Error::new(ErrorKind::Interrupted, message)
 }
 
 fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> Result<()> {
