@@ -225,16 +225,8 @@ fn canonical_perceptor(name: &str) -> Result<String> {
         }
         return Ok(name.to_string());
     }
-    let norm = |x: &str| {
-        x.to_lowercase()
-            .chars()
-            .filter(|c| !matches!(c, '-' | '/' | '_' | '@'))
-            .collect::<String>()
-    };
-    MODEL_NAMES
-        .iter()
-        .find(|m| norm(m) == norm(name))
-        .map(|m| m.to_string())
+    crate::scene::canonical_perceptor(name)
+        .map(str::to_string)
         .or_else(|| {
             Manifest::builtin()
                 .find(Some(ModelKind::Clip), name)

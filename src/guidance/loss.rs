@@ -50,6 +50,17 @@ impl WeightStop {
         WeightStop { weight, stop }
     }
 
+    /// A scene file's weight and optional stop (a prompt's, or a weight
+    /// string's) evaluated at time `t` and frame `f`.
+    pub fn at(
+        weight: &crate::scene::Param,
+        stop: Option<&crate::scene::Param>,
+        t: f64,
+        f: f64,
+    ) -> Self {
+        WeightStop::new(weight.eval(t, f), stop.map(|s| s.eval(t, f)))
+    }
+
     /// A weight without a stop (pytti's default stop −∞).
     pub fn weight(weight: f64) -> Self {
         WeightStop { weight, stop: None }

@@ -449,12 +449,7 @@ fn build(spec: &BenchSpec, device: Device, kind: Kind) -> Result<Built> {
 fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
     let ws = prompts
         .iter()
-        .map(|p| {
-            WeightStop::new(
-                p.weight.eval(0.0, 0.0),
-                p.stop.as_ref().map(|s| s.eval(0.0, 0.0)),
-            )
-        })
+        .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), 0.0, 0.0))
         .collect();
     StepWeights {
         scene_weights: vec![1.0],

@@ -273,18 +273,6 @@ pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedMo
     })
 }
 
-fn weight_stop(spec: &WeightSpec, t: f64, f: f64) -> WeightStop {
-    let stop = spec.stop_at(t, f);
-    WeightStop::new(
-        spec.weight.eval(t, f),
-        if stop == f64::NEG_INFINITY {
-            None
-        } else {
-            Some(stop)
-        },
-    )
-}
-
 fn frame_seed(seed: u64, frame: u64) -> i64 {
     // splitmix64 of (seed, frame): independent streams per frame.
     let mut z = seed
@@ -806,24 +794,17 @@ fn step_weights_at<'a>(
         .map(|prompts| {
             prompts
                 .iter()
-                .map(|p| {
-                    let stop = p.stop_at(t, f);
-                    WeightStop::new(
-                        p.weight.eval(t, f),
-                        if stop == f64::NEG_INFINITY {
-                            None
-                        } else {
-                            Some(stop)
-                        },
-                    )
-                })
+                .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), t, f))
                 .collect()
         })
         .collect();
     let pair = |spec: &Option<WeightSpec>, target: Option<&'a Target>, active: bool| match (
         spec, target,
     ) {
-        (Some(spec), Some(target)) if active => Some((weight_stop(spec, t, f), target)),
+        (Some(spec), Some(target)) if active => Some((
+            WeightStop::at(&spec.weight, spec.stop.as_ref(), t, f),
+            target,
+        )),
         _ => None,
     };
     Ok(StepWeights {

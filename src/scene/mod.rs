@@ -195,6 +195,19 @@ pub const PERCEPTORS: [&str; 9] = [
     "ViT-L/14@336px",
 ];
 
+/// The [`PERCEPTORS`] name `name` spells, ignoring case, `-`, `/`, `_` and `@`
+/// (`vitb32`, `ViT-B-32` and `ViT-B/32` are one model).
+pub fn canonical_perceptor(name: &str) -> Option<&'static str> {
+    let norm = |x: &str| {
+        x.to_lowercase()
+            .chars()
+            .filter(|c| !matches!(c, '-' | '/' | '_' | '@'))
+            .collect::<String>()
+    };
+    let n = norm(name);
+    PERCEPTORS.iter().find(|p| norm(p) == n).copied()
+}
+
 /// pytti's boolean flag names for the perceptors.
 pub const PYTTI_PERCEPTOR_FLAGS: [(&str, &str); 9] = [
     ("RN50", "RN50"),
@@ -811,19 +824,6 @@ impl Reader<'_, '_> {
     }
 
     fn perceptors(&self) -> Result<Vec<String>> {
-        let canon = |s: &str| -> Option<&'static str> {
-            let norm = |x: &str| {
-                x.to_lowercase()
-                    .chars()
-                    .filter(|c| *c != '-' && *c != '/' && *c != '_')
-                    .collect::<String>()
-            };
-            let n = norm(s).replace("@", "");
-            PERCEPTORS
-                .iter()
-                .find(|p| norm(p).replace("@", "") == n)
-                .copied()
-        };
         let mut list: Vec<String> = match self.get("perceptors") {
             None => vec!["ViT-B/32".to_string()],
             Some((span, v)) => {
@@ -856,7 +856,7 @@ impl Reader<'_, '_> {
                     };
                 let mut out = Vec::new();
                 for (sp, name) in items {
-                    match canon(&name)
+                    match canonical_perceptor(&name)
                         .map(str::to_string)
                         .or_else(|| lookup::other_perceptor(&name, &self.base_dir()))
                     {

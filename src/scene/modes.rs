@@ -45,11 +45,7 @@ impl FromStr for SamplingMode {
     type Err = Error;
     /// Parses the exact scene-file names `nearest`, `bilinear`, `bicubic`.
     fn from_str(s: &str) -> Result<Self> {
-        let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| unknown_name("sampling_mode", s, &names))
+        parse_name(&Self::ALL, Self::name, "sampling_mode", s)
     }
 }
 
@@ -93,12 +89,23 @@ impl FromStr for InfillMode {
     type Err = Error;
     /// Parses the exact scene-file names `wrap`, `mirror`, `black`, `smear`.
     fn from_str(s: &str) -> Result<Self> {
-        let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| unknown_name("infill_mode", s, &names))
+        parse_name(&Self::ALL, Self::name, "infill_mode", s)
     }
+}
+
+/// The member of `all` whose `name` is exactly `value`, else an error naming
+/// the setting, the closest name and all of them.
+fn parse_name<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    setting: &str,
+    value: &str,
+) -> Result<T> {
+    let names: Vec<&str> = all.iter().map(|m| name(*m)).collect();
+    all.iter()
+        .copied()
+        .find(|m| name(*m) == value)
+        .ok_or_else(|| unknown_name(setting, value, &names))
 }
 
 fn unknown_name(setting: &str, value: &str, names: &[&str]) -> Error {
