@@ -25,18 +25,21 @@
 #   run(command="bash benches/run_gpu.sh", timeout_s=600,
 #       carry=["target/release/zoetrope", ".whl"])
 #
-# What comes back under $OUT (8 files, the device tool's limit):
-#   env.txt             machine, driver, torch, date
-#   log.txt             everything printed
-#   zoetrope_bf16.json  zoetrope bench, configs a b c, bf16 (the optimised path)
+# What comes back under $OUT (8 files, the device tool's limit; the scratch
+# files, env.txt and the per-configuration parts, stay in $WORK):
+#   log.txt             everything printed (the machine first)
+#   zoetrope_bf16.json  zoetrope bench, configs a b c, bf16 (the optimised
+#                       path), with the per-phase breakdown
 #   zoetrope_fp32.json  the same in fp32
 #   reference.json      benches/reference/notebook_loop.py, configs a b c
 #                       (CLIP fp16 + VQGAN fp32, as the notebooks run)
-#   loss_fp32.csv       config a, seed 0, 200 steps, fp32
-#   loss_bf16.csv       the same, bf16
-#   summary.md          the tables for BENCHMARKS.md (benches/summarize_gpu.py),
-#                       or loss_curves.png in its place if the plot was made
-#                       (summary.md is also printed to log.txt)
+#   tuning.json         config $TUNE_CONFIG (default b) in bf16 with the speed
+#                       switches off all together and one at a time
+#                       (`zoetrope bench --tune NAME=off`), channels-last on
+#   loss_curves.csv     config a, seed 0, 200 steps: step,fp32,bf16
+#   summary.md          the tables for BENCHMARKS.md (benches/summarize_gpu.py;
+#                       also printed to log.txt)
+#   loss_curves.png     the two curves, when matplotlib is there
 #
 # Smoke test on a CPU (what this script does, tiny models, seconds):
 #   SMALL=1 DEVICE=cpu ZOETROPE_BIN=target/debug/zoetrope OUT=/tmp/bench-smoke \
@@ -44,12 +47,15 @@
 #
 # Environment knobs: STEPS (timed steps, default 30), WARMUP (default 5),
 # CURVE_STEPS (default 200), SEED (default 0), DEVICE (default cuda),
-# SMALL=1 (tiny models), ZOETROPE_BIN, PYTHON, OUT.
+# SMALL=1 (tiny models), TUNE_CONFIG (default b; TUNE_CONFIG=none skips the
+# switch runs), ZOETROPE_BIN, PYTHON, OUT, WORK.
 # ---------------------------------------------------------------------------
 set -uo pipefail
 
 OUT=${OUT:-out/bench-gpu}
-mkdir -p "$OUT"
+WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$OUT" "$WORK"
+TUNE_CONFIG=${TUNE_CONFIG:-b}
 BIN=${ZOETROPE_BIN:-target/release/zoetrope}
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-30}
@@ -90,8 +96,8 @@ export PYTHONUNBUFFERED=1
   "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
   "$BIN" info
   echo "settings: STEPS=$STEPS WARMUP=$WARMUP CURVE_STEPS=$CURVE_STEPS SEED=$SEED DEVICE=$DEVICE SMALL=${SMALL:-0}"
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+} > "$WORK/env.txt" 2>&1
+cat "$WORK/env.txt"
 
 # One process per configuration: the driver-side memory figure is the growth
 # of the device memory in use during the run, and a process that ran an
@@ -104,10 +110,10 @@ common=(--device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --seed "$SEED" "$
 for side in zoetrope_bf16 zoetrope_fp32 reference; do
   parts=()
   for c in a b c; do
-    part="$OUT/$side-$c.part.json"
+    part="$WORK/$side-$c.part.json"
     case $side in
-      zoetrope_bf16) step "$side $c" bash -c '"$0" bench "${@:2}" --precision bf16 --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
-      zoetrope_fp32) step "$side $c" bash -c '"$0" bench "${@:2}" --precision fp32 --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
+      zoetrope_bf16) step "$side $c" bash -c '"$0" bench "${@:2}" --precision bf16 --breakdown --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
+      zoetrope_fp32) step "$side $c" bash -c '"$0" bench "${@:2}" --precision fp32 --breakdown --format json > "$1"' "$BIN" "$part" --config "$c" "${common[@]}" ;;
       reference) step "$side $c" bash -c '"$0" benches/reference/notebook_loop.py "${@:2}" > "$1"' "$PY" "$part" --config "$c" "${common[@]}" ;;
     esac
     [ -s "$part" ] && parts+=("$part")
@@ -115,9 +121,27 @@ for side in zoetrope_bf16 zoetrope_fp32 reference; do
   if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/$side.json" "${parts[@]}"; fi
 done
 
+# What each speed switch brings: one process per variant, bf16.
+if [ "$TUNE_CONFIG" != none ]; then
+  parts=()
+  i=0
+  for t in all=off cudnn-benchmark=off low-precision-cutouts=off async-uploads=off channels-last=on; do
+    i=$((i + 1))
+    part="$WORK/tuning-$i.part.json"
+    step "tuning $TUNE_CONFIG $t" bash -c '"$0" bench "${@:2}" > "$1"' "$BIN" "$part" \
+      --config "$TUNE_CONFIG" "${common[@]}" --precision bf16 --breakdown --tune "$t" --format json
+    [ -s "$part" ] && parts+=("$part")
+  done
+  if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/tuning.json" "${parts[@]}"; fi
+fi
+
 curve=(--config a --device "$DEVICE" --steps "$CURVE_STEPS" --warmup 0 --seed "$SEED" "${SMALL_FLAG[@]}" --format json)
-step "loss curve fp32" "$BIN" bench "${curve[@]}" --precision fp32 --loss-curve "$OUT/loss_fp32.csv"
-step "loss curve bf16" "$BIN" bench "${curve[@]}" --precision bf16 --loss-curve "$OUT/loss_bf16.csv"
+step "loss curve fp32" "$BIN" bench "${curve[@]}" --precision fp32 --loss-curve "$WORK/loss_fp32.csv"
+step "loss curve bf16" "$BIN" bench "${curve[@]}" --precision bf16 --loss-curve "$WORK/loss_bf16.csv"
+if [ -s "$WORK/loss_fp32.csv" ] && [ -s "$WORK/loss_bf16.csv" ]; then
+  paste -d, "$WORK/loss_fp32.csv" "$WORK/loss_bf16.csv" | cut -d, -f1,2,4 \
+    | sed '1s/.*/step,fp32,bf16/' > "$OUT/loss_curves.csv"
+fi
 
 # CUDA checks of the models and the render (issues "Models" and "render"):
 # CLIP on CUDA (fp32 and bf16) against the official similarities of the score
@@ -147,11 +171,8 @@ PYEOF
   "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-dev/quickstart_dev/metadata.json
 }
 step "cuda checks" cuda_checks
-step "summary" bash -c '"$0" benches/summarize_gpu.py "$1" > "$1/summary.md"' "$PY" "$OUT"
+step "summary" bash -c '"$0" benches/summarize_gpu.py "$1" "$2" > "$1/summary.md"' "$PY" "$OUT" "$WORK"
 cat "$OUT/summary.md"
-# The device tool returns at most 8 files: keep the plot in place of the
-# Markdown copy (the Markdown is in log.txt above).
-if [ -f "$OUT/loss_curves.png" ]; then rm -f "$OUT/summary.md"; fi
 # Let tee finish log.txt before the device tool collects $OUT.
 exec 1>&3 2>&4 3>&- 4>&-
 wait "$TEE_PID" 2>/dev/null

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Summarises a `benches/run_gpu.sh` result folder as Markdown for BENCHMARKS.md.
 
-Usage: python3 benches/summarize_gpu.py OUT_DIR > OUT_DIR/summary.md
+Usage: python3 benches/summarize_gpu.py OUT_DIR [WORK_DIR] > OUT_DIR/summary.md
 
 Reads zoetrope_bf16.json, zoetrope_fp32.json, reference.json (the JSON arrays
 that `zoetrope bench --format json` and benches/reference/notebook_loop.py
-print), loss_fp32.csv and loss_bf16.csv, and env.txt (machine and date).
+print), tuning.json (the speed switches) and loss_curves.csv (step,fp32,bf16)
+from OUT_DIR, and env.txt (machine and date) from WORK_DIR (default OUT_DIR).
 Writes loss_curves.png beside them when matplotlib is importable.
 Only the standard library is needed for the Markdown.
 """
@@ -25,25 +26,72 @@ def load(path):
         return {}
 
 
-def curve(path):
+def curves(path):
     try:
         with open(path) as f:
-            return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
+        return ([(int(r["step"]), float(r["fp32"])) for r in rows],
+                [(int(r["step"]), float(r["bf16"])) for r in rows])
     except (OSError, ValueError, KeyError):
-        return []
+        return [], []
 
 
 def fmt(x, spec=".1f", none="n/a"):
     return none if x is None else format(x, spec)
 
 
+def phases(rows, label):
+    """Per-phase ms/step of the runs that have a breakdown."""
+    have = [(c, rows[c]) for c in ["a", "b", "c"] if c in rows and rows[c].get("phases_ms")]
+    if not have:
+        return
+    names = []
+    for _, r in have:
+        for p, _ in r["phases_ms"]:
+            if p not in names:
+                names.append(p)
+    print(f"### Where a step's time goes ({label}; device synchronised between phases)\n")
+    print("| config | " + " | ".join(names) + " | sum | unsynchronised step |")
+    print("|---|" + "---|" * (len(names) + 2))
+    for c, r in have:
+        d = dict(r["phases_ms"])
+        cells = [f"{d[p]:.2f}" if p in d else "" for p in names]
+        print(f"| {c} | " + " | ".join(cells) + f" | {sum(d.values()):.2f} | {r['ms_per_step']:.2f} |")
+    print()
+
+
+def tuning(out, zb):
+    """The speed switches, each turned off alone (and all together)."""
+    try:
+        with open(os.path.join(out, "tuning.json")) as f:
+            rows = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not rows:
+        return
+    c = rows[0]["config"]
+    base = zb.get(c)
+    print(f"### The speed switches (config {c}, bf16)\n")
+    print("| switches | ms/step | GPU memory (MiB) | vs the default switches |")
+    print("|---|---|---|---|")
+    if base:
+        print(f"| default: {base.get('tuning', '?')} | {base['ms_per_step']:.2f} "
+              f"| {fmt(base.get('peak_gpu_mem_mib'), '.0f')} | 1.00× |")
+    for r in rows:
+        rel = f"{r['ms_per_step'] / base['ms_per_step']:.2f}× the time" if base else ""
+        print(f"| {r.get('tuning', '?')} | {r['ms_per_step']:.2f} "
+              f"| {fmt(r.get('peak_gpu_mem_mib'), '.0f')} | {rel} |")
+    print()
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "."
+    work = sys.argv[2] if len(sys.argv) > 2 else out
     zb = load(os.path.join(out, "zoetrope_bf16.json"))
     zf = load(os.path.join(out, "zoetrope_fp32.json"))
     ref = load(os.path.join(out, "reference.json"))
     try:
-        env = open(os.path.join(out, "env.txt")).read().strip()
+        env = open(os.path.join(work, "env.txt")).read().strip()
     except OSError:
         env = "(env.txt missing)"
 
@@ -74,8 +122,10 @@ def main():
           "reference's is measured by torch.utils.flop_counter.FlopCounterMode on "
           "one extra step. TFLOP/s = GFLOP/step ÷ time per step.\n")
 
-    f32 = curve(os.path.join(out, "loss_fp32.csv"))
-    b16 = curve(os.path.join(out, "loss_bf16.csv"))
+    phases(zb, "zoetrope bf16")
+    tuning(out, zb)
+
+    f32, b16 = curves(os.path.join(out, "loss_curves.csv"))
     print("### Quality: loss curves, configuration a, same seed\n")
     if f32 and b16 and len(f32) == len(b16):
         lf, lb = f32[-1][1], b16[-1][1]

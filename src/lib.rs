@@ -14,6 +14,7 @@
 //! The `zoetrope` binary is a thin command line over these.
 
 pub mod error;
+pub mod gpu;
 pub mod grid;
 pub mod guidance;
 pub mod models;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use zoetrope::render::bench::{
     run_bench, write_loss_curve, BenchOptions, BenchResult, BenchSpec, H100_BF16_PEAK_TFLOPS,
 };
-use zoetrope::render::device::{resolve_device, resolve_precision};
+use zoetrope::render::device::{resolve_device, resolve_precision, Tuning};
 use zoetrope::{Error, Result};
 
 /// Output format of `zoetrope bench`.
@@ -53,6 +53,15 @@ pub struct BenchArgs {
     /// several configurations the name gets `-a`, `-b`, `-c` before the extension.
     #[arg(long, value_name = "FILE.csv")]
     pub loss_curve: Option<PathBuf>,
+    /// Turn one speed switch on or off, to measure what it brings:
+    /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last
+    /// (or all), as NAME=on|off; repeatable. Default: the render's settings.
+    #[arg(long, value_name = "NAME=on|off")]
+    pub tune: Vec<String>,
+    /// After the timed steps, run as many steps again with the device
+    /// synchronised between phases and report each phase's ms/step.
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 fn curve_path(base: &std::path::Path, config: &str, several: bool) -> PathBuf {
@@ -95,6 +104,14 @@ fn print_line(r: &BenchResult) {
         r.achieved_tflops,
         r.final_loss,
     );
+    println!("  switches: {}", r.tuning);
+    if let Some(phases) = &r.phases_ms {
+        let parts: Vec<String> = phases
+            .iter()
+            .map(|(p, ms)| format!("{p} {ms:.2}"))
+            .collect();
+        println!("  phases, ms/step (synchronised): {}", parts.join(", "));
+    }
 }
 
 /// Runs the benchmark for each configuration asked for and prints the results.
@@ -118,6 +135,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.peak_tflops
         )));
     }
+    let mut tuning = Tuning::default();
+    for t in &args.tune {
+        tuning.set(t)?;
+    }
     let opts = BenchOptions {
         device,
         kind,
@@ -125,6 +146,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         warmup: args.warmup,
         seed: args.seed,
         peak_tflops: Some(args.peak_tflops),
+        tuning,
+        breakdown: args.breakdown,
     };
     let mut results = Vec::new();
     for name in &names {

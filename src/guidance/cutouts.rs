@@ -366,16 +366,34 @@ pub fn clip_normalize(images: &Tensor) -> Result<Tensor> {
             "CLIP normalisation needs [N, 3, H, W] images, got {size:?}"
         )));
     }
-    let opts = (images.kind(), images.device());
-    let mean = Tensor::f_from_slice(&CLIP_MEAN)?
-        .f_to_kind(opts.0)?
-        .f_to_device(opts.1)?
-        .f_view([1, 3, 1, 1])?;
-    let std = Tensor::f_from_slice(&CLIP_STD)?
-        .f_to_kind(opts.0)?
-        .f_to_device(opts.1)?
-        .f_view([1, 3, 1, 1])?;
+    let (mean, std) = normalization_constants(images.kind(), images.device())?;
     Ok((images - mean) / std)
+}
+
+thread_local! {
+    /// CLIP's mean and standard deviation as `[1, 3, 1, 1]` tensors, per
+    /// device and kind: made once, so a step uploads nothing for them.
+    static NORM: std::cell::RefCell<Vec<(Device, Kind, Tensor, Tensor)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The cached `(mean, std)` tensors of [`clip_normalize`].
+fn normalization_constants(kind: Kind, device: Device) -> Result<(Tensor, Tensor)> {
+    NORM.with(|cache| -> Result<(Tensor, Tensor)> {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, _, m, s)) = cache.iter().find(|(d, k, _, _)| *d == device && *k == kind) {
+            return Ok((m.shallow_clone(), s.shallow_clone()));
+        }
+        let make = |v: &[f64; 3]| -> Result<Tensor> {
+            let t = Tensor::f_from_slice(v)?
+                .f_to_kind(kind)?
+                .f_view([1, 3, 1, 1])?;
+            crate::gpu::upload(&t, device)
+        };
+        let (m, s) = (make(&CLIP_MEAN)?, make(&CLIP_STD)?);
+        cache.push((device, kind, m.shallow_clone(), s.shallow_clone()));
+        Ok((m, s))
+    })
 }
 
 /// `[N, r, len]` area-averaging matrices: row `i` of matrix `n` averages the
@@ -397,12 +415,10 @@ fn pooling_matrices(
             hi.push(start + ((i + 1) * s + r - 1).div_euclid(r));
         }
     }
-    let lo = Tensor::f_from_slice(&lo)?
-        .f_view([n, r, 1])?
-        .f_to_device(device)?;
-    let hi = Tensor::f_from_slice(&hi)?
-        .f_view([n, r, 1])?
-        .f_to_device(device)?;
+    // One upload for both bounds (no host wait on a GPU: crate::gpu::upload).
+    lo.extend_from_slice(&hi);
+    let bounds = crate::gpu::upload(&Tensor::f_from_slice(&lo)?.f_view([2, n, r, 1])?, device)?;
+    let (lo, hi) = (bounds.f_get(0)?, bounds.f_get(1)?);
     let idx = Tensor::f_arange(len, (Kind::Int64, device))?.f_view([1, 1, len])?;
     let inside = idx
         .f_ge_tensor(&lo)?

@@ -471,7 +471,15 @@ impl ClampWithGrad {
     /// reaches [`output`](Self::output) into the input by pytti's rule.
     /// Gradients accumulate into the leaves' `.grad` as `loss.backward()` does.
     pub fn backward(&self, loss: &Tensor) -> Result<()> {
+        self.backward_with(loss, || ())
+    }
+
+    /// [`backward`](Self::backward), calling `between` after the first pass
+    /// (the losses back to the clamped image) and before the second (the
+    /// image back to the input): for timing the two halves.
+    pub fn backward_with(&self, loss: &Tensor, mut between: impl FnMut()) -> Result<()> {
         loss.f_backward()?;
+        between();
         let grad = self.output.grad();
         if !grad.defined() || !self.input.requires_grad() {
             return Ok(());

@@ -55,7 +55,8 @@ use crate::models::clip::{Clip, ClipConfig, VisionConfig};
 use crate::models::tiny::{tiny_clip_config, tiny_vqgan_config};
 use crate::models::vqgan::{Vqgan, VqganConfig};
 use crate::render::adam::Adam;
-use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights};
+use crate::render::device::Tuning;
+use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, PhaseTimes, StepWeights};
 use crate::scene::prompt::Prompt;
 use crate::{Error, Result};
 
@@ -165,6 +166,11 @@ pub struct BenchOptions {
     pub seed: i64,
     /// The device's peak in TFLOP/s for the share reported (CUDA only).
     pub peak_tflops: Option<f64>,
+    /// The speed switches (the render's defaults unless measuring one).
+    pub tuning: Tuning,
+    /// Also time each phase of the step (extra synchronised steps after the
+    /// timed ones; they change neither the timing nor the loss curve).
+    pub breakdown: bool,
 }
 
 /// Analytic floating-point operations of one step (multiply-add = 2 FLOPs),
@@ -402,7 +408,7 @@ struct Built {
 
 /// Builds the models of `spec` on `device` in `kind` with random weights, the
 /// prompts' embeddings and a random start, exactly as the render does.
-fn build(spec: &BenchSpec, device: Device, kind: Kind) -> Result<Built> {
+fn build(spec: &BenchSpec, device: Device, kind: Kind, tuning: Tuning) -> Result<Built> {
     let mut stores = Vec::new();
     let mut perceptors = Vec::new();
     for (name, config) in &spec.perceptors {
@@ -411,6 +417,9 @@ fn build(spec: &BenchSpec, device: Device, kind: Kind) -> Result<Built> {
         let clip = Clip::new(&vs.root(), config);
         randomize(&vs)?;
         vs.freeze();
+        if tuning.channels_last {
+            crate::gpu::make_channels_last(&vs)?;
+        }
         let sampler = CutoutSampler::new(spec.cutouts, CUT_POW, 0.25, clip.input_resolution())?;
         perceptors.push(Perceptor {
             name: name.clone(),
@@ -424,17 +433,21 @@ fn build(spec: &BenchSpec, device: Device, kind: Kind) -> Result<Built> {
     let vqgan = Vqgan::new(&vs.root(), &spec.vqgan);
     randomize(&vs)?;
     vs.freeze();
+    if tuning.channels_last {
+        crate::gpu::make_channels_last(&vs)?;
+    }
     stores.push(vs);
 
     let prompts = PROMPTS
         .iter()
         .map(|p| Prompt::parse(p).map_err(|e| Error::internal(format!("bench prompt: {e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let guide = Guide::new(
+    let mut guide = Guide::new(
         perceptors,
         std::slice::from_ref(&prompts),
         std::path::Path::new("."),
     )?;
+    guide.set_tuning(tuning);
     let state = ImageState::random(ImageModel::Vqgan(vqgan), spec.width, spec.height, device)?;
     Ok(Built {
         guide,
@@ -494,6 +507,10 @@ pub struct BenchResult {
     pub peak_tflops: Option<f64>,
     /// The loss of the last step.
     pub final_loss: f64,
+    /// The speed switches, `name=on|off …`.
+    pub tuning: String,
+    /// With `--breakdown`: ms/step of each phase, device synchronised between phases.
+    pub phases_ms: Option<Vec<(String, f64)>>,
     /// The loss of every step, warm-up steps first (not printed in JSON; see `--loss-curve`).
     #[serde(skip)]
     pub losses: Vec<f64>,
@@ -524,6 +541,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
             "--steps 0: the benchmark needs at least one timed step",
         ));
     }
+    opts.tuning.apply_global(opts.device);
     let before = gpu_mem::used_bytes(opts.device);
     tch::manual_seed(opts.seed);
     let Built {
@@ -531,7 +549,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         mut state,
         prompts,
         _stores,
-    } = build(spec, opts.device, opts.kind)
+    } = build(spec, opts.device, opts.kind, opts.tuning)
         .map_err(|e| e.context(format!("building configuration {}", spec.name)))?;
     let weights = step_weights(&prompts);
     let mut adam = Adam::new(state.param(), state.default_lr());
@@ -551,6 +569,21 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         .iter()
         .map(|l| l.f_double_value(&[]))
         .collect::<std::result::Result<_, _>>()?;
+    let phases_ms = if opts.breakdown {
+        let mut phases = PhaseTimes::default();
+        for _ in 0..opts.steps {
+            let _ = guide.step_profiled(&mut state, &mut adam, &weights, &mut phases)?;
+        }
+        Some(
+            phases
+                .totals
+                .iter()
+                .map(|(p, s)| (p.to_string(), s * 1000.0 / opts.steps as f64))
+                .collect(),
+        )
+    } else {
+        None
+    };
 
     let ms = elapsed * 1000.0 / opts.steps as f64;
     let flops = flops_per_step(spec);
@@ -588,6 +621,8 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         peak_share: peak_tflops.map(|p| achieved / p),
         peak_tflops,
         final_loss: *losses.last().unwrap_or(&f64::NAN),
+        tuning: opts.tuning.describe(),
+        phases_ms,
         losses,
     })
 }
@@ -757,7 +792,7 @@ mod precision_tests {
         let mut embeds = Vec::new();
         for kind in [Kind::Float, Kind::BFloat16] {
             tch::manual_seed(0);
-            let b = build(&spec, Device::Cpu, kind).unwrap();
+            let b = build(&spec, Device::Cpu, kind, Tuning::default()).unwrap();
             images.push(b.state.image().unwrap());
             let clip = &b.guide.perceptors()[0].clip;
             let tokens = Tokenizer::shared()

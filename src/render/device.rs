@@ -57,6 +57,117 @@ pub fn resolve_precision(setting: &str, device: Device) -> Result<Kind> {
     }
 }
 
+/// The speed switches of the step on CUDA. Each is a change made for speed
+/// alone (the losses stay those of the fp32 path within bf16 rounding), and
+/// each can be turned off on its own so that `zoetrope bench --tune NAME=off`
+/// measures what it brings (BENCHMARKS.md records the prediction made before
+/// each change and the outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// cuDNN times its convolution algorithms once per shape and keeps the
+    /// fastest (the shapes of a render never change, so this pays at once).
+    pub cudnn_benchmark: bool,
+    /// Cutouts are resampled in the perceptors' compute kind (bf16 matrix
+    /// products) instead of float32, which cuBLAS runs without tensor cores.
+    pub low_precision_cutouts: bool,
+    /// The few host-made tensors of a step (crop bins, CLIP's normalisation
+    /// constants) go to the GPU through pinned memory without waiting, so the
+    /// host never stalls the GPU's queue inside a step.
+    pub async_uploads: bool,
+    /// Convolution weights in channels-last layout (NHWC), the layout the
+    /// tensor cores' convolution kernels read.
+    pub channels_last: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            cudnn_benchmark: true,
+            low_precision_cutouts: true,
+            async_uploads: true,
+            channels_last: false,
+        }
+    }
+}
+
+impl Tuning {
+    /// The switch names `--tune` takes.
+    pub const NAMES: [&'static str; 4] = [
+        "cudnn-benchmark",
+        "low-precision-cutouts",
+        "async-uploads",
+        "channels-last",
+    ];
+
+    /// Every switch off: the plain path, for measuring what the switches bring.
+    pub fn plain() -> Tuning {
+        Tuning {
+            cudnn_benchmark: false,
+            low_precision_cutouts: false,
+            async_uploads: false,
+            channels_last: false,
+        }
+    }
+
+    /// Applies one `NAME=on|off` (or `all=on|off`); the error lists the names.
+    pub fn set(&mut self, spec: &str) -> Result<()> {
+        let (name, value) = spec.split_once('=').unwrap_or((spec, "on"));
+        let on = match value.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            other => {
+                return Err(Error::input(format!(
+                    "--tune {spec}: \"{other}\" is not on or off"
+                )))
+            }
+        };
+        match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "cudnn-benchmark" => self.cudnn_benchmark = on,
+            "low-precision-cutouts" => self.low_precision_cutouts = on,
+            "async-uploads" => self.async_uploads = on,
+            "channels-last" => self.channels_last = on,
+            "all" => {
+                *self = if on {
+                    Tuning {
+                        channels_last: true,
+                        ..Tuning::default()
+                    }
+                } else {
+                    Tuning::plain()
+                }
+            }
+            other => {
+                return Err(Error::input(format!(
+                    "--tune {spec}: no switch \"{other}\"; the switches are {} (or all)",
+                    Self::NAMES.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// `name=on|off` for every switch, for reports.
+    pub fn describe(&self) -> String {
+        let v = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={}",
+            v(self.cudnn_benchmark),
+            v(self.low_precision_cutouts),
+            v(self.async_uploads),
+            v(self.channels_last)
+        )
+    }
+
+    /// Sets the process-wide parts (cuDNN's autotuner, the upload mode) for
+    /// `device`. The CPU ignores them.
+    pub fn apply_global(&self, device: Device) {
+        crate::gpu::set_async_uploads(self.async_uploads);
+        if device.is_cuda() {
+            tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +186,39 @@ mod tests {
             resolve_precision("BF16", Device::Cpu).unwrap(),
             Kind::BFloat16
         );
+    }
+
+    #[test]
+    fn tuning_switches_parse_and_name_themselves() {
+        let mut t = Tuning::default();
+        t.set("cudnn-benchmark=off").unwrap();
+        t.set("channels_last").unwrap();
+        assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
+        assert_eq!(
+            t.describe(),
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on"
+        );
+        t.set("all=off").unwrap();
+        assert_eq!(t, Tuning::plain());
+        let e = t.set("fast=on").unwrap_err();
+        assert!(
+            e.message.contains("cudnn-benchmark, low-precision-cutouts"),
+            "{e}"
+        );
+        assert!(t.set("async-uploads=maybe").is_err());
+    }
+
+    #[test]
+    fn channels_last_keeps_values_and_changes_strides() {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let conv = tch::nn::conv2d(vs.root(), 4, 6, 3, Default::default());
+        let before = conv.ws.copy();
+        crate::gpu::make_channels_last(&vs).unwrap();
+        // [6, 4, 3, 3] in NHWC order: the channel stride is 1.
+        assert_eq!(conv.ws.stride(), vec![36, 1, 12, 4]);
+        assert!(conv.ws.equal(&before));
+        let up = crate::gpu::upload(&before, Device::Cpu).unwrap();
+        assert!(up.equal(&before));
     }
 
     #[test]

@@ -478,6 +478,9 @@ pub fn render_in(
     };
 
     let started = Instant::now();
+    // The speed switches measured in BENCHMARKS.md, at their defaults.
+    let tuning = crate::render::device::Tuning::default();
+    tuning.apply_global(device);
     let models = load_models(scene, device, kind)?;
     let weight_files: Vec<serde_json::Value> = models
         .files
@@ -504,7 +507,8 @@ pub fn render_in(
             untrained.join(" and ")
         );
     }
-    let guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)?;
+    let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)?;
+    guide.set_tuning(tuning);
     let width = scene.width as i64;
     let height = scene.height as i64;
 

@@ -67,6 +67,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
@@ -80,6 +81,7 @@ use crate::models::vqgan::{QuantizerKind, Vqgan};
 use crate::output::frames::read_rgb;
 use crate::output::frames::rgb_to_tensor;
 use crate::render::adam::Adam;
+use crate::render::device::Tuning;
 use crate::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
 use crate::scene::prompt::{Prompt, PromptSource};
 use crate::{Error, Result};
@@ -400,6 +402,44 @@ pub struct Guide {
     perceptors: Vec<Perceptor>,
     /// `[scene][prompt]`, each with one embedding per perceptor.
     prompts: Vec<Vec<PromptLoss>>,
+    /// The speed switches the step reads (the cutouts' kind).
+    tuning: Tuning,
+}
+
+/// Where the time of steps goes, for `zoetrope bench --breakdown`: the
+/// device is synchronised at every phase boundary, so the phases add up to a
+/// little more than an unprofiled step (which never waits on the device).
+#[derive(Debug, Default)]
+pub struct PhaseTimes {
+    last: Option<Instant>,
+    /// `(phase, seconds)` summed over every profiled step, in step order.
+    pub totals: Vec<(&'static str, f64)>,
+}
+
+impl PhaseTimes {
+    /// Waits for the device, then charges the time since the previous mark
+    /// to `phase` (the first mark of a step only starts the clock).
+    fn mark(&mut self, device: Device, phase: Option<&'static str>) {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        let now = Instant::now();
+        if let (Some(phase), Some(last)) = (phase, self.last) {
+            let dt = (now - last).as_secs_f64();
+            match self.totals.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, t)) => *t += dt,
+                None => self.totals.push((phase, dt)),
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+/// Marks a phase boundary when profiling.
+fn mark(phases: &mut Option<&mut PhaseTimes>, device: Device, phase: Option<&'static str>) {
+    if let Some(p) = phases.as_deref_mut() {
+        p.mark(device, phase);
+    }
 }
 
 /// `clip.tokenize`-style rows for one prompt, on `device`.
@@ -540,7 +580,14 @@ impl Guide {
         Ok(Guide {
             perceptors,
             prompts,
+            tuning: Tuning::default(),
         })
+    }
+
+    /// Sets the speed switches the step reads (cutout precision); the
+    /// process-wide ones are set by [`Tuning::apply_global`].
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning;
     }
 
     /// The perceptors, in the scene's order.
@@ -683,6 +730,28 @@ impl Guide {
         adam: &mut Adam,
         w: &StepWeights<'_>,
     ) -> Result<Tensor> {
+        self.step_inner(state, adam, w, None)
+    }
+
+    /// [`step`](Self::step), timing its phases into `phases` (which waits on
+    /// the device at each phase boundary).
+    pub fn step_profiled(
+        &self,
+        state: &mut ImageState,
+        adam: &mut Adam,
+        w: &StepWeights<'_>,
+        phases: &mut PhaseTimes,
+    ) -> Result<Tensor> {
+        self.step_inner(state, adam, w, Some(phases))
+    }
+
+    fn step_inner(
+        &self,
+        state: &mut ImageState,
+        adam: &mut Adam,
+        w: &StepWeights<'_>,
+        mut phases: Option<&mut PhaseTimes>,
+    ) -> Result<Tensor> {
         self.check_weights(w)?;
         let device = state.device();
         for p in &self.perceptors {
@@ -695,6 +764,7 @@ impl Guide {
             }
         }
 
+        mark(&mut phases, device, None);
         // 1–2: the image, with the straight-through z_q kept for the latent loss.
         let (unclamped, z_q) = match &state.model {
             ImageModel::Palette => (state.param.shallow_clone(), None),
@@ -707,6 +777,7 @@ impl Guide {
         };
         let clamp = ClampWithGrad::new(&unclamped, 0.0, 1.0)?;
         let image = clamp.output();
+        mark(&mut phases, device, Some("quantise + decode"));
         // Zero attached to the image leaf: the accumulator, and a valid
         // backward even when every term is off.
         let mut total = image.f_sum(Kind::Float)? * 0.0;
@@ -732,8 +803,17 @@ impl Guide {
                 (0..semantic.len()).map(|_| Vec::new()).collect();
             for p in &self.perceptors {
                 let crops = p.sampler.place(wd, h)?;
-                let cuts = p.sampler.sample_with(image, &crops)?;
+                // bf16 models: resample in bf16 (tensor-core products; the
+                // perceptor rounds its input to bf16 anyway).
+                let source = if self.tuning.low_precision_cutouts && p.clip.kind() != Kind::Float {
+                    image.f_to_kind(p.clip.kind())?
+                } else {
+                    image.shallow_clone()
+                };
+                let cuts = p.sampler.sample_with(&source, &crops)?;
+                mark(&mut phases, device, Some("cutouts"));
                 embeds.push(p.clip.encode_image(&cuts)?.f_to_kind(Kind::Float)?);
+                mark(&mut phases, device, Some("perceptors"));
                 for (k, (name, _, target)) in semantic.iter().enumerate() {
                     if target.rgb.size() != image.size() {
                         return Err(Error::internal(format!(
@@ -790,8 +870,13 @@ impl Guide {
             total = total.f_add(&loss.loss(z_q.as_ref(), image, ws)?)?;
         }
 
-        clamp.backward(&total)?;
+        mark(&mut phases, device, Some("losses"));
+        clamp.backward_with(&total, || {
+            mark(&mut phases, device, Some("backward: losses → image"))
+        })?;
+        mark(&mut phases, device, Some("backward: image → latent"));
         adam.step(state.param_mut());
+        mark(&mut phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
 }
