@@ -1,18 +1,73 @@
-//! Link libtorch so that the binaries run without LD_LIBRARY_PATH and find CUDA.
+//! Link libtorch so that the binaries run without LD_LIBRARY_PATH and find
+//! CUDA, and build the small C++ shim for CUDA graphs (csrc/cuda_graph.cpp).
 //!
 //! torch-sys exports the libtorch library folder as `DEP_TCH_LIBTORCH_LIB`.
 //! We add it as an rpath, and force-link `libtorch_cuda` when present: without
 //! `--no-as-needed` the linker drops it (no symbol is referenced directly) and
 //! `tch::Cuda::is_available()` reports false on a GPU machine.
-use std::path::Path;
+//!
+//! The shim needs libtorch's CUDA build and the CUDA runtime headers (the
+//! PyTorch wheel's `nvidia/cu13/include`, or `/usr/local/cuda/include`). Where
+//! either is missing the crate builds without it (cfg `zoetrope_cuda_graphs`
+//! unset) and the step runs without graphs.
+use std::path::{Path, PathBuf};
+
+fn cuda_include(torch_root: &Path) -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("ZOETROPE_CUDA_INCLUDE") {
+        return Some(PathBuf::from(dir));
+    }
+    // <site-packages>/torch → <site-packages>/nvidia/cu*/include
+    let site = torch_root.canonicalize().ok()?.parent()?.to_path_buf();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(site.join("nvidia"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("include"))
+        .filter(|p| p.join("cuda_runtime_api.h").exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .or_else(|| Some(PathBuf::from("/usr/local/cuda/include")))
+        .filter(|p| p.join("cuda_runtime_api.h").exists())
+}
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-        if Path::new(&lib).join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        }
+    println!("cargo:rerun-if-env-changed=ZOETROPE_CUDA_INCLUDE");
+    println!("cargo:rustc-check-cfg=cfg(zoetrope_cuda_graphs)");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    let lib = PathBuf::from(lib);
+    if !lib.join("libtorch_cuda.so").exists() {
+        return;
     }
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    let Some(torch_root) = lib.parent().map(Path::to_path_buf) else {
+        return;
+    };
+    let Some(cuda) = cuda_include(&torch_root) else {
+        println!(
+            "cargo:warning=CUDA runtime headers not found: building without CUDA graphs (set ZOETROPE_CUDA_INCLUDE)"
+        );
+        return;
+    };
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/cuda_graph.cpp")
+        .include(torch_root.join("include"))
+        .include(torch_root.join("include/torch/csrc/api/include"))
+        .include(cuda)
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .warnings(false)
+        .compile("zoetrope_cuda_graph");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=zoetrope_cuda_graphs");
 }

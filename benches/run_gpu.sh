@@ -20,10 +20,18 @@
 #     -d .whl clip-anytorch==2.6.0 taming-transformers-rom1504==0.0.6 \
 #     ftfy==6.3.1 wcwidth==0.9.4
 #
-# Then ONE device call (the `run` tool), carrying the binary and the wheels:
+#   # the shared libraries the binary needs that the GPU image lacks
+#   # (fontconfig and freetype, for the plan chart's text); .devlibs/ is
+#   # listed in .git/info/exclude
+#   mkdir -p .devlibs && for l in libfontconfig.so.1 libfreetype.so.6 \
+#     libexpat.so.1 libpng16.so.16 libbrotlidec.so.1 libbrotlicommon.so.1; do
+#     cp -L /lib/x86_64-linux-gnu/$l .devlibs/; done
+#
+# Then ONE device call (the `run` tool), carrying the binary, the wheels and
+# the libraries:
 #
 #   run(command="bash benches/run_gpu.sh", timeout_s=600,
-#       carry=["target/release/zoetrope", ".whl"])
+#       carry=["target/release/zoetrope", ".whl", ".devlibs"])
 #
 # What comes back under $OUT (8 files, the device tool's limit; the scratch
 # files, env.txt and the per-configuration parts, stay in $WORK):
@@ -35,7 +43,7 @@
 #                       (CLIP fp16 + VQGAN fp32, as the notebooks run)
 #   tuning.json         config $TUNE_CONFIG (default b) in bf16 with the speed
 #                       switches off all together and one at a time
-#                       (`zoetrope bench --tune NAME=off`), channels-last on
+#                       (`zoetrope bench --tune NAME=off`)
 #   loss_curves.csv     config a, seed 0, 200 steps: step,fp32,bf16
 #   summary.md          the tables for BENCHMARKS.md (benches/summarize_gpu.py;
 #                       also printed to log.txt)
@@ -84,6 +92,9 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
 fi
 TORCH_LIB=$("$PY" -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
 export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The GPU image lacks fontconfig/freetype (the plan chart's text); the
+# command carries them from this machine in .devlibs (see the header).
+if [ -d .devlibs ]; then export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH; fi
 export PYTHONUNBUFFERED=1
 
 {
@@ -107,7 +118,8 @@ merge() { # merge OUT_FILE PART...: concatenates the parts' JSON arrays
   "$PY" -c 'import json,sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=2))' "$@" > "$target" && rm -f "$@"
 }
 common=(--device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --seed "$SEED" "${SMALL_FLAG[@]}")
-for side in zoetrope_bf16 zoetrope_fp32 reference; do
+SIDES=${SIDES:-zoetrope_bf16 zoetrope_fp32 reference}
+for side in $SIDES; do
   parts=()
   for c in a b c; do
     part="$WORK/$side-$c.part.json"
@@ -121,15 +133,18 @@ for side in zoetrope_bf16 zoetrope_fp32 reference; do
   if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/$side.json" "${parts[@]}"; fi
 done
 
-# What each speed switch brings: one process per variant, bf16.
-if [ "$TUNE_CONFIG" != none ]; then
+# What each speed switch brings: one process per variant, bf16. TUNE_RUNS
+# lists CONFIG:SWITCH=on|off items (TUNE_RUNS=none skips them).
+TUNE_RUNS=${TUNE_RUNS:-b:all=off b:cuda-graphs=off b:cudnn-benchmark=on b:low-precision-cutouts=off b:async-uploads=off a:channels-last=on b:channels-last=on c:channels-last=on}
+if [ "$TUNE_RUNS" != none ]; then
   parts=()
   i=0
-  for t in all=off cudnn-benchmark=off low-precision-cutouts=off async-uploads=off channels-last=on; do
+  for item in $TUNE_RUNS; do
     i=$((i + 1))
+    c=${item%%:*} t=${item#*:}
     part="$WORK/tuning-$i.part.json"
-    step "tuning $TUNE_CONFIG $t" bash -c '"$0" bench "${@:2}" > "$1"' "$BIN" "$part" \
-      --config "$TUNE_CONFIG" "${common[@]}" --precision bf16 --breakdown --tune "$t" --format json
+    step "tuning $c $t" bash -c '"$0" bench "${@:2}" > "$1"' "$BIN" "$part" \
+      --config "$c" "${common[@]}" --precision bf16 --breakdown --tune "$t" --format json
     [ -s "$part" ] && parts+=("$part")
   done
   if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/tuning.json" "${parts[@]}"; fi
@@ -171,6 +186,36 @@ PYEOF
   "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-dev/quickstart_dev/metadata.json
 }
 step "cuda checks" cuda_checks
+# Per-kernel GPU time of one eager step of config b (PROFILE=1): Nsight
+# Compute's kernel durations, summed by kernel name (top 25 into the log).
+if [ "${PROFILE:-0}" = 1 ] && command -v ncu >/dev/null; then
+  profile() {
+    timeout "${PROFILE_TIMEOUT:-120}" ncu --csv --page raw --metrics gpu__time_duration.sum \
+      --clock-control none "$BIN" bench --config b --device "$DEVICE" --seed "$SEED" \
+      "${SMALL_FLAG[@]}" --steps 1 --warmup 0 --precision bf16 --tune cuda-graphs=off --format json \
+      > "$WORK/ncu.csv" 2> "$WORK/ncu.err" || { tail -5 "$WORK/ncu.err"; return 1; }
+    "$PY" - "$WORK/ncu.csv" <<'PYEOF'
+import csv, sys, collections
+rows = [l for l in open(sys.argv[1]) if l.startswith('"')]
+r = list(csv.DictReader(rows))
+units = r[0].get("gpu__time_duration.sum", "") if r else ""
+tot = collections.Counter(); cnt = collections.Counter()
+for x in r[1:]:
+    try:
+        v = float(x["gpu__time_duration.sum"].replace(",", ""))
+    except (KeyError, ValueError):
+        continue
+    name = x.get("Kernel Name", "?")[:90]
+    tot[name] += v; cnt[name] += 1
+all_t = sum(tot.values())
+print(f"kernels: {sum(cnt.values())}, GPU time {all_t:.0f} {units} (model set-up and one step of config b, eager)")
+for name, v in tot.most_common(25):
+    print(f"{100 * v / all_t:5.1f} %  {v:12.0f}  x{cnt[name]:<5d} {name}")
+PYEOF
+  }
+  step "profile" profile
+fi
+
 step "summary" bash -c '"$0" benches/summarize_gpu.py "$1" "$2" > "$1/summary.md"' "$PY" "$OUT" "$WORK"
 cat "$OUT/summary.md"
 # Let tee finish log.txt before the device tool collects $OUT.

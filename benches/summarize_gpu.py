@@ -61,7 +61,7 @@ def phases(rows, label):
 
 
 def tuning(out, zb):
-    """The speed switches, each turned off alone (and all together)."""
+    """The speed switches, each flipped alone (or all together), per config."""
     try:
         with open(os.path.join(out, "tuning.json")) as f:
             rows = json.load(f)
@@ -69,18 +69,23 @@ def tuning(out, zb):
         return
     if not rows:
         return
-    c = rows[0]["config"]
-    base = zb.get(c)
-    print(f"### The speed switches (config {c}, bf16)\n")
-    print("| switches | ms/step | GPU memory (MiB) | vs the default switches |")
-    print("|---|---|---|---|")
-    if base:
-        print(f"| default: {base.get('tuning', '?')} | {base['ms_per_step']:.2f} "
-              f"| {fmt(base.get('peak_gpu_mem_mib'), '.0f')} | 1.00× |")
-    for r in rows:
-        rel = f"{r['ms_per_step'] / base['ms_per_step']:.2f}× the time" if base else ""
-        print(f"| {r.get('tuning', '?')} | {r['ms_per_step']:.2f} "
-              f"| {fmt(r.get('peak_gpu_mem_mib'), '.0f')} | {rel} |")
+    print("### The speed switches (bf16; each row flips what differs from the default)\n")
+    print("| config | switches | ms/step | GPU memory (driver, MiB) | torch max allocated (MiB) | time vs the default |")
+    print("|---|---|---|---|---|---|")
+    for c in ["a", "b", "c"]:
+        mine = [r for r in rows if r["config"] == c]
+        if not mine:
+            continue
+        base = zb.get(c)
+        if base:
+            print(f"| {c} | default: {base.get('tuning', '?')} | {base['ms_per_step']:.2f} "
+                  f"| {fmt(base.get('peak_gpu_mem_mib'), '.0f')} "
+                  f"| {fmt(base.get('torch_max_allocated_mib'), '.0f')} | 1.00× |")
+        for r in mine:
+            rel = f"{r['ms_per_step'] / base['ms_per_step']:.2f}×" if base else ""
+            print(f"| {c} | {r.get('tuning', '?')} | {r['ms_per_step']:.2f} "
+                  f"| {fmt(r.get('peak_gpu_mem_mib'), '.0f')} "
+                  f"| {fmt(r.get('torch_max_allocated_mib'), '.0f')} | {rel} |")
     print()
 
 
@@ -99,7 +104,7 @@ def main():
     print("```\n" + env + "\n```\n")
     print("### Step speed\n")
     print("| config | side | precision | ms/step | steps/s | GPU memory (driver, MiB) "
-          "| torch max allocated (MiB) | GFLOP/step | TFLOP/s | share of bf16 peak "
+          "| torch max allocated / reserved (MiB) | GFLOP/step | TFLOP/s | share of bf16 peak "
           "| speed-up vs reference |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in ["a", "b", "c"]:
@@ -114,7 +119,7 @@ def main():
             share = x.get("peak_share")
             print(f"| {c} | {side} | {x['precision']} | {x['ms_per_step']:.2f} "
                   f"| {x['steps_per_s']:.2f} | {fmt(x.get('peak_gpu_mem_mib'), '.0f')} "
-                  f"| {fmt(x.get('torch_max_allocated_mib'), '.0f')} "
+                  f"| {fmt(x.get('torch_max_allocated_mib'), '.0f')} / {fmt(x.get('torch_max_reserved_mib'), '.0f')} "
                   f"| {x['flops_per_step'] / 1e9:.1f} | {x['achieved_tflops']:.1f} "
                   f"| {fmt(None if share is None else 100 * share, '.1f')}{'' if share is None else ' %'} | {speedup} |")
     print()

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
 SAFETENSORS_VERSION=0.8.0
+CUDA_CRT_VERSION=13.0.88
 NUMPY_VERSION=2.4.6
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
               libavdevice-dev libswresample-dev pkg-config clang libclang-dev)
@@ -45,6 +46,13 @@ fi
 if ! .venv/bin/python -c 'import safetensors, numpy' 2>/dev/null; then
   log "installing safetensors and numpy into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "safetensors==$SAFETENSORS_VERSION" "numpy==$NUMPY_VERSION"
+fi
+# The CUDA runtime headers' compiler-config part (crt/), which the torch
+# wheel's nvidia-cuda-runtime lacks: build.rs compiles the CUDA-graph shim
+# (csrc/cuda_graph.cpp) against libtorch's CUDA headers with it.
+if ! ls .venv/lib/python3*/site-packages/nvidia/cu13/include/crt/host_config.h >/dev/null 2>&1; then
+  log "installing nvidia-cuda-crt==$CUDA_CRT_VERSION into .venv (CUDA headers for the graph shim)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "nvidia-cuda-crt==$CUDA_CRT_VERSION"
 fi
 torch_dir=$(echo .venv/lib/python3*/site-packages/torch)
 if [ ! -f "$torch_dir/lib/libtorch_cpu.so" ]; then

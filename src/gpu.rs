@@ -51,3 +51,204 @@ pub fn make_channels_last(vs: &tch::nn::VarStore) -> Result<()> {
         Ok(())
     })
 }
+
+/// Whether this build has the CUDA-graph shim (csrc/cuda_graph.cpp), which
+/// needs libtorch's CUDA build and the CUDA headers at build time.
+pub fn graphs_built() -> bool {
+    cfg!(zoetrope_cuda_graphs)
+}
+
+#[cfg(zoetrope_cuda_graphs)]
+mod ffi {
+    use std::ffi::{c_char, c_int, c_void};
+    extern "C" {
+        pub fn zt_free_string(s: *mut c_char);
+        pub fn zt_graph_new(device: c_int, err: *mut *mut c_char) -> *mut c_void;
+        pub fn zt_graph_free(g: *mut c_void);
+        pub fn zt_graph_enter_side_stream(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn zt_graph_leave_side_stream(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn zt_graph_capture_begin(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn zt_graph_capture_end(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn zt_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub fn zt_cuda_memory_stats(device: c_int, out: *mut i64, err: *mut *mut c_char) -> c_int;
+        pub fn zt_cuda_empty_cache(err: *mut *mut c_char) -> c_int;
+        pub fn zt_cuda_reset_peak_memory(device: c_int, err: *mut *mut c_char) -> c_int;
+    }
+
+    /// Runs a shim call and turns its error string into an error.
+    pub fn check(what: &str, f: impl FnOnce(*mut *mut c_char) -> c_int) -> crate::Result<()> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        if f(&mut err) == 0 {
+            return Ok(());
+        }
+        let msg = if err.is_null() {
+            "unknown error".to_string()
+        } else {
+            // SAFETY: the shim returns a malloc'd NUL-terminated string.
+            let s = unsafe { std::ffi::CStr::from_ptr(err) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { zt_free_string(err) };
+            s
+        };
+        Err(crate::Error::internal(format!("{what}: {msg}")))
+    }
+}
+
+/// One CUDA graph (libtorch's `at::cuda::CUDAGraph`): the kernels a closure
+/// launches, captured once and replayed as a single launch. Tensors the
+/// captured work allocates live in the graph's private memory pool and are
+/// rewritten by every replay; tensors it reads from outside must stay alive,
+/// at the same address, for as long as the graph is replayed.
+#[derive(Debug)]
+pub struct CudaGraph {
+    #[cfg(zoetrope_cuda_graphs)]
+    ptr: *mut std::ffi::c_void,
+}
+
+impl CudaGraph {
+    /// Captures the work `f` launches on `device` (run on a side stream, as
+    /// capture requires; nothing is executed until [`replay`](Self::replay)).
+    /// `f` must not wait on the GPU or copy from the host.
+    pub fn capture<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(CudaGraph, T)> {
+        #[cfg(zoetrope_cuda_graphs)]
+        {
+            let Device::Cuda(index) = device else {
+                return Err(crate::Error::internal("CUDA graphs need a CUDA device"));
+            };
+            let mut err = std::ptr::null_mut();
+            // SAFETY: plain constructor; null means failure with `err` set.
+            let ptr = unsafe { ffi::zt_graph_new(index as i32, &mut err) };
+            if ptr.is_null() {
+                ffi::check("creating a CUDA graph", |e| {
+                    // SAFETY: report the constructor's error through `check`.
+                    unsafe { *e = err };
+                    1
+                })?;
+            }
+            let graph = CudaGraph { ptr };
+            // SAFETY (all calls below): `ptr` is a live graph owned by `graph`.
+            ffi::check("entering the capture stream", |e| unsafe {
+                ffi::zt_graph_enter_side_stream(ptr, e)
+            })?;
+            let begun = ffi::check("beginning a CUDA graph capture", |e| unsafe {
+                ffi::zt_graph_capture_begin(ptr, e)
+            });
+            let result = match begun {
+                Ok(()) => {
+                    let out = f();
+                    let ended = ffi::check("ending a CUDA graph capture", |e| unsafe {
+                        ffi::zt_graph_capture_end(ptr, e)
+                    });
+                    out.and_then(|v| ended.map(|()| v))
+                }
+                Err(e) => Err(e),
+            };
+            let left = ffi::check("leaving the capture stream", |e| unsafe {
+                ffi::zt_graph_leave_side_stream(ptr, e)
+            });
+            let value = result?;
+            left?;
+            Ok((graph, value))
+        }
+        #[cfg(not(zoetrope_cuda_graphs))]
+        {
+            let _ = (device, f);
+            Err(crate::Error::internal(
+                "this build of zoetrope has no CUDA graph support (built without the CUDA headers)",
+            ))
+        }
+    }
+
+    /// Launches the captured work on the current stream.
+    pub fn replay(&self) -> Result<()> {
+        #[cfg(zoetrope_cuda_graphs)]
+        {
+            // SAFETY: `ptr` is a live, captured graph.
+            ffi::check("replaying a CUDA graph", |e| unsafe {
+                ffi::zt_graph_replay(self.ptr, e)
+            })
+        }
+        #[cfg(not(zoetrope_cuda_graphs))]
+        {
+            Err(crate::Error::internal(
+                "no CUDA graph support in this build",
+            ))
+        }
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        #[cfg(zoetrope_cuda_graphs)]
+        // SAFETY: `ptr` came from zt_graph_new and is freed once, here.
+        unsafe {
+            ffi::zt_graph_free(self.ptr)
+        };
+    }
+}
+
+/// libtorch's caching-allocator figures for one GPU, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub allocated: i64,
+    pub peak_allocated: i64,
+    pub reserved: i64,
+    pub peak_reserved: i64,
+}
+
+/// The caching allocator's statistics of `device` (`None` on the CPU or in a
+/// build without the shim).
+pub fn memory_stats(device: Device) -> Option<MemoryStats> {
+    #[cfg(zoetrope_cuda_graphs)]
+    {
+        let Device::Cuda(index) = device else {
+            return None;
+        };
+        let mut out = [0i64; 4];
+        // SAFETY: `out` has the four slots the shim writes.
+        ffi::check("reading CUDA memory statistics", |e| unsafe {
+            ffi::zt_cuda_memory_stats(index as i32, out.as_mut_ptr(), e)
+        })
+        .ok()?;
+        Some(MemoryStats {
+            allocated: out[0],
+            peak_allocated: out[1],
+            reserved: out[2],
+            peak_reserved: out[3],
+        })
+    }
+    #[cfg(not(zoetrope_cuda_graphs))]
+    {
+        let _ = device;
+        None
+    }
+}
+
+/// Resets the peak figures of [`memory_stats`] (no-op where unavailable).
+pub fn reset_peak_memory(device: Device) {
+    #[cfg(zoetrope_cuda_graphs)]
+    if let Device::Cuda(index) = device {
+        // SAFETY: plain call; errors are ignored (statistics only).
+        let _ = ffi::check("resetting CUDA memory statistics", |e| unsafe {
+            ffi::zt_cuda_reset_peak_memory(index as i32, e)
+        });
+    }
+    #[cfg(not(zoetrope_cuda_graphs))]
+    let _ = device;
+}
+
+/// Returns the caching allocator's unused blocks to the driver (after a
+/// capture, the eager steps' cached blocks are dead weight beside the graph's
+/// own pool).
+pub fn empty_cache(device: Device) {
+    #[cfg(zoetrope_cuda_graphs)]
+    if device.is_cuda() {
+        // SAFETY: plain call; errors are ignored (memory hygiene only).
+        let _ = ffi::check("emptying the CUDA cache", |e| unsafe {
+            ffi::zt_cuda_empty_cache(e)
+        });
+    }
+    #[cfg(not(zoetrope_cuda_graphs))]
+    let _ = device;
+}

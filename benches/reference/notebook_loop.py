@@ -304,6 +304,7 @@ def run(spec, device, steps, warmup, seed, peak_tflops):
     elapsed = time.perf_counter() - start
     after = mem_used(device)
     torch_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    torch_reserved = torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
     losses = [float(l) for l in losses]
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -326,6 +327,7 @@ def run(spec, device, steps, warmup, seed, peak_tflops):
         ms_per_step=ms, steps_per_s=1000.0 / ms,
         peak_gpu_mem_mib=None if before is None else (after - before) / mib,
         torch_max_allocated_mib=None if torch_peak is None else torch_peak / mib,
+        torch_max_reserved_mib=None if torch_reserved is None else torch_reserved / mib,
         flops_per_step=flops, flops={"measured_by": "torch.utils.flop_counter.FlopCounterMode"},
         achieved_tflops=achieved,
         peak_share=None if peak is None else achieved / peak,

@@ -287,6 +287,15 @@ impl CutoutSampler {
         clip_normalize(&noisy)
     }
 
+    /// Like [`sample_with`](Self::sample_with) with the crops given as their
+    /// bins on the image's device ([`bins`](Self::bins)): nothing here reads
+    /// the host, so a CUDA graph can capture it and replay it with new bins.
+    pub fn sample_with_bins(&self, image: &Tensor, bins: &Tensor) -> Result<Tensor> {
+        let resampled = self.resample_bins(image, bins)?;
+        let noisy = add_noise(&resampled, self.noise)?;
+        clip_normalize(&noisy)
+    }
+
     /// Deterministic batched resampling of `crops` to `r × r` (no noise, no
     /// normalisation): `[N, C, r, r]` in the image's value range, kind and
     /// device. Each output pixel is the mean of its adaptive-average-pool bin,
@@ -295,24 +304,70 @@ impl CutoutSampler {
     /// the image's kind: a bf16 image rounds `1/len` to bf16 (≤ 0.2 % error),
     /// so pass float32 when exact averages matter and cast the result.
     pub fn resample(&self, image: &Tensor, crops: &[Crop]) -> Result<Tensor> {
+        let (_, _, h, w) = image_dims(image)?;
+        let bins = self.bins(crops, w, h)?;
+        let n = crops.len() as i64;
+        let bins = Tensor::f_from_slice(&bins)?.f_view([4, n, self.resolution])?;
+        self.resample_bins(image, &crate::gpu::upload(&bins, image.device())?)
+    }
+
+    /// The host half of resampling: every crop's pooling bins as
+    /// `[4, N, r]` values (rows: x start, x end, y start, y end; half-open, in
+    /// the padded image's pixels), after checking that each crop fits a
+    /// `width × height` image with this sampler's border.
+    pub fn bins(&self, crops: &[Crop], width: i64, height: i64) -> Result<Vec<i64>> {
         self.validate()?;
-        let (_, c, h, w) = image_dims(image)?;
+        check_dims(width, height)?;
         if crops.is_empty() {
             return Err(Error::internal("cutout resampling needs at least one crop"));
         }
-        let (px, py) = self.padding(w, h);
+        let (px, py) = self.padding(width, height);
         for crop in crops {
             let fits = crop.size >= 1
                 && crop.x >= -px
                 && crop.y >= -py
-                && crop.x + crop.size <= w + px
-                && crop.y + crop.size <= h + py;
+                && crop.x + crop.size <= width + px
+                && crop.y + crop.size <= height + py;
             if !fits {
                 return Err(Error::internal(format!(
-                    "crop {crop:?} does not fit a {w}×{h} image with a border of {px}×{py} pixels"
+                    "crop {crop:?} does not fit a {width}×{height} image with a border of {px}×{py} pixels"
                 )));
             }
         }
+        let r = self.resolution;
+        let mut out = Vec::with_capacity(4 * crops.len() * r as usize);
+        for (axis, pad) in [(0, px), (1, py)] {
+            for end in [false, true] {
+                for k in crops {
+                    let start = if axis == 0 { k.x } else { k.y } + pad;
+                    let s = k.size;
+                    for i in 0..r {
+                        out.push(if end {
+                            start + ((i + 1) * s + r - 1).div_euclid(r)
+                        } else {
+                            start + (i * s).div_euclid(r)
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The device half of resampling: `bins` (`[4, N, r]` int64 on the
+    /// image's device, from [`bins`](Self::bins)) applied to `image`.
+    pub fn resample_bins(&self, image: &Tensor, bins: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = image_dims(image)?;
+        let r = self.resolution;
+        let n = match bins.size()[..] {
+            [4, n, rr] if rr == r && n >= 1 => n,
+            ref other => {
+                return Err(Error::internal(format!(
+                    "cutout bins shaped {other:?}, expected [4, N, {r}]"
+                )))
+            }
+        };
+        let (px, py) = self.padding(w, h);
         let padded = match self.fill.torch_mode() {
             Some(mode) if px > 0 || py > 0 => {
                 let value = if mode == "constant" { Some(0.0) } else { None };
@@ -321,15 +376,11 @@ impl CutoutSampler {
             _ => image.shallow_clone(),
         };
         let (hp, wp) = (h + 2 * py, w + 2 * px);
-        let n = crops.len() as i64;
-        let r = self.resolution;
         let kind = image.kind();
-        let device = image.device();
-        let xs: Vec<(i64, i64)> = crops.iter().map(|k| (k.x + px, k.size)).collect();
-        let ys: Vec<(i64, i64)> = crops.iter().map(|k| (k.y + py, k.size)).collect();
-        let ax = pooling_matrices(&xs, r, wp, kind, device)?; // [N, r, Wp]
-        let ay = pooling_matrices(&ys, r, hp, kind, device)?; // [N, r, Hp]
-                                                              // One GEMM over all crops' columns: [C·Hp, Wp] × [Wp, N·r].
+        let bins = bins.f_unsqueeze(-1)?; // [4, N, r, 1]
+        let ax = pooling_matrices(&bins.f_get(0)?, &bins.f_get(1)?, wp, kind)?; // [N, r, Wp]
+        let ay = pooling_matrices(&bins.f_get(2)?, &bins.f_get(3)?, hp, kind)?; // [N, r, Hp]
+                                                                                // One GEMM over all crops' columns: [C·Hp, Wp] × [Wp, N·r].
         let cols = padded
             .f_reshape([c * hp, wp])?
             .f_matmul(&ax.f_reshape([n * r, wp])?.f_transpose(0, 1)?)?;
@@ -396,34 +447,13 @@ fn normalization_constants(kind: Kind, device: Device) -> Result<(Tensor, Tensor
     })
 }
 
-/// `[N, r, len]` area-averaging matrices: row `i` of matrix `n` averages the
-/// pixels `[start + floor(i·s/r), start + ceil((i+1)·s/r))` of a crop given as
-/// `(start, s)` in padded coordinates; the bins of `adaptive_avg_pool`.
-fn pooling_matrices(
-    spans: &[(i64, i64)],
-    r: i64,
-    len: i64,
-    kind: Kind,
-    device: Device,
-) -> Result<Tensor> {
-    let n = spans.len() as i64;
-    let mut lo = Vec::with_capacity((n * r) as usize);
-    let mut hi = Vec::with_capacity((n * r) as usize);
-    for &(start, s) in spans {
-        for i in 0..r {
-            lo.push(start + (i * s).div_euclid(r));
-            hi.push(start + ((i + 1) * s + r - 1).div_euclid(r));
-        }
-    }
-    // One upload for both bounds (no host wait on a GPU: crate::gpu::upload).
-    lo.extend_from_slice(&hi);
-    let bounds = crate::gpu::upload(&Tensor::f_from_slice(&lo)?.f_view([2, n, r, 1])?, device)?;
-    let (lo, hi) = (bounds.f_get(0)?, bounds.f_get(1)?);
-    let idx = Tensor::f_arange(len, (Kind::Int64, device))?.f_view([1, 1, len])?;
-    let inside = idx
-        .f_ge_tensor(&lo)?
-        .f_logical_and(&idx.f_lt_tensor(&hi)?)?;
-    let count = (&hi - &lo).f_to_kind(kind)?;
+/// `[N, r, len]` area-averaging matrices from bin bounds `lo`, `hi`
+/// (`[N, r, 1]` int64 on the device): row `i` of matrix `n` averages the
+/// pixels `[lo, hi)`, the bins of `adaptive_avg_pool`.
+fn pooling_matrices(lo: &Tensor, hi: &Tensor, len: i64, kind: Kind) -> Result<Tensor> {
+    let idx = Tensor::f_arange(len, (Kind::Int64, lo.device()))?.f_view([1, 1, len])?;
+    let inside = idx.f_ge_tensor(lo)?.f_logical_and(&idx.f_lt_tensor(hi)?)?;
+    let count = (hi - lo).f_to_kind(kind)?;
     Ok(inside.f_to_kind(kind)? / count)
 }
 

@@ -124,6 +124,69 @@ pub fn weighted_with_stop(raw: &Tensor, ws: WeightStop) -> Result<Tensor> {
     Ok(term.f_mean(None)? * ws.weight.abs())
 }
 
+/// The weight/stop rule of [`weighted_with_stop`] for a table of terms whose
+/// weights live on the device: `raw` is `[K, N]` (row `k` the raw losses of
+/// term `k`) and `table` is `[K, 3]` float32 rows `(scale, weight, stop)`
+/// (stop −∞ for none). Returns `Σ_k scale_k · rule(raw[k], weight_k, stop_k)`,
+/// a scalar. Nothing depends on the numbers on the host, so a CUDA graph
+/// captured once stays right for any weights written into `table` later; a
+/// term of weight (or scale) 0 contributes value 0 and gradient 0.
+pub fn weighted_table(raw: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let (k, _) = match raw.size()[..] {
+        [k, n] => (k, n),
+        ref other => {
+            return Err(Error::internal(format!(
+                "weighted loss table: raw losses shaped {other:?}, expected [K, N]"
+            )))
+        }
+    };
+    if table.size() != [k, 3] {
+        return Err(Error::internal(format!(
+            "weighted loss table: {k} terms but a weight table shaped {:?}",
+            table.size()
+        )));
+    }
+    let raw = raw.f_to_kind(Kind::Float)?;
+    let table = table.f_to_kind(Kind::Float)?;
+    let scale = table.f_select(1, 0)?;
+    let weight = table.f_select(1, 1)?.f_unsqueeze(1)?;
+    let stop = table.f_select(1, 2)?.f_unsqueeze(1)?;
+    let signed = &raw * weight.f_sign()?;
+    let active = signed.detach().f_gt_tensor(&stop)?.f_to_kind(Kind::Float)?;
+    let inactive = active.f_neg()? + 1.0;
+    let term = &signed * &active + (&signed * inactive).detach();
+    let per_term = term.f_mean_dim(1, false, Kind::Float)? * weight.f_squeeze_dim(1)?.f_abs()?;
+    Ok((per_term * scale).f_sum(Kind::Float)?)
+}
+
+/// A `[K, 3]` host table row for [`weighted_table`]: `(scale, weight, stop)`
+/// with an absent stop as −∞.
+pub fn table_row(scale: f64, ws: WeightStop) -> [f32; 3] {
+    [
+        scale as f32,
+        ws.weight as f32,
+        ws.stop.map_or(f32::NEG_INFINITY, |s| s as f32),
+    ]
+}
+
+/// Spherical distances ([`spherical_distance`]) between every target row of
+/// `targets` `[P, D]` and every cutout embedding of `x` `[N, D]`: `[P, N]`,
+/// in one batched computation for all prompts.
+pub fn spherical_distances(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (xs, ts) = (x.size(), targets.size());
+    if xs.len() != 2 || ts.len() != 2 || xs[1] != ts[1] {
+        return Err(Error::internal(format!(
+            "spherical distances between embeddings shaped {xs:?} and targets {ts:?}: expected [N, D] and [P, D]"
+        )));
+    }
+    let xh = unit(&x.f_to_kind(Kind::Float)?)?.f_unsqueeze(0)?; // [1, N, D]
+    let th = unit(&targets.f_to_kind(Kind::Float)?)?.f_unsqueeze(1)?; // [P, 1, D]
+    let dims = [-1i64];
+    let diff = (&xh - &th).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    let sum = (&xh + &th).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    Ok(diff.f_atan2(&sum)?.f_square()? * 2.0)
+}
+
 /// Unit vectors along the last dimension (`F.normalize`, eps 1e-12).
 fn unit(x: &Tensor) -> Result<Tensor> {
     let norm = x

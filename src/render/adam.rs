@@ -45,25 +45,53 @@ impl Adam {
 
     /// Updates `param` in place from its accumulated gradient, then clears the gradient.
     pub fn step(&mut self, param: &mut Tensor) {
+        if !param.grad().defined() {
+            return;
+        }
+        let [a, b] = self.advance();
+        let scalars = Tensor::from_slice(&[a as f32, b as f32]);
+        match crate::gpu::upload(&scalars, param.device()) {
+            Ok(scalars) => self.apply(param, &scalars),
+            Err(_) => self.apply(param, &scalars.to_device(param.device())),
+        }
+    }
+
+    /// The host half of a step: counts it and returns `[lr / bc1, bc2]`, the
+    /// learning rate over the first moment's bias correction and the second
+    /// moment's bias correction, for [`apply`](Self::apply).
+    pub fn advance(&mut self) -> [f64; 2] {
+        self.step += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        [self.lr / bc1, bc2]
+    }
+
+    /// The device half of a step: the update of `param` from its gradient with
+    /// `scalars` = [`advance`](Self::advance)'s two numbers as a float32
+    /// tensor on the device, then the gradient cleared. Nothing here reads a
+    /// number on the host, so a CUDA graph can capture it.
+    pub fn apply(&self, param: &mut Tensor, scalars: &Tensor) {
         let grad = param.grad();
         if !grad.defined() {
             return;
         }
         tch::no_grad(|| {
-            self.step += 1;
             let grad = grad.to_kind(self.exp_avg.kind());
-            let _ = self
-                .exp_avg
+            // Shallow clones: the same storage, updated in place.
+            let (mut m, mut v) = (
+                self.exp_avg.shallow_clone(),
+                self.exp_avg_sq.shallow_clone(),
+            );
+            let _ = m
                 .g_mul_scalar_(self.beta1)
                 .g_add_(&(&grad * (1.0 - self.beta1)));
-            let _ = self
-                .exp_avg_sq
+            let _ = v
                 .g_mul_scalar_(self.beta2)
                 .g_add_(&(&grad * &grad * (1.0 - self.beta2)));
-            let bc1 = 1.0 - self.beta1.powi(self.step as i32);
-            let bc2 = 1.0 - self.beta2.powi(self.step as i32);
-            let denom = (&self.exp_avg_sq / bc2).sqrt() + self.eps;
-            let update = (&self.exp_avg / &denom) * (self.lr / bc1);
+            let step_size = scalars.get(0);
+            let bc2 = scalars.get(1);
+            let denom = (&v / bc2).sqrt() + self.eps;
+            let update = (&m / &denom) * step_size;
             let _ = param.g_sub_(&update.to_kind(param.kind()));
         });
         let _ = param.grad().zero_();

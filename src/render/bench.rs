@@ -496,8 +496,13 @@ pub struct BenchResult {
     pub steps_per_s: f64,
     /// Driver-side device memory taken by the run, MiB (see module docs); `None` on the CPU.
     pub peak_gpu_mem_mib: Option<f64>,
-    /// torch's own `max_memory_allocated`; not exposed by tch, so always `None` here.
+    /// libtorch's caching allocator's peak allocated bytes (MiB) over the
+    /// whole run, as torch's `max_memory_allocated` reports it (read through
+    /// the project's C++ shim; `None` on the CPU).
     pub torch_max_allocated_mib: Option<f64>,
+    /// The allocator's peak reserved bytes (MiB): what it held from the
+    /// driver at its fullest, cached blocks and CUDA-graph pools included.
+    pub torch_max_reserved_mib: Option<f64>,
     pub flops_per_step: f64,
     pub flops: FlopCount,
     /// `flops_per_step` / time per step, in TFLOP/s.
@@ -542,6 +547,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         ));
     }
     opts.tuning.apply_global(opts.device);
+    crate::gpu::reset_peak_memory(opts.device);
     let before = gpu_mem::used_bytes(opts.device);
     tch::manual_seed(opts.seed);
     let Built {
@@ -565,6 +571,10 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     sync(opts.device);
     let elapsed = start.elapsed().as_secs_f64();
     let after = gpu_mem::used_bytes(opts.device);
+    let stats = crate::gpu::memory_stats(opts.device);
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    let torch_peak = stats.map(|m| mib(m.peak_allocated));
+    let torch_reserved = stats.map(|m| mib(m.peak_reserved));
     let losses: Vec<f64> = losses
         .iter()
         .map(|l| l.f_double_value(&[]))
@@ -614,7 +624,8 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         ms_per_step: ms,
         steps_per_s: 1000.0 / ms,
         peak_gpu_mem_mib,
-        torch_max_allocated_mib: None,
+        torch_max_allocated_mib: torch_peak,
+        torch_max_reserved_mib: torch_reserved,
         flops_per_step: flops.total,
         flops,
         achieved_tflops: achieved,

@@ -65,7 +65,9 @@ pub fn resolve_precision(setting: &str, device: Device) -> Result<Kind> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// cuDNN times its convolution algorithms once per shape and keeps the
-    /// fastest (the shapes of a render never change, so this pays at once).
+    /// fastest. Off by default: its choice can differ between runs, which
+    /// would make seeded CUDA renders differ in the last bits, and with CUDA
+    /// graphs it gained under 1 % (BENCHMARKS.md).
     pub cudnn_benchmark: bool,
     /// Cutouts are resampled in the perceptors' compute kind (bf16 matrix
     /// products) instead of float32, which cuBLAS runs without tensor cores.
@@ -77,26 +79,31 @@ pub struct Tuning {
     /// Convolution weights in channels-last layout (NHWC), the layout the
     /// tensor cores' convolution kernels read.
     pub channels_last: bool,
+    /// The device half of the step captured once as a CUDA graph and replayed
+    /// (one launch per step instead of about a thousand).
+    pub cuda_graphs: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            cudnn_benchmark: true,
+            cudnn_benchmark: false,
             low_precision_cutouts: true,
             async_uploads: true,
             channels_last: false,
+            cuda_graphs: true,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
         "channels-last",
+        "cuda-graphs",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -106,6 +113,7 @@ impl Tuning {
             low_precision_cutouts: false,
             async_uploads: false,
             channels_last: false,
+            cuda_graphs: false,
         }
     }
 
@@ -126,6 +134,7 @@ impl Tuning {
             "low-precision-cutouts" => self.low_precision_cutouts = on,
             "async-uploads" => self.async_uploads = on,
             "channels-last" => self.channels_last = on,
+            "cuda-graphs" => self.cuda_graphs = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -150,11 +159,12 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
-            v(self.channels_last)
+            v(self.channels_last),
+            v(self.cuda_graphs)
         )
     }
 
@@ -171,6 +181,7 @@ impl Tuning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Tensor;
 
     #[test]
     fn cpu_and_auto_resolve() {
@@ -191,12 +202,14 @@ mod tests {
     #[test]
     fn tuning_switches_parse_and_name_themselves() {
         let mut t = Tuning::default();
+        assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads);
+        t.set("cudnn-benchmark=on").unwrap();
         t.set("cudnn-benchmark=off").unwrap();
         t.set("channels_last").unwrap();
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on"
         );
         t.set("all=off").unwrap();
         assert_eq!(t, Tuning::plain());
@@ -210,13 +223,15 @@ mod tests {
 
     #[test]
     fn channels_last_keeps_values_and_changes_strides() {
+        // No random initialisation: other tests seed torch's global generator
+        // concurrently.
         let vs = tch::nn::VarStore::new(Device::Cpu);
-        let conv = tch::nn::conv2d(vs.root(), 4, 6, 3, Default::default());
-        let before = conv.ws.copy();
+        let before = Tensor::arange(216, (Kind::Float, Device::Cpu)).view([6, 4, 3, 3]);
+        let ws = vs.root().var_copy("weight", &before);
         crate::gpu::make_channels_last(&vs).unwrap();
         // [6, 4, 3, 3] in NHWC order: the channel stride is 1.
-        assert_eq!(conv.ws.stride(), vec![36, 1, 12, 4]);
-        assert!(conv.ws.equal(&before));
+        assert_eq!(ws.stride(), vec![36, 1, 12, 4]);
+        assert!(ws.equal(&before));
         let up = crate::gpu::upload(&before, Device::Cpu).unwrap();
         assert!(up.equal(&before));
     }

@@ -482,6 +482,14 @@ pub fn render_in(
     let tuning = crate::render::device::Tuning::default();
     tuning.apply_global(device);
     let models = load_models(scene, device, kind)?;
+    if tuning.channels_last {
+        for p in &models.perceptors {
+            p.clip.make_channels_last()?;
+        }
+        if let ImageModel::Vqgan(v) = &models.image_model {
+            v.make_channels_last()?;
+        }
+    }
     let weight_files: Vec<serde_json::Value> = models
         .files
         .iter()

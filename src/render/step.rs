@@ -73,8 +73,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::guidance::cutouts::{clip_normalize, CutoutSampler};
 use crate::guidance::loss::{
-    scene_prompt_loss, straight_through, ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts,
-    WeightStop,
+    spherical_distance, spherical_distances, straight_through, table_row, weighted_table,
+    ClampWithGrad, DirectLoss, PromptLoss, WeightStop,
 };
 use crate::models::clip::{Clip, Tokenizer};
 use crate::models::vqgan::{QuantizerKind, Vqgan};
@@ -402,8 +402,15 @@ pub struct Guide {
     perceptors: Vec<Perceptor>,
     /// `[scene][prompt]`, each with one embedding per perceptor.
     prompts: Vec<Vec<PromptLoss>>,
-    /// The speed switches the step reads (the cutouts' kind).
+    /// Number of prompts of all scenes together.
+    prompt_count: usize,
+    /// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in
+    /// order, then prompts): the targets of one batched distance computation.
+    targets: Vec<Tensor>,
+    /// The speed switches the step reads (cutout precision, CUDA graphs).
     tuning: Tuning,
+    /// The captured step, on CUDA.
+    graph: std::cell::RefCell<GraphRun>,
 }
 
 /// Where the time of steps goes, for `zoetrope bench --breakdown`: the
@@ -577,10 +584,27 @@ impl Guide {
             }
             prompts.push(losses);
         }
+        let prompt_count = prompts.iter().map(Vec::len).sum();
+        let mut targets = Vec::with_capacity(perceptors.len());
+        for (i, p) in perceptors.iter().enumerate() {
+            let rows = prompts
+                .iter()
+                .flatten()
+                .map(|l: &PromptLoss| l.embeds[i].f_reshape([1, -1]))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            targets.push(if rows.is_empty() {
+                Tensor::f_zeros([0, 1], (Kind::Float, p.clip.device()))?
+            } else {
+                Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?
+            });
+        }
         Ok(Guide {
             perceptors,
             prompts,
+            prompt_count,
+            targets,
             tuning: Tuning::default(),
+            graph: std::cell::RefCell::new(GraphRun::default()),
         })
     }
 
@@ -721,20 +745,35 @@ impl Guide {
     /// One optimisation step (SPEC §7, module docs): forward through the
     /// straight-through quantiser, the decoder, the exact clamp rule and every
     /// perceptor's cutouts; the weighted prompt losses (SPEC §2, §3) plus the
-    /// active init/stabilisation losses (SPEC §6); backward; `adam.step` on the
-    /// parameter. Returns the total loss as a detached scalar tensor on the
+    /// init/stabilisation losses given (SPEC §6); backward; the Adam update of
+    /// the parameter. Returns the total loss as a detached scalar tensor on the
     /// device (not read back here, so the GPU is never waited on).
+    ///
+    /// The step has a host half ([`prepare`](Self::prepare): crop placements,
+    /// weights, Adam's bias corrections, uploaded together) and a device half
+    /// that reads no number on the host. On CUDA (with the `cuda-graphs`
+    /// switch on) the device half is captured into a CUDA graph after two
+    /// ordinary steps and replayed from then on: one launch instead of about
+    /// a thousand, the same kernels and the same random numbers. A change of
+    /// what the step reads (another parameter, Adam state or loss target, a
+    /// loss added or removed) captures it anew.
     pub fn step(
         &self,
         state: &mut ImageState,
         adam: &mut Adam,
         w: &StepWeights<'_>,
     ) -> Result<Tensor> {
-        self.step_inner(state, adam, w, None)
+        self.check_step(state, w)?;
+        let inputs = self.prepare(state, adam, w)?;
+        let device = state.device();
+        if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::graphs_built() {
+            return self.step_graphed(state, adam, w, &inputs);
+        }
+        self.device_step(state, adam, w, &inputs, &mut None)
     }
 
-    /// [`step`](Self::step), timing its phases into `phases` (which waits on
-    /// the device at each phase boundary).
+    /// [`step`](Self::step) without graphs, timing its phases into `phases`
+    /// (which waits on the device at each phase boundary).
     pub fn step_profiled(
         &self,
         state: &mut ImageState,
@@ -742,16 +781,13 @@ impl Guide {
         w: &StepWeights<'_>,
         phases: &mut PhaseTimes,
     ) -> Result<Tensor> {
-        self.step_inner(state, adam, w, Some(phases))
+        self.check_step(state, w)?;
+        let inputs = self.prepare(state, adam, w)?;
+        self.device_step(state, adam, w, &inputs, &mut Some(phases))
     }
 
-    fn step_inner(
-        &self,
-        state: &mut ImageState,
-        adam: &mut Adam,
-        w: &StepWeights<'_>,
-        mut phases: Option<&mut PhaseTimes>,
-    ) -> Result<Tensor> {
+    /// Checks the weights' shape against the guide and the devices.
+    fn check_step(&self, state: &ImageState, w: &StepWeights<'_>) -> Result<()> {
         self.check_weights(w)?;
         let device = state.device();
         for p in &self.perceptors {
@@ -763,8 +799,157 @@ impl Guide {
                 )));
             }
         }
+        for (name, t) in optional_losses(w) {
+            if let Some((_, target)) = t {
+                if target.rgb.size() != [1, 3, state.height, state.width] {
+                    return Err(Error::internal(format!(
+                        "{name}: target image {:?} for a render of {}×{}",
+                        target.rgb.size(),
+                        state.width,
+                        state.height
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 
-        mark(&mut phases, device, None);
+    /// Whether this step cuts and encodes cutouts: when the guide has prompts
+    /// or a semantic loss is given.
+    fn needs_cutouts(&self, w: &StepWeights<'_>) -> bool {
+        self.prompt_count > 0 || w.semantic_init.is_some() || w.semantic_stabilization.is_some()
+    }
+
+    /// The host half of a step: draws the crop placements (torch's CPU
+    /// generator), evaluates them into pooling bins, writes the weight table
+    /// (one row `(scene weight, weight, stop)` per prompt of every scene, then
+    /// one row per init/stabilisation loss) and Adam's two scalars, and
+    /// uploads it all without waiting on the GPU.
+    pub fn prepare(
+        &self,
+        state: &ImageState,
+        adam: &mut Adam,
+        w: &StepWeights<'_>,
+    ) -> Result<StepInputs> {
+        let device = state.device();
+        let (wd, h) = (state.width, state.height);
+        let mut bins = Vec::new();
+        if self.needs_cutouts(w) {
+            for p in &self.perceptors {
+                let crops = p.sampler.place(wd, h)?;
+                let b = p.sampler.bins(&crops, wd, h)?;
+                let t = Tensor::f_from_slice(&b)?.f_view([
+                    4,
+                    crops.len() as i64,
+                    p.sampler.resolution,
+                ])?;
+                bins.push(crate::gpu::upload(&t, device)?);
+            }
+        }
+        let mut table: Vec<f32> = Vec::with_capacity(3 * (self.prompt_count + 4) + 2);
+        for ((scene, &sw), wss) in self
+            .prompts
+            .iter()
+            .zip(&w.scene_weights)
+            .zip(&w.prompt_weights)
+        {
+            if !sw.is_finite() {
+                return Err(Error::internal(format!("scene weight {sw} is not finite")));
+            }
+            for (prompt, ws) in scene.iter().zip(wss) {
+                ws.validate(&format!("prompt \"{}\"", prompt.label))?;
+                table.extend(table_row(sw, *ws));
+            }
+        }
+        for (name, t) in optional_losses(w) {
+            match t {
+                Some((ws, _)) => {
+                    ws.validate(name)?;
+                    table.extend(table_row(1.0, ws));
+                }
+                None => table.extend([0.0, 0.0, f32::NEG_INFINITY]),
+            }
+        }
+        let [step_size, bc2] = adam.advance();
+        table.extend([step_size as f32, bc2 as f32]);
+        let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
+        Ok(StepInputs { bins, packed })
+    }
+
+    /// A step with the device half replayed from a CUDA graph (module docs).
+    fn step_graphed(
+        &self,
+        state: &mut ImageState,
+        adam: &mut Adam,
+        w: &StepWeights<'_>,
+        inputs: &StepInputs,
+    ) -> Result<Tensor> {
+        let key = GraphKey::of(state, adam, w);
+        let mut run = self.graph.borrow_mut();
+        if run.failed {
+            drop(run);
+            return self.device_step(state, adam, w, inputs, &mut None);
+        }
+        if run.key.as_ref() != Some(&key) {
+            *run = GraphRun {
+                key: Some(key),
+                ..GraphRun::default()
+            };
+        }
+        if let (Some(graph), Some(statics), Some(loss)) = (&run.graph, &run.statics, &run.loss) {
+            statics.load(inputs)?;
+            graph.replay()?;
+            return Ok(loss.f_detach()?.copy());
+        }
+        if run.eager_steps < GRAPH_WARMUP_STEPS {
+            run.eager_steps += 1;
+            drop(run);
+            return self.device_step(state, adam, w, inputs, &mut None);
+        }
+        let device = state.device();
+        let statics = inputs.copy()?;
+        // The eager steps' cached blocks go back first, so that the graph's
+        // own pool does not come on top of them.
+        crate::gpu::empty_cache(device);
+        let captured = crate::gpu::CudaGraph::capture(device, || {
+            self.device_step(state, adam, w, &statics, &mut None)
+        });
+        match captured {
+            Ok((graph, loss)) => {
+                graph.replay()?;
+                let out = loss.f_detach()?.copy();
+                run.graph = Some(graph);
+                run.statics = Some(statics);
+                run.loss = Some(loss);
+                crate::gpu::empty_cache(device);
+                Ok(out)
+            }
+            Err(e) => {
+                eprintln!(
+                    "note: the step could not be captured as a CUDA graph ({e}); continuing without graphs"
+                );
+                run.failed = true;
+                drop(run);
+                self.device_step(state, adam, w, inputs, &mut None)
+            }
+        }
+    }
+
+    /// The device half of a step (module docs): reads only tensors, so a
+    /// CUDA graph can capture it.
+    fn device_step(
+        &self,
+        state: &mut ImageState,
+        adam: &Adam,
+        w: &StepWeights<'_>,
+        inputs: &StepInputs,
+        phases: &mut Option<&mut PhaseTimes>,
+    ) -> Result<Tensor> {
+        let device = state.device();
+        let p_count = self.prompt_count as i64;
+        let table = inputs.table(self.prompt_count)?;
+        mark(phases, device, None);
+
         // 1–2: the image, with the straight-through z_q kept for the latent loss.
         let (unclamped, z_q) = match &state.model {
             ImageModel::Palette => (state.param.shallow_clone(), None),
@@ -777,32 +962,25 @@ impl Guide {
         };
         let clamp = ClampWithGrad::new(&unclamped, 0.0, 1.0)?;
         let image = clamp.output();
-        mark(&mut phases, device, Some("quantise + decode"));
+        mark(phases, device, Some("quantise + decode"));
         // Zero attached to the image leaf: the accumulator, and a valid
         // backward even when every term is off.
         let mut total = image.f_sum(Kind::Float)? * 0.0;
 
-        // 3: cutouts and their embeddings, only when a perceptor loss is active.
-        let prompts_active = w
-            .scene_weights
-            .iter()
-            .zip(&w.prompt_weights)
-            .any(|(sw, ps)| *sw != 0.0 && ps.iter().any(|ws| !ws.is_disabled()));
-        let semantic: Vec<(&str, WeightStop, &Target)> = [
-            ("semantic_init_weight", w.semantic_init),
-            ("semantic_stabilization_weight", w.semantic_stabilization),
-        ]
-        .into_iter()
-        .filter_map(|(name, t)| t.map(|(ws, target)| (name, ws, target)))
-        .filter(|(_, ws, _)| !ws.is_disabled())
-        .collect();
-        if prompts_active || !semantic.is_empty() {
-            let (h, wd) = (state.height, state.width);
+        // 3: cutouts and their embeddings.
+        let semantic: Vec<(usize, &Target)> = optional_losses(w)
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| *k >= 2)
+            .filter_map(|(k, (_, t))| t.map(|(_, target)| (k, target)))
+            .collect();
+        if self.needs_cutouts(w) {
             let mut embeds = Vec::with_capacity(self.perceptors.len());
-            let mut target_cuts: Vec<Vec<Tensor>> =
-                (0..semantic.len()).map(|_| Vec::new()).collect();
-            for p in &self.perceptors {
-                let crops = p.sampler.place(wd, h)?;
+            let mut target_cuts: Vec<Vec<Tensor>> = semantic.iter().map(|_| Vec::new()).collect();
+            for (i, p) in self.perceptors.iter().enumerate() {
+                let bins = inputs.bins.get(i).ok_or_else(|| {
+                    Error::internal(format!("no cutout bins for perceptor {}", p.name))
+                })?;
                 // bf16 models: resample in bf16 (tensor-core products; the
                 // perceptor rounds its input to bf16 anyway).
                 let source = if self.tuning.low_precision_cutouts && p.clip.kind() != Kind::Float {
@@ -810,54 +988,47 @@ impl Guide {
                 } else {
                     image.shallow_clone()
                 };
-                let cuts = p.sampler.sample_with(&source, &crops)?;
-                mark(&mut phases, device, Some("cutouts"));
+                let cuts = p.sampler.sample_with_bins(&source, bins)?;
+                mark(phases, device, Some("cutouts"));
                 embeds.push(p.clip.encode_image(&cuts)?.f_to_kind(Kind::Float)?);
-                mark(&mut phases, device, Some("perceptors"));
-                for (k, (name, _, target)) in semantic.iter().enumerate() {
-                    if target.rgb.size() != image.size() {
-                        return Err(Error::internal(format!(
-                            "{name}: target image {:?} for a render of {:?}",
-                            target.rgb.size(),
-                            image.size()
-                        )));
-                    }
+                mark(phases, device, Some("perceptors"));
+                for (k, (_, target)) in semantic.iter().enumerate() {
                     let e = tch::no_grad(|| -> Result<Tensor> {
                         let rgb = target.rgb.f_to_device(device)?.f_to_kind(Kind::Float)?;
-                        let cut = clip_normalize(&p.sampler.resample(&rgb, &crops)?)?;
+                        let cut = clip_normalize(&p.sampler.resample_bins(&rgb, bins)?)?;
                         Ok(p.clip.encode_image(&cut)?.f_to_kind(Kind::Float)?)
                     })?;
                     target_cuts[k].push(e);
                 }
             }
-            if prompts_active {
-                let scenes: Vec<ScenePrompts<'_>> = self
-                    .prompts
+            if p_count > 0 {
+                let distances = self
+                    .targets
                     .iter()
-                    .zip(&w.scene_weights)
-                    .zip(&w.prompt_weights)
-                    .map(|((ps, &weight), wss)| ScenePrompts {
-                        weight,
-                        prompts: ps.iter().zip(wss).map(|(p, ws)| (p, *ws)).collect(),
-                    })
-                    .collect();
-                total = total.f_add(&scene_prompt_loss(&scenes, &embeds)?)?;
+                    .zip(&embeds)
+                    .map(|(t, e)| spherical_distances(e, t))
+                    .collect::<Result<Vec<_>>>()?;
+                let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ N]
+                total = total.f_add(&weighted_table(
+                    &distances,
+                    &table.f_narrow(0, 0, p_count)?,
+                )?)?;
             }
-            for ((name, ws, _), cuts) in semantic.iter().zip(target_cuts) {
-                let loss = PromptLoss::semantic(*name, cuts)?;
-                total = total.f_add(&loss.loss(&embeds, *ws)?)?;
+            for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
+                let raw = embeds
+                    .iter()
+                    .zip(&cuts)
+                    .map(|(e, t)| spherical_distance(e, t))
+                    .collect::<Result<Vec<_>>>()?;
+                let raw = Tensor::f_cat(&raw, 0)?.f_unsqueeze(0)?;
+                let row = table.f_narrow(0, p_count + *k as i64, 1)?;
+                total = total.f_add(&weighted_table(&raw, &row)?)?;
             }
         }
 
         // 4: direct losses toward pixels (and the latent, for a VQGAN).
-        for (name, entry) in [
-            ("direct_init_weight", w.direct_init),
-            ("direct_stabilization_weight", w.direct_stabilization),
-        ] {
-            let Some((ws, target)) = entry else { continue };
-            if ws.is_disabled() {
-                continue;
-            }
+        for (k, (name, entry)) in optional_losses(w).into_iter().enumerate().take(2) {
+            let Some((_, target)) = entry else { continue };
             let loss = match (&z_q, &target.z_q) {
                 (Some(_), Some(tz)) => DirectLoss::latent(name, tz, &target.rgb),
                 (None, _) => DirectLoss::rgb(name, &target.rgb),
@@ -867,16 +1038,120 @@ impl Guide {
                     )))
                 }
             };
-            total = total.f_add(&loss.loss(z_q.as_ref(), image, ws)?)?;
+            let raw = loss.raw(z_q.as_ref(), image)?.f_view([1, 1])?;
+            let row = table.f_narrow(0, p_count + k as i64, 1)?;
+            total = total.f_add(&weighted_table(&raw, &row)?)?;
         }
 
-        mark(&mut phases, device, Some("losses"));
+        mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
-            mark(&mut phases, device, Some("backward: losses → image"))
+            mark(phases, device, Some("backward: losses → image"))
         })?;
-        mark(&mut phases, device, Some("backward: image → latent"));
-        adam.step(state.param_mut());
-        mark(&mut phases, device, Some("adam"));
+        mark(phases, device, Some("backward: image → latent"));
+        adam.apply(state.param_mut(), &inputs.adam(self.prompt_count)?);
+        mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
+}
+
+/// The four init/stabilisation losses of a step, in the weight table's order.
+fn optional_losses<'a, 'w>(
+    w: &'w StepWeights<'a>,
+) -> [(&'static str, Option<(WeightStop, &'a Target)>); 4] {
+    [
+        ("direct_init_weight", w.direct_init),
+        ("direct_stabilization_weight", w.direct_stabilization),
+        ("semantic_init_weight", w.semantic_init),
+        ("semantic_stabilization_weight", w.semantic_stabilization),
+    ]
+}
+
+/// Eager steps before a step is captured as a CUDA graph: the first one lets
+/// cuDNN time its algorithms and allocates the gradient, the second runs as
+/// the graph will.
+const GRAPH_WARMUP_STEPS: usize = 2;
+
+/// What a step uploads from the host, on the device ([`Guide::prepare`]).
+#[derive(Debug)]
+pub struct StepInputs {
+    /// Per perceptor, the cutouts' pooling bins `[4, N, r]` int64 (empty
+    /// when the step needs no cutouts).
+    bins: Vec<Tensor>,
+    /// float32: the weight table `[(P + 4) × 3]`, then Adam's two scalars.
+    packed: Tensor,
+}
+
+impl StepInputs {
+    /// The weight table `[P + 4, 3]`.
+    fn table(&self, prompts: usize) -> Result<Tensor> {
+        let rows = prompts as i64 + 4;
+        Ok(self.packed.f_narrow(0, 0, rows * 3)?.f_view([rows, 3])?)
+    }
+
+    /// Adam's `[lr / bc1, bc2]`.
+    fn adam(&self, prompts: usize) -> Result<Tensor> {
+        Ok(self.packed.f_narrow(0, (prompts as i64 + 4) * 3, 2)?)
+    }
+
+    /// Device copies that a CUDA graph can read from for as long as it lives.
+    fn copy(&self) -> Result<StepInputs> {
+        Ok(StepInputs {
+            bins: self.bins.iter().map(|b| b.copy()).collect(),
+            packed: self.packed.copy(),
+        })
+    }
+
+    /// Writes `other`'s values into these tensors (same shapes).
+    fn load(&self, other: &StepInputs) -> Result<()> {
+        if self.bins.len() != other.bins.len() {
+            return Err(Error::internal(
+                "cutout bins for another number of perceptors",
+            ));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (s, o) in self.bins.iter().zip(&other.bins) {
+                s.shallow_clone().f_copy_(o)?;
+            }
+            self.packed.shallow_clone().f_copy_(&other.packed)?;
+            Ok(())
+        })
+    }
+}
+
+/// What a captured step reads besides its inputs: if any of it changes,
+/// the graph would read stale or freed memory, so the step is captured anew.
+#[derive(Debug, PartialEq, Eq)]
+struct GraphKey {
+    param: usize,
+    adam: [usize; 2],
+    targets: [Option<(usize, usize)>; 4],
+    shapes: Vec<Vec<i64>>,
+}
+
+impl GraphKey {
+    fn of(state: &ImageState, adam: &Adam, w: &StepWeights<'_>) -> GraphKey {
+        let ptr = |t: &Tensor| t.data_ptr() as usize;
+        let [(_, m), (_, v)] = adam.tensors();
+        let targets = optional_losses(w).map(|(_, t)| {
+            t.map(|(_, target)| (ptr(&target.rgb), target.z_q.as_ref().map_or(0, ptr)))
+        });
+        GraphKey {
+            param: ptr(&state.param),
+            adam: [ptr(m), ptr(v)],
+            targets,
+            shapes: vec![state.param.size()],
+        }
+    }
+}
+
+/// The captured step of a [`Guide`] and what it was captured for.
+#[derive(Debug, Default)]
+struct GraphRun {
+    key: Option<GraphKey>,
+    eager_steps: usize,
+    graph: Option<crate::gpu::CudaGraph>,
+    statics: Option<StepInputs>,
+    loss: Option<Tensor>,
+    /// Capture failed once: this guide runs without graphs from then on.
+    failed: bool,
 }

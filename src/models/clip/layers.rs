@@ -102,6 +102,19 @@ impl LayerNorm {
         let kind = x.kind();
         if kind == Kind::Float {
             x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), 1e-5, true)
+        } else if kind == Kind::BFloat16 {
+            // bf16 has float32's range, so the cast the official subclass
+            // makes for fp16 is not needed: libtorch's bf16 kernel already
+            // accumulates its statistics in float32. Skipping the casts saves
+            // two passes and keeps a bf16 (not a float32) copy of the input
+            // for the backward pass.
+            x.layer_norm(
+                [self.dim],
+                Some(self.weight.to_kind(kind)),
+                Some(self.bias.to_kind(kind)),
+                1e-5,
+                true,
+            )
         } else {
             x.to_kind(Kind::Float)
                 .layer_norm(
@@ -212,9 +225,12 @@ pub(crate) struct ResidualAttentionBlock {
     ln_2: LayerNorm,
 }
 
-/// OpenAI's QuickGELU, `x * sigmoid(1.702 x)` (not the exact GELU).
+/// OpenAI's QuickGELU, `x * sigmoid(1.702 x)` (not the exact GELU), written
+/// as `silu(1.702 x) / 1.702` (the same function: `silu(y) = y · sigmoid(y)`),
+/// which runs as one fused kernel and keeps one tensor for the backward pass
+/// instead of two.
 pub(crate) fn quick_gelu(x: &Tensor) -> Tensor {
-    x * (x * 1.702).sigmoid()
+    (x * 1.702).silu() / 1.702
 }
 
 impl ResidualAttentionBlock {

@@ -256,6 +256,16 @@ impl Vqgan {
         (self.embed_codes(&indices), indices)
     }
 
+    /// Rewrites the convolution kernels in channels-last layout
+    /// ([`crate::gpu::make_channels_last`]); a no-op for a model whose
+    /// variables belong to a caller's store.
+    pub fn make_channels_last(&self) -> Result<()> {
+        match &self._vs {
+            Some(vs) => crate::gpu::make_channels_last(vs),
+            None => Ok(()),
+        }
+    }
+
     /// Codebook vectors of code indices `[B, h, w]` as a latent `[B, embed_dim, h, w]`.
     pub fn embed_codes(&self, indices: &Tensor) -> Tensor {
         let (b, h, w) = indices.size3().expect("code indices must be [B, h, w]");
