@@ -41,9 +41,9 @@
 #   zoetrope_fp32.json  the same in fp32
 #   reference.json      benches/reference/notebook_loop.py, configs a b c
 #                       (CLIP fp16 + VQGAN fp32, as the notebooks run)
-#   tuning.json         config $TUNE_CONFIG (default b) in bf16 with the speed
-#                       switches off all together and one at a time
-#                       (`zoetrope bench --tune NAME=off`)
+#   tuning.json         the TUNE_RUNS variants in bf16: the speed switches
+#                       flipped all together and one at a time
+#                       (`zoetrope bench --tune NAME=on|off`)
 #   loss_curves.csv     config a, seed 0, 200 steps: step,fp32,bf16
 #   summary.md          the tables for BENCHMARKS.md (benches/summarize_gpu.py;
 #                       also printed to log.txt)
@@ -55,15 +55,16 @@
 #
 # Environment knobs: STEPS (timed steps, default 30), WARMUP (default 5),
 # CURVE_STEPS (default 200), SEED (default 0), DEVICE (default cuda),
-# SMALL=1 (tiny models), TUNE_CONFIG (default b; TUNE_CONFIG=none skips the
-# switch runs), ZOETROPE_BIN, PYTHON, OUT, WORK.
+# SMALL=1 (tiny models), SIDES (default "zoetrope_bf16 zoetrope_fp32
+# reference"), TUNE_RUNS (CONFIG:SWITCH=on|off items, or none), SKIP
+# ("curves", "checks"), PROFILE=1 (Nsight Compute kernel times of one eager
+# step of config b), ZOETROPE_BIN, PYTHON, OUT, WORK.
 # ---------------------------------------------------------------------------
 set -uo pipefail
 
 OUT=${OUT:-out/bench-gpu}
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$OUT" "$WORK"
-TUNE_CONFIG=${TUNE_CONFIG:-b}
 BIN=${ZOETROPE_BIN:-target/release/zoetrope}
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-30}
@@ -150,12 +151,15 @@ if [ "$TUNE_RUNS" != none ]; then
   if [ ${#parts[@]} -gt 0 ]; then merge "$OUT/tuning.json" "${parts[@]}"; fi
 fi
 
+skip() { case " ${SKIP:-} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if ! skip curves; then
 curve=(--config a --device "$DEVICE" --steps "$CURVE_STEPS" --warmup 0 --seed "$SEED" "${SMALL_FLAG[@]}" --format json)
 step "loss curve fp32" "$BIN" bench "${curve[@]}" --precision fp32 --loss-curve "$WORK/loss_fp32.csv"
 step "loss curve bf16" "$BIN" bench "${curve[@]}" --precision bf16 --loss-curve "$WORK/loss_bf16.csv"
 if [ -s "$WORK/loss_fp32.csv" ] && [ -s "$WORK/loss_bf16.csv" ]; then
   paste -d, "$WORK/loss_fp32.csv" "$WORK/loss_bf16.csv" | cut -d, -f1,2,4 \
     | sed '1s/.*/step,fp32,bf16/' > "$OUT/loss_curves.csv"
+fi
 fi
 
 # CUDA checks of the models and the render (issues "Models" and "render"):
@@ -185,7 +189,7 @@ PYEOF
   ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-dev --log-lines || return 1
   "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-dev/quickstart_dev/metadata.json
 }
-step "cuda checks" cuda_checks
+skip checks || step "cuda checks" cuda_checks
 # Per-kernel GPU time of one eager step of config b (PROFILE=1): Nsight
 # Compute's kernel durations, summed by kernel name (top 25 into the log).
 if [ "${PROFILE:-0}" = 1 ] && command -v ncu >/dev/null; then
