@@ -82,6 +82,9 @@ pub struct Tuning {
     /// The device half of the step captured once as a CUDA graph and replayed
     /// (one launch per step instead of about a thousand).
     pub cuda_graphs: bool,
+    /// The VQGAN's group norms as whole-GPU reductions instead of libtorch's
+    /// kernel, which runs one thread block per image and group.
+    pub reduced_group_norm: bool,
 }
 
 impl Default for Tuning {
@@ -92,18 +95,20 @@ impl Default for Tuning {
             async_uploads: true,
             channels_last: false,
             cuda_graphs: true,
+            reduced_group_norm: true,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
         "channels-last",
         "cuda-graphs",
+        "reduced-group-norm",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -114,6 +119,7 @@ impl Tuning {
             async_uploads: false,
             channels_last: false,
             cuda_graphs: false,
+            reduced_group_norm: false,
         }
     }
 
@@ -135,6 +141,7 @@ impl Tuning {
             "async-uploads" => self.async_uploads = on,
             "channels-last" => self.channels_last = on,
             "cuda-graphs" => self.cuda_graphs = on,
+            "reduced-group-norm" => self.reduced_group_norm = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -159,12 +166,13 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
             v(self.channels_last),
-            v(self.cuda_graphs)
+            v(self.cuda_graphs),
+            v(self.reduced_group_norm)
         )
     }
 
@@ -172,6 +180,7 @@ impl Tuning {
     /// `device`. The CPU ignores them.
     pub fn apply_global(&self, device: Device) {
         crate::gpu::set_async_uploads(self.async_uploads);
+        crate::gpu::set_reduced_group_norm(self.reduced_group_norm);
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
         }
@@ -209,7 +218,7 @@ mod tests {
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on"
         );
         t.set("all=off").unwrap();
         assert_eq!(t, Tuning::plain());
