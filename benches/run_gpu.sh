@@ -187,7 +187,7 @@ PYEOF
     scenes/quickstart.toml > /tmp/quickstart_dev.toml
   rm -rf /tmp/render-dev
   ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-dev --log-lines || return 1
-  "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-dev/quickstart_dev/metadata.json
+  "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s; GPU peak allocated", m.get("gpu_peak_allocated_mib"), "MiB, reserved", m.get("gpu_peak_reserved_mib"), "MiB")' /tmp/render-dev/quickstart_dev/metadata.json
 }
 skip checks || step "cuda checks" cuda_checks
 # Per-kernel GPU time of one eager step of config b (PROFILE=1): Nsight

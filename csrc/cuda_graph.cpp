@@ -5,6 +5,7 @@
 // than the kernel costs the GPU. Captured once into a CUDA graph, a step is
 // one launch. Every function catches C++ exceptions and returns them as a
 // message (a malloc'd C string the caller frees with zt_free_string).
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
@@ -106,6 +107,15 @@ int zt_cuda_memory_stats(int device, int64_t* out, char** err) {
     out[2] = stats.reserved_bytes[all].current;
     out[3] = stats.reserved_bytes[all].peak;
   });
+}
+
+// A pinned (page-locked) copy of a CPU tensor, through libtorch's caching
+// host allocator. tch's binding passes the deprecated device argument, which
+// makes libtorch print a warning on every call.
+void* zt_pin_memory(void* tensor, char** err) {
+  at::Tensor* out = nullptr;
+  guarded(err, [&] { out = new at::Tensor(static_cast<at::Tensor*>(tensor)->pin_memory()); });
+  return out;
 }
 
 int zt_cuda_empty_cache(char** err) {

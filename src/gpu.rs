@@ -26,10 +26,40 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
         return Ok(t.f_to_device(device)?);
     }
     if ASYNC_UPLOADS.load(Ordering::Relaxed) {
-        let pinned = t.f_contiguous()?.f_pin_memory(device)?;
-        Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?)
+        // Should pinning fail (no page-locked memory left), the plain copy
+        // is still right, only slower.
+        match pin(&t.f_contiguous()?) {
+            Ok(pinned) => Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?),
+            Err(_) => Ok(t.f_to_device(device)?),
+        }
     } else {
         Ok(t.f_to_device(device)?)
+    }
+}
+
+/// A pinned copy of a CPU tensor (through the shim where built, without the
+/// deprecation warning tch's binding triggers on every call).
+fn pin(t: &Tensor) -> Result<Tensor> {
+    #[cfg(zoetrope_cuda_graphs)]
+    {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `as_ptr` is a live at::Tensor*; the shim returns a new
+        // heap-allocated at::Tensor* (owned by the returned Tensor) or null
+        // with `err` set.
+        let ptr = unsafe { ffi::zt_pin_memory(t.as_ptr() as *mut std::ffi::c_void, &mut err) };
+        if ptr.is_null() {
+            ffi::check("pinning host memory", |e| {
+                // SAFETY: hands the shim's error message to `check`.
+                unsafe { *e = err };
+                1
+            })?;
+        }
+        // SAFETY: `ptr` is a fresh at::Tensor* that nothing else owns.
+        Ok(unsafe { Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
+    }
+    #[cfg(not(zoetrope_cuda_graphs))]
+    {
+        Ok(t.f_pin_memory(Device::Cuda(0))?)
     }
 }
 
@@ -52,7 +82,7 @@ pub fn make_channels_last(vs: &tch::nn::VarStore) -> Result<()> {
     })
 }
 
-static REDUCED_GROUP_NORM: AtomicBool = AtomicBool::new(true);
+static REDUCED_GROUP_NORM: AtomicBool = AtomicBool::new(false);
 
 /// Whether the VQGAN's group norms run as whole-GPU reductions on CUDA
 /// (`crate::models::vqgan`; process-wide, set by
@@ -86,6 +116,7 @@ mod ffi {
         pub fn zt_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn zt_cuda_memory_stats(device: c_int, out: *mut i64, err: *mut *mut c_char) -> c_int;
         pub fn zt_cuda_empty_cache(err: *mut *mut c_char) -> c_int;
+        pub fn zt_pin_memory(tensor: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
         pub fn zt_cuda_reset_peak_memory(device: c_int, err: *mut *mut c_char) -> c_int;
     }
 
@@ -265,4 +296,22 @@ pub fn empty_cache(device: Device) {
     }
     #[cfg(not(zoetrope_cuda_graphs))]
     let _ = device;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a GPU every entry point answers instead of failing hard: graphs
+    /// are refused with a message, statistics are absent, uploads are copies.
+    #[test]
+    fn cpu_answers_without_a_gpu() {
+        let e = CudaGraph::capture(Device::Cpu, || Ok(1)).unwrap_err();
+        assert!(e.message.contains("CUDA"), "{e}");
+        assert!(memory_stats(Device::Cpu).is_none());
+        reset_peak_memory(Device::Cpu);
+        empty_cache(Device::Cpu);
+        let t = Tensor::from_slice(&[1.0f32, 2.0]);
+        assert!(upload(&t, Device::Cpu).unwrap().equal(&t));
+    }
 }

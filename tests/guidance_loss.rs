@@ -5,8 +5,8 @@ use std::f64::consts::PI;
 use tch::{Device, Kind, Tensor};
 use zoetrope::guidance::loss::{
     clamp_grad_rule, clamp_straight_through, scene_prompt_loss, spherical_distance,
-    straight_through, weighted_with_stop, ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts,
-    WeightStop,
+    spherical_distances, straight_through, table_row, weighted_table, weighted_with_stop,
+    ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts, WeightStop,
 };
 use zoetrope::ErrorKind;
 
@@ -383,4 +383,55 @@ fn straight_through_quantisation() {
         .backward();
     assert_eq!(vals(&z.grad()), vec![1.0, 2.0, 3.0]);
     assert!(straight_through(&z, &Tensor::zeros([2], opts())).is_err());
+}
+
+/// The device-side weight table the render's step uses: rows of
+/// (scale, weight, stop), value and gradient worked out by hand.
+#[test]
+fn weighted_table_applies_scale_weight_and_stop_per_row() {
+    let raw = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0])
+        .view([2, 2])
+        .set_requires_grad(true);
+    // Row 0: scale 1, weight 2, no stop. Row 1: scale 0.5, weight −1, stop −3.5.
+    let mut rows = table_row(1.0, WeightStop::weight(2.0)).to_vec();
+    rows.extend(table_row(0.5, WeightStop::new(-1.0, Some(-3.5))));
+    let table = Tensor::from_slice(&rows).view([2, 3]);
+    let loss = weighted_table(&raw, &table).unwrap();
+    // 1 · 2 · mean(1, 2) + 0.5 · (−1) · mean(3, 4) = 3 − 1.75
+    assert!(close(loss.double_value(&[]), 1.25, 1e-6));
+    loss.backward();
+    // Row 0: 1 · |2| · (+1) / 2 each. Row 1: signed = (−3, −4); only −3 is
+    // above the stop −3.5, so 0.5 · |−1| · (−1) / 2 there and 0 for −4.
+    let g = vals(&raw.grad());
+    let want = [1.0, 1.0, -0.25, 0.0];
+    for (a, b) in g.iter().zip(want) {
+        assert!(close(*a, b, 1e-6), "{g:?}");
+    }
+    // A zero row contributes nothing and no gradient.
+    let zero = Tensor::from_slice(&table_row(0.0, WeightStop::weight(3.0))).view([1, 3]);
+    let x = Tensor::from_slice(&[5.0f32, 7.0])
+        .view([1, 2])
+        .set_requires_grad(true);
+    let l = weighted_table(&x, &zero).unwrap();
+    l.backward();
+    assert_eq!(l.double_value(&[]), 0.0);
+    assert_eq!(vals(&x.grad()), vec![0.0, 0.0]);
+    // Shapes are checked.
+    assert!(weighted_table(&x, &table).is_err());
+}
+
+/// The batched distances of all prompts at once equal the per-prompt ones.
+#[test]
+fn batched_distances_equal_per_prompt_distances() {
+    tch::manual_seed(11);
+    let x = Tensor::randn([5, 8], opts());
+    let targets = Tensor::randn([3, 8], opts());
+    let batched = spherical_distances(&x, &targets).unwrap();
+    assert_eq!(batched.size(), vec![3, 5]);
+    for p in 0..3 {
+        let one = spherical_distance(&x, &targets.get(p)).unwrap();
+        let diff = (&batched.get(p) - &one).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "prompt {p}: {diff}");
+    }
+    assert!(spherical_distances(&x, &Tensor::randn([3, 7], opts())).is_err());
 }

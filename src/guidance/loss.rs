@@ -104,24 +104,13 @@ pub fn weighted_with_stop(raw: &Tensor, ws: WeightStop) -> Result<Tensor> {
             ws.weight
         )));
     }
-    if ws.weight == 0.0 {
-        return Ok(raw.f_sum(None)? * 0.0);
+    if ws.stop.is_some_and(f64::is_nan) {
+        return Err(Error::internal("loss stop is NaN"));
     }
-    let signed = raw * ws.weight.signum();
-    let term = match ws.stop {
-        Some(stop) if stop > f64::NEG_INFINITY => {
-            let kind = signed.kind();
-            let active = signed.detach().f_gt(stop)?;
-            let inactive = active.f_logical_not()?.f_to_kind(kind)?;
-            let active = active.f_to_kind(kind)?;
-            &signed * &active + (&signed * &inactive).detach()
-        }
-        Some(stop) if stop.is_nan() => {
-            return Err(Error::internal("loss stop is NaN"));
-        }
-        _ => signed,
-    };
-    Ok(term.f_mean(None)? * ws.weight.abs())
+    let row = Tensor::f_from_slice(&table_row(1.0, ws))?
+        .f_view([1, 3])?
+        .f_to_device(raw.device())?;
+    weighted_table(&raw.f_reshape([1, -1])?, &row)
 }
 
 /// The weight/stop rule of [`weighted_with_stop`] for a table of terms whose
@@ -314,12 +303,14 @@ pub struct ScenePrompts<'a> {
     pub prompts: Vec<(&'a PromptLoss, WeightStop)>,
 }
 
-/// The total prompt loss of a step: `Σ_scenes weight(scene, s) · Σ_prompts loss(prompt)`.
-/// Scenes of weight 0 and prompts of weight 0 are not evaluated. When nothing
-/// is active the result is a zero still attached to the cutout embeddings, so
-/// a backward pass through it is valid (and gives zero gradient).
+/// The total prompt loss of a step: `Σ_scenes weight(scene, s) · Σ_prompts loss(prompt)`,
+/// every prompt in one [`weighted_table`] as the render's step computes it.
+/// Scenes and prompts of weight 0 contribute value 0 and gradient 0; the
+/// result is always attached to the cutout embeddings, so a backward pass
+/// through it is valid.
 pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) -> Result<Tensor> {
-    let mut total = zero_attached(cutout_embeds)?;
+    let mut rows = Vec::new();
+    let mut raw = Vec::new();
     for scene in scenes {
         if !scene.weight.is_finite() {
             return Err(Error::internal(format!(
@@ -327,18 +318,21 @@ pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) 
                 scene.weight
             )));
         }
-        if scene.weight == 0.0 {
-            continue;
-        }
         for (prompt, ws) in &scene.prompts {
             ws.validate(&format!("prompt \"{}\"", prompt.label))?;
-            if ws.is_disabled() {
-                continue;
-            }
-            total = total.f_add(&(prompt.loss(cutout_embeds, *ws)? * scene.weight))?;
+            rows.extend(table_row(scene.weight, *ws));
+            raw.push(prompt.distances(cutout_embeds)?);
         }
     }
-    Ok(total)
+    let total = zero_attached(cutout_embeds)?;
+    if raw.is_empty() {
+        return Ok(total);
+    }
+    let k = raw.len() as i64;
+    let table = Tensor::f_from_slice(&rows)?
+        .f_view([k, 3])?
+        .f_to_device(total.device())?;
+    Ok(total.f_add(&weighted_table(&Tensor::f_stack(&raw, 0)?, &table)?)?)
 }
 
 /// A zero scalar attached to the graph of `tensors` (zero gradient).

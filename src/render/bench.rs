@@ -32,17 +32,22 @@
 //!
 //! # Memory
 //!
-//! tch 0.24 exposes none of libtorch's CUDA caching-allocator statistics, so
-//! the peak is taken from the driver: `cuMemGetInfo` (total − free) after the
-//! run, minus the same figure before the models were built. libtorch's caching
-//! allocator never returns memory to the driver unless asked to, so this is
-//! torch's peak *reserved* memory (plus cuBLAS/cuDNN workspaces), which is an
-//! upper bound of its peak *allocated* memory. The reference script reports the
-//! same driver-side figure and torch's own `max_memory_allocated` beside it.
-//! Run one configuration per process for this figure: a process that ran an
-//! earlier configuration keeps that one's cached blocks, so a later
-//! configuration reports only its growth beyond them (`benches/run_gpu.sh`
-//! runs each configuration in its own process).
+//! Two figures. The driver's: `cuMemGetInfo` (total − free) after the run,
+//! minus the same figure before the models were built, which is what the
+//! process holds beyond its CUDA context (libtorch's reserved memory plus
+//! cuBLAS/cuDNN workspaces). And libtorch's caching allocator's own peak
+//! allocated and reserved bytes, read through the C++ shim
+//! ([`crate::gpu::memory_stats`]; tch exposes none). Run one configuration per
+//! process: a process that ran an earlier configuration keeps that one's
+//! cached blocks (`benches/run_gpu.sh` runs each configuration in its own
+//! process).
+//!
+//! # Speed switches
+//!
+//! [`Tuning`] holds the changes made for speed alone; `--tune NAME=on|off`
+//! flips one to measure what it brings, and `--breakdown` times the step's
+//! phases (eager, device synchronised between phases). BENCHMARKS.md records
+//! each change's predicted and measured gain.
 
 use std::time::Instant;
 

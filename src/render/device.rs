@@ -83,7 +83,9 @@ pub struct Tuning {
     /// (one launch per step instead of about a thousand).
     pub cuda_graphs: bool,
     /// The VQGAN's group norms as whole-GPU reductions instead of libtorch's
-    /// kernel, which runs one thread block per image and group.
+    /// kernel, which runs one thread block per image and group. Off by
+    /// default: measured slower with CUDA graphs (its backward is several
+    /// broadcast kernels; BENCHMARKS.md).
     pub reduced_group_norm: bool,
 }
 
@@ -95,7 +97,7 @@ impl Default for Tuning {
             async_uploads: true,
             channels_last: false,
             cuda_graphs: true,
-            reduced_group_norm: true,
+            reduced_group_norm: false,
         }
     }
 }
@@ -211,7 +213,8 @@ mod tests {
     #[test]
     fn tuning_switches_parse_and_name_themselves() {
         let mut t = Tuning::default();
-        assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads);
+        assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads && !t.reduced_group_norm);
+        t.set("reduced-group-norm=on").unwrap();
         t.set("cudnn-benchmark=on").unwrap();
         t.set("cudnn-benchmark=off").unwrap();
         t.set("channels_last").unwrap();

@@ -735,6 +735,12 @@ pub fn render_in(
         "seed": scene.seed,
         "device": format!("{device:?}"),
         "precision": format!("{kind:?}"),
+        "speed_switches": tuning.describe(),
+        // libtorch's allocator peaks over this session, MiB (CUDA only).
+        "gpu_peak_allocated_mib": crate::gpu::memory_stats(device)
+            .map(|m| m.peak_allocated as f64 / (1024.0 * 1024.0)),
+        "gpu_peak_reserved_mib": crate::gpu::memory_stats(device)
+            .map(|m| m.peak_reserved as f64 / (1024.0 * 1024.0)),
         "weights": weight_files,
         "frames": records,
         "total_seconds_this_session": started.elapsed().as_secs_f64(),

@@ -1055,8 +1055,8 @@ impl Guide {
 }
 
 /// The four init/stabilisation losses of a step, in the weight table's order.
-fn optional_losses<'a, 'w>(
-    w: &'w StepWeights<'a>,
+fn optional_losses<'a>(
+    w: &StepWeights<'a>,
 ) -> [(&'static str, Option<(WeightStop, &'a Target)>); 4] {
     [
         ("direct_init_weight", w.direct_init),

@@ -37,13 +37,15 @@ fn normalize(vs: nn::Path, c: i64) -> GroupNorm {
 
 /// `nn.GroupNorm(32, C, eps=1e-6)` under its official variable names.
 ///
-/// On a GPU (with [`crate::gpu::reduced_group_norm`] on, the default) it is
+/// On a GPU with [`crate::gpu::reduced_group_norm`] on (off by default) it is
 /// computed by [`group_norm_reduced`] instead of libtorch's kernel. libtorch
 /// gives each (image, group) row one thread block for the statistics, so a
-/// batch of one image at 512 × 512 runs 32 blocks on a 132-SM GPU: measured
-/// on an H100, that statistics kernel alone took 22 % of a step
-/// (BENCHMARKS.md). Full-GPU reductions fix that and also keep a
-/// channels-last input channels-last.
+/// batch of one image at 512 × 512 runs 32 blocks on a 132-SM GPU: Nsight
+/// Compute put that statistics kernel at 22 % of an eager step's GPU time on
+/// an H100. The reductions here spread over the whole GPU and keep a
+/// channels-last input channels-last, but their backward pass is several
+/// broadcast kernels, and with CUDA graphs the whole step measured 4–20 %
+/// slower (BENCHMARKS.md), hence off.
 #[derive(Debug)]
 struct GroupNorm {
     weight: Tensor,
