@@ -163,7 +163,7 @@ fi
 fi
 
 # CUDA checks of the models and the render (issues "Models" and "render"):
-# CLIP on CUDA (fp32 and bf16) against the official similarities of the score
+# CLIP on CUDA (in the fixture weights' fp32) against the official similarities of the score
 # fixture, and a CUDA bf16 render of the quick-start scene with the tiny
 # models. Both print into log.txt.
 cuda_checks() {
