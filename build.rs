@@ -68,7 +68,9 @@ fn main() {
         .try_compile("zoetrope_cuda_graph");
     if let Err(e) = built {
         // Everything else works without the shim; say why it is missing.
-        println!("cargo:warning=building without CUDA graphs: csrc/cuda_graph.cpp did not compile ({e})");
+        println!(
+            "cargo:warning=building without CUDA graphs: csrc/cuda_graph.cpp did not compile ({e})"
+        );
         return;
     }
     println!("cargo:rustc-link-search=native={}", lib.display());

@@ -82,6 +82,8 @@ fn animated_render_writes_frames_mp4_and_run_files() {
         scene.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--tune",
+        "low-precision-cutouts=off",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let dir = out.join("anim");
@@ -123,6 +125,11 @@ fn animated_render_writes_frames_mp4_and_run_files() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["seed"], 42);
     assert_eq!(meta["frames"].as_array().unwrap().len(), 6);
+    let switches = meta["speed_switches"].as_str().unwrap();
+    assert!(switches.contains("low-precision-cutouts=off"), "{switches}");
+    assert!(switches.contains("cuda-graphs=on"), "{switches}");
+    // On the CPU there is no GPU memory to report.
+    assert!(meta["gpu_peak_allocated_mib"].is_null(), "{meta}");
     assert!(
         meta["weights"][0]["sha256"].as_str().unwrap().len() == 64,
         "{meta}"
@@ -378,6 +385,11 @@ fn user_errors_are_clear_messages() {
     let o = run(&["render", "--resume", t.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("state.json"), "{}", stderr(&o));
+
+    // An unknown speed switch names the switches there are.
+    let o = run(&["render", scene.to_str().unwrap(), "--tune", "turbo=on"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cuda-graphs"), "{}", stderr(&o));
 }
 
 #[test]

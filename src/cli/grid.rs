@@ -81,6 +81,7 @@ pub fn render_cell(scene: &Scene, cell_dir: &Path, resume: bool) -> Result<()> {
         out_dir: cell_dir.parent().map(Path::to_path_buf).unwrap_or_default(),
         progress: Progress::Auto,
         interrupt: super::interrupt_flag(),
+        ..RenderOptions::default()
     };
     frameloop::render_in(scene, &scene_file, &scene_dir, run, resuming, &opts)?;
     Ok(())

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use std::path::PathBuf;
+use zoetrope::render::device::Tuning;
 use zoetrope::render::frameloop::{self, Progress, RenderOptions};
 use zoetrope::{Error, Result};
 
@@ -23,11 +24,19 @@ pub struct RenderArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub log_lines: bool,
+    /// Turn one speed switch on or off (as `zoetrope bench --tune`), e.g.
+    /// cuda-graphs=off; repeatable. The switches used go into metadata.json.
+    #[arg(long, value_name = "NAME=on|off")]
+    pub tune: Vec<String>,
 }
 
 /// Runs the render; Ctrl-C stops after the current step, closes the MP4 and
 /// prints the resume command.
 pub fn run(args: &RenderArgs) -> Result<()> {
+    let mut tuning = Tuning::default();
+    for t in &args.tune {
+        tuning.set(t)?;
+    }
     let opts = RenderOptions {
         out_dir: args.out.clone(),
         progress: if args.quiet {
@@ -38,6 +47,7 @@ pub fn run(args: &RenderArgs) -> Result<()> {
             Progress::Auto
         },
         interrupt: super::interrupt_flag(),
+        tuning,
     };
     let summary = match (&args.scene, &args.resume) {
         (_, Some(dir)) => frameloop::resume(dir, &opts)?,

@@ -84,6 +84,8 @@ pub struct RenderOptions {
     pub progress: Progress,
     /// Set (by a Ctrl-C handler) to stop cleanly after the current step.
     pub interrupt: Arc<AtomicBool>,
+    /// The speed switches (`render --tune`); recorded in `metadata.json`.
+    pub tuning: crate::render::device::Tuning,
 }
 
 impl Default for RenderOptions {
@@ -92,6 +94,7 @@ impl Default for RenderOptions {
             out_dir: PathBuf::from("out"),
             progress: Progress::Auto,
             interrupt: Arc::new(AtomicBool::new(false)),
+            tuning: crate::render::device::Tuning::default(),
         }
     }
 }
@@ -478,8 +481,8 @@ pub fn render_in(
     };
 
     let started = Instant::now();
-    // The speed switches measured in BENCHMARKS.md, at their defaults.
-    let tuning = crate::render::device::Tuning::default();
+    // The speed switches measured in BENCHMARKS.md (defaults unless --tune).
+    let tuning = opts.tuning;
     tuning.apply_global(device);
     let models = load_models(scene, device, kind)?;
     if tuning.channels_last {
