@@ -24,7 +24,9 @@
 //!
 //! # Timing
 //!
-//! `warmup` steps run first (cuDNN algorithm choice, allocator growth), then
+//! `warmup` steps run first (allocator growth, cuDNN's algorithm choice when
+//! autotuning is on, and on CUDA the two eager steps and the capture of the
+//! CUDA graph), then
 //! the device is synchronised, `steps` steps run without any host read-back
 //! (losses stay on the device until the end), and the device is synchronised
 //! again before the clock stops. The per-step losses of every step are read

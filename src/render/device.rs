@@ -178,8 +178,8 @@ impl Tuning {
         )
     }
 
-    /// Sets the process-wide parts (cuDNN's autotuner, the upload mode) for
-    /// `device`. The CPU ignores them.
+    /// Sets the process-wide parts (cuDNN's autotuner, the upload mode, the group
+    /// norm) for `device`. The CPU ignores them.
     pub fn apply_global(&self, device: Device) {
         crate::gpu::set_async_uploads(self.async_uploads);
         crate::gpu::set_reduced_group_norm(self.reduced_group_norm);

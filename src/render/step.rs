@@ -1066,9 +1066,10 @@ fn optional_losses<'a>(
     ]
 }
 
-/// Eager steps before a step is captured as a CUDA graph: the first one lets
-/// cuDNN time its algorithms and allocates the gradient, the second runs as
-/// the graph will.
+/// Eager steps before a step is captured as a CUDA graph: the first one
+/// allocates the gradient and lets cuDNN time its algorithms (when autotuning
+/// is on; timing cannot happen during a capture), the second runs as the
+/// graph will.
 const GRAPH_WARMUP_STEPS: usize = 2;
 
 /// What a step uploads from the host, on the device ([`Guide::prepare`]).
