@@ -576,9 +576,6 @@ impl Clip {
         Ok(())
     }
 
-    /// Image embeddings, [N, embed_dim] in the model's dtype, from images
-    /// [N, 3, R, R] already resized to [`Clip::input_resolution`] and normalised
-    /// with CLIP's mean/std (any float dtype; cast to the model's).
     /// Rewrites the convolution kernels in channels-last layout
     /// ([`crate::gpu::make_channels_last`]); a no-op for a model whose
     /// variables belong to a caller's store.
@@ -589,6 +586,9 @@ impl Clip {
         }
     }
 
+    /// Image embeddings, [N, embed_dim] in the model's dtype, from images
+    /// [N, 3, R, R] already resized to [`Clip::input_resolution`] and normalised
+    /// with CLIP's mean/std (any float dtype; cast to the model's).
     pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
         let s = image.size();
         let r = self.config.image_resolution;
