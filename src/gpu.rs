@@ -48,11 +48,7 @@ fn pin(t: &Tensor) -> Result<Tensor> {
         // with `err` set.
         let ptr = unsafe { ffi::zt_pin_memory(t.as_ptr() as *mut std::ffi::c_void, &mut err) };
         if ptr.is_null() {
-            ffi::check("pinning host memory", |e| {
-                // SAFETY: hands the shim's error message to `check`.
-                unsafe { *e = err };
-                1
-            })?;
+            return Err(ffi::error("pinning host memory", err));
         }
         // SAFETY: `ptr` is a fresh at::Tensor* that nothing else owns.
         Ok(unsafe { Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
@@ -60,6 +56,13 @@ fn pin(t: &Tensor) -> Result<Tensor> {
     #[cfg(not(zoetrope_cuda_graphs))]
     {
         Ok(t.f_pin_memory(Device::Cuda(0))?)
+    }
+}
+
+/// Blocks until `device` has finished its queued work (a no-op on the CPU).
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
     }
 }
 
@@ -126,6 +129,12 @@ mod ffi {
         if f(&mut err) == 0 {
             return Ok(());
         }
+        Err(error(what, err))
+    }
+
+    /// The error of a failed shim call from its message `err` (a malloc'd
+    /// string, freed here, or null).
+    pub fn error(what: &str, err: *mut c_char) -> crate::Error {
         let msg = if err.is_null() {
             "unknown error".to_string()
         } else {
@@ -136,7 +145,7 @@ mod ffi {
             unsafe { zt_free_string(err) };
             s
         };
-        Err(crate::Error::internal(format!("{what}: {msg}")))
+        crate::Error::internal(format!("{what}: {msg}"))
     }
 }
 
@@ -165,11 +174,7 @@ impl CudaGraph {
             // SAFETY: plain constructor; null means failure with `err` set.
             let ptr = unsafe { ffi::zt_graph_new(index as i32, &mut err) };
             if ptr.is_null() {
-                ffi::check("creating a CUDA graph", |e| {
-                    // SAFETY: report the constructor's error through `check`.
-                    unsafe { *e = err };
-                    1
-                })?;
+                return Err(ffi::error("creating a CUDA graph", err));
             }
             let graph = CudaGraph { ptr };
             // SAFETY (all calls below): `ptr` is a live graph owned by `graph`.

@@ -54,8 +54,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE.csv")]
     pub loss_curve: Option<PathBuf>,
     /// Turn one speed switch on or off, to measure what it brings:
-    /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last
-    /// (or all), as NAME=on|off; repeatable. Default: the render's settings.
+    /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last,
+    /// cuda-graphs, reduced-group-norm (or all), as NAME=on|off; repeatable.
+    /// Default: the render's settings.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,
     /// After the timed steps, run as many steps again with the device
@@ -135,10 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.peak_tflops
         )));
     }
-    let mut tuning = Tuning::default();
-    for t in &args.tune {
-        tuning.set(t)?;
-    }
+    let tuning = Tuning::from_specs(&args.tune)?;
     let opts = BenchOptions {
         device,
         kind,

@@ -33,10 +33,7 @@ pub struct RenderArgs {
 /// Runs the render; Ctrl-C stops after the current step, closes the MP4 and
 /// prints the resume command.
 pub fn run(args: &RenderArgs) -> Result<()> {
-    let mut tuning = Tuning::default();
-    for t in &args.tune {
-        tuning.set(t)?;
-    }
+    let tuning = Tuning::from_specs(&args.tune)?;
     let opts = RenderOptions {
         out_dir: args.out.clone(),
         progress: if args.quiet {

@@ -309,8 +309,28 @@ pub struct ScenePrompts<'a> {
 /// result is always attached to the cutout embeddings, so a backward pass
 /// through it is valid.
 pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) -> Result<Tensor> {
+    let rows = prompt_table_rows(scenes)?;
+    let raw = scenes
+        .iter()
+        .flat_map(|scene| &scene.prompts)
+        .map(|(prompt, _)| prompt.distances(cutout_embeds))
+        .collect::<Result<Vec<_>>>()?;
+    let total = zero_attached(cutout_embeds)?;
+    if raw.is_empty() {
+        return Ok(total);
+    }
+    let k = raw.len() as i64;
+    let table = Tensor::f_from_slice(&rows)?
+        .f_view([k, 3])?
+        .f_to_device(total.device())?;
+    Ok(total.f_add(&weighted_table(&Tensor::f_stack(&raw, 0)?, &table)?)?)
+}
+
+/// The [`weighted_table`] rows of every prompt of `scenes`, in order:
+/// `(scene weight, prompt weight, stop)`, after checking that each number is
+/// usable (errors name the prompt).
+pub fn prompt_table_rows(scenes: &[ScenePrompts<'_>]) -> Result<Vec<f32>> {
     let mut rows = Vec::new();
-    let mut raw = Vec::new();
     for scene in scenes {
         if !scene.weight.is_finite() {
             return Err(Error::internal(format!(
@@ -321,18 +341,9 @@ pub fn scene_prompt_loss(scenes: &[ScenePrompts<'_>], cutout_embeds: &[Tensor]) 
         for (prompt, ws) in &scene.prompts {
             ws.validate(&format!("prompt \"{}\"", prompt.label))?;
             rows.extend(table_row(scene.weight, *ws));
-            raw.push(prompt.distances(cutout_embeds)?);
         }
     }
-    let total = zero_attached(cutout_embeds)?;
-    if raw.is_empty() {
-        return Ok(total);
-    }
-    let k = raw.len() as i64;
-    let table = Tensor::f_from_slice(&rows)?
-        .f_view([k, 3])?
-        .f_to_device(total.device())?;
-    Ok(total.f_add(&weighted_table(&Tensor::f_stack(&raw, 0)?, &table)?)?)
+    Ok(rows)
 }
 
 /// A zero scalar attached to the graph of `tensors` (zero gradient).

@@ -528,13 +528,6 @@ pub struct BenchResult {
     pub losses: Vec<f64>,
 }
 
-/// Blocks until the device has finished its queued work (a no-op on the CPU).
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
-
 /// A printable name of the compute kind.
 pub fn precision_name(kind: Kind) -> &'static str {
     match kind {
@@ -570,12 +563,12 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     for _ in 0..opts.warmup {
         losses.push(guide.step(&mut state, &mut adam, &weights)?);
     }
-    sync(opts.device);
+    crate::gpu::synchronize(opts.device);
     let start = Instant::now();
     for _ in 0..opts.steps {
         losses.push(guide.step(&mut state, &mut adam, &weights)?);
     }
-    sync(opts.device);
+    crate::gpu::synchronize(opts.device);
     let elapsed = start.elapsed().as_secs_f64();
     let after = gpu_mem::used_bytes(opts.device);
     let stats = crate::gpu::memory_stats(opts.device);

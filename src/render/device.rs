@@ -164,6 +164,16 @@ impl Tuning {
         Ok(())
     }
 
+    /// The defaults with each `NAME=on|off` of `specs` applied in order (the
+    /// `--tune` arguments of `bench` and `render`).
+    pub fn from_specs(specs: &[String]) -> Result<Tuning> {
+        let mut tuning = Tuning::default();
+        for spec in specs {
+            tuning.set(spec)?;
+        }
+        Ok(tuning)
+    }
+
     /// `name=on|off` for every switch, for reports.
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
@@ -212,7 +222,8 @@ mod tests {
 
     #[test]
     fn tuning_switches_parse_and_name_themselves() {
-        let mut t = Tuning::default();
+        let mut t = Tuning::from_specs(&[]).unwrap();
+        assert_eq!(t, Tuning::default());
         assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads && !t.reduced_group_norm);
         t.set("reduced-group-norm=on").unwrap();
         t.set("cudnn-benchmark=on").unwrap();

@@ -732,6 +732,9 @@ pub fn render_in(
         complete: true,
     };
     write_json_atomic(&run.path.join(STATE_FILE), &final_state)?;
+    // libtorch's allocator peaks over this session, MiB (CUDA only).
+    let gpu_memory = crate::gpu::memory_stats(device);
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
     let metadata = serde_json::json!({
         "zoetrope_version": env!("CARGO_PKG_VERSION"),
         "scene_file": scene_file.display().to_string(),
@@ -739,11 +742,8 @@ pub fn render_in(
         "device": format!("{device:?}"),
         "precision": format!("{kind:?}"),
         "speed_switches": tuning.describe(),
-        // libtorch's allocator peaks over this session, MiB (CUDA only).
-        "gpu_peak_allocated_mib": crate::gpu::memory_stats(device)
-            .map(|m| m.peak_allocated as f64 / (1024.0 * 1024.0)),
-        "gpu_peak_reserved_mib": crate::gpu::memory_stats(device)
-            .map(|m| m.peak_reserved as f64 / (1024.0 * 1024.0)),
+        "gpu_peak_allocated_mib": gpu_memory.map(|m| mib(m.peak_allocated)),
+        "gpu_peak_reserved_mib": gpu_memory.map(|m| mib(m.peak_reserved)),
         "weights": weight_files,
         "frames": records,
         "total_seconds_this_session": started.elapsed().as_secs_f64(),

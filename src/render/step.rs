@@ -73,8 +73,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::guidance::cutouts::{clip_normalize, CutoutSampler};
 use crate::guidance::loss::{
-    spherical_distance, spherical_distances, straight_through, table_row, weighted_table,
-    ClampWithGrad, DirectLoss, PromptLoss, WeightStop,
+    prompt_table_rows, spherical_distance, spherical_distances, straight_through, table_row,
+    weighted_table, ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts, WeightStop,
 };
 use crate::models::clip::{Clip, Tokenizer};
 use crate::models::vqgan::{QuantizerKind, Vqgan};
@@ -402,8 +402,6 @@ pub struct Guide {
     perceptors: Vec<Perceptor>,
     /// `[scene][prompt]`, each with one embedding per perceptor.
     prompts: Vec<Vec<PromptLoss>>,
-    /// Number of prompts of all scenes together.
-    prompt_count: usize,
     /// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in
     /// order, then prompts): the targets of one batched distance computation.
     targets: Vec<Tensor>,
@@ -427,9 +425,7 @@ impl PhaseTimes {
     /// Waits for the device, then charges the time since the previous mark
     /// to `phase` (the first mark of a step only starts the clock).
     fn mark(&mut self, device: Device, phase: Option<&'static str>) {
-        if let Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
+        crate::gpu::synchronize(device);
         let now = Instant::now();
         if let (Some(phase), Some(last)) = (phase, self.last) {
             let dt = (now - last).as_secs_f64();
@@ -584,7 +580,6 @@ impl Guide {
             }
             prompts.push(losses);
         }
-        let prompt_count = prompts.iter().map(Vec::len).sum();
         let mut targets = Vec::with_capacity(perceptors.len());
         for (i, p) in perceptors.iter().enumerate() {
             let rows = prompts
@@ -601,7 +596,6 @@ impl Guide {
         Ok(Guide {
             perceptors,
             prompts,
-            prompt_count,
             targets,
             tuning: Tuning::default(),
             graph: std::cell::RefCell::new(GraphRun::default()),
@@ -814,10 +808,15 @@ impl Guide {
         Ok(())
     }
 
+    /// Number of prompts of all scenes together (the weight table's prompt rows).
+    fn prompt_count(&self) -> usize {
+        self.prompts.iter().map(Vec::len).sum()
+    }
+
     /// Whether this step cuts and encodes cutouts: when the guide has prompts
     /// or a semantic loss is given.
     fn needs_cutouts(&self, w: &StepWeights<'_>) -> bool {
-        self.prompt_count > 0 || w.semantic_init.is_some() || w.semantic_stabilization.is_some()
+        self.prompt_count() > 0 || w.semantic_init.is_some() || w.semantic_stabilization.is_some()
     }
 
     /// The host half of a step: draws the crop placements (torch's CPU
@@ -846,21 +845,17 @@ impl Guide {
                 bins.push(crate::gpu::upload(&t, device)?);
             }
         }
-        let mut table: Vec<f32> = Vec::with_capacity(3 * (self.prompt_count + 4) + 2);
-        for ((scene, &sw), wss) in self
+        let scenes: Vec<ScenePrompts<'_>> = self
             .prompts
             .iter()
             .zip(&w.scene_weights)
             .zip(&w.prompt_weights)
-        {
-            if !sw.is_finite() {
-                return Err(Error::internal(format!("scene weight {sw} is not finite")));
-            }
-            for (prompt, ws) in scene.iter().zip(wss) {
-                ws.validate(&format!("prompt \"{}\"", prompt.label))?;
-                table.extend(table_row(sw, *ws));
-            }
-        }
+            .map(|((ps, &weight), wss)| ScenePrompts {
+                weight,
+                prompts: ps.iter().zip(wss).map(|(p, ws)| (p, *ws)).collect(),
+            })
+            .collect();
+        let mut table = prompt_table_rows(&scenes)?;
         for (name, t) in optional_losses(w) {
             match t {
                 Some((ws, _)) => {
@@ -946,8 +941,9 @@ impl Guide {
         phases: &mut Option<&mut PhaseTimes>,
     ) -> Result<Tensor> {
         let device = state.device();
-        let p_count = self.prompt_count as i64;
-        let table = inputs.table(self.prompt_count)?;
+        let prompt_count = self.prompt_count();
+        let p_count = prompt_count as i64;
+        let table = inputs.table(prompt_count)?;
         mark(phases, device, None);
 
         // 1–2: the image, with the straight-through z_q kept for the latent loss.
@@ -1048,7 +1044,7 @@ impl Guide {
             mark(phases, device, Some("backward: losses → image"))
         })?;
         mark(phases, device, Some("backward: image → latent"));
-        adam.apply(state.param_mut(), &inputs.adam(self.prompt_count)?);
+        adam.apply(state.param_mut(), &inputs.adam(prompt_count)?);
         mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
@@ -1126,7 +1122,7 @@ struct GraphKey {
     param: usize,
     adam: [usize; 2],
     targets: [Option<(usize, usize)>; 4],
-    shapes: Vec<Vec<i64>>,
+    param_shape: Vec<i64>,
 }
 
 impl GraphKey {
@@ -1140,7 +1136,7 @@ impl GraphKey {
             param: ptr(&state.param),
             adam: [ptr(m), ptr(v)],
             targets,
-            shapes: vec![state.param.size()],
+            param_shape: state.param.size(),
         }
     }
 }

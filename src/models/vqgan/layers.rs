@@ -82,15 +82,15 @@ pub(crate) fn group_norm_reduced(
     let stride = x.stride();
     let channels_last = stride[1] == 1 && c > 1;
     // Groups of C/G channels over all pixels, as a view in either layout.
-    let (view, dims): (Tensor, [i64; 3]) = if channels_last {
+    let (view, dims): (Tensor, [i64; 2]) = if channels_last {
         (
             x.permute([0, 2, 3, 1]).reshape([n, h * w, groups, cg]),
-            [1, 3, 3],
+            [1, 3],
         )
     } else {
-        (x.reshape([n, groups, cg, h * w]), [2, 3, 3])
+        (x.reshape([n, groups, cg, h * w]), [2, 3])
     };
-    let dims = &dims[..2];
+    let dims = &dims[..];
     let count = (cg * h * w) as f64;
     let mean = view.sum_dim_intlist(dims, false, Kind::Float) / count; // [N, G]
     let sq = view
