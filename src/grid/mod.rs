@@ -799,7 +799,7 @@ pub fn run_grid(
     )?;
     if let Some(s) = opts.shard {
         outputs.notes.push(format!(
-            "shard {}/{}: grid.mp4 is built by `zoetrope grid … --assemble` once every shard              has finished",
+            "shard {}/{}: grid.mp4 is built by `zoetrope grid … --assemble` once every shard has finished",
             s.index, s.count
         ));
     }

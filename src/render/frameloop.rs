@@ -555,6 +555,19 @@ pub fn render_in(
     let mut adam = Adam::new(state.param(), lr);
 
     let mut records: Vec<FrameRecord> = Vec::new();
+    // state.json after `frames_done` frames (per frame, and once complete).
+    let run_state =
+        |frames_done: u64, adam_step: i64, records: &[FrameRecord], complete: bool| RunState {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            frames_done,
+            total_frames,
+            seed: scene.seed,
+            adam_step,
+            scene_dir: scene_dir.to_path_buf(),
+            scene_file: scene_file.to_path_buf(),
+            frames: records.to_vec(),
+            complete,
+        };
     let mut first_frame = 1u64;
     if let Some(prev) = &previous {
         // Restore the end of the last completed frame.
@@ -703,34 +716,14 @@ pub fn render_in(
             &run,
             &state,
             &adam,
-            &RunState {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                frames_done: k,
-                total_frames,
-                seed: scene.seed,
-                adam_step: adam.step,
-                scene_dir: scene_dir.to_path_buf(),
-                scene_file: scene_file.to_path_buf(),
-                frames: records.clone(),
-                complete: false,
-            },
+            &run_state(k, adam.step, &records, false),
         )?;
         reporter.frame_done(k, total_frames, loss, secs, steps.end - steps.start);
     }
     reporter.finish();
     let video_path = video.finish()?;
 
-    let final_state = RunState {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        frames_done: total_frames,
-        total_frames,
-        seed: scene.seed,
-        adam_step: adam.step,
-        scene_dir: scene_dir.to_path_buf(),
-        scene_file: scene_file.to_path_buf(),
-        frames: records.clone(),
-        complete: true,
-    };
+    let final_state = run_state(total_frames, adam.step, &records, true);
     write_json_atomic(&run.path.join(STATE_FILE), &final_state)?;
     // libtorch's allocator peaks over this session, MiB (CUDA only).
     let gpu_memory = crate::gpu::memory_stats(device);
