@@ -1,5 +1,7 @@
 //! Link libtorch so that the binaries run without LD_LIBRARY_PATH and find
-//! CUDA, and build the small C++ shim for CUDA graphs (csrc/cuda_graph.cpp).
+//! CUDA, and build the small C++ shim: CUDA graphs and allocator statistics
+//! (csrc/cuda_graph.cpp) and the lean frozen-weight convolutions
+//! (csrc/lean_ops.cpp).
 //!
 //! torch-sys exports the libtorch library folder as `DEP_TCH_LIBTORCH_LIB`.
 //! We add it as an rpath, and force-link `libtorch_cuda` when present: without
@@ -8,8 +10,9 @@
 //!
 //! The shim needs libtorch's CUDA build and the CUDA runtime headers (the
 //! PyTorch wheel's `nvidia/cu13/include`, or `/usr/local/cuda/include`). Where
-//! either is missing the crate builds without it (cfg `zoetrope_cuda_graphs`
-//! unset) and the step runs without graphs.
+//! either is missing the crate builds without it (cfg `zoetrope_shim`
+//! unset): the step then runs without graphs and the VQGAN decoder keeps
+//! libtorch's activations for its backward pass.
 use std::path::{Path, PathBuf};
 
 fn cuda_include(torch_root: &Path) -> Option<PathBuf> {
@@ -35,9 +38,10 @@ fn cuda_include(torch_root: &Path) -> Option<PathBuf> {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+    println!("cargo:rerun-if-changed=csrc/lean_ops.cpp");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=ZOETROPE_CUDA_INCLUDE");
-    println!("cargo:rustc-check-cfg=cfg(zoetrope_cuda_graphs)");
+    println!("cargo:rustc-check-cfg=cfg(zoetrope_shim)");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
@@ -52,13 +56,14 @@ fn main() {
     };
     let Some(cuda) = cuda_include(&torch_root) else {
         println!(
-            "cargo:warning=CUDA runtime headers not found: building without CUDA graphs (set ZOETROPE_CUDA_INCLUDE)"
+            "cargo:warning=CUDA runtime headers not found: building without the C++ shim: no CUDA graphs, no lean convolutions (set ZOETROPE_CUDA_INCLUDE)"
         );
         return;
     };
     let built = cc::Build::new()
         .cpp(true)
         .file("csrc/cuda_graph.cpp")
+        .file("csrc/lean_ops.cpp")
         .include(torch_root.join("include"))
         .include(torch_root.join("include/torch/csrc/api/include"))
         .include(cuda)
@@ -69,12 +74,12 @@ fn main() {
     if let Err(e) = built {
         // Everything else works without the shim; say why it is missing.
         println!(
-            "cargo:warning=building without CUDA graphs: csrc/cuda_graph.cpp did not compile ({e})"
+            "cargo:warning=building without the C++ shim (CUDA graphs, lean convolutions): it did not compile ({e})"
         );
         return;
     }
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=c10_cuda");
     println!("cargo:rustc-link-lib=dylib=c10");
-    println!("cargo:rustc-cfg=zoetrope_cuda_graphs");
+    println!("cargo:rustc-cfg=zoetrope_shim");
 }

@@ -40,7 +40,7 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
 /// A pinned copy of a CPU tensor (through the shim where built, without the
 /// deprecation warning tch's binding triggers on every call).
 fn pin(t: &Tensor) -> Result<Tensor> {
-    #[cfg(zoetrope_cuda_graphs)]
+    #[cfg(zoetrope_shim)]
     {
         let mut err = std::ptr::null_mut();
         // SAFETY: `as_ptr` is a live at::Tensor*; the shim returns a new
@@ -53,7 +53,7 @@ fn pin(t: &Tensor) -> Result<Tensor> {
         // SAFETY: `ptr` is a fresh at::Tensor* that nothing else owns.
         Ok(unsafe { Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
     }
-    #[cfg(not(zoetrope_cuda_graphs))]
+    #[cfg(not(zoetrope_shim))]
     {
         Ok(t.f_pin_memory(Device::Cuda(0))?)
     }
@@ -102,11 +102,11 @@ pub fn set_reduced_group_norm(on: bool) {
 /// Whether this build has the CUDA-graph shim (csrc/cuda_graph.cpp), which
 /// needs libtorch's CUDA build and the CUDA headers at build time.
 pub fn graphs_built() -> bool {
-    cfg!(zoetrope_cuda_graphs)
+    cfg!(zoetrope_shim)
 }
 
-#[cfg(zoetrope_cuda_graphs)]
-mod ffi {
+#[cfg(zoetrope_shim)]
+pub(crate) mod ffi {
     use std::ffi::{c_char, c_int, c_void};
     extern "C" {
         pub fn zt_free_string(s: *mut c_char);
@@ -121,6 +121,19 @@ mod ffi {
         pub fn zt_cuda_empty_cache(err: *mut *mut c_char) -> c_int;
         pub fn zt_pin_memory(tensor: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
         pub fn zt_cuda_reset_peak_memory(device: c_int, err: *mut *mut c_char) -> c_int;
+        #[allow(clippy::too_many_arguments)]
+        pub fn zt_lean_conv(
+            x: *mut c_void,
+            gamma: *mut c_void,
+            beta: *mut c_void,
+            weight: *mut c_void,
+            bias: *mut c_void,
+            groups: i64,
+            eps: f64,
+            stride: i64,
+            padding: i64,
+            err: *mut *mut c_char,
+        ) -> *mut c_void;
     }
 
     /// Runs a shim call and turns its error string into an error.
@@ -156,7 +169,7 @@ mod ffi {
 /// at the same address, for as long as the graph is replayed.
 #[derive(Debug)]
 pub struct CudaGraph {
-    #[cfg(zoetrope_cuda_graphs)]
+    #[cfg(zoetrope_shim)]
     ptr: *mut std::ffi::c_void,
 }
 
@@ -165,7 +178,7 @@ impl CudaGraph {
     /// capture requires; nothing is executed until [`replay`](Self::replay)).
     /// `f` must not wait on the GPU or copy from the host.
     pub fn capture<T>(device: Device, f: impl FnOnce() -> Result<T>) -> Result<(CudaGraph, T)> {
-        #[cfg(zoetrope_cuda_graphs)]
+        #[cfg(zoetrope_shim)]
         {
             let Device::Cuda(index) = device else {
                 return Err(crate::Error::internal("CUDA graphs need a CUDA device"));
@@ -201,7 +214,7 @@ impl CudaGraph {
             left?;
             Ok((graph, value))
         }
-        #[cfg(not(zoetrope_cuda_graphs))]
+        #[cfg(not(zoetrope_shim))]
         {
             let _ = (device, f);
             Err(crate::Error::internal(
@@ -212,14 +225,14 @@ impl CudaGraph {
 
     /// Launches the captured work on the current stream.
     pub fn replay(&self) -> Result<()> {
-        #[cfg(zoetrope_cuda_graphs)]
+        #[cfg(zoetrope_shim)]
         {
             // SAFETY: `ptr` is a live, captured graph.
             ffi::check("replaying a CUDA graph", |e| unsafe {
                 ffi::zt_graph_replay(self.ptr, e)
             })
         }
-        #[cfg(not(zoetrope_cuda_graphs))]
+        #[cfg(not(zoetrope_shim))]
         {
             Err(crate::Error::internal(
                 "no CUDA graph support in this build",
@@ -230,7 +243,7 @@ impl CudaGraph {
 
 impl Drop for CudaGraph {
     fn drop(&mut self) {
-        #[cfg(zoetrope_cuda_graphs)]
+        #[cfg(zoetrope_shim)]
         // SAFETY: `ptr` came from zt_graph_new and is freed once, here.
         unsafe {
             ffi::zt_graph_free(self.ptr)
@@ -250,7 +263,7 @@ pub struct MemoryStats {
 /// The caching allocator's statistics of `device` (`None` on the CPU or in a
 /// build without the shim).
 pub fn memory_stats(device: Device) -> Option<MemoryStats> {
-    #[cfg(zoetrope_cuda_graphs)]
+    #[cfg(zoetrope_shim)]
     {
         let Device::Cuda(index) = device else {
             return None;
@@ -268,7 +281,7 @@ pub fn memory_stats(device: Device) -> Option<MemoryStats> {
             peak_reserved: out[3],
         })
     }
-    #[cfg(not(zoetrope_cuda_graphs))]
+    #[cfg(not(zoetrope_shim))]
     {
         let _ = device;
         None
@@ -277,14 +290,14 @@ pub fn memory_stats(device: Device) -> Option<MemoryStats> {
 
 /// Resets the peak figures of [`memory_stats`] (no-op where unavailable).
 pub fn reset_peak_memory(device: Device) {
-    #[cfg(zoetrope_cuda_graphs)]
+    #[cfg(zoetrope_shim)]
     if let Device::Cuda(index) = device {
         // SAFETY: plain call; errors are ignored (statistics only).
         let _ = ffi::check("resetting CUDA memory statistics", |e| unsafe {
             ffi::zt_cuda_reset_peak_memory(index as i32, e)
         });
     }
-    #[cfg(not(zoetrope_cuda_graphs))]
+    #[cfg(not(zoetrope_shim))]
     let _ = device;
 }
 
@@ -292,14 +305,14 @@ pub fn reset_peak_memory(device: Device) {
 /// capture, the eager steps' cached blocks are dead weight beside the graph's
 /// own pool).
 pub fn empty_cache(device: Device) {
-    #[cfg(zoetrope_cuda_graphs)]
+    #[cfg(zoetrope_shim)]
     if device.is_cuda() {
         // SAFETY: plain call; errors are ignored (memory hygiene only).
         let _ = ffi::check("emptying the CUDA cache", |e| unsafe {
             ffi::zt_cuda_empty_cache(e)
         });
     }
-    #[cfg(not(zoetrope_cuda_graphs))]
+    #[cfg(not(zoetrope_shim))]
     let _ = device;
 }
 

@@ -53,9 +53,10 @@ pub struct BenchArgs {
     /// several configurations the name gets `-a`, `-b`, `-c` before the extension.
     #[arg(long, value_name = "FILE.csv")]
     pub loss_curve: Option<PathBuf>,
-    /// Turn one speed switch on or off, to measure what it brings:
+    /// Turn one speed or memory switch on or off, to measure what it brings:
     /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last,
-    /// cuda-graphs, reduced-group-norm (or all), as NAME=on|off; repeatable.
+    /// cuda-graphs, reduced-group-norm, lean-activations (or all), as
+    /// NAME=on|off; repeatable.
     /// Default: the render's settings.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,
@@ -165,4 +166,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{text}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args;
+
+    /// `bench --tune`'s help lists every switch `Tuning` knows.
+    #[test]
+    fn tune_help_lists_every_switch() {
+        let cmd = BenchArgs::augment_args(clap::Command::new("bench"));
+        let tune = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "tune")
+            .expect("a --tune argument");
+        let help = tune
+            .get_long_help()
+            .or(tune.get_help())
+            .unwrap()
+            .to_string();
+        for name in Tuning::NAMES {
+            assert!(help.contains(name), "--tune help lacks {name}: {help}");
+        }
+    }
 }

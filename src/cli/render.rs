@@ -24,7 +24,7 @@ pub struct RenderArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub log_lines: bool,
-    /// Turn one speed switch on or off (as `zoetrope bench --tune`), e.g.
+    /// Turn one speed or memory switch on or off (as `zoetrope bench --tune`), e.g.
     /// cuda-graphs=off; repeatable. The switches used go into metadata.json.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,

@@ -5,6 +5,7 @@
 //! and each infers its architecture from the tensor shapes alone.
 
 pub mod clip;
+pub mod lean;
 pub mod tiny;
 pub mod vqgan;
 pub mod weights;

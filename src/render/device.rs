@@ -57,8 +57,9 @@ pub fn resolve_precision(setting: &str, device: Device) -> Result<Kind> {
     }
 }
 
-/// The speed switches of the step on CUDA. Each is a change made for speed
-/// alone (the losses stay those of the fp32 path within bf16 rounding), and
+/// The speed and memory switches of the step on CUDA. Each is a change made
+/// for speed or memory alone (the losses stay those of the fp32 path within
+/// bf16 rounding), and
 /// each can be turned off on its own so that `zoetrope bench --tune NAME=off`
 /// measures what it brings (BENCHMARKS.md records the prediction made before
 /// each change and the outcome).
@@ -87,6 +88,11 @@ pub struct Tuning {
     /// default: measured slower with CUDA graphs (its backward is several
     /// broadcast kernels; BENCHMARKS.md).
     pub reduced_group_norm: bool,
+    /// The VQGAN decoder's `GroupNorm → SiLU → conv` chains and up-sampling
+    /// convolutions keep only what the latent's gradient needs
+    /// ([`crate::models::lean`]): one activation map instead of three.
+    /// Applies on the CPU too.
+    pub lean_activations: bool,
 }
 
 impl Default for Tuning {
@@ -98,19 +104,21 @@ impl Default for Tuning {
             channels_last: false,
             cuda_graphs: true,
             reduced_group_norm: false,
+            lean_activations: true,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
         "channels-last",
         "cuda-graphs",
         "reduced-group-norm",
+        "lean-activations",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -122,6 +130,7 @@ impl Tuning {
             channels_last: false,
             cuda_graphs: false,
             reduced_group_norm: false,
+            lean_activations: false,
         }
     }
 
@@ -144,6 +153,7 @@ impl Tuning {
             "channels-last" => self.channels_last = on,
             "cuda-graphs" => self.cuda_graphs = on,
             "reduced-group-norm" => self.reduced_group_norm = on,
+            "lean-activations" => self.lean_activations = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -178,19 +188,22 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
             v(self.channels_last),
             v(self.cuda_graphs),
-            v(self.reduced_group_norm)
+            v(self.reduced_group_norm),
+            v(self.lean_activations)
         )
     }
 
     /// Sets the process-wide parts (cuDNN's autotuner, the upload mode, the group
-    /// norm) for `device`. The CPU ignores them.
+    /// norm, the lean activations) for `device`. The CPU ignores all but the
+    /// lean activations.
     pub fn apply_global(&self, device: Device) {
+        crate::models::lean::set_enabled(self.lean_activations);
         crate::gpu::set_async_uploads(self.async_uploads);
         crate::gpu::set_reduced_group_norm(self.reduced_group_norm);
         if device.is_cuda() {
@@ -232,8 +245,10 @@ mod tests {
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on"
         );
+        t.set("lean-activations=off").unwrap();
+        assert!(!t.lean_activations);
         t.set("all=off").unwrap();
         assert_eq!(t, Tuning::plain());
         let e = t.set("fast=on").unwrap_err();

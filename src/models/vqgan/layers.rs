@@ -13,6 +13,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::VqganConfig;
+use crate::models::lean;
 
 fn conv(vs: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
     nn::conv2d(
@@ -56,13 +57,42 @@ const GROUPS: i64 = 32;
 const EPS: f64 = 1e-6;
 
 impl GroupNorm {
+    fn reduced(x: &Tensor) -> bool {
+        x.device().is_cuda() && crate::gpu::reduced_group_norm()
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
-        if x.device().is_cuda() && crate::gpu::reduced_group_norm() {
+        if Self::reduced(x) {
             group_norm_reduced(x, GROUPS, &self.weight, &self.bias, EPS)
         } else {
             x.group_norm(GROUPS, Some(&self.weight), Some(&self.bias), EPS, true)
         }
     }
+
+    /// `conv(swish(norm(x)))` for a 3×3, stride 1, padding 1 `conv`: as one
+    /// lean autograd node where it applies ([`crate::models::lean`]: the
+    /// backward pass then keeps `x` alone instead of three maps).
+    fn swish_conv(&self, conv: &nn::Conv2D, x: &Tensor) -> Tensor {
+        let norm = lean::Norm {
+            weight: &self.weight,
+            bias: &self.bias,
+            groups: GROUPS,
+            eps: EPS,
+        };
+        if !Self::reduced(x) {
+            if let Some(y) = lean::conv(x, Some(norm), &conv.ws, conv.bs.as_ref(), 1, 1) {
+                return y;
+            }
+        }
+        conv.forward(&swish(&self.forward(x)))
+    }
+}
+
+/// A 3×3, stride 1, padding 1 convolution that keeps nothing for the
+/// backward pass where it applies ([`crate::models::lean`]); the decoder's
+/// up-sampling convolutions, whose input is 4× the map before it.
+fn lean_conv3(conv: &nn::Conv2D, x: &Tensor) -> Tensor {
+    lean::conv(x, None, &conv.ws, conv.bs.as_ref(), 1, 1).unwrap_or_else(|| conv.forward(x))
 }
 
 /// Group normalisation of `x` `[N, C, H, W]` (contiguous or channels-last)
@@ -139,8 +169,8 @@ impl ResnetBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.conv1.forward(&swish(&self.norm1.forward(x)));
-        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)));
+        let h = self.norm1.swish_conv(&self.conv1, x);
+        let h = self.norm2.swish_conv(&self.conv2, &h);
         match &self.nin_shortcut {
             Some(s) => s.forward(x) + h,
             None => x + h,
@@ -291,7 +321,7 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(&h);
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
+        self.norm_out.swish_conv(&self.conv_out, &h)
     }
 }
 
@@ -349,10 +379,10 @@ impl Decoder {
             h = level.run_blocks(h);
             if let Some(c) = &level.resample {
                 let (_, _, hh, ww) = h.size4().expect("VQGAN decoder activations are 4-D");
-                h = c.forward(&h.upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0));
+                h = lean_conv3(c, &h.upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0));
             }
         }
-        self.conv_out.forward(&swish(&self.norm_out.forward(&h)))
+        self.norm_out.swish_conv(&self.conv_out, &h)
     }
 }
 
@@ -360,6 +390,50 @@ impl Decoder {
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// With frozen weights the decoder takes the lean convolutions, and the
+    /// latent's gradient equals libtorch's path (taken while the same
+    /// weights are trainable, which the lean node refuses).
+    #[cfg(zoetrope_shim)]
+    #[test]
+    fn decoder_gradient_is_the_same_through_lean_convolutions() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let decoder = Decoder::new(
+            &vs.root() / "decoder",
+            &crate::models::tiny::tiny_vqgan_config(),
+        );
+        tch::manual_seed(11);
+        let z = Tensor::randn([1, 32, 4, 6], (Kind::Float, Device::Cpu));
+        let g = Tensor::randn([1, 3, 32, 48], (Kind::Float, Device::Cpu));
+        let grad = |z: &Tensor| {
+            let z = z.detach().set_requires_grad(true);
+            let y = decoder.forward(&z);
+            let dz = Tensor::run_backward(&[(&y * &g).sum(Kind::Float)], &[&z], false, false);
+            (y.detach(), dz[0].shallow_clone())
+        };
+        let calls = lean::tests::shim_calls();
+        let (y_plain, dz_plain) = grad(&z);
+        assert_eq!(
+            lean::tests::shim_calls(),
+            calls,
+            "trainable weights: libtorch's path"
+        );
+        let mut vs = vs;
+        vs.freeze();
+        let (y_lean, dz_lean) = grad(&z);
+        // 4 levels of 2 blocks (2 lean nodes each), the mid block's 2 blocks,
+        // 3 up-sampling convolutions and norm_out → conv_out.
+        assert_eq!(lean::tests::shim_calls(), calls + 2 * 8 + 2 * 2 + 3 + 1);
+        let rel = |a: &Tensor, b: &Tensor| {
+            (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[])
+        };
+        assert!(rel(&y_lean, &y_plain) < 1e-5, "{}", rel(&y_lean, &y_plain));
+        assert!(
+            rel(&dz_lean, &dz_plain) < 1e-4,
+            "{}",
+            rel(&dz_lean, &dz_plain)
+        );
+    }
 
     /// The reduced group norm equals libtorch's in float32 (NCHW and
     /// channels-last, value and gradient) and to bf16 rounding in bf16, and

@@ -1,0 +1,140 @@
+// Convolutions with frozen weights that keep less for the backward pass
+// (src/lean.rs explains where and why).
+//
+// libtorch's autograd keeps a convolution's input for the weight gradient
+// even when the weights are frozen, and a GroupNorm -> SiLU -> conv chain
+// keeps three activation maps: the norm's input, the SiLU's input and the
+// convolution's input. Guidance never needs the weight gradient, and the
+// input gradient of this chain needs only the norm's input and statistics:
+// the SiLU's input is recomputed from them in the backward pass with one
+// per-channel scale and shift. In the VQGAN decoder at full resolution this
+// keeps one map where libtorch keeps three.
+//
+// Same error convention as cuda_graph.cpp: every function catches C++
+// exceptions and returns the message (malloc'd; freed with zt_free_string).
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+char* dup_message(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+// The per-(image, channel) scale and shift that turn x into the group norm's
+// output, n = x * a + b, in float32 and shaped [N, C, 1, 1] (libtorch's own
+// kernels normalise with the same two coefficients).
+std::pair<at::Tensor, at::Tensor> norm_coefficients(const at::Tensor& mean, const at::Tensor& rstd,
+                                                    const at::Tensor& gamma,
+                                                    const at::Tensor& beta, int64_t channels) {
+  const int64_t n = mean.size(0), groups = mean.size(1);
+  auto per_channel = [&](const at::Tensor& t) {
+    return t.to(at::kFloat).unsqueeze(2).expand({n, groups, channels / groups}).reshape({n, channels});
+  };
+  auto a = per_channel(rstd) * gamma.to(at::kFloat);
+  auto b = beta.to(at::kFloat) - per_channel(mean) * a;
+  return {a.view({n, channels, 1, 1}), b.view({n, channels, 1, 1})};
+}
+
+// y = conv2d(silu(group_norm(x)), weight, bias) when gamma is defined,
+// y = conv2d(x, weight, bias) when it is not. Weights, bias and the norm's
+// affine parameters get no gradient.
+struct LeanConv : public torch::autograd::Function<LeanConv> {
+  // Optional tensors are std::optional: autograd cannot record an undefined
+  // at::Tensor as an input.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
+                            const std::optional<at::Tensor>& gamma,
+                            const std::optional<at::Tensor>& beta, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, int64_t groups, double eps,
+                            int64_t stride, int64_t padding) {
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["channels_last"] =
+        x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+    if (!gamma || !beta) {
+      ctx->save_for_backward({weight});
+      return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+    }
+    const auto input = x.contiguous(x.suggest_memory_format());
+    const int64_t n = input.size(0), c = input.size(1);
+    const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
+    auto [normed, mean, rstd] = at::native_group_norm(input, gamma, beta, n, c, hw, groups, eps);
+    ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
+    return at::conv2d(at::silu(normed), weight, bias, {stride, stride}, {padding, padding});
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& weight = saved[0];
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const int64_t padding = ctx->saved_data["padding"].toInt();
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const auto format = ctx->saved_data["channels_last"].toBool() ? at::MemoryFormat::ChannelsLast
+                                                                    : at::MemoryFormat::Contiguous;
+    const auto grad = grads[0].contiguous(format);
+    // The convolution's input gradient reads the input's shape, dtype and
+    // layout only (libtorch reads its values for the weight gradient alone),
+    // so `like` may be any tensor with that metadata.
+    auto conv_input_grad = [&](const at::Tensor& like) {
+      return std::get<0>(at::convolution_backward(grad, like, weight, std::nullopt, {stride, stride},
+                                                  {padding, padding}, {1, 1}, false, {0, 0}, 1,
+                                                  {true, false, false}));
+    };
+    variable_list out(9);
+    if (saved.size() == 1) {
+      out[0] = conv_input_grad(at::empty(sizes, grad.options().memory_format(format)));
+      return out;
+    }
+    const auto& input = saved[1];
+    const auto& mean = saved[2];
+    const auto& rstd = saved[3];
+    const auto& gamma = saved[4];
+    const auto& beta = saved[5];
+    const int64_t n = input.size(0), c = input.size(1);
+    const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
+    auto [a, b] = norm_coefficients(mean, rstd, gamma, beta, c);
+    // The norm's output again, computed in float32 and stored in x's dtype.
+    auto normed = at::empty_like(input);
+    at::addcmul_out(normed, b, input, a);
+    auto grad_normed = at::silu_backward(conv_input_grad(normed), normed);
+    out[0] = std::get<0>(at::native_group_norm_backward(
+        grad_normed.contiguous(format), input, mean, rstd, gamma, n, c, hw,
+        ctx->saved_data["groups"].toInt(), {true, false, false}));
+    return out;
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// See LeanConv. `gamma` and `beta` null: a plain convolution that keeps no
+// activation. Returns a new at::Tensor* or null with `err` set.
+void* zt_lean_conv(void* x, void* gamma, void* beta, void* weight, void* bias, int64_t groups,
+                   double eps, int64_t stride, int64_t padding, char** err) {
+  try {
+    auto tensor = [](void* p) {
+      return p ? std::optional<at::Tensor>(*static_cast<at::Tensor*>(p)) : std::nullopt;
+    };
+    return new at::Tensor(LeanConv::apply(*tensor(x), tensor(gamma), tensor(beta), *tensor(weight),
+                                          tensor(bias), groups, eps, stride, padding));
+  } catch (const std::exception& e) {
+    if (err) *err = dup_message(e.what());
+  } catch (...) {
+    if (err) *err = dup_message("unknown C++ exception");
+  }
+  return nullptr;
+}
+
+}  // extern "C"

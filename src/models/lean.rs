@@ -1,0 +1,224 @@
+//! Frozen-weight convolutions that keep less for the backward pass.
+//!
+//! Guidance back-propagates through the VQGAN decoder every step, but only
+//! to the latent: no weight gets a gradient. libtorch's autograd still keeps
+//! every convolution's input (it is needed for the weight gradient), so a
+//! `GroupNorm → SiLU → conv` chain keeps three activation maps, and the
+//! decoder's full-resolution levels dominate a step's memory (at 512 × 512
+//! one 128-channel bf16 map is 64 MiB). [`conv`] computes the same chain as
+//! one autograd node (the C++ shim's `LeanConv`, `csrc/lean_ops.cpp`) that
+//! keeps only the norm's input and statistics and recomputes the SiLU's
+//! input in the backward pass from one per-channel scale and shift: one map
+//! instead of three, and none at all for a bare convolution (the decoder's
+//! up-sampling convolutions, whose input is 4× their block's map).
+//!
+//! Process-wide switch ([`set_enabled`], set by
+//! [`crate::render::device::Tuning`]'s `lean-activations`); without the shim
+//! (a libtorch without CUDA, or headers missing at build time) the layers
+//! take libtorch's path and nothing else changes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tch::Tensor;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the lean convolutions on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`conv`] will be used (switch on and the shim built).
+pub fn available() -> bool {
+    ENABLED.load(Ordering::Relaxed) && crate::gpu::graphs_built()
+}
+
+/// A group norm's parameters for [`conv`]: affine weight and bias, number of
+/// groups, epsilon.
+pub(crate) struct Norm<'a> {
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub groups: i64,
+    pub eps: f64,
+}
+
+/// `conv2d(silu(group_norm(x)), weight, bias)` with `norm`, or
+/// `conv2d(x, weight, bias)` without, as one autograd node that keeps only
+/// what the input gradient needs (module doc). Square stride and padding,
+/// no dilation, one convolution group.
+///
+/// `None` where it does not apply, so the caller takes libtorch's path:
+/// switched off, shim not built, `x` needs no gradient (nothing would be
+/// saved anyway), or a weight that is trainable (its gradient would be
+/// lost), or should the shim fail.
+pub(crate) fn conv(
+    x: &Tensor,
+    norm: Option<Norm>,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+) -> Option<Tensor> {
+    let trainable = weight.requires_grad()
+        || bias.is_some_and(Tensor::requires_grad)
+        || norm
+            .as_ref()
+            .is_some_and(|n| n.weight.requires_grad() || n.bias.requires_grad());
+    if !available() || !x.requires_grad() || trainable {
+        return None;
+    }
+    // Should the shim fail, libtorch's path reports the problem in its own words.
+    shim_conv(x, norm, weight, bias, stride, padding).ok()
+}
+
+#[cfg(zoetrope_shim)]
+fn shim_conv(
+    x: &Tensor,
+    norm: Option<Norm>,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+) -> crate::Result<Tensor> {
+    use std::ffi::c_void;
+    let ptr = |t: &Tensor| t.as_ptr() as *mut c_void;
+    let null = std::ptr::null_mut::<c_void>();
+    let (gamma, beta, groups, eps) = match &norm {
+        Some(n) => (ptr(n.weight), ptr(n.bias), n.groups, n.eps),
+        None => (null, null, 0, 0.0),
+    };
+    let mut err = std::ptr::null_mut();
+    // SAFETY: every pointer is a live at::Tensor* (or null where the shim
+    // accepts null) borrowed for the call; the shim returns a new
+    // heap-allocated at::Tensor* or null with `err` set.
+    let out = unsafe {
+        crate::gpu::ffi::zt_lean_conv(
+            ptr(x),
+            gamma,
+            beta,
+            ptr(weight),
+            bias.map_or(null, ptr),
+            groups,
+            eps,
+            stride,
+            padding,
+            &mut err,
+        )
+    };
+    if out.is_null() {
+        return Err(crate::gpu::ffi::error("lean convolution", err));
+    }
+    #[cfg(test)]
+    tests::SHIM_CALLS.with(|c| c.set(c.get() + 1));
+    // SAFETY: `out` is a fresh at::Tensor* that nothing else owns.
+    Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+}
+
+#[cfg(not(zoetrope_shim))]
+fn shim_conv(
+    _x: &Tensor,
+    _norm: Option<Norm>,
+    _weight: &Tensor,
+    _bias: Option<&Tensor>,
+    _stride: i64,
+    _padding: i64,
+) -> crate::Result<Tensor> {
+    Err(crate::Error::internal("built without the C++ shim"))
+}
+
+#[cfg(all(test, zoetrope_shim))]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use tch::{Device, Kind};
+
+    thread_local! {
+        /// Lean nodes made so far on this thread (each test has its own).
+        pub(crate) static SHIM_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn shim_calls() -> usize {
+        SHIM_CALLS.with(Cell::get)
+    }
+
+    /// The lean node gives libtorch's values and input gradients (float32,
+    /// NCHW and channels-last, with and without the norm), in bf16 to bf16
+    /// rounding, and leaves frozen weights without gradient.
+    #[test]
+    fn lean_conv_matches_libtorch() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, Device::Cpu);
+        let x0 = Tensor::randn([2, 64, 9, 7], opts) * 2.0 + 0.5;
+        let gamma = Tensor::randn([64], opts);
+        let beta = Tensor::randn([64], opts);
+        let w = Tensor::randn([48, 64, 3, 3], opts) * 0.05;
+        let b = Tensor::randn([48], opts);
+        for (with_norm, channels_last, kind) in [
+            (true, false, Kind::Float),
+            (false, false, Kind::Float),
+            (true, true, Kind::Float),
+            (true, false, Kind::BFloat16),
+            (false, false, Kind::BFloat16),
+        ] {
+            let case = format!("norm {with_norm}, channels-last {channels_last}, {kind:?}");
+            let layout = |t: &Tensor| {
+                if channels_last {
+                    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+                } else {
+                    t.shallow_clone()
+                }
+            };
+            let (w, b, gamma, beta) = (
+                w.to_kind(kind),
+                b.to_kind(kind),
+                gamma.to_kind(kind),
+                beta.to_kind(kind),
+            );
+            let x = layout(&x0.to_kind(kind));
+            let g = Tensor::randn([2, 48, 9, 7], opts).to_kind(kind);
+            let plain_forward = |x: &Tensor| {
+                let h = if with_norm {
+                    x.group_norm(32, Some(&gamma), Some(&beta), 1e-6, true)
+                        .silu()
+                } else {
+                    x.shallow_clone()
+                };
+                h.conv2d(&w, Some(&b), [1, 1], [1, 1], [1, 1], 1)
+            };
+            let xr = x.detach().set_requires_grad(true);
+            let yr = plain_forward(&xr);
+            let gr = Tensor::run_backward(&[(&yr * &g).sum(Kind::Float)], &[&xr], false, false);
+
+            let xl = x.detach().set_requires_grad(true);
+            let norm = with_norm.then_some(Norm {
+                weight: &gamma,
+                bias: &beta,
+                groups: 32,
+                eps: 1e-6,
+            });
+            let yl = shim_conv(&xl, norm, &w, Some(&b), 1, 1).unwrap();
+            let gl = Tensor::run_backward(&[(&yl * &g).sum(Kind::Float)], &[&xl], false, false);
+
+            let rel = |a: &Tensor, r: &Tensor| {
+                let a = a.to_kind(Kind::Float);
+                let r = r.to_kind(Kind::Float);
+                (&a - &r).abs().max().double_value(&[]) / r.abs().max().double_value(&[])
+            };
+            let tol = if kind == Kind::Float { 1e-5 } else { 2e-2 };
+            let (ey, eg) = (rel(&yl, &yr), rel(&gl[0], &gr[0]));
+            assert!(ey < tol, "{case}: output error {ey}");
+            assert!(eg < tol, "{case}: gradient error {eg}");
+            assert_eq!(gl[0].size(), x.size(), "{case}");
+            assert_eq!(gl[0].kind(), kind, "{case}");
+        }
+        // Frozen weights stay without gradient; trainable ones are refused.
+        let x = x0.detach().set_requires_grad(true);
+        let y = shim_conv(&x, None, &w, Some(&b), 1, 1).unwrap();
+        y.sum(Kind::Float).backward();
+        assert!(!w.grad().defined());
+        let trainable = w.detach().set_requires_grad(true);
+        assert!(conv(&x, None, &trainable, Some(&b), 1, 1).is_none());
+        // Nothing to save without a gradient: libtorch's path.
+        assert!(conv(&x0, None, &w, Some(&b), 1, 1).is_none());
+    }
+}
