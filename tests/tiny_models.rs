@@ -96,6 +96,42 @@ fn models_load_pass_full_checks_and_resolve_by_name() {
     assert_eq!(image.size(), [1, 64]);
     let diff = (text.get(0) - text.get(1)).abs().max().double_value(&[]);
     assert!(diff > 1e-3 && diff.is_finite(), "{diff}");
+
+    // Releasing the text tower frees every parameter outside `visual.*` but
+    // the logit scale, leaves the image tower's output as it was, and makes
+    // encode_text an error.
+    let mut clip = clip;
+    let numel = |clip: &Clip, visual: bool| -> usize {
+        let vars = clip.var_store().unwrap().variables();
+        vars.iter()
+            .filter(|(k, _)| k.starts_with("visual.") == visual && *k != "logit_scale")
+            .map(|(_, v)| v.numel())
+            .sum()
+    };
+    let (text_before, visual_before) = (numel(&clip, false), numel(&clip, true));
+    assert!(text_before > 0);
+    clip.release_text_tower();
+    assert_eq!(numel(&clip, false), 0);
+    assert_eq!(numel(&clip, true), visual_before);
+    assert!(clip.encode_image(&img).unwrap().equal(&image));
+    let e = clip.encode_text(&tokens).unwrap_err();
+    assert!(e.message.contains("release_text_tower"), "{e}");
+
+    // Folding QuickGELU into the ViT's weights keeps the embedding (to
+    // float32 rounding) and is done once however often it is asked for.
+    let c_fc = |clip: &Clip| {
+        clip.var_store().unwrap().variables()["visual.transformer.resblocks.0.mlp.c_fc.weight"]
+            .copy()
+    };
+    let before = c_fc(&clip);
+    clip.fold_quick_gelu();
+    clip.fold_quick_gelu();
+    let ratio = (c_fc(&clip) / &before).nan_to_num(1.702, 1.702, 1.702);
+    assert!((ratio - 1.702).abs().max().double_value(&[]) < 1e-5);
+    let folded = clip.encode_image(&img).unwrap();
+    let err = (&folded - &image).abs().max().double_value(&[]);
+    let scale = image.abs().max().double_value(&[]);
+    assert!(err < 1e-5 * scale, "{err} of {scale}");
 }
 
 #[test]

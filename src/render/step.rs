@@ -508,7 +508,10 @@ fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> 
 }
 
 impl Guide {
-    /// Embeds every prompt of every scene with every perceptor, once.
+    /// Embeds every prompt of every scene with every perceptor, once, then
+    /// frees the perceptors' text towers ([`Clip::release_text_tower`]) and
+    /// folds QuickGELU into their image towers' weights
+    /// ([`Clip::fold_quick_gelu`]).
     ///
     /// Text goes through CLIP's tokenizer and `encode_text` (a prompt longer
     /// than the context is an error quoting it). An image prompt `[path]` is
@@ -516,7 +519,7 @@ impl Guide {
     /// prepared as OpenAI's preprocessing does ([`clip_preprocess`]) and
     /// encoded with `encode_image`. Identical prompts are embedded once.
     pub fn new(
-        perceptors: Vec<Perceptor>,
+        mut perceptors: Vec<Perceptor>,
         scenes: &[Vec<Prompt>],
         base_dir: &Path,
     ) -> Result<Guide> {
@@ -592,6 +595,11 @@ impl Guide {
             } else {
                 Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?
             });
+        }
+        // Every prompt of every scene is embedded: the text towers are done.
+        for p in &mut perceptors {
+            p.clip.release_text_tower();
+            p.clip.fold_quick_gelu();
         }
         Ok(Guide {
             perceptors,

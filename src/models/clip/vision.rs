@@ -20,6 +20,11 @@ pub(crate) struct VisionTransformer {
 }
 
 impl VisionTransformer {
+    /// See [`Transformer::fold_quick_gelu`].
+    pub fn fold_quick_gelu(&mut self) {
+        self.transformer.fold_quick_gelu();
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         p: &Params,
