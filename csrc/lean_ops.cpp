@@ -8,7 +8,8 @@
 // input gradient of this chain needs only the norm's input and statistics:
 // the SiLU's input is recomputed from them in the backward pass with one
 // per-channel scale and shift. In the VQGAN decoder at full resolution this
-// keeps one map where libtorch keeps three.
+// keeps one map where libtorch keeps three. The norm's statistics come from
+// a reduction over the whole GPU (group_moments).
 //
 // Same error convention as cuda_graph.cpp: every function catches C++
 // exceptions and returns the message (malloc'd; freed with zt_free_string).
@@ -45,6 +46,27 @@ std::pair<at::Tensor, at::Tensor> norm_coefficients(const at::Tensor& mean, cons
   return {a.view({n, channels, 1, 1}), b.view({n, channels, 1, 1})};
 }
 
+// A group norm's statistics of x [N, C, H, W] (contiguous or channels-last):
+// mean and 1/sqrt(var + eps) per (image, group), [N, G], in the dtype
+// libtorch's native_group_norm keeps them (x's, or float32 for a reduced-
+// precision x with float32 parameters), so that native_group_norm_backward
+// takes them. They come from one Welford reduction that libtorch spreads over
+// the whole GPU; native_group_norm gives each (image, group) one thread block,
+// 32 blocks for one image, which left most of an H100 idle (BENCHMARKS.md).
+std::pair<at::Tensor, at::Tensor> group_moments(const at::Tensor& x, int64_t groups, double eps,
+                                                at::ScalarType param_type) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const int64_t hw = n * c == 0 ? 0 : x.numel() / (n * c);
+  const bool channels_last = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  auto [var, mean] = channels_last
+      ? at::var_mean(x.permute({0, 2, 3, 1}).view({n, hw, groups, c / groups}), {1, 3}, 0, false)
+      : at::var_mean(x.view({n, groups, -1}), {2}, 0, false);
+  const bool mixed = x.scalar_type() != param_type && param_type == at::kFloat;
+  const auto stat_type = mixed ? at::kFloat : x.scalar_type();
+  auto rstd = (var.to(at::kFloat) + eps).rsqrt();
+  return {mean.to(stat_type), rstd.to(stat_type)};
+}
+
 // y = conv2d(silu(group_norm(x)), weight, bias) when gamma is defined,
 // y = conv2d(x, weight, bias) when it is not. Weights, bias and the norm's
 // affine parameters get no gradient.
@@ -66,12 +88,18 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
       ctx->save_for_backward({weight});
       return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
     }
-    const auto input = x.contiguous(x.suggest_memory_format());
+    const auto format = x.suggest_memory_format();
+    const auto input = x.contiguous(format);
     const int64_t n = input.size(0), c = input.size(1);
-    const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
-    auto [normed, mean, rstd] = at::native_group_norm(input, gamma, beta, n, c, hw, groups, eps);
+    auto [mean, rstd] = group_moments(input, groups, eps, gamma->scalar_type());
+    auto [a, b] = norm_coefficients(mean, rstd, *gamma, *beta, c);
+    // silu(x * a + b) in x's dtype and layout: two elementwise passes, as
+    // libtorch's group norm followed by silu.
+    auto activated = at::empty_like(input, format);
+    at::addcmul_out(activated, b, input, a);
+    at::silu_(activated);
     ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
-    return at::conv2d(at::silu(normed), weight, bias, {stride, stride}, {padding, padding});
+    return at::conv2d(activated, weight, bias, {stride, stride}, {padding, padding});
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

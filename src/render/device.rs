@@ -93,6 +93,11 @@ pub struct Tuning {
     /// ([`crate::models::lean`]): one activation map instead of three.
     /// Applies on the CPU too.
     pub lean_activations: bool,
+    /// QuickGELU's two scalings by 1.702 folded into the ViT's MLP weights
+    /// ([`crate::models::clip::Clip::fold_quick_gelu`]): four elementwise
+    /// passes over the widest activations fewer per block and step. Made
+    /// when the guide takes its switches; once made it stays.
+    pub fold_quick_gelu: bool,
 }
 
 impl Default for Tuning {
@@ -105,13 +110,14 @@ impl Default for Tuning {
             cuda_graphs: true,
             reduced_group_norm: false,
             lean_activations: true,
+            fold_quick_gelu: true,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
@@ -119,6 +125,7 @@ impl Tuning {
         "cuda-graphs",
         "reduced-group-norm",
         "lean-activations",
+        "fold-quick-gelu",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -131,6 +138,7 @@ impl Tuning {
             cuda_graphs: false,
             reduced_group_norm: false,
             lean_activations: false,
+            fold_quick_gelu: false,
         }
     }
 
@@ -154,6 +162,7 @@ impl Tuning {
             "cuda-graphs" => self.cuda_graphs = on,
             "reduced-group-norm" => self.reduced_group_norm = on,
             "lean-activations" => self.lean_activations = on,
+            "fold-quick-gelu" => self.fold_quick_gelu = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -188,14 +197,15 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
             v(self.channels_last),
             v(self.cuda_graphs),
             v(self.reduced_group_norm),
-            v(self.lean_activations)
+            v(self.lean_activations),
+            v(self.fold_quick_gelu)
         )
     }
 
@@ -245,7 +255,7 @@ mod tests {
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on"
         );
         t.set("lean-activations=off").unwrap();
         assert!(!t.lean_activations);

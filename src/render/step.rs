@@ -509,9 +509,7 @@ fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> 
 
 impl Guide {
     /// Embeds every prompt of every scene with every perceptor, once, then
-    /// frees the perceptors' text towers ([`Clip::release_text_tower`]) and
-    /// folds QuickGELU into their image towers' weights
-    /// ([`Clip::fold_quick_gelu`]).
+    /// frees the perceptors' text towers ([`Clip::release_text_tower`]).
     ///
     /// Text goes through CLIP's tokenizer and `encode_text` (a prompt longer
     /// than the context is an error quoting it). An image prompt `[path]` is
@@ -599,7 +597,6 @@ impl Guide {
         // Every prompt of every scene is embedded: the text towers are done.
         for p in &mut perceptors {
             p.clip.release_text_tower();
-            p.clip.fold_quick_gelu();
         }
         Ok(Guide {
             perceptors,
@@ -610,9 +607,16 @@ impl Guide {
         })
     }
 
-    /// Sets the speed switches the step reads (cutout precision); the
-    /// process-wide ones are set by [`Tuning::apply_global`].
+    /// Sets the speed switches the step reads (cutout precision) and, with
+    /// `fold-quick-gelu` on, folds QuickGELU into the perceptors' image
+    /// towers ([`Clip::fold_quick_gelu`]; once made, the fold stays). The
+    /// process-wide switches are set by [`Tuning::apply_global`].
     pub fn set_tuning(&mut self, tuning: Tuning) {
+        if tuning.fold_quick_gelu {
+            for p in &mut self.perceptors {
+                p.clip.fold_quick_gelu();
+            }
+        }
         self.tuning = tuning;
     }
 
