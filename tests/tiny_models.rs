@@ -240,3 +240,35 @@ fn manifest_checks_generated_entries() {
     let e = Manifest::parse(&entry("torchscript", ""), "m").unwrap_err();
     assert!(e.message.contains("url is missing"), "{}", e.message);
 }
+
+/// A checkpointed ViT forward gives the same embeddings, and after its
+/// backward the same image gradient, as the plain forward.
+#[test]
+fn checkpointed_vit_gives_the_same_gradient() {
+    let t = tempfile::tempdir().unwrap();
+    write_tiny_models(t.path()).unwrap();
+    let clip = Clip::load(&t.path().join(TINY_CLIP_FILE), Device::Cpu).unwrap();
+    tch::manual_seed(4);
+    let img = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let target = Tensor::randn([3, 64], (Kind::Float, Device::Cpu));
+
+    let plain_in = img.detach().set_requires_grad(true);
+    let plain = clip.encode_image(&plain_in).unwrap();
+    (&plain * &target).sum(Kind::Float).backward();
+
+    let ck_in = img.detach().set_requires_grad(true);
+    let (ck, checkpoint) = clip.encode_image_checkpointed(&ck_in).unwrap();
+    let checkpoint = checkpoint.expect("a ViT is checkpointed");
+    (&ck * &target).sum(Kind::Float).backward();
+    // The losses' pass stops at the blocks: nothing has reached the image yet.
+    assert!(!ck_in.grad().defined());
+    checkpoint.backward().unwrap();
+
+    let rel = |a: &Tensor, b: &Tensor| {
+        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[])
+    };
+    assert!(rel(&ck, &plain) < 1e-6, "{}", rel(&ck, &plain));
+    let g = rel(&ck_in.grad(), &plain_in.grad());
+    assert!(g < 1e-5, "{g}");
+    assert!(plain_in.grad().abs().max().double_value(&[]) > 0.0);
+}

@@ -539,15 +539,21 @@ impl ClampWithGrad {
     /// reaches [`output`](Self::output) into the input by pytti's rule.
     /// Gradients accumulate into the leaves' `.grad` as `loss.backward()` does.
     pub fn backward(&self, loss: &Tensor) -> Result<()> {
-        self.backward_with(loss, || ())
+        self.backward_with(loss, || Ok(()))
     }
 
     /// [`backward`](Self::backward), calling `between` after the first pass
     /// (the losses back to the clamped image) and before the second (the
-    /// image back to the input): for timing the two halves.
-    pub fn backward_with(&self, loss: &Tensor, mut between: impl FnMut()) -> Result<()> {
+    /// image back to the input): to timing the two halves, and to finish
+    /// checkpointed segments, whose gradient reaches the image only when
+    /// they are back-propagated by hand.
+    pub fn backward_with(
+        &self,
+        loss: &Tensor,
+        mut between: impl FnMut() -> Result<()>,
+    ) -> Result<()> {
         loss.f_backward()?;
-        between();
+        between()?;
         let grad = self.output.grad();
         if !grad.defined() || !self.input.requires_grad() {
             return Ok(());

@@ -68,7 +68,13 @@ pub(crate) fn conv(
         return None;
     }
     // Should the shim fail, libtorch's path reports the problem in its own words.
-    shim_conv(x, norm, weight, bias, stride, padding).ok()
+    #[cfg(zoetrope_shim)]
+    return shim_conv(x, norm, weight, bias, stride, padding).ok();
+    #[cfg(not(zoetrope_shim))]
+    {
+        let _ = (stride, padding);
+        None
+    }
 }
 
 #[cfg(zoetrope_shim)]
@@ -112,18 +118,6 @@ fn shim_conv(
     tests::SHIM_CALLS.with(|c| c.set(c.get() + 1));
     // SAFETY: `out` is a fresh at::Tensor* that nothing else owns.
     Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
-}
-
-#[cfg(not(zoetrope_shim))]
-fn shim_conv(
-    _x: &Tensor,
-    _norm: Option<Norm>,
-    _weight: &Tensor,
-    _bias: Option<&Tensor>,
-    _stride: i64,
-    _padding: i64,
-) -> crate::Result<Tensor> {
-    Err(crate::Error::internal("built without the C++ shim"))
 }
 
 #[cfg(all(test, zoetrope_shim))]

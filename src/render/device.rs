@@ -98,6 +98,13 @@ pub struct Tuning {
     /// passes over the widest activations fewer per block and step. Made
     /// when the guide takes its switches; once made it stays.
     pub fold_quick_gelu: bool,
+    /// The ViT perceptors' residual blocks keep only their inputs for the
+    /// backward pass and run forward a second time during it
+    /// ([`crate::models::clip::Clip::encode_image_checkpointed`]): about a
+    /// tenth of their activation memory, for one more forward pass through
+    /// the blocks. Off by default (it costs time); for large perceptors
+    /// (ViT-L/14) or many cutouts on a small GPU.
+    pub checkpoint_perceptors: bool,
 }
 
 impl Default for Tuning {
@@ -111,13 +118,14 @@ impl Default for Tuning {
             reduced_group_norm: false,
             lean_activations: true,
             fold_quick_gelu: true,
+            checkpoint_perceptors: false,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
@@ -126,6 +134,7 @@ impl Tuning {
         "reduced-group-norm",
         "lean-activations",
         "fold-quick-gelu",
+        "checkpoint-perceptors",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -139,6 +148,7 @@ impl Tuning {
             reduced_group_norm: false,
             lean_activations: false,
             fold_quick_gelu: false,
+            checkpoint_perceptors: false,
         }
     }
 
@@ -163,6 +173,7 @@ impl Tuning {
             "reduced-group-norm" => self.reduced_group_norm = on,
             "lean-activations" => self.lean_activations = on,
             "fold-quick-gelu" => self.fold_quick_gelu = on,
+            "checkpoint-perceptors" => self.checkpoint_perceptors = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -197,7 +208,7 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={} checkpoint-perceptors={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
@@ -205,7 +216,8 @@ impl Tuning {
             v(self.cuda_graphs),
             v(self.reduced_group_norm),
             v(self.lean_activations),
-            v(self.fold_quick_gelu)
+            v(self.fold_quick_gelu),
+            v(self.checkpoint_perceptors)
         )
     }
 
@@ -255,7 +267,7 @@ mod tests {
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on checkpoint-perceptors=off"
         );
         t.set("lean-activations=off").unwrap();
         assert!(!t.lean_activations);

@@ -982,6 +982,7 @@ impl Guide {
             .filter(|(k, _)| *k >= 2)
             .filter_map(|(k, (_, t))| t.map(|(_, target)| (k, target)))
             .collect();
+        let mut checkpoints = Vec::new();
         if self.needs_cutouts(w) {
             let mut embeds = Vec::with_capacity(self.perceptors.len());
             let mut target_cuts: Vec<Vec<Tensor>> = semantic.iter().map(|_| Vec::new()).collect();
@@ -998,7 +999,14 @@ impl Guide {
                 };
                 let cuts = p.sampler.sample_with_bins(&source, bins)?;
                 mark(phases, device, Some("cutouts"));
-                embeds.push(p.clip.encode_image(&cuts)?.f_to_kind(Kind::Float)?);
+                let e = if self.tuning.checkpoint_perceptors {
+                    let (e, checkpoint) = p.clip.encode_image_checkpointed(&cuts)?;
+                    checkpoints.extend(checkpoint);
+                    e
+                } else {
+                    p.clip.encode_image(&cuts)?
+                };
+                embeds.push(e.f_to_kind(Kind::Float)?);
                 mark(phases, device, Some("perceptors"));
                 for (k, (_, target)) in semantic.iter().enumerate() {
                     let e = tch::no_grad(|| -> Result<Tensor> {
@@ -1053,7 +1061,11 @@ impl Guide {
 
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
-            mark(phases, device, Some("backward: losses → image"))
+            for c in &checkpoints {
+                c.backward()?;
+            }
+            mark(phases, device, Some("backward: losses → image"));
+            Ok(())
         })?;
         mark(phases, device, Some("backward: image → latent"));
         adam.apply(state.param_mut(), &inputs.adam(prompt_count)?);

@@ -317,6 +317,11 @@ impl Transformer {
         out
     }
 
+    /// The residual blocks, in order.
+    pub fn blocks(&self) -> &[ResidualAttentionBlock] {
+        &self.blocks
+    }
+
     /// `x` [N, L, D] (batch first; the official code is sequence first, the
     /// arithmetic is the same).
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {

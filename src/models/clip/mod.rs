@@ -30,6 +30,7 @@ use vision::{ModifiedResNet, VisionTransformer};
 
 pub use text_clean::{basic_clean, html_unescape, whitespace_clean};
 pub use tokenizer::{Tokenizer, CONTEXT_LENGTH, END_TOKEN, START_TOKEN, VOCAB_SIZE};
+pub use vision::VitCheckpoint;
 
 /// The visual tower's architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,10 +591,29 @@ impl Clip {
         }
     }
 
-    /// Image embeddings, [N, embed_dim] in the model's dtype, from images
-    /// [N, 3, R, R] already resized to [`Clip::input_resolution`] and normalised
-    /// with CLIP's mean/std (any float dtype; cast to the model's).
-    pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
+    /// [`Clip::encode_image`] keeping less for the backward pass: with a ViT
+    /// image tower, the residual blocks keep only their inputs and
+    /// [`VitCheckpoint::backward`] recomputes them (one more forward pass
+    /// through the blocks per step, for about a tenth of their activation
+    /// memory). The returned embeddings reach the image only through that
+    /// call, made after the losses' own backward pass. A ResNet tower runs
+    /// as in `encode_image` (no checkpoint).
+    pub fn encode_image_checkpointed(
+        &self,
+        image: &Tensor,
+    ) -> Result<(Tensor, Option<VitCheckpoint<'_>>)> {
+        let x = self.check_image(image)?;
+        Ok(match &self.m.visual {
+            Visual::ViT(v) => {
+                let (out, checkpoint) = v.forward_checkpointed(&x);
+                (out, Some(checkpoint))
+            }
+            Visual::ResNet(v) => (v.forward(&x), None),
+        })
+    }
+
+    /// `image` checked as [`Clip::encode_image`] wants it, in the model's kind.
+    fn check_image(&self, image: &Tensor) -> Result<Tensor> {
         let s = image.size();
         let r = self.config.image_resolution;
         if s.len() != 4 || s[1] != 3 || s[2] != r || s[3] != r {
@@ -609,7 +629,14 @@ impl Clip {
                 image.device()
             )));
         }
-        let x = image.to_kind(self.kind());
+        Ok(image.to_kind(self.kind()))
+    }
+
+    /// Image embeddings, [N, embed_dim] in the model's dtype, from images
+    /// [N, 3, R, R] already resized to [`Clip::input_resolution`] and normalised
+    /// with CLIP's mean/std (any float dtype; cast to the model's).
+    pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
+        let x = self.check_image(image)?;
         Ok(match &self.m.visual {
             Visual::ViT(v) => v.forward(&x),
             Visual::ResNet(v) => v.forward(&x),

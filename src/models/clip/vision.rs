@@ -3,7 +3,9 @@
 
 use tch::Tensor;
 
-use super::layers::{attention, BatchNorm, LayerNorm, Linear, Params, Transformer};
+use super::layers::{
+    attention, BatchNorm, LayerNorm, Linear, Params, ResidualAttentionBlock, Transformer,
+};
 
 /// `VisionTransformer`: patch embedding, class token, pre/post layer norms and a
 /// projection to the joint embedding space.
@@ -50,6 +52,37 @@ impl VisionTransformer {
 
     /// `x` [N, 3, R, R] in the model's dtype → [N, embed_dim].
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.head(&self.transformer.forward(&self.stem(x), false))
+    }
+
+    /// [`forward`](Self::forward) with the residual blocks run without
+    /// autograd, keeping only each block's input: see [`VitCheckpoint`].
+    pub fn forward_checkpointed(&self, x: &Tensor) -> (Tensor, VitCheckpoint<'_>) {
+        let stem = self.stem(x);
+        let mut inputs = Vec::with_capacity(self.transformer.blocks().len());
+        let last = tch::no_grad(|| {
+            let mut h = stem.detach();
+            for b in self.transformer.blocks() {
+                inputs.push(h.shallow_clone());
+                h = b.forward(&h, false);
+            }
+            h
+        })
+        .set_requires_grad(true);
+        let out = self.head(&last);
+        (
+            out,
+            VitCheckpoint {
+                blocks: self.transformer.blocks(),
+                stem,
+                inputs,
+                last,
+            },
+        )
+    }
+
+    /// Patch embedding, class token, positions and `ln_pre`: [N, 1 + grid², width].
+    fn stem(&self, x: &Tensor) -> Tensor {
         let p = self.patch_size;
         let x = x.conv2d(&self.conv1, None::<Tensor>, [p, p], [0, 0], [1, 1], 1);
         let s = x.size();
@@ -62,10 +95,55 @@ impl VisionTransformer {
             .expand([n, 1, width], true);
         let kind = x.kind();
         let x = Tensor::cat(&[cls, x], 1) + self.positional_embedding.to_kind(kind);
-        let x = self.ln_pre.forward(&x);
-        let x = self.transformer.forward(&x, false);
-        let x = self.ln_post.forward(&x.select(1, 0));
-        x.matmul(&self.proj)
+        self.ln_pre.forward(&x)
+    }
+
+    /// `ln_post` of the class token and the projection: [N, embed_dim].
+    fn head(&self, x: &Tensor) -> Tensor {
+        self.ln_post.forward(&x.select(1, 0)).matmul(&self.proj)
+    }
+}
+
+/// What a checkpointed ViT forward keeps for its backward pass: the input of
+/// each residual block (one `[N, tokens, width]` tensor) instead of every
+/// activation of every block (about ten such tensors per block with frozen
+/// weights). [`VitCheckpoint::backward`] recomputes one block at a time.
+///
+/// The embeddings returned with it are attached to the last block's output
+/// (a leaf), not to the image: after the losses' backward pass has reached
+/// that leaf, `backward` carries its gradient through the blocks and the
+/// stem into the image.
+pub struct VitCheckpoint<'a> {
+    blocks: &'a [ResidualAttentionBlock],
+    /// The stem's output, attached to the image.
+    stem: Tensor,
+    /// Each block's input (detached).
+    inputs: Vec<Tensor>,
+    /// The last block's output: the leaf the head is attached to.
+    last: Tensor,
+}
+
+impl VitCheckpoint<'_> {
+    /// Back-propagates the gradient that reached the last block's output
+    /// through every block (each recomputed from its kept input) and the
+    /// stem; the image's gradient accumulates as `backward()` accumulates
+    /// it. Nothing to do when no loss used these embeddings.
+    pub fn backward(&self) -> Result<(), tch::TchError> {
+        let mut grad = self.last.grad();
+        if !grad.defined() {
+            return Ok(());
+        }
+        for (block, input) in self.blocks.iter().zip(&self.inputs).rev() {
+            let x = input.detach().set_requires_grad(true);
+            let y = block.forward(&x, false);
+            // d/dx Σ(y ⊙ grad) is the vector-Jacobian product for `grad`.
+            let vjp = y.f_mul(&grad)?.f_sum(tch::Kind::Float)?;
+            grad = Tensor::f_run_backward(&[vjp], &[&x], false, false)?.remove(0);
+        }
+        self.stem
+            .f_mul(&grad)?
+            .f_sum(tch::Kind::Float)?
+            .f_backward()
     }
 }
 
