@@ -72,7 +72,7 @@ pub(crate) fn conv(
     return shim_conv(x, norm, weight, bias, stride, padding).ok();
     #[cfg(not(zoetrope_shim))]
     {
-        let _ = (stride, padding);
+        let _ = (stride, padding, norm.map(|n| (n.groups, n.eps)));
         None
     }
 }
