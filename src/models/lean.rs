@@ -42,25 +42,27 @@ pub(crate) struct Norm<'a> {
     pub eps: f64,
 }
 
+/// A convolution for [`conv`]: weight, bias, square stride and padding (no
+/// dilation, one group).
+#[derive(Clone, Copy)]
+pub(crate) struct Conv<'a> {
+    pub weight: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub stride: i64,
+    pub padding: i64,
+}
+
 /// `conv2d(silu(group_norm(x)), weight, bias)` with `norm`, or
 /// `conv2d(x, weight, bias)` without, as one autograd node that keeps only
-/// what the input gradient needs (module doc). Square stride and padding,
-/// no dilation, one convolution group.
+/// what the input gradient needs (module doc).
 ///
 /// `None` where it does not apply, so the caller takes libtorch's path:
 /// switched off, shim not built, `x` needs no gradient (nothing would be
 /// saved anyway), or a weight that is trainable (its gradient would be
 /// lost), or should the shim fail.
-pub(crate) fn conv(
-    x: &Tensor,
-    norm: Option<Norm>,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    stride: i64,
-    padding: i64,
-) -> Option<Tensor> {
-    let trainable = weight.requires_grad()
-        || bias.is_some_and(Tensor::requires_grad)
+pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
+    let trainable = c.weight.requires_grad()
+        || c.bias.is_some_and(Tensor::requires_grad)
         || norm
             .as_ref()
             .is_some_and(|n| n.weight.requires_grad() || n.bias.requires_grad());
@@ -69,23 +71,16 @@ pub(crate) fn conv(
     }
     // Should the shim fail, libtorch's path reports the problem in its own words.
     #[cfg(zoetrope_shim)]
-    return shim_conv(x, norm, weight, bias, stride, padding).ok();
+    return shim_conv(x, norm, c).ok();
     #[cfg(not(zoetrope_shim))]
     {
-        let _ = (stride, padding, norm.map(|n| (n.groups, n.eps)));
+        let _ = (c.stride, c.padding, norm.map(|n| (n.groups, n.eps)));
         None
     }
 }
 
 #[cfg(zoetrope_shim)]
-fn shim_conv(
-    x: &Tensor,
-    norm: Option<Norm>,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    stride: i64,
-    padding: i64,
-) -> crate::Result<Tensor> {
+fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> crate::Result<Tensor> {
     use std::ffi::c_void;
     let ptr = |t: &Tensor| t.as_ptr() as *mut c_void;
     let null = std::ptr::null_mut::<c_void>();
@@ -102,12 +97,12 @@ fn shim_conv(
             ptr(x),
             gamma,
             beta,
-            ptr(weight),
-            bias.map_or(null, ptr),
+            ptr(c.weight),
+            c.bias.map_or(null, ptr),
             groups,
             eps,
-            stride,
-            padding,
+            c.stride,
+            c.padding,
             &mut err,
         )
     };
@@ -133,6 +128,15 @@ pub(crate) mod tests {
 
     pub(crate) fn shim_calls() -> usize {
         SHIM_CALLS.with(Cell::get)
+    }
+
+    fn conv3<'a>(weight: &'a Tensor, bias: &'a Tensor) -> Conv<'a> {
+        Conv {
+            weight,
+            bias: Some(bias),
+            stride: 1,
+            padding: 1,
+        }
     }
 
     /// The lean node gives libtorch's values and input gradients (float32,
@@ -190,7 +194,7 @@ pub(crate) mod tests {
                 groups: 32,
                 eps: 1e-6,
             });
-            let yl = shim_conv(&xl, norm, &w, Some(&b), 1, 1).unwrap();
+            let yl = shim_conv(&xl, norm, conv3(&w, &b)).unwrap();
             let gl = Tensor::run_backward(&[(&yl * &g).sum(Kind::Float)], &[&xl], false, false);
 
             let rel = |a: &Tensor, r: &Tensor| {
@@ -207,12 +211,12 @@ pub(crate) mod tests {
         }
         // Frozen weights stay without gradient; trainable ones are refused.
         let x = x0.detach().set_requires_grad(true);
-        let y = shim_conv(&x, None, &w, Some(&b), 1, 1).unwrap();
+        let y = shim_conv(&x, None, conv3(&w, &b)).unwrap();
         y.sum(Kind::Float).backward();
         assert!(!w.grad().defined());
         let trainable = w.detach().set_requires_grad(true);
-        assert!(conv(&x, None, &trainable, Some(&b), 1, 1).is_none());
+        assert!(conv(&x, None, conv3(&trainable, &b)).is_none());
         // Nothing to save without a gradient: libtorch's path.
-        assert!(conv(&x0, None, &w, Some(&b), 1, 1).is_none());
+        assert!(conv(&x0, None, conv3(&w, &b)).is_none());
     }
 }

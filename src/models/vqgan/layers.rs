@@ -80,7 +80,7 @@ impl GroupNorm {
             eps: EPS,
         };
         if !Self::reduced(x) {
-            if let Some(y) = lean::conv(x, Some(norm), &conv.ws, conv.bs.as_ref(), 1, 1) {
+            if let Some(y) = lean::conv(x, Some(norm), same3x3(conv)) {
                 return y;
             }
         }
@@ -92,7 +92,17 @@ impl GroupNorm {
 /// backward pass where it applies ([`crate::models::lean`]); the decoder's
 /// up-sampling convolutions, whose input is 4× the map before it.
 fn lean_conv3(conv: &nn::Conv2D, x: &Tensor) -> Tensor {
-    lean::conv(x, None, &conv.ws, conv.bs.as_ref(), 1, 1).unwrap_or_else(|| conv.forward(x))
+    lean::conv(x, None, same3x3(conv)).unwrap_or_else(|| conv.forward(x))
+}
+
+/// A 3×3, stride 1, padding 1 `conv` for [`lean::conv`].
+fn same3x3(conv: &nn::Conv2D) -> lean::Conv<'_> {
+    lean::Conv {
+        weight: &conv.ws,
+        bias: conv.bs.as_ref(),
+        stride: 1,
+        padding: 1,
+    }
 }
 
 /// Group normalisation of `x` `[N, C, H, W]` (contiguous or channels-last)
