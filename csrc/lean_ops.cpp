@@ -8,8 +8,8 @@
 // input gradient of this chain needs only the norm's input and statistics:
 // the SiLU's input is recomputed from them in the backward pass with one
 // per-channel scale and shift. In the VQGAN decoder at full resolution this
-// keeps one map where libtorch keeps three. The norm's statistics come from
-// a reduction over the whole GPU (group_moments).
+// keeps one map where libtorch keeps three. On a GPU the norm's statistics
+// come from a reduction over the whole GPU (group_moments).
 //
 // Same error convention as cuda_graph.cpp: every function catches C++
 // exceptions and returns the message (malloc'd; freed with zt_free_string).
@@ -77,7 +77,7 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
                             const std::optional<at::Tensor>& gamma,
                             const std::optional<at::Tensor>& beta, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, int64_t groups, double eps,
-                            int64_t stride, int64_t padding) {
+                            int64_t stride, int64_t padding, bool reduce_stats) {
     ctx->saved_data["groups"] = groups;
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
@@ -91,12 +91,20 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     const auto format = x.suggest_memory_format();
     const auto input = x.contiguous(format);
     const int64_t n = input.size(0), c = input.size(1);
-    auto [mean, rstd] = group_moments(input, groups, eps, gamma->scalar_type());
-    auto [a, b] = norm_coefficients(mean, rstd, *gamma, *beta, c);
-    // silu(x * a + b) in x's dtype and layout: two elementwise passes, as
-    // libtorch's group norm followed by silu.
-    auto activated = at::empty_like(input, format);
-    at::addcmul_out(activated, b, input, a);
+    at::Tensor activated, mean, rstd;
+    if (input.is_cuda() || reduce_stats) {
+      std::tie(mean, rstd) = group_moments(input, groups, eps, gamma->scalar_type());
+      auto [a, b] = norm_coefficients(mean, rstd, *gamma, *beta, c);
+      // x * a + b in x's dtype and layout, as libtorch's kernel applies it.
+      activated = at::empty_like(input, format);
+      at::addcmul_out(activated, b, input, a);
+    } else {
+      // On the CPU libtorch's group norm is parallel enough, and faster
+      // than the separate reduction.
+      const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
+      std::tie(activated, mean, rstd) =
+          at::native_group_norm(input, gamma, beta, n, c, hw, groups, eps);
+    }
     at::silu_(activated);
     ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
     return at::conv2d(activated, weight, bias, {stride, stride}, {padding, padding});
@@ -119,7 +127,7 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
                                                   {padding, padding}, {1, 1}, false, {0, 0}, 1,
                                                   {true, false, false}));
     };
-    variable_list out(9);
+    variable_list out(10);
     if (saved.size() == 1) {
       out[0] = conv_input_grad(at::empty(sizes, grad.options().memory_format(format)));
       return out;
@@ -148,15 +156,18 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
 extern "C" {
 
 // See LeanConv. `gamma` and `beta` null: a plain convolution that keeps no
-// activation. Returns a new at::Tensor* or null with `err` set.
+// activation. `reduce_stats` non-zero: the GPU's way to the norm's
+// statistics on any device (for tests on the CPU). Returns a new at::Tensor*
+// or null with `err` set.
 void* zt_lean_conv(void* x, void* gamma, void* beta, void* weight, void* bias, int64_t groups,
-                   double eps, int64_t stride, int64_t padding, char** err) {
+                   double eps, int64_t stride, int64_t padding, int reduce_stats, char** err) {
   try {
     auto tensor = [](void* p) {
       return p ? std::optional<at::Tensor>(*static_cast<at::Tensor*>(p)) : std::nullopt;
     };
     return new at::Tensor(LeanConv::apply(*tensor(x), tensor(gamma), tensor(beta), *tensor(weight),
-                                          tensor(bias), groups, eps, stride, padding));
+                                          tensor(bias), groups, eps, stride, padding,
+                                          reduce_stats != 0));
   } catch (const std::exception& e) {
     if (err) *err = dup_message(e.what());
   } catch (...) {

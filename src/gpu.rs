@@ -132,6 +132,7 @@ pub(crate) mod ffi {
             eps: f64,
             stride: i64,
             padding: i64,
+            reduce_stats: c_int,
             err: *mut *mut c_char,
         ) -> *mut c_void;
     }

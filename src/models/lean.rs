@@ -71,7 +71,7 @@ pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
     }
     // Should the shim fail, libtorch's path reports the problem in its own words.
     #[cfg(zoetrope_shim)]
-    return shim_conv(x, norm, c).ok();
+    return shim_conv(x, norm, c, false).ok();
     #[cfg(not(zoetrope_shim))]
     {
         let _ = (c.stride, c.padding, norm.map(|n| (n.groups, n.eps)));
@@ -79,8 +79,11 @@ pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
     }
 }
 
+/// The shim's node; `reduce_stats` takes the norm's statistics the way it
+/// does on a GPU (one whole-tensor reduction) on any device, which is how
+/// the tests reach that path on the CPU.
 #[cfg(zoetrope_shim)]
-fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> crate::Result<Tensor> {
+fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv, reduce_stats: bool) -> crate::Result<Tensor> {
     use std::ffi::c_void;
     let ptr = |t: &Tensor| t.as_ptr() as *mut c_void;
     let null = std::ptr::null_mut::<c_void>();
@@ -103,6 +106,7 @@ fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> crate::Result<Tensor> {
             eps,
             c.stride,
             c.padding,
+            reduce_stats.into(),
             &mut err,
         )
     };
@@ -140,7 +144,8 @@ pub(crate) mod tests {
     }
 
     /// The lean node gives libtorch's values and input gradients (float32,
-    /// NCHW and channels-last, with and without the norm), in bf16 to bf16
+    /// NCHW and channels-last, with and without the norm, the norm's
+    /// statistics the CPU's way and the GPU's way), in bf16 to bf16
     /// rounding, and leaves frozen weights without gradient.
     #[test]
     fn lean_conv_matches_libtorch() {
@@ -151,14 +156,19 @@ pub(crate) mod tests {
         let beta = Tensor::randn([64], opts);
         let w = Tensor::randn([48, 64, 3, 3], opts) * 0.05;
         let b = Tensor::randn([48], opts);
-        for (with_norm, channels_last, kind) in [
-            (true, false, Kind::Float),
-            (false, false, Kind::Float),
-            (true, true, Kind::Float),
-            (true, false, Kind::BFloat16),
-            (false, false, Kind::BFloat16),
+        for (with_norm, channels_last, kind, reduce) in [
+            (true, false, Kind::Float, false),
+            (true, false, Kind::Float, true),
+            (false, false, Kind::Float, false),
+            (true, true, Kind::Float, false),
+            (true, true, Kind::Float, true),
+            (true, false, Kind::BFloat16, false),
+            (true, false, Kind::BFloat16, true),
+            (false, false, Kind::BFloat16, false),
         ] {
-            let case = format!("norm {with_norm}, channels-last {channels_last}, {kind:?}");
+            let case = format!(
+                "norm {with_norm}, channels-last {channels_last}, {kind:?}, reduced stats {reduce}"
+            );
             let layout = |t: &Tensor| {
                 if channels_last {
                     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
@@ -194,7 +204,7 @@ pub(crate) mod tests {
                 groups: 32,
                 eps: 1e-6,
             });
-            let yl = shim_conv(&xl, norm, conv3(&w, &b)).unwrap();
+            let yl = shim_conv(&xl, norm, conv3(&w, &b), reduce).unwrap();
             let gl = Tensor::run_backward(&[(&yl * &g).sum(Kind::Float)], &[&xl], false, false);
 
             let rel = |a: &Tensor, r: &Tensor| {
@@ -211,7 +221,7 @@ pub(crate) mod tests {
         }
         // Frozen weights stay without gradient; trainable ones are refused.
         let x = x0.detach().set_requires_grad(true);
-        let y = shim_conv(&x, None, conv3(&w, &b)).unwrap();
+        let y = shim_conv(&x, None, conv3(&w, &b), false).unwrap();
         y.sum(Kind::Float).backward();
         assert!(!w.grad().defined());
         let trainable = w.detach().set_requires_grad(true);
