@@ -1,5 +1,5 @@
 // Convolutions with frozen weights that keep less for the backward pass
-// (src/lean.rs explains where and why).
+// (src/models/lean.rs explains where and why).
 //
 // libtorch's autograd keeps a convolution's input for the weight gradient
 // even when the weights are frozen, and a GroupNorm -> SiLU -> conv chain
@@ -50,7 +50,8 @@ std::pair<at::Tensor, at::Tensor> norm_coefficients(const at::Tensor& mean, cons
 // mean and 1/sqrt(var + eps) per (image, group), [N, G], in the dtype
 // libtorch's native_group_norm keeps them (x's, or float32 for a reduced-
 // precision x with float32 parameters), so that native_group_norm_backward
-// takes them. They come from one Welford reduction that libtorch spreads over
+// takes them (libtorch 2.11's forward, too, normalises a bf16 x with its
+// bf16-rounded statistics). They come from one Welford reduction that libtorch spreads over
 // the whole GPU; native_group_norm gives each (image, group) one thread block,
 // 32 blocks for one image, which left most of an H100 idle (BENCHMARKS.md).
 std::pair<at::Tensor, at::Tensor> group_moments(const at::Tensor& x, int64_t groups, double eps,

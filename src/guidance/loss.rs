@@ -544,7 +544,7 @@ impl ClampWithGrad {
 
     /// [`backward`](Self::backward), calling `between` after the first pass
     /// (the losses back to the clamped image) and before the second (the
-    /// image back to the input): to timing the two halves, and to finish
+    /// image back to the input): to time the two halves, and to finish
     /// checkpointed segments, whose gradient reaches the image only when
     /// they are back-propagated by hand.
     pub fn backward_with(

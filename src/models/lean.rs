@@ -5,7 +5,7 @@
 //! every convolution's input (it is needed for the weight gradient), so a
 //! `GroupNorm → SiLU → conv` chain keeps three activation maps, and the
 //! decoder's full-resolution levels dominate a step's memory (at 512 × 512
-//! one 128-channel bf16 map is 64 MiB). [`conv`] computes the same chain as
+//! one 128-channel bf16 map is 64 MiB). `conv` computes the same chain as
 //! one autograd node (the C++ shim's `LeanConv`, `csrc/lean_ops.cpp`) that
 //! keeps only the norm's input and statistics and recomputes the SiLU's
 //! input in the backward pass from one per-channel scale and shift: one map
@@ -28,7 +28,7 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// Whether [`conv`] will be used (switch on and the shim built).
+/// Whether the lean `conv` will be used (switch on and the shim built).
 pub fn available() -> bool {
     ENABLED.load(Ordering::Relaxed) && crate::gpu::graphs_built()
 }

@@ -44,10 +44,10 @@
 //! cached blocks (`benches/run_gpu.sh` runs each configuration in its own
 //! process).
 //!
-//! # Speed switches
+//! # Speed and memory switches
 //!
-//! [`Tuning`] holds the changes made for speed alone; `--tune NAME=on|off`
-//! flips one to measure what it brings, and `--breakdown` times the step's
+//! [`Tuning`] holds the changes made for speed or memory alone; `--tune
+//! NAME=on|off` flips one to measure what it brings, and `--breakdown` times the step's
 //! phases (eager, device synchronised between phases). BENCHMARKS.md records
 //! each change's predicted and measured gain.
 

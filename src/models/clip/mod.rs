@@ -671,9 +671,10 @@ impl Clip {
     /// Rewrites the ViT image tower's MLP weights so that QuickGELU runs as
     /// one `silu` (each block's `c_fc` × 1.702, `c_proj`'s weight ÷ 1.702): the same
     /// embeddings to the weights' rounding, with four elementwise passes
-    /// over the widest activations fewer per block and step. Guidance calls
-    /// it once before its first step; a ResNet tower has no QuickGELU and
-    /// is left alone. The text tower is not touched.
+    /// over the widest activations fewer per block and step. The guide calls
+    /// it before its first step when `fold-quick-gelu` is on (the default);
+    /// a second call changes nothing. A ResNet tower has no QuickGELU and
+    /// is left alone; the text tower is not touched.
     pub fn fold_quick_gelu(&mut self) {
         if let Visual::ViT(v) = &mut self.m.visual {
             v.fold_quick_gelu();

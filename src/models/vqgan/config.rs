@@ -99,8 +99,8 @@ impl VqganConfig {
     /// pytti-core lists their URLs in `src/pytti/config/_models/vqgan/*.yaml`):
     ///
     /// - `imagenet`: taming `vqgan_imagenet_f16_16384` (`heibox …/f/274fb24ed38341bfa753`):
-    ///   VQModel, embed_dim 256, n_embed 16384, ch 128, ch_mult [1,1,2,2,4],
-    ///   num_res_blocks 2, attn_resolutions [16], resolution 256, z_channels 256.
+    ///   VQModel, embed_dim 256, n_embed 16384, ch 128, ch_mult `[1,1,2,2,4]`,
+    ///   num_res_blocks 2, attn_resolutions `[16]`, resolution 256, z_channels 256.
     /// - `imagenet_1024`: taming `vqgan_imagenet_f16_1024`: the same ddconfig, n_embed 1024.
     /// - `coco`: the COCO-Stuff transformer config (`dl.nmkd.de/ai/clip/coco/coco.yaml`) is a
     ///   Net2NetTransformer whose `first_stage_config` is a VQModel with the f16 ddconfig and
@@ -117,7 +117,7 @@ impl VqganConfig {
     ///   VQModel, f16 ddconfig, n_embed 1024, keys under `first_stage_model.`.
     /// - `openimages`: taming `vqgan_gumbel_f8` (heibox `2e5662443a6b4307b470`,
     ///   `configs/model.yaml`): GumbelVQ, embed_dim 256, n_embed 8192, ch 128,
-    ///   ch_mult [1,1,2,4], num_res_blocks 2, attn_resolutions [32], resolution 256,
+    ///   ch_mult `[1,1,2,4]`, num_res_blocks 2, attn_resolutions `[32]`, resolution 256,
     ///   z_channels 256 (f = 8).
     pub fn named(name: &str) -> Result<VqganConfig> {
         let f16 = |n_embed| {
