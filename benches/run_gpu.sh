@@ -3,8 +3,9 @@
 # step against the VQGAN+CLIP notebook loop, for configurations a, b, c, plus
 # the 200-step fp32 vs bf16 loss curves, plus the CUDA checks of the models
 # and the render (CLIP on CUDA against the official similarities of the score
-# fixture; a CUDA bf16 render of the quick start with the tiny models; both
-# print into log.txt). One device call runs all of it.
+# fixture; a CUDA bf16 render of the quick start with the tiny models, and
+# the same render killed and resumed; all print into log.txt). One device
+# call runs all of it.
 #
 # ---------------------------------------------------------------------------
 # Prepare here (the machine with the Rust toolchain), in the repository root:
@@ -166,8 +167,9 @@ fi
 
 # CUDA checks of the models and the render (issues "Models" and "render"):
 # CLIP on CUDA (in the fixture weights' fp32) against the official similarities of the score
-# fixture, and a CUDA bf16 render of the quick-start scene with the tiny
-# models. Both print into log.txt.
+# fixture, a CUDA bf16 render of the quick-start scene with the tiny models,
+# and that render killed after frame 12 and resumed (issue "render": frames
+# identical to the uninterrupted run). All print into log.txt.
 cuda_checks() {
   local fx=tests/fixtures/score
   "$BIN" score "$fx/a.png" "$fx/b.png" "$fx/c.png" \
@@ -190,6 +192,25 @@ PYEOF
   rm -rf /tmp/render-dev
   ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-dev --log-lines || return 1
   "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s; GPU peak allocated", m.get("gpu_peak_allocated_mib"), "MiB, reserved", m.get("gpu_peak_reserved_mib"), "MiB")' /tmp/render-dev/quickstart_dev/metadata.json
+  # The same render killed (-9) once frame 12 is written, then resumed: its
+  # frames against the uninterrupted run's, byte for byte.
+  local d=/tmp/render-kill/quickstart_dev pid
+  rm -rf /tmp/render-kill
+  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-kill --quiet &
+  pid=$!
+  for _ in $(seq 3000); do [ -f "$d/frame_00012.png" ] && break; sleep 0.02; done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  local before same=0 total=0
+  before=$(ls "$d"/frame_*.png 2>/dev/null | wc -l)
+  if [ "$before" -ge 48 ]; then
+    echo "resume on $DEVICE: the render finished before the kill; no resume tested"
+    return 0
+  fi
+  ZOETROPE_WEIGHTS=$w "$BIN" render --resume "$d" --quiet || return 1
+  for f in /tmp/render-dev/quickstart_dev/frame_*.png; do
+    total=$((total + 1)); cmp -s "$f" "$d/$(basename "$f")" && same=$((same + 1))
+  done
+  echo "resume on $DEVICE: killed with $before frames written; after the resume $same of $total frames byte-identical to the uninterrupted render"
 }
 skip checks || step "cuda checks" cuda_checks
 # Per-kernel GPU time of one eager step of config b (PROFILE=1): Nsight
