@@ -8,8 +8,8 @@
 // input gradient of this chain needs only the norm's input and statistics:
 // the SiLU's input is recomputed from them in the backward pass with one
 // per-channel scale and shift. In the VQGAN decoder at full resolution this
-// keeps one map where libtorch keeps three. On a GPU the norm's statistics
-// come from a reduction over the whole GPU (group_moments).
+// keeps one map where libtorch keeps three. On a GPU the statistics of a
+// large map come from a reduction over the whole GPU (group_moments).
 //
 // Same error convention as cuda_graph.cpp: every function catches C++
 // exceptions and returns the message (malloc'd; freed with zt_free_string).
@@ -33,18 +33,23 @@ char* dup_message(const std::string& s) {
 
 // The per-(image, channel) scale and shift that turn x into the group norm's
 // output, n = x * a + b, in float32 and shaped [N, C, 1, 1] (libtorch's own
-// kernels normalise with the same two coefficients).
+// kernels normalise with the same two coefficients). Written with
+// broadcasting over [N, G, C/G] so that it is a handful of tiny kernels.
 std::pair<at::Tensor, at::Tensor> norm_coefficients(const at::Tensor& mean, const at::Tensor& rstd,
                                                     const at::Tensor& gamma,
                                                     const at::Tensor& beta, int64_t channels) {
   const int64_t n = mean.size(0), groups = mean.size(1);
-  auto per_channel = [&](const at::Tensor& t) {
-    return t.to(at::kFloat).unsqueeze(2).expand({n, groups, channels / groups}).reshape({n, channels});
-  };
-  auto a = per_channel(rstd) * gamma.to(at::kFloat);
-  auto b = beta.to(at::kFloat) - per_channel(mean) * a;
+  const std::vector<int64_t> grouped{1, groups, channels / groups};
+  auto a = rstd.to(at::kFloat).unsqueeze(2) * gamma.to(at::kFloat).view(grouped);
+  auto b = at::addcmul(beta.to(at::kFloat).view(grouped), mean.to(at::kFloat).unsqueeze(2), a, -1);
   return {a.view({n, channels, 1, 1}), b.view({n, channels, 1, 1})};
 }
+
+// Maps at least this large (bytes) take their statistics from group_moments
+// on a GPU. Below it libtorch's group norm wins: its statistics kernel is
+// slow only in proportion to the map, while the reduction path launches
+// about ten more (tiny) kernels, and a CUDA-graph step pays for each.
+constexpr int64_t kReduceStatsBytes = int64_t{16} << 20;
 
 // A group norm's statistics of x [N, C, H, W] (contiguous or channels-last):
 // mean and 1/sqrt(var + eps) per (image, group), [N, G], in the dtype
@@ -92,22 +97,24 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     const auto format = x.suggest_memory_format();
     const auto input = x.contiguous(format);
     const int64_t n = input.size(0), c = input.size(1);
+    const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
     at::Tensor activated, mean, rstd;
-    if (input.is_cuda() || reduce_stats) {
+    const bool large = input.numel() * input.element_size() >= kReduceStatsBytes;
+    if ((input.is_cuda() && large) || reduce_stats) {
       std::tie(mean, rstd) = group_moments(input, groups, eps, gamma->scalar_type());
       auto [a, b] = norm_coefficients(mean, rstd, *gamma, *beta, c);
       // x * a + b in x's dtype and layout, as libtorch's kernel applies it.
       activated = at::empty_like(input, format);
       at::addcmul_out(activated, b, input, a);
+      // The backward pass applies the same coefficients again.
+      ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta, a, b});
     } else {
-      // On the CPU libtorch's group norm is parallel enough, and faster
-      // than the separate reduction.
-      const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
       std::tie(activated, mean, rstd) =
           at::native_group_norm(input, gamma, beta, n, c, hw, groups, eps);
+      ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
     }
+    ctx->saved_data["eps"] = eps;
     at::silu_(activated);
-    ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
     return at::conv2d(activated, weight, bias, {stride, stride}, {padding, padding});
   }
 
@@ -140,14 +147,21 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     const auto& beta = saved[5];
     const int64_t n = input.size(0), c = input.size(1);
     const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
-    auto [a, b] = norm_coefficients(mean, rstd, gamma, beta, c);
-    // The norm's output again, computed in float32 and stored in x's dtype.
-    auto normed = at::empty_like(input);
-    at::addcmul_out(normed, b, input, a);
+    const int64_t groups = ctx->saved_data["groups"].toInt();
+    // The norm's output again: with the forward's coefficients, or by
+    // libtorch's group norm as the forward made it.
+    at::Tensor normed;
+    if (saved.size() == 8) {
+      normed = at::empty_like(input);
+      at::addcmul_out(normed, saved[7], input, saved[6]);
+    } else {
+      normed = std::get<0>(at::native_group_norm(input, gamma, beta, n, c, hw, groups,
+                                                 ctx->saved_data["eps"].toDouble()));
+    }
     auto grad_normed = at::silu_backward(conv_input_grad(normed), normed);
-    out[0] = std::get<0>(at::native_group_norm_backward(
-        grad_normed.contiguous(format), input, mean, rstd, gamma, n, c, hw,
-        ctx->saved_data["groups"].toInt(), {true, false, false}));
+    out[0] = std::get<0>(at::native_group_norm_backward(grad_normed.contiguous(format), input,
+                                                        mean, rstd, gamma, n, c, hw, groups,
+                                                        {true, false, false}));
     return out;
   }
 };
