@@ -4,8 +4,9 @@
 # the 200-step fp32 vs bf16 loss curves, plus the CUDA checks of the models
 # and the render (CLIP on CUDA against the official similarities of the score
 # fixture; a CUDA bf16 render of the quick start with the tiny models, and
-# the same render killed and resumed; all print into log.txt). One device
-# call runs all of it.
+# the same render killed and resumed; the first losses of config b with the
+# switches made after run 5 against the plain path; all print into log.txt).
+# One device call runs all of it.
 #
 # ---------------------------------------------------------------------------
 # Prepare here (the machine with the Rust toolchain), in the repository root:
@@ -212,7 +213,33 @@ PYEOF
   done
   echo "resume on $DEVICE: killed with $before frames written; after the resume $same of $total frames byte-identical to the uninterrupted render"
 }
+# The switches made after run 5 against the plain path on this device: the
+# first six losses of config b (its 512² maps take the lean node's
+# whole-GPU statistics) with lean-activations and fold-quick-gelu off, with
+# the defaults, and with checkpoint-perceptors on; fp32 and bf16.
+switch_checks() {
+  local prec base
+  for prec in fp32 bf16; do
+    base=(bench --config b --device "$DEVICE" --precision "$prec" --steps 6 --warmup 0
+      --seed "$SEED" "${SMALL_FLAG[@]}")
+    "$BIN" "${base[@]}" --tune lean-activations=off --tune fold-quick-gelu=off \
+      --loss-curve "$WORK/sw_plain.csv" > /dev/null || return 1
+    "$BIN" "${base[@]}" --loss-curve "$WORK/sw_default.csv" > /dev/null || return 1
+    "$BIN" "${base[@]}" --tune checkpoint-perceptors=on \
+      --loss-curve "$WORK/sw_checkpoint.csv" > /dev/null || return 1
+    "$PY" - "$prec" "$WORK"/sw_plain.csv "$WORK"/sw_default.csv "$WORK"/sw_checkpoint.csv <<'PYEOF' || return 1
+import csv, sys
+curves = [[float(r["loss"]) for r in csv.DictReader(open(f))] for f in sys.argv[2:]]
+plain = curves[0]
+for name, c in zip(["defaults", "checkpoint-perceptors=on"], curves[1:]):
+    worst = max(abs(a - b) / abs(a) for a, b in zip(plain, c))
+    print(f"switches on {sys.argv[1]}: {name} vs lean-activations=off fold-quick-gelu=off:"
+          f" largest relative loss difference over {len(c)} steps {worst:.2e}")
+PYEOF
+  done
+}
 skip checks || step "cuda checks" cuda_checks
+skip checks || step "switch checks" switch_checks
 # Per-kernel GPU time of one eager step of config b (PROFILE=1): Nsight
 # Compute's kernel durations, summed by kernel name (top 25 into the log).
 if [ "${PROFILE:-0}" = 1 ] && command -v ncu >/dev/null; then
