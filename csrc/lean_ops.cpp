@@ -53,12 +53,14 @@ constexpr int64_t kReduceStatsBytes = int64_t{16} << 20;
 
 // A group norm's statistics of x [N, C, H, W] (contiguous or channels-last):
 // mean and 1/sqrt(var + eps) per (image, group), [N, G], in the dtype
-// libtorch's native_group_norm keeps them (x's, or float32 for a reduced-
-// precision x with float32 parameters), so that native_group_norm_backward
-// takes them (libtorch 2.11's forward, too, normalises a bf16 x with its
-// bf16-rounded statistics). They come from one Welford reduction that libtorch spreads over
-// the whole GPU; native_group_norm gives each (image, group) one thread block,
-// 32 blocks for one image, which left most of an H100 idle (BENCHMARKS.md).
+// libtorch's native_group_norm keeps them: x's, or float32 for a reduced-
+// precision x with float32 parameters. native_group_norm_backward takes them
+// in that dtype (on CUDA only when x and the parameters share a dtype, which
+// the decoder's variable store guarantees), and libtorch 2.11's forward, too,
+// normalises a bf16 x with its bf16-rounded statistics. They come from one
+// Welford reduction that libtorch spreads over the whole GPU;
+// native_group_norm gives each (image, group) one thread block, 32 blocks for
+// one image, which left most of an H100 idle (BENCHMARKS.md).
 std::pair<at::Tensor, at::Tensor> group_moments(const at::Tensor& x, int64_t groups, double eps,
                                                 at::ScalarType param_type) {
   const int64_t n = x.size(0), c = x.size(1);
@@ -100,7 +102,10 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
     at::Tensor activated, mean, rstd;
     const bool large = input.numel() * input.element_size() >= kReduceStatsBytes;
-    if ((input.is_cuda() && large) || reduce_stats) {
+    // libtorch's CUDA group norm takes NCHW only: a channels-last map there
+    // takes the reduction path too (it reads either layout).
+    const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+    if ((input.is_cuda() && (large || channels_last)) || reduce_stats) {
       std::tie(mean, rstd) = group_moments(input, groups, eps, gamma->scalar_type());
       auto [a, b] = norm_coefficients(mean, rstd, *gamma, *beta, c);
       // x * a + b in x's dtype and layout, as libtorch's kernel applies it.
@@ -137,7 +142,12 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     };
     variable_list out(10);
     if (saved.size() == 1) {
-      out[0] = conv_input_grad(at::empty(sizes, grad.options().memory_format(format)));
+      // With stride 1 the input gradient is the transposed convolution of
+      // the gradient, which needs no stand-in for the input (that would be
+      // one more map the size of the up-sampled input).
+      out[0] = stride == 1
+          ? at::conv_transpose2d(grad, weight, std::nullopt, 1, padding)
+          : conv_input_grad(at::empty(sizes, grad.options().memory_format(format)));
       return out;
     }
     const auto& input = saved[1];
@@ -159,9 +169,13 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
                                                  ctx->saved_data["eps"].toDouble()));
     }
     auto grad_normed = at::silu_backward(conv_input_grad(normed), normed);
-    out[0] = std::get<0>(at::native_group_norm_backward(grad_normed.contiguous(format), input,
-                                                        mean, rstd, gamma, n, c, hw, groups,
-                                                        {true, false, false}));
+    // libtorch's CUDA kernels read dY and X as NCHW buffers whatever their
+    // strides (a channels-last view would give wrong sums, not an error), so
+    // on a GPU both go in NCHW; the CPU kernels read either layout.
+    const auto norm_format = input.is_cuda() ? at::MemoryFormat::Contiguous : format;
+    out[0] = std::get<0>(at::native_group_norm_backward(
+        grad_normed.contiguous(norm_format), input.contiguous(norm_format), mean, rstd, gamma, n,
+        c, hw, groups, {true, false, false}));
     return out;
   }
 };

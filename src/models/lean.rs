@@ -59,7 +59,7 @@ pub(crate) struct Conv<'a> {
 /// `None` where it does not apply, so the caller takes libtorch's path:
 /// switched off, shim not built, `x` needs no gradient (nothing would be
 /// saved anyway), or a weight that is trainable (its gradient would be
-/// lost), or should the shim fail.
+/// lost), or should the shim fail (said once on stderr).
 pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
     let trainable = c.weight.requires_grad()
         || c.bias.is_some_and(Tensor::requires_grad)
@@ -69,9 +69,24 @@ pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
     if !available() || !x.requires_grad() || trainable {
         return None;
     }
-    // Should the shim fail, libtorch's path reports the problem in its own words.
+    // Should the shim fail, libtorch's path takes over (and reports a real
+    // problem with the input in its own words); say once that it happened,
+    // since the memory saving is then gone.
     #[cfg(zoetrope_shim)]
-    return shim_conv(x, norm, c, false).ok();
+    return match shim_conv(x, norm, c, false) {
+        Ok(y) => Some(y),
+        Err(e) => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                // libtorch's messages go on with a C++ backtrace: the first line says it.
+                let first = e.message.lines().next().unwrap_or_default();
+                eprintln!(
+                    "warning: lean activations unavailable, libtorch's path is used: {first}"
+                );
+            }
+            None
+        }
+    };
     #[cfg(not(zoetrope_shim))]
     {
         let _ = (c.stride, c.padding, norm.map(|n| (n.groups, n.eps)));
