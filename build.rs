@@ -39,6 +39,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     println!("cargo:rerun-if-changed=csrc/lean_ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim.h");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=ZOETROPE_CUDA_INCLUDE");
     println!("cargo:rustc-check-cfg=cfg(zoetrope_shim)");

@@ -3,8 +3,8 @@
 // tch exposes neither, and both matter for the step's speed on a GPU: a step
 // launches about a thousand small kernels, and each launch costs the host more
 // than the kernel costs the GPU. Captured once into a CUDA graph, a step is
-// one launch. Every function catches C++ exceptions and returns them as a
-// message (a malloc'd C string the caller frees with zt_free_string).
+// one launch. Errors follow shim.h's convention; zt_free_string, below,
+// frees their messages.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -12,18 +12,13 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <optional>
-#include <string>
+
+#include "shim.h"
 
 namespace {
 
-char* dup(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
-  return out;
-}
+using zt::guarded;
 
 struct ZtGraph {
   at::cuda::CUDAGraph graph;
@@ -32,19 +27,6 @@ struct ZtGraph {
   explicit ZtGraph(c10::DeviceIndex device)
       : graph(), side(c10::cuda::getStreamFromPool(false, device)) {}
 };
-
-template <typename F>
-int guarded(char** err, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    if (err) *err = dup(e.what());
-  } catch (...) {
-    if (err) *err = dup("unknown C++ exception");
-  }
-  return 1;
-}
 
 }  // namespace
 

@@ -11,25 +11,16 @@
 // keeps one map where libtorch keeps three. On a GPU the statistics of a
 // large map come from a reduction over the whole GPU (group_moments).
 //
-// Same error convention as cuda_graph.cpp: every function catches C++
-// exceptions and returns the message (malloc'd; freed with zt_free_string).
+// The error convention is shim.h's.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <string>
+#include "shim.h"
 
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-char* dup_message(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
-  return out;
-}
 
 // The per-(image, channel) scale and shift that turn x into the group norm's
 // output, n = x * a + b, in float32 and shaped [N, C, 1, 1] (libtorch's own
@@ -190,19 +181,16 @@ extern "C" {
 // or null with `err` set.
 void* zt_lean_conv(void* x, void* gamma, void* beta, void* weight, void* bias, int64_t groups,
                    double eps, int64_t stride, int64_t padding, int reduce_stats, char** err) {
-  try {
+  at::Tensor* out = nullptr;
+  zt::guarded(err, [&] {
     auto tensor = [](void* p) {
       return p ? std::optional<at::Tensor>(*static_cast<at::Tensor*>(p)) : std::nullopt;
     };
-    return new at::Tensor(LeanConv::apply(*tensor(x), tensor(gamma), tensor(beta), *tensor(weight),
-                                          tensor(bias), groups, eps, stride, padding,
-                                          reduce_stats != 0));
-  } catch (const std::exception& e) {
-    if (err) *err = dup_message(e.what());
-  } catch (...) {
-    if (err) *err = dup_message("unknown C++ exception");
-  }
-  return nullptr;
+    out = new at::Tensor(LeanConv::apply(*tensor(x), tensor(gamma), tensor(beta), *tensor(weight),
+                                         tensor(bias), groups, eps, stride, padding,
+                                         reduce_stats != 0));
+  });
+  return out;
 }
 
 }  // extern "C"

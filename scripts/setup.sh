@@ -48,10 +48,11 @@ if ! .venv/bin/python -c 'import safetensors, numpy' 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "safetensors==$SAFETENSORS_VERSION" "numpy==$NUMPY_VERSION"
 fi
 # The CUDA runtime headers' compiler-config part (crt/), which the torch
-# wheel's nvidia-cuda-runtime lacks: build.rs compiles the CUDA-graph shim
-# (csrc/cuda_graph.cpp) against libtorch's CUDA headers with it.
+# wheel's nvidia-cuda-runtime lacks: build.rs compiles the C++ shim (csrc/:
+# CUDA graphs, allocator statistics, lean convolutions) against libtorch's
+# CUDA headers with it.
 if ! ls .venv/lib/python3*/site-packages/nvidia/cu13/include/crt/host_config.h >/dev/null 2>&1; then
-  log "installing nvidia-cuda-crt==$CUDA_CRT_VERSION into .venv (CUDA headers for the graph shim)"
+  log "installing nvidia-cuda-crt==$CUDA_CRT_VERSION into .venv (CUDA headers for the C++ shim)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "nvidia-cuda-crt==$CUDA_CRT_VERSION"
 fi
 torch_dir=$(echo .venv/lib/python3*/site-packages/torch)
