@@ -1,6 +1,9 @@
-//! GPU plumbing shared by the guidance and the render: copying host tensors
-//! to the GPU without stalling its queue, and the channels-last layout.
-//! (On the CPU every function here is a plain copy or a no-op in effect.)
+//! GPU plumbing shared by the models, the guidance and the render: copying
+//! host tensors to the GPU without stalling its queue, the channels-last
+//! layout, CUDA graphs, libtorch's allocator statistics, and the Rust side of
+//! the C++ shim (`csrc/`) that provides the last two and the lean
+//! convolutions. (On the CPU every function here is a plain copy or a no-op
+//! in effect.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,11 +50,7 @@ fn pin(t: &Tensor) -> Result<Tensor> {
         // heap-allocated at::Tensor* (owned by the returned Tensor) or null
         // with `err` set.
         let ptr = unsafe { ffi::zt_pin_memory(t.as_ptr() as *mut std::ffi::c_void, &mut err) };
-        if ptr.is_null() {
-            return Err(ffi::error("pinning host memory", err));
-        }
-        // SAFETY: `ptr` is a fresh at::Tensor* that nothing else owns.
-        Ok(unsafe { Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
+        ffi::tensor("pinning host memory", ptr, err)
     }
     #[cfg(not(zoetrope_shim))]
     {
@@ -99,9 +98,10 @@ pub fn set_reduced_group_norm(on: bool) {
     REDUCED_GROUP_NORM.store(on, Ordering::Relaxed);
 }
 
-/// Whether this build has the CUDA-graph shim (csrc/cuda_graph.cpp), which
-/// needs libtorch's CUDA build and the CUDA headers at build time.
-pub fn graphs_built() -> bool {
+/// Whether this build has the C++ shim (`csrc/`: CUDA graphs, allocator
+/// statistics, lean convolutions), which needs libtorch's CUDA build and the
+/// CUDA headers at build time.
+pub fn shim_built() -> bool {
     cfg!(zoetrope_shim)
 }
 
@@ -144,6 +144,16 @@ pub(crate) mod ffi {
             return Ok(());
         }
         Err(error(what, err))
+    }
+
+    /// The tensor a shim call returned (`ptr`, a fresh heap-allocated
+    /// at::Tensor* that nothing else owns), or its error when `ptr` is null.
+    pub fn tensor(what: &str, ptr: *mut c_void, err: *mut c_char) -> crate::Result<tch::Tensor> {
+        if ptr.is_null() {
+            return Err(error(what, err));
+        }
+        // SAFETY: see above; the returned Tensor owns and frees it.
+        Ok(unsafe { tch::Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
     }
 
     /// The error of a failed shim call from its message `err` (a malloc'd
@@ -260,6 +270,21 @@ pub struct MemoryStats {
     pub reserved: i64,
     pub peak_reserved: i64,
 }
+
+impl MemoryStats {
+    /// [`peak_allocated`](Self::peak_allocated) in MiB, as reports give it.
+    pub fn peak_allocated_mib(&self) -> f64 {
+        self.peak_allocated as f64 / MIB
+    }
+
+    /// [`peak_reserved`](Self::peak_reserved) in MiB.
+    pub fn peak_reserved_mib(&self) -> f64 {
+        self.peak_reserved as f64 / MIB
+    }
+}
+
+/// Bytes in a MiB.
+pub const MIB: f64 = 1024.0 * 1024.0;
 
 /// The caching allocator's statistics of `device` (`None` on the CPU or in a
 /// build without the shim).

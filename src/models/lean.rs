@@ -30,7 +30,7 @@ pub fn set_enabled(on: bool) {
 
 /// Whether the lean `conv` will be used (switch on and the shim built).
 pub fn available() -> bool {
-    ENABLED.load(Ordering::Relaxed) && crate::gpu::graphs_built()
+    ENABLED.load(Ordering::Relaxed) && crate::gpu::shim_built()
 }
 
 /// A group norm's parameters for [`conv`]: affine weight and bias, number of
@@ -125,13 +125,10 @@ fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv, reduce_stats: bool) -> cra
             &mut err,
         )
     };
-    if out.is_null() {
-        return Err(crate::gpu::ffi::error("lean convolution", err));
-    }
+    let y = crate::gpu::ffi::tensor("lean convolution", out, err)?;
     #[cfg(test)]
     tests::SHIM_CALLS.with(|c| c.set(c.get() + 1));
-    // SAFETY: `out` is a fresh at::Tensor* that nothing else owns.
-    Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+    Ok(y)
 }
 
 #[cfg(all(test, zoetrope_shim))]

@@ -49,11 +49,8 @@ impl Adam {
             return;
         }
         let [a, b] = self.advance();
-        let scalars = Tensor::from_slice(&[a as f32, b as f32]);
-        match crate::gpu::upload(&scalars, param.device()) {
-            Ok(scalars) => self.apply(param, &scalars),
-            Err(_) => self.apply(param, &scalars.to_device(param.device())),
-        }
+        let scalars = Tensor::from_slice(&[a as f32, b as f32]).to_device(param.device());
+        self.apply(param, &scalars);
     }
 
     /// The host half of a step: counts it and returns `[lr / bc1, bc2]`, the

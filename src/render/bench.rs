@@ -572,9 +572,8 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     let elapsed = start.elapsed().as_secs_f64();
     let after = gpu_mem::used_bytes(opts.device);
     let stats = crate::gpu::memory_stats(opts.device);
-    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
-    let torch_peak = stats.map(|m| mib(m.peak_allocated));
-    let torch_reserved = stats.map(|m| mib(m.peak_reserved));
+    let torch_peak = stats.map(|m| m.peak_allocated_mib());
+    let torch_reserved = stats.map(|m| m.peak_reserved_mib());
     let losses: Vec<f64> = losses
         .iter()
         .map(|l| l.f_double_value(&[]))
@@ -604,7 +603,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         None
     };
     let peak_gpu_mem_mib = match (before, after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / (1024.0 * 1024.0)),
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / crate::gpu::MIB),
         _ => None,
     };
     Ok(BenchResult {

@@ -727,7 +727,6 @@ pub fn render_in(
     write_json_atomic(&run.path.join(STATE_FILE), &final_state)?;
     // libtorch's allocator peaks over this session, MiB (CUDA only).
     let gpu_memory = crate::gpu::memory_stats(device);
-    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
     let metadata = serde_json::json!({
         "zoetrope_version": env!("CARGO_PKG_VERSION"),
         "scene_file": scene_file.display().to_string(),
@@ -735,8 +734,8 @@ pub fn render_in(
         "device": format!("{device:?}"),
         "precision": format!("{kind:?}"),
         "speed_switches": tuning.describe(),
-        "gpu_peak_allocated_mib": gpu_memory.map(|m| mib(m.peak_allocated)),
-        "gpu_peak_reserved_mib": gpu_memory.map(|m| mib(m.peak_reserved)),
+        "gpu_peak_allocated_mib": gpu_memory.map(|m| m.peak_allocated_mib()),
+        "gpu_peak_reserved_mib": gpu_memory.map(|m| m.peak_reserved_mib()),
         "weights": weight_files,
         "frames": records,
         "total_seconds_this_session": started.elapsed().as_secs_f64(),

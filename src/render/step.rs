@@ -772,7 +772,7 @@ impl Guide {
         self.check_step(state, w)?;
         let inputs = self.prepare(state, adam, w)?;
         let device = state.device();
-        if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::graphs_built() {
+        if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::shim_built() {
             return self.step_graphed(state, adam, w, &inputs);
         }
         self.device_step(state, adam, w, &inputs, &mut None)
