@@ -77,15 +77,17 @@ def tuning(out, zb):
         if not mine:
             continue
         base = zb.get(c)
-        if base:
-            print(f"| {c} | default: {base.get('tuning', '?')} | {base['ms_per_step']:.2f} "
-                  f"| {fmt(base.get('peak_gpu_mem_mib'), '.0f')} "
-                  f"| {fmt(base.get('torch_max_allocated_mib'), '.0f')} | 1.00× |")
-        for r in mine:
+
+        def row(r, label):
             rel = f"{r['ms_per_step'] / base['ms_per_step']:.2f}×" if base else ""
-            print(f"| {c} | {r.get('tuning', '?')} | {r['ms_per_step']:.2f} "
+            print(f"| {c} | {label}{r.get('tuning', '?')} | {r['ms_per_step']:.2f} "
                   f"| {fmt(r.get('peak_gpu_mem_mib'), '.0f')} "
                   f"| {fmt(r.get('torch_max_allocated_mib'), '.0f')} | {rel} |")
+
+        if base:
+            row(base, "default: ")
+        for r in mine:
+            row(r, "")
     print()
 
 
