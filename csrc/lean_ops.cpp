@@ -109,7 +109,6 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
           at::native_group_norm(input, gamma, beta, n, c, hw, groups, eps);
       ctx->save_for_backward({weight, input, mean, rstd, *gamma, *beta});
     }
-    ctx->saved_data["eps"] = eps;
     at::silu_(activated);
     return at::conv2d(activated, weight, bias, {stride, stride}, {padding, padding});
   }
@@ -149,16 +148,20 @@ struct LeanConv : public torch::autograd::Function<LeanConv> {
     const int64_t n = input.size(0), c = input.size(1);
     const int64_t hw = n * c == 0 ? 0 : input.numel() / (n * c);
     const int64_t groups = ctx->saved_data["groups"].toInt();
-    // The norm's output again: with the forward's coefficients, or by
-    // libtorch's group norm as the forward made it.
-    at::Tensor normed;
+    // The norm's output again, x * a + b, with the forward's coefficients or
+    // (after libtorch's group norm) coefficients made from its saved
+    // statistics: never by a second group norm, whose statistics kernel
+    // (one thread block per image and group) was most of this node's cost
+    // on an H100 (BENCHMARKS.md, run 6).
+    at::Tensor a, b;
     if (saved.size() == 8) {
-      normed = at::empty_like(input);
-      at::addcmul_out(normed, saved[7], input, saved[6]);
+      a = saved[6];
+      b = saved[7];
     } else {
-      normed = std::get<0>(at::native_group_norm(input, gamma, beta, n, c, hw, groups,
-                                                 ctx->saved_data["eps"].toDouble()));
+      std::tie(a, b) = norm_coefficients(mean, rstd, gamma, beta, c);
     }
+    auto normed = at::empty_like(input);
+    at::addcmul_out(normed, b, input, a);
     auto grad_normed = at::silu_backward(conv_input_grad(normed), normed);
     // libtorch's CUDA kernels read dY and X as NCHW buffers whatever their
     // strides (a channels-last view would give wrong sums, not an error), so
