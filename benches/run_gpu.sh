@@ -193,6 +193,15 @@ PYEOF
   rm -rf /tmp/render-dev
   ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-dev --log-lines || return 1
   "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render:", m["device"], m["precision"], len(f), "frames; frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s; GPU peak allocated", m.get("gpu_peak_allocated_mib"), "MiB, reserved", m.get("gpu_peak_reserved_mib"), "MiB")' /tmp/render-dev/quickstart_dev/metadata.json
+  # The same render again, uninterrupted: does a seeded render repeat on
+  # this device? (On CUDA it did not in run 6; BENCHMARKS.md.)
+  rm -rf /tmp/render-again
+  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-again --quiet || return 1
+  local again=0
+  for f in /tmp/render-dev/quickstart_dev/frame_*.png; do
+    cmp -s "$f" "/tmp/render-again/quickstart_dev/$(basename "$f")" && again=$((again + 1))
+  done
+  echo "repeat on $DEVICE: $again of 48 frames byte-identical between two uninterrupted renders"
   # The same render killed (-9) once frame 12 is written, then resumed: its
   # frames against the uninterrupted run's, byte for byte.
   local d=/tmp/render-kill/quickstart_dev pid
