@@ -140,7 +140,7 @@ done
 # lists CONFIG:SWITCH=on|off items (TUNE_RUNS=none skips them).
 # The default measures the switches made after the last H100 call (run 5);
 # the earlier ones are in BENCHMARKS.md.
-TUNE_RUNS=${TUNE_RUNS:-a:lean-activations=off b:lean-activations=off a:fold-quick-gelu=off b:fold-quick-gelu=off a:checkpoint-perceptors=on b:checkpoint-perceptors=on b:channels-last=on}
+TUNE_RUNS=${TUNE_RUNS:-a:lean-activations=off b:lean-activations=off a:deterministic=on b:deterministic=on c:deterministic=on}
 if [ "$TUNE_RUNS" != none ]; then
   parts=()
   i=0
@@ -169,8 +169,10 @@ fi
 # CUDA checks of the models and the render (issues "Models" and "render"):
 # CLIP on CUDA (in the fixture weights' fp32) against the official similarities of the score
 # fixture, a CUDA bf16 render of the quick-start scene with the tiny models,
-# and that render killed after frame 12 and resumed (issue "render": frames
-# identical to the uninterrupted run). All print into log.txt.
+# the same render again (do seeded renders repeat?), and with
+# `--tune deterministic=on` a render and the same render killed after frame
+# 12 and resumed (issue "render": frames identical to the uninterrupted
+# run). All print into log.txt.
 cuda_checks() {
   local fx=tests/fixtures/score
   "$BIN" score "$fx/a.png" "$fx/b.png" "$fx/c.png" \
@@ -202,11 +204,17 @@ PYEOF
     cmp -s "$f" "/tmp/render-again/quickstart_dev/$(basename "$f")" && again=$((again + 1))
   done
   echo "repeat on $DEVICE: $again of 48 frames byte-identical between two uninterrupted renders"
-  # The same render killed (-9) once frame 12 is written, then resumed: its
-  # frames against the uninterrupted run's, byte for byte.
+  # With --tune deterministic=on: one render, then the same render killed
+  # (-9) once frame 12 is written and resumed (without --tune: a run resumes
+  # with its own switches); its frames against the first's, byte for byte.
+  rm -rf /tmp/render-det
+  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-det --log-lines \
+    --tune deterministic=on > /tmp/render-det.log || return 1
+  "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); f=m["frames"]; s=sum(x["seconds"] for x in f[1:]); print("render, deterministic=on: frames 2.. at", round(10*(len(f)-1)/s,1), "steps/s")' /tmp/render-det/quickstart_dev/metadata.json
   local d=/tmp/render-kill/quickstart_dev pid
   rm -rf /tmp/render-kill
-  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-kill --quiet &
+  ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-kill --quiet \
+    --tune deterministic=on &
   pid=$!
   for _ in $(seq 3000); do [ -f "$d/frame_00012.png" ] && break; sleep 0.02; done
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
@@ -217,10 +225,10 @@ PYEOF
     return 0
   fi
   ZOETROPE_WEIGHTS=$w "$BIN" render --resume "$d" --quiet || return 1
-  for f in /tmp/render-dev/quickstart_dev/frame_*.png; do
+  for f in /tmp/render-det/quickstart_dev/frame_*.png; do
     total=$((total + 1)); cmp -s "$f" "$d/$(basename "$f")" && same=$((same + 1))
   done
-  echo "resume on $DEVICE: killed with $before frames written; after the resume $same of $total frames byte-identical to the uninterrupted render"
+  echo "resume on $DEVICE, deterministic=on: killed with $before frames written; after the resume $same of $total frames byte-identical to the uninterrupted deterministic render"
 }
 # The switches made after run 5 against the plain path on this device: the
 # first six losses of config b (its 512² maps take the lean node's

@@ -100,6 +100,12 @@ void* zt_pin_memory(void* tensor, char** err) {
   return out;
 }
 
+// cuDNN restricted to algorithms whose results do not depend on scheduling
+// (libtorch's torch.backends.cudnn.deterministic), for `--tune deterministic`.
+int zt_set_cudnn_deterministic(int on, char** err) {
+  return guarded(err, [&] { at::globalContext().setDeterministicCuDNN(on != 0); });
+}
+
 int zt_cuda_empty_cache(char** err) {
   return guarded(err, [&] { c10::cuda::CUDACachingAllocator::emptyCache(); });
 }

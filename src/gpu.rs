@@ -119,6 +119,7 @@ pub(crate) mod ffi {
         pub fn zt_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn zt_cuda_memory_stats(device: c_int, out: *mut i64, err: *mut *mut c_char) -> c_int;
         pub fn zt_cuda_empty_cache(err: *mut *mut c_char) -> c_int;
+        pub fn zt_set_cudnn_deterministic(on: c_int, err: *mut *mut c_char) -> c_int;
         pub fn zt_pin_memory(tensor: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
         pub fn zt_cuda_reset_peak_memory(device: c_int, err: *mut *mut c_char) -> c_int;
         #[allow(clippy::too_many_arguments)]
@@ -325,6 +326,25 @@ pub fn reset_peak_memory(device: Device) {
     }
     #[cfg(not(zoetrope_shim))]
     let _ = device;
+}
+
+/// Restricts cuDNN to deterministic algorithms (on) or lets it choose freely
+/// (off). `false` where that cannot be set: a build without the shim (tch has
+/// no binding for it), or should the call fail.
+pub fn set_cudnn_deterministic(on: bool) -> bool {
+    #[cfg(zoetrope_shim)]
+    {
+        // SAFETY: plain call.
+        ffi::check("setting cuDNN's deterministic mode", |e| unsafe {
+            ffi::zt_set_cudnn_deterministic(on as i32, e)
+        })
+        .is_ok()
+    }
+    #[cfg(not(zoetrope_shim))]
+    {
+        let _ = on;
+        false
+    }
 }
 
 /// Returns the caching allocator's unused blocks to the driver (after a

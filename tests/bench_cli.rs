@@ -145,14 +145,15 @@ fn small_curve(config: &str, tune: &[&str]) -> Vec<f64> {
 }
 
 /// Checkpointing the perceptors and the lean decoder activations change what
-/// is kept for the backward pass, not the optimisation: six steps follow
-/// the same losses (c has a ViT and a ResNet perceptor, which is not
-/// checkpointed).
+/// is kept for the backward pass, and the deterministic switch how attention
+/// is computed, not the optimisation: six steps follow the same losses (c has
+/// a ViT and a ResNet perceptor, whose attention pool is not checkpointed but
+/// takes the explicit attention too).
 #[test]
-fn memory_switches_keep_the_loss_curve() {
+fn memory_and_determinism_switches_keep_the_loss_curve() {
     for config in ["a", "c"] {
         let plain = small_curve(config, &["lean-activations=off"]);
-        let lean = small_curve(config, &["checkpoint-perceptors=on"]);
+        let lean = small_curve(config, &["checkpoint-perceptors=on", "deterministic=on"]);
         assert_eq!(plain.len(), 6);
         for (step, (p, l)) in plain.iter().zip(&lean).enumerate() {
             assert!(

@@ -159,11 +159,15 @@ fn killed_render_resumes_to_the_same_frames() {
         .replace("interpolation_steps = 4", "interpolation_steps = 8");
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
+    // Both runs with a switch off its default; the resume is given none and
+    // must take the run's own (state.json records them).
     let o = run(&[
         "render",
         scene.to_str().unwrap(),
         "--out",
         whole.to_str().unwrap(),
+        "--tune",
+        "deterministic=on",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = frames_of(&whole.join("killed"), 6);
@@ -183,6 +187,8 @@ fn killed_render_resumes_to_the_same_frames() {
             "--out",
             broken.to_str().unwrap(),
             "-q",
+            "--tune",
+            "deterministic=on",
         ],
         weights_dir(),
     )
@@ -230,6 +236,10 @@ fn killed_render_resumes_to_the_same_frames() {
     );
     let mp4 = read_mp4(&dir.join("killed.mp4")).unwrap();
     assert_eq!(mp4.frames.len(), 6);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    let switches = meta["speed_switches"].as_str().unwrap();
+    assert!(switches.contains("deterministic=on"), "{switches}");
     // Resuming a finished run does nothing.
     let o = run(&["render", "--resume", dir.to_str().unwrap()]);
     assert!(o.status.success());

@@ -56,7 +56,8 @@ pub struct BenchArgs {
     /// Turn one speed or memory switch on or off, to measure what it brings:
     /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last,
     /// cuda-graphs, reduced-group-norm, lean-activations, fold-quick-gelu,
-    /// checkpoint-perceptors (or all), as NAME=on|off; repeatable.
+    /// checkpoint-perceptors, deterministic (or all), as NAME=on|off;
+    /// repeatable.
     /// Default: the render's settings.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,

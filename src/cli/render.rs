@@ -25,7 +25,8 @@ pub struct RenderArgs {
     #[arg(long)]
     pub log_lines: bool,
     /// Turn one speed or memory switch on or off (as `zoetrope bench --tune`), e.g.
-    /// cuda-graphs=off; repeatable. The switches used go into metadata.json.
+    /// cuda-graphs=off, or deterministic=on for a seeded GPU render that repeats
+    /// bit for bit; repeatable. The switches used go into metadata.json.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,
 }
@@ -33,7 +34,12 @@ pub struct RenderArgs {
 /// Runs the render; Ctrl-C stops after the current step, closes the MP4 and
 /// prints the resume command.
 pub fn run(args: &RenderArgs) -> Result<()> {
-    let tuning = Tuning::from_specs(&args.tune)?;
+    // No --tune: the defaults, or a resumed run's own switches.
+    let tuning = if args.tune.is_empty() {
+        None
+    } else {
+        Some(Tuning::from_specs(&args.tune)?)
+    };
     let opts = RenderOptions {
         out_dir: args.out.clone(),
         progress: if args.quiet {

@@ -4,6 +4,7 @@
 //! keys, so an official checkpoint converted to safetensors loads without renaming,
 //! and each infers its architecture from the tensor shapes alone.
 
+pub mod attention;
 pub mod clip;
 pub mod lean;
 pub mod tiny;

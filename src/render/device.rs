@@ -105,6 +105,14 @@ pub struct Tuning {
     /// the blocks. Off by default (it costs time); for large perceptors
     /// (ViT-L/14) or many cutouts on a small GPU.
     pub checkpoint_perceptors: bool,
+    /// Seeded GPU renders repeat bit for bit: every model's attention takes
+    /// the explicit `softmax(q kᵀ / √d) v` form instead of libtorch's fused
+    /// kernels, whose backward sums with atomic additions
+    /// ([`crate::models::attention`]), and cuDNN takes deterministic
+    /// algorithms only. Off by default: on an H100 seeded renders did not
+    /// repeat without it (BENCHMARKS.md, run 6), and what it costs there is
+    /// not measured yet. The CPU repeats either way.
+    pub deterministic: bool,
 }
 
 impl Default for Tuning {
@@ -119,13 +127,14 @@ impl Default for Tuning {
             lean_activations: true,
             fold_quick_gelu: true,
             checkpoint_perceptors: false,
+            deterministic: false,
         }
     }
 }
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
@@ -135,6 +144,7 @@ impl Tuning {
         "lean-activations",
         "fold-quick-gelu",
         "checkpoint-perceptors",
+        "deterministic",
     ];
 
     /// Every switch off: the plain path, for measuring what the switches bring.
@@ -149,6 +159,7 @@ impl Tuning {
             lean_activations: false,
             fold_quick_gelu: false,
             checkpoint_perceptors: false,
+            deterministic: false,
         }
     }
 
@@ -174,6 +185,7 @@ impl Tuning {
             "lean-activations" => self.lean_activations = on,
             "fold-quick-gelu" => self.fold_quick_gelu = on,
             "checkpoint-perceptors" => self.checkpoint_perceptors = on,
+            "deterministic" => self.deterministic = on,
             "all" => {
                 *self = if on {
                     Tuning {
@@ -208,7 +220,7 @@ impl Tuning {
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={} checkpoint-perceptors={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={} checkpoint-perceptors={} deterministic={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
@@ -217,19 +229,31 @@ impl Tuning {
             v(self.reduced_group_norm),
             v(self.lean_activations),
             v(self.fold_quick_gelu),
-            v(self.checkpoint_perceptors)
+            v(self.checkpoint_perceptors),
+            v(self.deterministic)
         )
     }
 
-    /// Sets the process-wide parts (cuDNN's autotuner, the upload mode, the group
-    /// norm, the lean activations) for `device`. The CPU ignores all but the
-    /// lean activations.
+    /// Sets the process-wide parts (cuDNN's autotuner and deterministic mode,
+    /// the upload mode, the group norm, the lean activations, the attention
+    /// form) for `device`. The CPU ignores all but the lean activations and
+    /// the attention form.
     pub fn apply_global(&self, device: Device) {
         crate::models::lean::set_enabled(self.lean_activations);
+        crate::models::attention::set_deterministic(self.deterministic);
         crate::gpu::set_async_uploads(self.async_uploads);
         crate::gpu::set_reduced_group_norm(self.reduced_group_norm);
         if device.is_cuda() {
-            tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
+            // The autotuner's choice can differ between runs, deterministic
+            // algorithms or not, so deterministic runs go without it.
+            tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark && !self.deterministic);
+            if !crate::gpu::set_cudnn_deterministic(self.deterministic) && self.deterministic {
+                eprintln!(
+                    "warning: --tune deterministic: this build cannot put cuDNN in its deterministic \
+                     mode (it lacks the C++ shim: see README, Development); attention is \
+                     deterministic, convolutions may still differ between runs"
+                );
+            }
         }
     }
 }
@@ -267,8 +291,10 @@ mod tests {
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on checkpoint-perceptors=off"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on checkpoint-perceptors=off deterministic=off"
         );
+        t.set("deterministic=on").unwrap();
+        assert!(t.deterministic);
         t.set("lean-activations=off").unwrap();
         assert!(!t.lean_activations);
         t.set("all=off").unwrap();

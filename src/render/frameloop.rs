@@ -30,7 +30,7 @@ use crate::output::frames::{load_image, tensor_to_rgb, write_frame, write_png_at
 use crate::output::run_dir::RunDir;
 use crate::output::write_json_atomic;
 use crate::render::adam::Adam;
-use crate::render::device::{resolve_device, resolve_precision};
+use crate::render::device::{resolve_device, resolve_precision, Tuning};
 use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
 use crate::render::warp;
 use crate::scene::prompt::WeightSpec;
@@ -84,8 +84,11 @@ pub struct RenderOptions {
     pub progress: Progress,
     /// Set (by a Ctrl-C handler) to stop cleanly after the current step.
     pub interrupt: Arc<AtomicBool>,
-    /// The speed switches (`render --tune`); recorded in `metadata.json`.
-    pub tuning: crate::render::device::Tuning,
+    /// The speed switches (`render --tune`); recorded in `metadata.json` and
+    /// the run's state. `None`: the defaults for a new render, and for a
+    /// resumed one the switches it was started with (so a run started with
+    /// `deterministic=on` resumes deterministic).
+    pub tuning: Option<crate::render::device::Tuning>,
 }
 
 impl Default for RenderOptions {
@@ -94,7 +97,7 @@ impl Default for RenderOptions {
             out_dir: PathBuf::from("out"),
             progress: Progress::Auto,
             interrupt: Arc::new(AtomicBool::new(false)),
-            tuning: crate::render::device::Tuning::default(),
+            tuning: None,
         }
     }
 }
@@ -127,6 +130,10 @@ pub struct RunState {
     pub frames: Vec<FrameRecord>,
     /// True once the last frame and the MP4 are written.
     pub complete: bool,
+    /// The speed switches the run was started with (`Tuning::describe`);
+    /// absent in state files written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_switches: Option<String>,
 }
 
 /// One frame's measurements, kept in the metadata.
@@ -481,8 +488,21 @@ pub fn render_in(
     };
 
     let started = Instant::now();
-    // The speed switches measured in BENCHMARKS.md (defaults unless --tune).
-    let tuning = opts.tuning;
+    // The speed switches measured in BENCHMARKS.md: --tune, else the
+    // resumed run's own, else the defaults.
+    let recorded = match previous.as_ref().and_then(|p| p.speed_switches.as_deref()) {
+        Some(specs) => Some(
+            Tuning::from_specs(
+                &specs
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| e.context(format!("the speed switches in {}", run.path.display())))?,
+        ),
+        None => None,
+    };
+    let tuning = opts.tuning.or(recorded).unwrap_or_default();
     tuning.apply_global(device);
     let models = load_models(scene, device, kind)?;
     if tuning.channels_last {
@@ -567,6 +587,7 @@ pub fn render_in(
             scene_file: scene_file.to_path_buf(),
             frames: records.to_vec(),
             complete,
+            speed_switches: Some(tuning.describe()),
         };
     let mut first_frame = 1u64;
     if let Some(prev) = &previous {

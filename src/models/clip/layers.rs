@@ -181,16 +181,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, causal: 
     let (n, lq, d) = (qs[0], qs[1], qs[2]);
     let dh = d / heads;
     let split = |t: &Tensor, len: i64| t.reshape([n, len, heads, dh]).transpose(1, 2);
-    let out = Tensor::scaled_dot_product_attention(
-        &split(q, lq),
-        &split(k, l),
-        &split(v, l),
-        None::<Tensor>,
-        0.0,
-        causal,
-        None,
-        false,
-    );
+    let out = crate::models::attention::sdpa(&split(q, lq), &split(k, l), &split(v, l), causal);
     out.transpose(1, 2).reshape([n, lq, d])
 }
 

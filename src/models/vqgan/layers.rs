@@ -213,21 +213,13 @@ impl AttnBlock {
         let (b, c, h, w) = x.size4().expect("VQGAN attention input is 4-D");
         let hn = self.norm.forward(x);
         // [B, C, H, W] -> [B, 1, HW, C]: one head; SDPA scales by C^-1/2 like the original
-        // and uses fused kernels on CUDA (the decoder is back-propagated every step).
+        // and uses fused kernels on CUDA (the decoder is back-propagated every step)
+        // unless attention is deterministic (`models::attention`).
         let tokens = |t: Tensor| t.reshape([b, c, h * w]).transpose(1, 2).unsqueeze(1);
         let q = tokens(self.q.forward(&hn));
         let k = tokens(self.k.forward(&hn));
         let v = tokens(self.v.forward(&hn));
-        let a = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<&Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
+        let a = crate::models::attention::sdpa(&q, &k, &v, false);
         let a = a.squeeze_dim(1).transpose(1, 2).reshape([b, c, h, w]);
         x + self.proj_out.forward(&a)
     }
