@@ -173,6 +173,12 @@ fi
 # `--tune deterministic=on` a render and the same render killed after frame
 # 12 and resumed (issue "render": frames identical to the uninterrupted
 # run). All print into log.txt.
+# How many frames of run folder $1 are byte-identical in run folder $2.
+same_frames() {
+  local n=0 f
+  for f in "$1"/frame_*.png; do cmp -s "$f" "$2/$(basename "$f")" && n=$((n + 1)); done
+  echo "$n"
+}
 cuda_checks() {
   local fx=tests/fixtures/score
   "$BIN" score "$fx/a.png" "$fx/b.png" "$fx/c.png" \
@@ -199,11 +205,7 @@ PYEOF
   # this device? (On CUDA it did not in run 6; BENCHMARKS.md.)
   rm -rf /tmp/render-again
   ZOETROPE_WEIGHTS=$w "$BIN" render /tmp/quickstart_dev.toml --out /tmp/render-again --quiet || return 1
-  local again=0
-  for f in /tmp/render-dev/quickstart_dev/frame_*.png; do
-    cmp -s "$f" "/tmp/render-again/quickstart_dev/$(basename "$f")" && again=$((again + 1))
-  done
-  echo "repeat on $DEVICE: $again of 48 frames byte-identical between two uninterrupted renders"
+  echo "repeat on $DEVICE: $(same_frames /tmp/render-dev/quickstart_dev /tmp/render-again/quickstart_dev) of 48 frames byte-identical between two uninterrupted renders"
   # With --tune deterministic=on: one render, then the same render killed
   # (-9) once frame 12 is written and resumed (without --tune: a run resumes
   # with its own switches); its frames against the first's, byte for byte.
@@ -218,17 +220,14 @@ PYEOF
   pid=$!
   for _ in $(seq 3000); do [ -f "$d/frame_00012.png" ] && break; sleep 0.02; done
   kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  local before same=0 total=0
+  local before
   before=$(ls "$d"/frame_*.png 2>/dev/null | wc -l)
   if [ "$before" -ge 48 ]; then
     echo "resume on $DEVICE: the render finished before the kill; no resume tested"
     return 0
   fi
   ZOETROPE_WEIGHTS=$w "$BIN" render --resume "$d" --quiet || return 1
-  for f in /tmp/render-det/quickstart_dev/frame_*.png; do
-    total=$((total + 1)); cmp -s "$f" "$d/$(basename "$f")" && same=$((same + 1))
-  done
-  echo "resume on $DEVICE, deterministic=on: killed with $before frames written; after the resume $same of $total frames byte-identical to the uninterrupted deterministic render"
+  echo "resume on $DEVICE, deterministic=on: killed with $before frames written; after the resume $(same_frames /tmp/render-det/quickstart_dev "$d") of 48 frames byte-identical to the uninterrupted deterministic render"
 }
 # The switches made after run 5 against the plain path on this device: the
 # first six losses of config b (its 512² maps take the lean node's

@@ -207,11 +207,12 @@ impl Tuning {
     }
 
     /// The defaults with each `NAME=on|off` of `specs` applied in order (the
-    /// `--tune` arguments of `bench` and `render`).
-    pub fn from_specs(specs: &[String]) -> Result<Tuning> {
+    /// `--tune` arguments of `bench` and `render`, or the words of a
+    /// [`describe`](Self::describe) string a run recorded).
+    pub fn from_specs<S: AsRef<str>>(specs: impl IntoIterator<Item = S>) -> Result<Tuning> {
         let mut tuning = Tuning::default();
         for spec in specs {
-            tuning.set(spec)?;
+            tuning.set(spec.as_ref())?;
         }
         Ok(tuning)
     }
@@ -281,7 +282,7 @@ mod tests {
 
     #[test]
     fn tuning_switches_parse_and_name_themselves() {
-        let mut t = Tuning::from_specs(&[]).unwrap();
+        let mut t = Tuning::from_specs::<&str>([]).unwrap();
         assert_eq!(t, Tuning::default());
         assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads && !t.reduced_group_norm);
         t.set("reduced-group-norm=on").unwrap();

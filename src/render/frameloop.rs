@@ -490,19 +490,24 @@ pub fn render_in(
     let started = Instant::now();
     // The speed switches measured in BENCHMARKS.md: --tune, else the
     // resumed run's own, else the defaults.
-    let recorded = match previous.as_ref().and_then(|p| p.speed_switches.as_deref()) {
-        Some(specs) => Some(
-            Tuning::from_specs(
-                &specs
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect::<Vec<_>>(),
-            )
-            .map_err(|e| e.context(format!("the speed switches in {}", run.path.display())))?,
-        ),
-        None => None,
+    let recorded = || -> Result<Option<Tuning>> {
+        let Some(specs) = previous.as_ref().and_then(|p| p.speed_switches.as_deref()) else {
+            return Ok(None);
+        };
+        Tuning::from_specs(specs.split_whitespace())
+            .map(Some)
+            .map_err(|e| {
+                e.context(format!(
+                    "the speed switches recorded in {} (resume with --tune NAME=on|off to use \
+                     the defaults and those switches instead)",
+                    run.path.join(STATE_FILE).display()
+                ))
+            })
     };
-    let tuning = opts.tuning.or(recorded).unwrap_or_default();
+    let tuning = match opts.tuning {
+        Some(tuning) => tuning,
+        None => recorded()?.unwrap_or_default(),
+    };
     tuning.apply_global(device);
     let models = load_models(scene, device, kind)?;
     if tuning.channels_last {
