@@ -84,20 +84,6 @@ pub fn make_channels_last(vs: &tch::nn::VarStore) -> Result<()> {
     })
 }
 
-static REDUCED_GROUP_NORM: AtomicBool = AtomicBool::new(false);
-
-/// Whether the VQGAN's group norms run as whole-GPU reductions on CUDA
-/// (`crate::models::vqgan`; process-wide, set by
-/// [`crate::render::device::Tuning`]).
-pub fn reduced_group_norm() -> bool {
-    REDUCED_GROUP_NORM.load(Ordering::Relaxed)
-}
-
-/// Sets [`reduced_group_norm`].
-pub fn set_reduced_group_norm(on: bool) {
-    REDUCED_GROUP_NORM.store(on, Ordering::Relaxed);
-}
-
 /// Whether this build has the C++ shim (`csrc/`: CUDA graphs, allocator
 /// statistics, lean convolutions), which needs libtorch's CUDA build and the
 /// CUDA headers at build time.

@@ -223,25 +223,34 @@ fn killed_render_resumes_to_the_same_frames() {
         b"half-written",
     )
     .unwrap();
-    // A switch in state.json this build does not know: a clear error naming
-    // the file and the way out, and the run left as it was.
+    // A recorded switch with a bad value: a clear error naming the file and
+    // the way out, and the run left as it was.
     let state_text = std::fs::read_to_string(dir.join("state.json")).unwrap();
-    let mut bad: serde_json::Value = serde_json::from_str(&state_text).unwrap();
-    bad["speed_switches"] = serde_json::json!("deterministic=on turbo=on");
-    std::fs::write(dir.join("state.json"), bad.to_string()).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&state_text).unwrap();
+    let recorded = state["speed_switches"].as_str().unwrap().to_string();
+    state["speed_switches"] = serde_json::json!("deterministic=on cuda-graphs=maybe");
+    std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
     let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("state.json") && err.contains("turbo") && err.contains("--tune"),
+        err.contains("state.json") && err.contains("maybe") && err.contains("--tune"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    std::fs::write(dir.join("state.json"), &state_text).unwrap();
+    // A switch this build does not have (removed since the run began): the
+    // resume warns, goes on without it, and keeps the recorded others.
+    state["speed_switches"] = serde_json::json!(format!("{recorded} reduced-group-norm=on"));
+    std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
     let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
     assert!(
         o.status.success(),
         "kill after frame {after}: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("warning") && stderr(&o).contains("reduced-group-norm"),
+        "{}",
         stderr(&o)
     );
     assert_eq!(

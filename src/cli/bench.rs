@@ -55,7 +55,7 @@ pub struct BenchArgs {
     pub loss_curve: Option<PathBuf>,
     /// Turn one speed or memory switch on or off, to measure what it brings:
     /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last,
-    /// cuda-graphs, reduced-group-norm, lean-activations, fold-quick-gelu,
+    /// cuda-graphs, lean-activations, fold-quick-gelu,
     /// checkpoint-perceptors, deterministic (or all), as NAME=on|off;
     /// repeatable.
     /// Default: the render's settings.

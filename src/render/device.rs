@@ -83,11 +83,6 @@ pub struct Tuning {
     /// The device half of the step captured once as a CUDA graph and replayed
     /// (one launch per step instead of about a thousand).
     pub cuda_graphs: bool,
-    /// The VQGAN's group norms as whole-GPU reductions instead of libtorch's
-    /// kernel, which runs one thread block per image and group. Off by
-    /// default: measured slower with CUDA graphs (its backward is several
-    /// broadcast kernels; BENCHMARKS.md).
-    pub reduced_group_norm: bool,
     /// The VQGAN decoder's `GroupNorm → SiLU → conv` chains and up-sampling
     /// convolutions keep only what the latent's gradient needs
     /// ([`crate::models::lean`]): one activation map instead of three.
@@ -123,7 +118,6 @@ impl Default for Tuning {
             async_uploads: true,
             channels_last: false,
             cuda_graphs: true,
-            reduced_group_norm: false,
             lean_activations: true,
             fold_quick_gelu: true,
             checkpoint_perceptors: false,
@@ -134,13 +128,12 @@ impl Default for Tuning {
 
 impl Tuning {
     /// The switch names `--tune` takes.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 9] = [
         "cudnn-benchmark",
         "low-precision-cutouts",
         "async-uploads",
         "channels-last",
         "cuda-graphs",
-        "reduced-group-norm",
         "lean-activations",
         "fold-quick-gelu",
         "checkpoint-perceptors",
@@ -155,7 +148,6 @@ impl Tuning {
             async_uploads: false,
             channels_last: false,
             cuda_graphs: false,
-            reduced_group_norm: false,
             lean_activations: false,
             fold_quick_gelu: false,
             checkpoint_perceptors: false,
@@ -175,13 +167,12 @@ impl Tuning {
                 )))
             }
         };
-        match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        match Self::canonical(name).as_str() {
             "cudnn-benchmark" => self.cudnn_benchmark = on,
             "low-precision-cutouts" => self.low_precision_cutouts = on,
             "async-uploads" => self.async_uploads = on,
             "channels-last" => self.channels_last = on,
             "cuda-graphs" => self.cuda_graphs = on,
-            "reduced-group-norm" => self.reduced_group_norm = on,
             "lean-activations" => self.lean_activations = on,
             "fold-quick-gelu" => self.fold_quick_gelu = on,
             "checkpoint-perceptors" => self.checkpoint_perceptors = on,
@@ -197,18 +188,35 @@ impl Tuning {
                 }
             }
             other => {
+                let removed = Self::REMOVED
+                    .iter()
+                    .find(|(name, _)| *name == other)
+                    .map(|(_, why)| format!(" (it was removed: {why})"))
+                    .unwrap_or_default();
                 return Err(Error::input(format!(
-                    "--tune {spec}: no switch \"{other}\"; the switches are {} (or all)",
+                    "--tune {spec}: no switch \"{other}\"{removed}; the switches are {} (or all)",
                     Self::NAMES.join(", ")
-                )))
+                )));
             }
         }
         Ok(())
     }
 
+    /// A switch name as [`NAMES`](Self::NAMES) spells it (`Channels_Last`
+    /// → `channels-last`).
+    fn canonical(name: &str) -> String {
+        name.trim().to_ascii_lowercase().replace('_', "-")
+    }
+
+    /// Switches earlier builds had, with why each went: `--tune` says so
+    /// when given one, and a run that recorded one resumes without it.
+    pub const REMOVED: [(&'static str, &'static str); 1] = [(
+        "reduced-group-norm",
+        "it measured slower than libtorch's group norm on the H100 (BENCHMARKS.md, run 5)",
+    )];
+
     /// The defaults with each `NAME=on|off` of `specs` applied in order (the
-    /// `--tune` arguments of `bench` and `render`, or the words of a
-    /// [`describe`](Self::describe) string a run recorded).
+    /// `--tune` arguments of `bench` and `render`).
     pub fn from_specs<S: AsRef<str>>(specs: impl IntoIterator<Item = S>) -> Result<Tuning> {
         let mut tuning = Tuning::default();
         for spec in specs {
@@ -217,17 +225,37 @@ impl Tuning {
         Ok(tuning)
     }
 
+    /// The switches a run recorded (a [`describe`](Self::describe) string in
+    /// `state.json`), for resuming it. Names this build does not have (a
+    /// switch removed since, or one from a newer build) are left out and
+    /// returned for a warning: a switch changes speed and memory only, so
+    /// the run goes on with the same losses without it. A known name with a
+    /// value that is not on or off is still an error.
+    pub fn from_recorded(recorded: &str) -> Result<(Tuning, Vec<String>)> {
+        let mut tuning = Tuning::default();
+        let mut unknown = Vec::new();
+        for spec in recorded.split_whitespace() {
+            let name = spec.split_once('=').map_or(spec, |(name, _)| name);
+            let canonical = Self::canonical(name);
+            if Self::NAMES.contains(&canonical.as_str()) || canonical == "all" {
+                tuning.set(spec)?;
+            } else {
+                unknown.push(name.to_string());
+            }
+        }
+        Ok((tuning, unknown))
+    }
+
     /// `name=on|off` for every switch, for reports.
     pub fn describe(&self) -> String {
         let v = |b: bool| if b { "on" } else { "off" };
         format!(
-            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} reduced-group-norm={} lean-activations={} fold-quick-gelu={} checkpoint-perceptors={} deterministic={}",
+            "cudnn-benchmark={} low-precision-cutouts={} async-uploads={} channels-last={} cuda-graphs={} lean-activations={} fold-quick-gelu={} checkpoint-perceptors={} deterministic={}",
             v(self.cudnn_benchmark),
             v(self.low_precision_cutouts),
             v(self.async_uploads),
             v(self.channels_last),
             v(self.cuda_graphs),
-            v(self.reduced_group_norm),
             v(self.lean_activations),
             v(self.fold_quick_gelu),
             v(self.checkpoint_perceptors),
@@ -236,24 +264,27 @@ impl Tuning {
     }
 
     /// Sets the process-wide parts (cuDNN's autotuner and deterministic mode,
-    /// the upload mode, the group norm, the lean activations, the attention
+    /// the upload mode, the lean activations, the attention
     /// form) for `device`. The CPU ignores all but the lean activations and
     /// the attention form.
     pub fn apply_global(&self, device: Device) {
         crate::models::lean::set_enabled(self.lean_activations);
         crate::models::attention::set_deterministic(self.deterministic);
         crate::gpu::set_async_uploads(self.async_uploads);
-        crate::gpu::set_reduced_group_norm(self.reduced_group_norm);
         if device.is_cuda() {
             // The autotuner's choice can differ between runs, deterministic
             // algorithms or not, so deterministic runs go without it.
             tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark && !self.deterministic);
             if !crate::gpu::set_cudnn_deterministic(self.deterministic) && self.deterministic {
-                eprintln!(
+                // Once per process: a grid applies the switches once per cell.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    eprintln!(
                     "warning: --tune deterministic: this build cannot put cuDNN in its deterministic \
                      mode (it lacks the C++ shim: see README, Development); attention is \
                      deterministic, convolutions may still differ between runs"
-                );
+                    )
+                });
             }
         }
     }
@@ -284,15 +315,14 @@ mod tests {
     fn tuning_switches_parse_and_name_themselves() {
         let mut t = Tuning::from_specs::<&str>([]).unwrap();
         assert_eq!(t, Tuning::default());
-        assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads && !t.reduced_group_norm);
-        t.set("reduced-group-norm=on").unwrap();
+        assert!(!t.cudnn_benchmark && t.cuda_graphs && t.async_uploads && t.lean_activations);
         t.set("cudnn-benchmark=on").unwrap();
         t.set("cudnn-benchmark=off").unwrap();
         t.set("channels_last").unwrap();
         assert!(!t.cudnn_benchmark && t.channels_last && t.low_precision_cutouts);
         assert_eq!(
             t.describe(),
-            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on reduced-group-norm=on lean-activations=on fold-quick-gelu=on checkpoint-perceptors=off deterministic=off"
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=on cuda-graphs=on lean-activations=on fold-quick-gelu=on checkpoint-perceptors=off deterministic=off"
         );
         t.set("deterministic=on").unwrap();
         assert!(t.deterministic);
@@ -306,6 +336,42 @@ mod tests {
             "{e}"
         );
         assert!(t.set("async-uploads=maybe").is_err());
+        // A removed switch: --tune says it was removed and why.
+        let e = t.set("reduced-group-norm=on").unwrap_err();
+        assert!(
+            e.message.contains("was removed") && e.message.contains("run 5"),
+            "{e}"
+        );
+    }
+
+    /// A run's recorded switches resume it: every known switch as recorded,
+    /// unknown names (a removed switch) left out and named, a bad value
+    /// still an error.
+    #[test]
+    fn recorded_switches_skip_unknown_names() {
+        let mut recorded = Tuning::plain();
+        recorded.deterministic = true;
+        let (t, unknown) = Tuning::from_recorded(&recorded.describe()).unwrap();
+        assert_eq!(t, recorded);
+        assert!(unknown.is_empty());
+        // What commit 8e8fd69 wrote, with a switch since removed.
+        let old =
+            "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=off \
+                   cuda-graphs=off reduced-group-norm=on lean-activations=on fold-quick-gelu=on \
+                   checkpoint-perceptors=on deterministic=off turbo=on";
+        let (t, unknown) = Tuning::from_recorded(old).unwrap();
+        assert_eq!(unknown, ["reduced-group-norm", "turbo"]);
+        assert!(!t.cuda_graphs && t.checkpoint_perceptors && t.lean_activations);
+        assert_eq!(
+            t,
+            Tuning {
+                cuda_graphs: false,
+                checkpoint_perceptors: true,
+                ..Tuning::default()
+            }
+        );
+        let e = Tuning::from_recorded("cuda-graphs=maybe").unwrap_err();
+        assert!(e.message.contains("maybe"), "{e}");
     }
 
     #[test]

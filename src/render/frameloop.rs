@@ -494,15 +494,23 @@ pub fn render_in(
         let Some(specs) = previous.as_ref().and_then(|p| p.speed_switches.as_deref()) else {
             return Ok(None);
         };
-        Tuning::from_specs(specs.split_whitespace())
-            .map(Some)
-            .map_err(|e| {
-                e.context(format!(
-                    "the speed switches recorded in {} (resume with --tune NAME=on|off to use \
-                     the defaults and those switches instead)",
-                    run.path.join(STATE_FILE).display()
-                ))
-            })
+        let state_file = run.path.join(STATE_FILE);
+        let (tuning, unknown) = Tuning::from_recorded(specs).map_err(|e| {
+            e.context(format!(
+                "the speed switches recorded in {} (resume with --tune NAME=on|off to use \
+                 the defaults and those switches instead)",
+                state_file.display()
+            ))
+        })?;
+        if !unknown.is_empty() {
+            eprintln!(
+                "warning: {} records speed switches this build does not have ({}); \
+                 resuming without them (they change speed and memory, not the result)",
+                state_file.display(),
+                unknown.join(", ")
+            );
+        }
+        Ok(Some(tuning))
     };
     let tuning = match opts.tuning {
         Some(tuning) => tuning,

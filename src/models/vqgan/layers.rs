@@ -10,7 +10,7 @@
 //! in every released VQGAN and is omitted.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::config::VqganConfig;
 use crate::models::lean;
@@ -37,16 +37,6 @@ fn normalize(vs: nn::Path, c: i64) -> GroupNorm {
 }
 
 /// `nn.GroupNorm(32, C, eps=1e-6)` under its official variable names.
-///
-/// On a GPU with [`crate::gpu::reduced_group_norm`] on (off by default) it is
-/// computed by [`group_norm_reduced`] instead of libtorch's kernel. libtorch
-/// gives each (image, group) row one thread block for the statistics, so a
-/// batch of one image at 512 × 512 runs 32 blocks on a 132-SM GPU: Nsight
-/// Compute put that statistics kernel at 22 % of an eager step's GPU time on
-/// an H100. The reductions here spread over the whole GPU and keep a
-/// channels-last input channels-last, but their backward pass is several
-/// broadcast kernels, and with CUDA graphs the whole step measured 4–20 %
-/// slower (BENCHMARKS.md), hence off.
 #[derive(Debug)]
 struct GroupNorm {
     weight: Tensor,
@@ -57,16 +47,8 @@ const GROUPS: i64 = 32;
 const EPS: f64 = 1e-6;
 
 impl GroupNorm {
-    fn reduced(x: &Tensor) -> bool {
-        x.device().is_cuda() && crate::gpu::reduced_group_norm()
-    }
-
     fn forward(&self, x: &Tensor) -> Tensor {
-        if Self::reduced(x) {
-            group_norm_reduced(x, GROUPS, &self.weight, &self.bias, EPS)
-        } else {
-            x.group_norm(GROUPS, Some(&self.weight), Some(&self.bias), EPS, true)
-        }
+        x.group_norm(GROUPS, Some(&self.weight), Some(&self.bias), EPS, true)
     }
 
     /// `conv(swish(norm(x)))` for a 3×3, stride 1, padding 1 `conv`: as one
@@ -79,10 +61,8 @@ impl GroupNorm {
             groups: GROUPS,
             eps: EPS,
         };
-        if !Self::reduced(x) {
-            if let Some(y) = lean::conv(x, Some(norm), same3x3(conv)) {
-                return y;
-            }
+        if let Some(y) = lean::conv(x, Some(norm), same3x3(conv)) {
+            return y;
         }
         conv.forward(&swish(&self.forward(x)))
     }
@@ -103,53 +83,6 @@ fn same3x3(conv: &nn::Conv2D) -> lean::Conv<'_> {
         stride: 1,
         padding: 1,
     }
-}
-
-/// Group normalisation of `x` `[N, C, H, W]` (contiguous or channels-last)
-/// from two whole-tensor reductions per group in float32 (Σx and ‖x‖²,
-/// variance `E[x²] − E[x]²`), then one fused `x · scale + shift` with
-/// per-(image, channel) `scale = rstd · weight` and
-/// `shift = bias − mean · scale`. The output keeps `x`'s kind and layout.
-pub(crate) fn group_norm_reduced(
-    x: &Tensor,
-    groups: i64,
-    weight: &Tensor,
-    bias: &Tensor,
-    eps: f64,
-) -> Tensor {
-    let (n, c, h, w) = x.size4().expect("group norm input is [N, C, H, W]");
-    let cg = c / groups;
-    let stride = x.stride();
-    let channels_last = stride[1] == 1 && c > 1;
-    // Groups of C/G channels over all pixels, as a view in either layout.
-    let (view, dims): (Tensor, [i64; 2]) = if channels_last {
-        (
-            x.permute([0, 2, 3, 1]).reshape([n, h * w, groups, cg]),
-            [1, 3],
-        )
-    } else {
-        (x.reshape([n, groups, cg, h * w]), [2, 3])
-    };
-    let dims = &dims[..];
-    let count = (cg * h * w) as f64;
-    let mean = view.sum_dim_intlist(dims, false, Kind::Float) / count; // [N, G]
-    let sq = view
-        .norm_scalaropt_dim_dtype(2.0, dims, false, Kind::Float)
-        .square()
-        / count;
-    let var = (sq - mean.square()).clamp_min(0.0);
-    let rstd = (var + eps).rsqrt();
-    let per_channel = |t: Tensor| {
-        t.unsqueeze(2)
-            .expand([n, groups, cg], false)
-            .reshape([n, c])
-    };
-    let scale = per_channel(rstd) * weight.to_kind(Kind::Float);
-    let shift = bias.to_kind(Kind::Float) - per_channel(mean) * &scale;
-    let kind = x.kind();
-    let scale = scale.to_kind(kind).reshape([n, c, 1, 1]);
-    let shift = shift.to_kind(kind).reshape([n, c, 1, 1]);
-    shift.addcmul(x, &scale)
 }
 
 /// swish, as taming's `nonlinearity`.
@@ -388,15 +321,15 @@ impl Decoder {
     }
 }
 
-#[cfg(test)]
+// The one test needs the shim's lean convolutions.
+#[cfg(all(test, zoetrope_shim))]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// With frozen weights the decoder takes the lean convolutions, and the
     /// latent's gradient equals libtorch's path (taken while the same
     /// weights are trainable, which the lean node refuses).
-    #[cfg(zoetrope_shim)]
     #[test]
     fn decoder_gradient_is_the_same_through_lean_convolutions() {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -435,50 +368,5 @@ mod tests {
             "{}",
             rel(&dz_lean, &dz_plain)
         );
-    }
-
-    /// The reduced group norm equals libtorch's in float32 (NCHW and
-    /// channels-last, value and gradient) and to bf16 rounding in bf16, and
-    /// keeps the layout.
-    #[test]
-    fn reduced_group_norm_matches_libtorch() {
-        let opts = (Kind::Float, Device::Cpu);
-        // Values with a large common offset: E[x²] − E[x]² must stay accurate.
-        let x = Tensor::randn([2, 64, 9, 7], opts) * 3.0 + 5.0;
-        let w = Tensor::randn([64], opts);
-        let b = Tensor::randn([64], opts);
-        let reference = x.group_norm(32, Some(&w), Some(&b), 1e-6, false);
-        for cl in [false, true] {
-            let input = if cl {
-                x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-            } else {
-                x.shallow_clone()
-            }
-            .set_requires_grad(true);
-            let y = group_norm_reduced(&input, 32, &w, &b, 1e-6);
-            let err = (&y - &reference).abs().max().double_value(&[]);
-            assert!(err < 2e-4, "channels-last {cl}: max error {err}");
-            assert_eq!(y.stride()[1] == 1, cl, "layout kept: {:?}", y.stride());
-            // Gradients against libtorch's for the same upstream gradient.
-            let g = Tensor::randn(y.size(), opts);
-            let gx = Tensor::run_backward(&[(&y * &g).sum(Kind::Float)], &[&input], false, false);
-            let x2 = x.detach().set_requires_grad(true);
-            let r2 = x2.group_norm(32, Some(&w), Some(&b), 1e-6, false);
-            let gr = Tensor::run_backward(&[(&r2 * &g).sum(Kind::Float)], &[&x2], false, false);
-            let gerr = (&gx[0] - &gr[0]).abs().max().double_value(&[]);
-            let gmax = gr[0].abs().max().double_value(&[]);
-            assert!(
-                gerr < 1e-3 * gmax.max(1.0),
-                "channels-last {cl}: gradient error {gerr}"
-            );
-        }
-        let y16 = group_norm_reduced(&x.to_kind(Kind::BFloat16), 32, &w, &b, 1e-6);
-        assert_eq!(y16.kind(), Kind::BFloat16);
-        let err = (y16.to_kind(Kind::Float) - &reference)
-            .abs()
-            .max()
-            .double_value(&[]);
-        let scale = reference.abs().max().double_value(&[]);
-        assert!(err < 0.02 * scale, "bf16 error {err} of {scale}");
     }
 }
