@@ -61,6 +61,16 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`zoetrope weights list | head -1`) ends the process
+    // quietly, as it does any Unix tool, instead of making a print panic
+    // (Rust ignores SIGPIPE, so the write fails and `println!` panics). A
+    // render ended this way resumes from its last frame.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread starts;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

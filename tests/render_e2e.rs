@@ -365,6 +365,77 @@ fn stabilisation_shrinks_the_change_between_frames() {
     );
 }
 
+/// allow_overwrite: a render that fails at the start leaves the earlier run
+/// whole (still complete, still playable); one that runs replaces all of it.
+#[test]
+fn overwriting_a_run_loses_nothing_until_the_new_one_starts() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let text = format!("{ANIMATED}\nfile_namespace = \"ow\"\nallow_overwrite = true\n");
+    let scene = write_scene(t.path(), "ow.toml", &text);
+    let dir = out.join("ow");
+    let o = run(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = frames_of(&dir, 6);
+    let listing = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&dir);
+
+    let bad = write_scene(
+        t.path(),
+        "ow-bad.toml",
+        &text.replace("[\"tiny-clip\"]", "[\"missing.safetensors\"]"),
+    );
+    let o = run(&[
+        "render",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(listing(&dir), before);
+    assert_eq!(frames_of(&dir, 6), first);
+    let o = run(&["render", "--resume", dir.to_str().unwrap()]);
+    assert!(stderr(&o).contains("already complete"), "{}", stderr(&o));
+
+    // A shorter run in its place: 4 frames, and nothing of the 6-frame run.
+    let short = write_scene(
+        t.path(),
+        "ow-short.toml",
+        &text.replace("steps_per_scene = 12", "steps_per_scene = 8"),
+    );
+    let o = run(&[
+        "render",
+        short.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("frame_00004.png").exists());
+    assert!(!dir.join("frame_00005.png").exists());
+    assert_eq!(read_mp4(&dir.join("ow.mp4")).unwrap().frames.len(), 4);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["frames"].as_array().unwrap().len(), 4);
+    assert!(!listing(&dir)
+        .iter()
+        .any(|n| n.ends_with(".part") || n.contains("00006")));
+}
+
 #[test]
 fn user_errors_are_clear_messages() {
     let t = tempfile::tempdir().unwrap();
@@ -387,6 +458,8 @@ fn user_errors_are_clear_messages() {
     assert!(e.contains("tiny-clip") && e.contains("tiny-vqgan"), "{e}");
     assert!(e.contains("zoetrope weights tiny"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
+    // A failed start leaves no folder behind: the next attempt takes its name.
+    assert!(!t.path().join("o/a").exists());
 
     // An init image that is not an image.
     std::fs::write(t.path().join("broken.png"), b"not a png").unwrap();

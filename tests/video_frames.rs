@@ -219,13 +219,38 @@ fn run_folders_never_touch_an_earlier_run() {
         "the first run is intact"
     );
 
-    // allow_overwrite reuses the folder and clears its old frames only.
+    // allow_overwrite reuses the folder and changes nothing in it yet; the
+    // render removes the earlier run's files when its own are about to come,
+    // `first` first, and keeps the user's.
     write_frame(&first.path, 2, &pattern(4, 4)).unwrap();
+    for name in [
+        "city.mp4",
+        "city.mp4.part",
+        ".state.json.tmp-1-0",
+        "notes.txt",
+    ] {
+        fs::write(first.path.join(name), b"x").unwrap();
+    }
+    fs::create_dir(first.path.join("snapshots")).unwrap();
     let again = RunDir::create(out.path(), "city", true).unwrap();
     assert_eq!(again.path, first.path);
+    assert_eq!(again.existing_frames().unwrap(), [1, 2]);
+    again
+        .remove_run_files("settings.json", |name| name == "other.json")
+        .unwrap();
     assert!(again.existing_frames().unwrap().is_empty());
-    assert!(again.path.join("settings.json").exists());
+    let mut left: Vec<String> = fs::read_dir(&again.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["notes.txt", "snapshots"]);
     assert_eq!(again.frame_path(3), first.path.join("frame_00003.png"));
+    again.remove_if_empty();
+    assert!(again.path.is_dir(), "not empty: kept");
+    let empty = RunDir::create(out.path(), "empty", false).unwrap();
+    empty.remove_if_empty();
+    assert!(!empty.path.exists());
 
     // Resume opens an existing folder without changing it.
     let resumed = RunDir::open(&second.path).unwrap();

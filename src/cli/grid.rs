@@ -54,22 +54,8 @@ pub fn render_cell(scene: &Scene, cell_dir: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(cell_dir)
         .map_err(|e| Error::io(format!("could not create {}", cell_dir.display()), e))?;
     let resuming = resume && cell_dir.join(frameloop::STATE_FILE).is_file();
-    if !resuming {
-        // Start over: stale frames or state of a broken attempt must not mix in.
-        for entry in std::fs::read_dir(cell_dir)
-            .map_err(|e| Error::io(format!("could not list {}", cell_dir.display()), e))?
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if zoetrope::output::frames::parse_frame_file_name(&name).is_some()
-                || frameloop::is_state_file(&name)
-            {
-                std::fs::remove_file(entry.path()).map_err(|e| {
-                    Error::io(format!("could not remove {}", entry.path().display()), e)
-                })?;
-            }
-        }
-    }
+    // Not resuming: the render removes a broken attempt's frames and state
+    // before it writes its own.
     let run = RunDir::open(cell_dir)?;
     let scene_file =
         std::path::absolute(&scene.origin).unwrap_or_else(|_| PathBuf::from(&scene.origin));

@@ -9,10 +9,12 @@
 //! Folders are claimed with an atomic `create_dir`, so two renders started at
 //! once never share one.
 //!
-//! `allow_overwrite = true` reuses `<file_namespace>/` and deletes the earlier
-//! run's `frame_NNNNN.png` files up front, so a shorter new run does not leave
-//! stale frames after its own; every other file is simply replaced when the
-//! new run writes it.
+//! `allow_overwrite = true` reuses `<file_namespace>/`. Nothing of the earlier
+//! run goes when the folder is claimed: the render removes the earlier run's
+//! files ([`RunDir::remove_run_files`]) only once its models have loaded and
+//! its prompts are embedded, just before it writes its own, so a render that
+//! fails at the start leaves the earlier run whole. The user's own files in
+//! the folder stay.
 //!
 //! The video inside is named after the folder (`<folder>/<folder>.mp4`), so a
 //! numbered run's video (`city_2/city_2.mp4`) stays distinguishable once copied
@@ -58,12 +60,10 @@ impl RunDir {
             let path = output_dir.join(file_namespace);
             fs::create_dir_all(&path)
                 .map_err(|e| Error::io(format!("could not create {}", path.display()), e))?;
-            let dir = RunDir {
+            return Ok(RunDir {
                 path,
                 name: file_namespace.to_string(),
-            };
-            dir.remove_frames()?;
-            return Ok(dir);
+            });
         }
         for n in 1..=MAX_SUFFIX {
             let name = if n == 1 {
@@ -141,17 +141,44 @@ impl RunDir {
         Ok(frames)
     }
 
-    fn remove_frames(&self) -> Result<()> {
-        for index in self.existing_frames()? {
-            let path = self.frame_path(index);
-            fs::remove_file(&path).map_err(|e| {
-                Error::io(
-                    format!("could not remove the old frame {}", path.display()),
-                    e,
-                )
-            })?;
+    /// Removes the files of a run in this folder: `is_run_file(name)` says
+    /// which besides the frames, the video and its `.part` and the atomic
+    /// writers' temporary files. `first` goes first, so that a crash in
+    /// between leaves no folder that claims to be resumable (the render
+    /// passes `state.json`). Other files (the user's own) and subfolders stay.
+    pub fn remove_run_files(&self, first: &str, is_run_file: impl Fn(&str) -> bool) -> Result<()> {
+        let remove = |path: &Path| match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("could not remove {} of the earlier run", path.display()),
+                e,
+            )),
+        };
+        remove(&self.path.join(first))?;
+        let video = format!("{}.mp4", self.name);
+        let part = format!("{video}.part");
+        let entries = fs::read_dir(&self.path)
+            .map_err(|e| Error::io(format!("could not list {}", self.path.display()), e))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = parse_frame_file_name(&name).is_some()
+                || name == video
+                || name == part
+                || (name.starts_with('.') && name.contains(".tmp-"))
+                || is_run_file(&name);
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                remove(&entry.path())?;
+            }
         }
         Ok(())
+    }
+
+    /// Removes the folder if nothing is left in it (a failed start's).
+    pub fn remove_if_empty(&self) {
+        if is_empty_dir(&self.path).unwrap_or(false) {
+            let _ = fs::remove_dir(&self.path);
+        }
     }
 }
 

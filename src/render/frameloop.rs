@@ -57,11 +57,18 @@ pub fn state_tensors_file(frame: u64) -> String {
 }
 
 /// True for the resume-state files of a run folder (`state.json` and the
-/// per-frame tensors), which a fresh render into the folder removes.
+/// per-frame tensors).
 pub fn is_state_file(name: &str) -> bool {
     name == STATE_FILE
         || (name.starts_with("state_") && name.ends_with(".safetensors"))
         || name.ends_with(".safetensors.tmp")
+}
+
+/// True for the files a render writes besides its frames and video (the
+/// state files and the JSON and TOML records), which a new render into the
+/// folder removes ([`RunDir::remove_run_files`]).
+fn is_run_file(name: &str) -> bool {
+    is_state_file(name) || [SETTINGS_FILE, SCHEDULE_FILE, METADATA_FILE].contains(&name)
 }
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
@@ -155,7 +162,16 @@ pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSumm
     let run = RunDir::create(&opts.out_dir, &scene.file_namespace, scene.allow_overwrite)?;
     let scene_dir = scene_dir_of(scene_path);
     let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
-    render_in(&scene, &scene_file, &scene_dir, run, false, opts)
+    render_in(&scene, &scene_file, &scene_dir, run.clone(), false, opts).inspect_err(|_| {
+        // A start that failed before its first frame's state leaves nothing
+        // to resume: its files go, and so does the folder if that empties it,
+        // so the next attempt takes the same name. (An earlier run the
+        // render would have overwritten still has its state.json and stays.)
+        if !run.path.join(STATE_FILE).exists() {
+            let _ = run.remove_run_files(STATE_FILE, is_run_file);
+            run.remove_if_empty();
+        }
+    })
 }
 
 /// Continues the run in `run_dir` where it stopped.
@@ -556,8 +572,18 @@ pub fn render_in(
     let width = scene.width as i64;
     let height = scene.height as i64;
 
-    // Settings and schedule are written once, at the start of a new run.
+    // The init image before anything in the folder changes.
+    let init_rgb = match &scene.init_image {
+        Some(p) => Some(load_image(p, scene.width, scene.height)?.to_device(device)),
+        None => None,
+    };
+
+    // Settings and schedule are written once, at the start of a new run,
+    // after the earlier run's files in the folder (allow_overwrite, or a
+    // grid cell's broken attempt) are gone; everything that can fail at the
+    // start (models, weights, prompts) has been checked by now.
     if !resuming {
+        run.remove_run_files(STATE_FILE, is_run_file)?;
         crate::output::atomic::write_atomic(
             &run.path.join(SETTINGS_FILE),
             scene.to_toml()?.as_bytes(),
@@ -568,10 +594,6 @@ pub fn render_in(
 
     // The starting image, the init target and frame 0's random state.
     tch::manual_seed(scene.seed as i64);
-    let init_rgb = match &scene.init_image {
-        Some(p) => Some(load_image(p, scene.width, scene.height)?.to_device(device)),
-        None => None,
-    };
     let mut state = match &init_rgb {
         Some(rgb) => ImageState::from_image(models.image_model, rgb)?,
         None => ImageState::random(models.image_model, width, height, device)?,
@@ -812,8 +834,13 @@ fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> R
     let [(n1, m1), (n2, m2)] = adam.tensors();
     let m1 = m1.to_device(Device::Cpu);
     let m2 = m2.to_device(Device::Cpu);
-    Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp)
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(
+            format!("writing {}", tmp.display()),
+            io_cause(&e.to_string()),
+        )
+    })?;
     std::fs::rename(&tmp, &file)
         .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
     write_json_atomic(&run.path.join(STATE_FILE), rs)?;
@@ -821,6 +848,23 @@ fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> R
         let _ = std::fs::remove_file(run.path.join(state_tensors_file(rs.frames_done - 1)));
     }
     Ok(())
+}
+
+/// The cause of a failed write in plain words where libtorch's message
+/// wraps an OS error (`…IoError(Os { code: 28, … })`), else the message.
+fn io_cause(message: &str) -> String {
+    let code = message
+        .split("code: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<i32>().ok());
+    match code {
+        Some(28) => {
+            "no space left on the device (free some space, then resume or render again)".to_string()
+        }
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => message.to_string(),
+    }
 }
 
 /// Weights of every loss at `step`.
@@ -867,6 +911,23 @@ fn step_weights_at<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_causes_read_plainly() {
+        let full = "safetensors error: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })";
+        assert!(
+            io_cause(full).starts_with("no space left"),
+            "{}",
+            io_cause(full)
+        );
+        let denied = "IoError(Os { code: 13, kind: PermissionDenied })";
+        assert!(
+            io_cause(denied).contains("ermission denied"),
+            "{}",
+            io_cause(denied)
+        );
+        assert_eq!(io_cause("something else"), "something else");
+    }
 
     #[test]
     fn frame_seeds_differ_and_repeat() {
