@@ -374,13 +374,16 @@ fn overwriting_a_run_loses_nothing_until_the_new_one_starts() {
     let text = format!("{ANIMATED}\nfile_namespace = \"ow\"\nallow_overwrite = true\n");
     let scene = write_scene(t.path(), "ow.toml", &text);
     let dir = out.join("ow");
-    let o = run(&[
-        "render",
-        scene.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let render_into = |scene: &Path| {
+        run(&[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+    };
+    let o = render_into(&scene);
     assert!(o.status.success(), "{}", stderr(&o));
     let first = frames_of(&dir, 6);
     let listing = |dir: &Path| {
@@ -398,13 +401,7 @@ fn overwriting_a_run_loses_nothing_until_the_new_one_starts() {
         "ow-bad.toml",
         &text.replace("[\"tiny-clip\"]", "[\"missing.safetensors\"]"),
     );
-    let o = run(&[
-        "render",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = render_into(&bad);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(listing(&dir), before);
     assert_eq!(frames_of(&dir, 6), first);
@@ -417,13 +414,7 @@ fn overwriting_a_run_loses_nothing_until_the_new_one_starts() {
         "ow-short.toml",
         &text.replace("steps_per_scene = 12", "steps_per_scene = 8"),
     );
-    let o = run(&[
-        "render",
-        short.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = render_into(&short);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.join("frame_00004.png").exists());
     assert!(!dir.join("frame_00005.png").exists());
