@@ -354,7 +354,8 @@ mod tests {
         let (t, unknown) = Tuning::from_recorded(&recorded.describe()).unwrap();
         assert_eq!(t, recorded);
         assert!(unknown.is_empty());
-        // What commit 8e8fd69 wrote, with a switch since removed.
+        // What commit 8e8fd69 wrote (with reduced-group-norm, since removed),
+        // plus a name no build has had.
         let old =
             "cudnn-benchmark=off low-precision-cutouts=on async-uploads=on channels-last=off \
                    cuda-graphs=off reduced-group-norm=on lean-activations=on fold-quick-gelu=on \
