@@ -3,7 +3,7 @@
 // tch exposes neither, and both matter for the step's speed on a GPU: a step
 // launches about a thousand small kernels, and each launch costs the host more
 // than the kernel costs the GPU. Captured once into a CUDA graph, a step is
-// one launch. Errors follow shim.h's convention; zt_free_string, below,
+// one launch. Errors follow shim.h's convention; zt_free_string (rng.cpp)
 // frees their messages.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
@@ -31,8 +31,6 @@ struct ZtGraph {
 }  // namespace
 
 extern "C" {
-
-void zt_free_string(char* s) { std::free(s); }
 
 void* zt_graph_new(int device, char** err) {
   ZtGraph* g = nullptr;

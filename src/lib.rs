@@ -20,6 +20,7 @@ pub mod guidance;
 pub mod models;
 pub mod output;
 pub mod render;
+pub mod rng;
 pub mod scene;
 pub mod schedule;
 

@@ -17,13 +17,14 @@ fn make_models(dir: &Path, seed: i64) -> (PathBuf, PathBuf) {
     write_tiny_models(&base).unwrap();
     let variant = |from: &str, to: PathBuf| -> PathBuf {
         let tensors = tch::Tensor::read_safetensors(base.join(from)).unwrap();
-        tch::manual_seed(seed);
+        let mut rng = zoetrope::rng::Rng::new(seed as u64).unwrap();
         let changed: Vec<(String, tch::Tensor)> = tensors
             .into_iter()
             .map(|(n, t)| {
                 if seed > 1 && t.is_floating_point() && t.numel() > 1 {
                     let std = t.std(true).double_value(&[]).max(1e-3);
-                    let noisy = &t + t.randn_like() * (0.2 * std);
+                    let noise = rng.randn(&t.size()).unwrap().to_kind(t.kind());
+                    let noisy = &t + noise * (0.2 * std);
                     (n, noisy)
                 } else {
                     (n, t)

@@ -5,13 +5,8 @@ use tch::{Device, Kind, Tensor};
 use zoetrope::guidance::cutouts::{
     clip_normalize, BorderFill, Crop, CutoutSampler, CLIP_MEAN, CLIP_STD,
 };
+use zoetrope::rng::Rng;
 use zoetrope::ErrorKind;
-
-/// Torch's generator is global: tests that draw from it must not interleave.
-fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn opts() -> (Kind, Device) {
     (Kind::Float, Device::Cpu)
@@ -35,10 +30,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn sample_has_the_perceptor_shape_and_is_normalised() {
-    let _rng = rng_lock();
+    let mut rng = Rng::new(101).unwrap();
     let s = sampler(5, 2.0, 0.25, 16);
-    let image = Tensor::rand([1, 3, 40, 56], opts()).set_requires_grad(true);
-    let out = s.sample(&image).unwrap();
+    let image = rng.rand(&[1, 3, 40, 56]).unwrap().set_requires_grad(true);
+    let out = s.sample(&image, &mut rng).unwrap();
     assert_eq!(out.size(), vec![5, 3, 16, 16]);
     assert_eq!(out.kind(), Kind::Float);
 
@@ -54,6 +49,7 @@ fn sample_has_the_perceptor_shape_and_is_normalised() {
                 y: 3,
                 size: 10,
             }],
+            &mut rng,
         )
         .unwrap();
     for c in 0..3 {
@@ -68,7 +64,6 @@ fn sample_has_the_perceptor_shape_and_is_normalised() {
 
 #[test]
 fn crop_sizes_follow_the_pytti_formula() {
-    let _rng = rng_lock();
     // m = 100, r = 30, cut_pow = 2: sizes lie in [floor(100·0.3²), 100] = [9, 100].
     let s = sampler(8, 2.0, 0.25, 30);
     assert_eq!(s.crop_size(0.0, 120, 100), 64); // floor(100 · 0.8²)
@@ -83,12 +78,12 @@ fn crop_sizes_follow_the_pytti_formula() {
         assert_eq!(big_r.crop_size(z, 256, 128), 128);
     }
 
-    tch::manual_seed(3);
+    let mut rng = Rng::new(3).unwrap();
     let (w, h) = (120, 100);
     let s = sampler(400, 2.0, 0.25, 30);
     let (px, py) = s.padding(w, h);
     assert_eq!((px, py), (30, 25));
-    let crops = s.place(w, h).unwrap();
+    let crops = s.place(w, h, &mut rng).unwrap();
     assert_eq!(crops.len(), 400);
     let mut overhang = 0;
     let mut sizes = std::collections::BTreeSet::new();
@@ -114,15 +109,15 @@ fn crop_sizes_follow_the_pytti_formula() {
     // Clamp mode keeps every crop inside the image.
     let mut clamp = s.clone();
     clamp.fill = BorderFill::Clamp;
-    for c in clamp.place(w, h).unwrap() {
+    for c in clamp.place(w, h, &mut rng).unwrap() {
         assert!(c.x >= 0 && c.y >= 0 && c.x + c.size <= w && c.y + c.size <= h);
     }
 }
 
 #[test]
 fn whole_image_crop_reproduces_the_resized_image() {
-    let _rng = rng_lock();
-    let image = Tensor::rand([1, 3, 32, 32], opts());
+    let mut rng = Rng::new(103).unwrap();
+    let image = rng.rand(&[1, 3, 32, 32]).unwrap();
     for r in [16, 10, 32, 48] {
         let s = sampler(1, 2.0, 0.25, r);
         let out = s
@@ -142,7 +137,6 @@ fn whole_image_crop_reproduces_the_resized_image() {
 
 #[test]
 fn known_placement_returns_exact_pixels() {
-    let _rng = rng_lock();
     let image = gradient_image(20, 30);
     let s = sampler(1, 2.0, 0.25, 8);
     let out = s
@@ -194,7 +188,6 @@ fn overhang_columns(fill: BorderFill) -> Vec<f32> {
 
 #[test]
 fn overhang_is_filled_by_the_border_mode() {
-    let _rng = rng_lock();
     assert_eq!(BorderFill::default(), BorderFill::Mirror);
     assert_eq!(
         overhang_columns(BorderFill::Mirror),
@@ -259,11 +252,10 @@ fn overhang_is_filled_by_the_border_mode() {
 
 #[test]
 fn batched_resampling_matches_per_crop_adaptive_pooling() {
-    let _rng = rng_lock();
     // The reference is pytti's per-crop loop: slice the padded image, then
     // adaptive_avg_pool2d to r × r.
-    tch::manual_seed(11);
-    let image = Tensor::rand([1, 3, 48, 64], opts());
+    let mut rng = Rng::new(11).unwrap();
+    let image = rng.rand(&[1, 3, 48, 64]).unwrap();
     for (fill, mode) in [
         (BorderFill::Mirror, "reflect"),
         (BorderFill::Smear, "replicate"),
@@ -272,7 +264,7 @@ fn batched_resampling_matches_per_crop_adaptive_pooling() {
     ] {
         let mut s = sampler(24, 1.0, 0.3, 20);
         s.fill = fill;
-        let crops = s.place(64, 48).unwrap();
+        let crops = s.place(64, 48, &mut rng).unwrap();
         let batched = s.resample(&image, &crops).unwrap();
         assert_eq!(batched.size(), vec![24, 3, 20, 20]);
         let (px, py) = s.padding(64, 48);
@@ -294,8 +286,8 @@ fn batched_resampling_matches_per_crop_adaptive_pooling() {
 
 #[test]
 fn gradient_reaches_exactly_the_cropped_pixels() {
-    let _rng = rng_lock();
-    let image = Tensor::rand([1, 3, 20, 30], opts()).set_requires_grad(true);
+    let mut rng = Rng::new(107).unwrap();
+    let image = rng.rand(&[1, 3, 20, 30]).unwrap().set_requires_grad(true);
     let s = sampler(1, 2.0, 0.25, 4);
     let out = s
         .resample(
@@ -315,9 +307,9 @@ fn gradient_reaches_exactly_the_cropped_pixels() {
     assert!((grad.sum(Kind::Float).double_value(&[]) - 3.0 * 16.0).abs() < 1e-4);
 
     // Through the full random pipeline, the gradient reaches the image too.
-    let image = Tensor::rand([1, 3, 40, 40], opts()).set_requires_grad(true);
+    let image = rng.rand(&[1, 3, 40, 40]).unwrap().set_requires_grad(true);
     let s = sampler(6, 2.0, 0.25, 12);
-    let out = s.sample(&image).unwrap();
+    let out = s.sample(&image, &mut rng).unwrap();
     (out.square().sum(Kind::Float)).backward();
     let g = image.grad();
     assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
@@ -326,7 +318,6 @@ fn gradient_reaches_exactly_the_cropped_pixels() {
 
 #[test]
 fn mirrored_overhang_sends_gradient_to_the_reflected_pixels() {
-    let _rng = rng_lock();
     let image = Tensor::zeros([1, 1, 4, 10], opts()).set_requires_grad(true);
     let s = sampler(1, 2.0, 0.5, 4);
     let out = s
@@ -347,26 +338,25 @@ fn mirrored_overhang_sends_gradient_to_the_reflected_pixels() {
 
 #[test]
 fn same_seed_same_cutouts() {
-    let _rng = rng_lock();
-    let image = Tensor::rand([1, 3, 50, 70], opts());
+    let mut rng = Rng::new(109).unwrap();
+    let image = rng.rand(&[1, 3, 50, 70]).unwrap();
     let s = sampler(10, 2.0, 0.25, 16);
-    tch::manual_seed(1234);
-    let a = s.sample(&image).unwrap();
-    let crops_a = s.place(70, 50).unwrap();
-    tch::manual_seed(1234);
-    let b = s.sample(&image).unwrap();
-    let crops_b = s.place(70, 50).unwrap();
+    rng = Rng::new(1234).unwrap();
+    let a = s.sample(&image, &mut rng).unwrap();
+    let crops_a = s.place(70, 50, &mut rng).unwrap();
+    rng = Rng::new(1234).unwrap();
+    let b = s.sample(&image, &mut rng).unwrap();
+    let crops_b = s.place(70, 50, &mut rng).unwrap();
     assert_eq!(max_abs_diff(&a, &b), 0.0);
     assert_eq!(crops_a, crops_b);
-    tch::manual_seed(1235);
-    let c = s.sample(&image).unwrap();
+    rng = Rng::new(1235).unwrap();
+    let c = s.sample(&image, &mut rng).unwrap();
     assert!(max_abs_diff(&a, &c) > 1e-3);
 }
 
 #[test]
 fn noise_is_a_per_crop_scale_below_the_factor() {
-    let _rng = rng_lock();
-    tch::manual_seed(5);
+    let mut rng = Rng::new(5).unwrap();
     let grey = Tensor::full([1, 3, 64, 64], 0.5, opts());
     let s = sampler(32, 2.0, 0.0, 32);
     let crops = vec![
@@ -378,7 +368,7 @@ fn noise_is_a_per_crop_scale_below_the_factor() {
         32
     ];
     let clean = clip_normalize(&s.resample(&grey, &crops).unwrap()).unwrap();
-    let noisy = s.sample_with(&grey, &crops).unwrap();
+    let noisy = s.sample_with(&grey, &crops, &mut rng).unwrap();
     // Undo the normalisation of the difference: residual = σ_n · N(0, 1).
     let std = Tensor::from_slice(&CLIP_STD).view([1, 3, 1, 1]);
     let residual = (noisy - clean) * std;
@@ -400,7 +390,7 @@ fn noise_is_a_per_crop_scale_below_the_factor() {
 
 #[test]
 fn settings_are_validated_with_their_names() {
-    let _rng = rng_lock();
+    let mut rng = Rng::new(111).unwrap();
     let err = CutoutSampler::new(0, 2.0, 0.25, 224).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(err.message.contains("cutouts"), "{err}");
@@ -417,5 +407,6 @@ fn settings_are_validated_with_their_names() {
     );
     // Not a single image.
     let s = sampler(2, 2.0, 0.25, 8);
-    assert!(s.sample(&Tensor::rand([2, 3, 16, 16], opts())).is_err());
+    let image = rng.rand(&[2, 3, 16, 16]).unwrap();
+    assert!(s.sample(&image, &mut rng).is_err());
 }

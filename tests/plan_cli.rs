@@ -248,3 +248,76 @@ fn every_example_scene_plans() {
         }
     }
 }
+
+/// Every value class `render` would refuse is refused by `plan` (exit 2,
+/// before anything loads), naming the setting or prompt, where it first
+/// goes bad, and the value.
+#[test]
+fn values_render_would_refuse_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = vec!["word"; 120].join(" ");
+    let base = "steps_per_scene = 100\nsteps_per_frame = 5\nanimation_mode = \"2D\"\nwidth = 256\nheight = 128\n";
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            "scenes = \"a cat:1/0\"".into(),
+            &["prompt \"a cat:1/0\"", "inf", "step 0"],
+        ),
+        (
+            "scenes = \"a cat:1e400\"".into(),
+            &["prompt \"a cat:1e400\"", "inf", "finite"],
+        ),
+        (
+            "scenes = \"a cat:1:sqrt(-1)\"".into(),
+            &["prompt \"a cat:1:sqrt(-1)\"", "stop", "NaN"],
+        ),
+        (
+            "scenes = \"a cat:1/(t-0.25)\"\nframes_per_second = 4".into(),
+            &["prompt \"a cat:1/(t-0.25)\"", "step 5 (frame 2", "inf"],
+        ),
+        (
+            "scenes = \"a cat\"\nzoom_x_2d = 1000".into(),
+            &["zoom_x_2d = 1000", "frame 2", "no source window"],
+        ),
+        (
+            "scenes = \"a cat\"\nzoom_y_2d = \"300*t\"".into(),
+            &["zoom_y_2d = 150", "frame 7", "no source window"],
+        ),
+        (
+            "scenes = \"a cat\"\ntranslate_x = \"1e400\"".into(),
+            &["translate_x", "inf", "finite"],
+        ),
+        (
+            "scenes = \"a cat\"\nrotate_2d = \"sqrt(-1)\"".into(),
+            &["rotate_2d", "NaN", "frame 2"],
+        ),
+        (
+            "scenes = \"a cat\"\ntranslate_y = \"0:(0), 2:(ln(-1))\"".into(),
+            &["translate_y", "NaN", "frame 2"],
+        ),
+        (
+            "scenes = \"a cat\"\ndirect_stabilization_weight = \"1/0\"\ninit_image = \"init.png\""
+                .into(),
+            &["direct_stabilization_weight", "inf", "step 0"],
+        ),
+        (
+            format!("scenes = \"{words}\""),
+            &["scene 1", "122 tokens", "context of 77"],
+        ),
+    ];
+    image::RgbImage::new(256, 128)
+        .save(dir.path().join("init.png"))
+        .unwrap();
+    for (i, (extra, wanted)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(&p, format!("{base}{extra}\n")).unwrap();
+        let out = plan(&[p.to_str().unwrap(), "--format", "json"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {i}, {extra}: {err}");
+        assert!(out.stdout.is_empty(), "{extra}: printed a plan");
+        assert!(!err.contains("panicked"), "{extra}: {err}");
+        assert!(err.contains(&format!("case{i}.toml")), "{extra}: {err}");
+        for w in *wanted {
+            assert!(err.contains(w), "{extra}: wanted {w:?} in {err}");
+        }
+    }
+}

@@ -488,6 +488,39 @@ fn user_errors_are_clear_messages() {
     let o = run(&["render", scene.to_str().unwrap(), "--tune", "turbo=on"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cuda-graphs"), "{}", stderr(&o));
+
+    // A value the render would only meet at frame 3 is refused before
+    // anything loads (no weights are needed to say so), after the scene's
+    // warnings (the width rounded to the VQGAN's factor), as `plan` does.
+    let scene = write_scene(
+        t.path(),
+        "c.toml",
+        &ANIMATED
+            .replace("zoom_x_2d = 2", "zoom_x_2d = \"0:(0), 2:(70)\"")
+            .replace("width = 64", "width = 70"),
+    );
+    let o = zoetrope(
+        &[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            t.path().join("o").to_str().unwrap(),
+        ],
+        &empty,
+    )
+    .output()
+    .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("warning: width 70") && e.contains("rounded down to 64"),
+        "{e}"
+    );
+    assert!(
+        e.contains("at frame 3") && e.contains("zoom_x_2d = 70"),
+        "{e}"
+    );
+    assert!(!t.path().join("o/c").exists());
 }
 
 #[test]

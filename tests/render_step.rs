@@ -4,7 +4,6 @@
 //! the image state's conversions.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use tch::{nn, Device, Kind, Tensor};
 use zoetrope::guidance::cutouts::CutoutSampler;
@@ -15,21 +14,12 @@ use zoetrope::render::adam::Adam;
 use zoetrope::render::step::{
     clip_preprocess, Guide, ImageModel, ImageState, Perceptor, StepWeights, Target,
 };
+use zoetrope::rng::{randomize, Rng};
 use zoetrope::scene::prompt::Prompt;
 use zoetrope::ErrorKind;
 
 const W: i64 = 64;
 const H: i64 = 32;
-
-/// torch's generator is global: tests that seed it must not interleave. One
-/// intra-op thread also keeps timings steady on a shared two-core machine.
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    let guard = TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    guard
-}
 
 /// A one-layer ViT CLIP with the real vocabulary (so the real tokenizer
 /// works), 32 px input, random weights scaled so that the output depends on
@@ -41,7 +31,7 @@ fn tiny_clip(seed: i64) -> Clip {
 /// [`tiny_clip`] on `device` in `kind` (weights drawn on the CPU in fp32 first,
 /// so every device and kind gets the same model).
 fn tiny_clip_as(seed: i64, device: Device, kind: Kind) -> Clip {
-    tch::manual_seed(seed);
+    let mut rng = Rng::new(seed as u64).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let config = ClipConfig {
         embed_dim: 32,
@@ -84,7 +74,7 @@ fn tiny_clip_as(seed: i64, device: Device, kind: Kind) -> Clip {
                 } else {
                     size.iter().product::<i64>().max(1)
                 };
-                let r = Tensor::randn(&size, (Kind::Float, Device::Cpu)) / (fan_in as f64).sqrt();
+                let r = rng.randn(&size).unwrap() / (fan_in as f64).sqrt();
                 t.copy_(&r);
             }
         }
@@ -102,7 +92,7 @@ fn tiny_vqgan(seed: i64) -> Vqgan {
 
 /// [`tiny_vqgan`] on `device` in `kind`.
 fn tiny_vqgan_as(seed: i64, device: Device, kind: Kind) -> Vqgan {
-    tch::manual_seed(seed);
+    let mut rng = Rng::new(seed as u64).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let config = VqganConfig {
         ch: 32,
@@ -117,13 +107,14 @@ fn tiny_vqgan_as(seed: i64, device: Device, kind: Kind) -> Vqgan {
         quantizer: QuantizerKind::Nearest,
     };
     let v = Vqgan::new(&vs.root(), &config);
+    randomize(&vs, &mut rng).unwrap();
     // 512 codes of std 0.5 in 4 dimensions lie well under a unit apart, so
     // Adam steps of ~lr cross between codes within a few steps and the
     // straight-through path can follow the gradient, as it does with a
     // trained, dense codebook (64 coarse codes in 32 dimensions cannot).
     tch::no_grad(|| {
         let mut cb = v.codebook().shallow_clone();
-        let _ = cb.g_mul_scalar_(0.5);
+        cb.copy_(&(rng.randn(&cb.size()).unwrap() * 0.5));
     });
     vs.freeze();
     vs.set_device(device);
@@ -152,13 +143,13 @@ fn guide(scenes: &[&[&str]]) -> Guide {
 
 fn vqgan_state(seed: i64) -> ImageState {
     let model = ImageModel::Vqgan(tiny_vqgan(3));
-    tch::manual_seed(seed);
-    ImageState::random(model, W, H, Device::Cpu).unwrap()
+    let mut rng = Rng::new(seed as u64).unwrap();
+    ImageState::random(model, W, H, Device::Cpu, &mut rng).unwrap()
 }
 
 fn palette_state(seed: i64) -> ImageState {
-    tch::manual_seed(seed);
-    ImageState::random(ImageModel::Palette, W, H, Device::Cpu).unwrap()
+    let mut rng = Rng::new(seed as u64).unwrap();
+    ImageState::random(ImageModel::Palette, W, H, Device::Cpu, &mut rng).unwrap()
 }
 
 /// Weight 1 (no stop) for every prompt of every scene, the given scene weights.
@@ -177,17 +168,29 @@ fn plain_weights<'a>(guide: &Guide, scene_weights: &[f64]) -> StepWeights<'a> {
     }
 }
 
-fn run(guide: &Guide, state: &mut ImageState, lr: f64, steps: usize, w: &StepWeights) -> Vec<f64> {
+fn run(
+    guide: &Guide,
+    state: &mut ImageState,
+    lr: f64,
+    steps: usize,
+    w: &StepWeights,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let mut adam = Adam::new(state.param(), lr);
     (0..steps)
-        .map(|_| guide.step(state, &mut adam, w).unwrap().double_value(&[]))
+        .map(|_| {
+            guide
+                .step(state, &mut adam, w, rng)
+                .unwrap()
+                .double_value(&[])
+        })
         .collect()
 }
 
 /// Mean prompt distance of scene 0 prompt 0 on a fixed set of cutouts.
 fn distance(guide: &Guide, state: &ImageState) -> f64 {
-    tch::manual_seed(12345);
-    guide.prompt_distances(state).unwrap()[0][0]
+    let mut rng = Rng::new(12345).unwrap();
+    guide.prompt_distances(state, &mut rng).unwrap()[0][0]
 }
 
 fn mse(a: &Tensor, b: &Tensor) -> f64 {
@@ -200,7 +203,6 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn text_prompt_distance_decreases_vqgan() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     for seed in [1, 2] {
         let mut state = vqgan_state(seed);
@@ -208,8 +210,8 @@ fn text_prompt_distance_decreases_vqgan() {
         let lr = state.default_lr();
         assert_eq!(lr, 0.1);
         let w = plain_weights(&g, &[1.0]);
-        tch::manual_seed(5);
-        let losses = run(&g, &mut state, lr, 40, &w);
+        let mut rng = Rng::new(5).unwrap();
+        let losses = run(&g, &mut state, lr, 40, &w, &mut rng);
         let after = distance(&g, &state);
         assert!(losses.iter().all(|l| l.is_finite()));
         // Through a random 512-code quantiser the path is noisy but the
@@ -223,14 +225,13 @@ fn text_prompt_distance_decreases_vqgan() {
 
 #[test]
 fn text_prompt_distance_decreases_palette() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     let mut state = palette_state(1);
     assert_eq!(state.default_lr(), 0.02);
     let before = distance(&g, &state);
     let w = plain_weights(&g, &[1.0]);
-    tch::manual_seed(5);
-    let losses = run(&g, &mut state, 0.02, 30, &w);
+    let mut rng = Rng::new(5).unwrap();
+    let losses = run(&g, &mut state, 0.02, 30, &w, &mut rng);
     let after = distance(&g, &state);
     assert!(
         after < before - 0.2,
@@ -244,7 +245,6 @@ fn text_prompt_distance_decreases_palette() {
 
 #[test]
 fn gradient_reaches_z_through_the_quantiser() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     let mut state = vqgan_state(2);
     let z0 = state.param().copy();
@@ -252,12 +252,12 @@ fn gradient_reaches_z_through_the_quantiser() {
     let codes0 = state.z_q().unwrap().unwrap();
     let w = plain_weights(&g, &[1.0]);
     let mut adam = Adam::new(state.param(), 0.1);
-    tch::manual_seed(9);
-    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    let mut rng = Rng::new(9).unwrap();
+    let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     // z starts exactly on codebook vectors; one step moves it off them.
     assert!(max_abs_diff(&z0, state.param()) > 1e-3);
     for _ in 0..15 {
-        let _ = g.step(&mut state, &mut adam, &w).unwrap();
+        let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     }
     let codes = state.z_q().unwrap().unwrap();
     let changed = (codes - codes0)
@@ -273,7 +273,6 @@ fn gradient_reaches_z_through_the_quantiser() {
 
 #[test]
 fn zero_weight_prompt_contributes_nothing() {
-    let _torch = lock();
     let g1 = guide(&[&["a red apple"]]);
     let g2 = guide(&[&["a red apple", "a blue banana:0"]]);
     let mut s1 = palette_state(4);
@@ -281,27 +280,40 @@ fn zero_weight_prompt_contributes_nothing() {
     let w1 = plain_weights(&g1, &[1.0]);
     let mut w2 = plain_weights(&g2, &[1.0]);
     w2.prompt_weights[0][1] = WeightStop::weight(0.0);
-    tch::manual_seed(11);
-    let l1 = run(&g1, &mut s1, 0.02, 4, &w1);
-    tch::manual_seed(11);
-    let l2 = run(&g2, &mut s2, 0.02, 4, &w2);
+    let mut rng = Rng::new(11).unwrap();
+    let l1 = run(&g1, &mut s1, 0.02, 4, &w1, &mut rng);
+    let mut rng = Rng::new(11).unwrap();
+    let l2 = run(&g2, &mut s2, 0.02, 4, &w2, &mut rng);
     assert_eq!(l1, l2);
     assert_eq!(max_abs_diff(s1.param(), s2.param()), 0.0);
 }
 
 #[test]
 fn scene_weights_select_the_scene() {
-    let _torch = lock();
     let both = guide(&[&["a red apple"], &["a blue banana"]]);
     let only_a = guide(&[&["a red apple"]]);
     let only_b = guide(&[&["a blue banana"]]);
     let check = |weights: [f64; 2], single: &Guide| {
         let mut s1 = vqgan_state(6);
         let mut s2 = vqgan_state(6);
-        tch::manual_seed(21);
-        let l1 = run(&both, &mut s1, 0.1, 3, &plain_weights(&both, &weights));
-        tch::manual_seed(21);
-        let l2 = run(single, &mut s2, 0.1, 3, &plain_weights(single, &[1.0]));
+        let mut rng = Rng::new(21).unwrap();
+        let l1 = run(
+            &both,
+            &mut s1,
+            0.1,
+            3,
+            &plain_weights(&both, &weights),
+            &mut rng,
+        );
+        let mut rng = Rng::new(21).unwrap();
+        let l2 = run(
+            single,
+            &mut s2,
+            0.1,
+            3,
+            &plain_weights(single, &[1.0]),
+            &mut rng,
+        );
         assert_eq!(l1, l2, "scene weights {weights:?}");
         assert_eq!(max_abs_diff(s1.param(), s2.param()), 0.0);
         l1
@@ -311,8 +323,15 @@ fn scene_weights_select_the_scene() {
     assert_ne!(la, lb, "the two scenes' prompts gave the same losses");
     // A half/half mix weighs both: its first loss is the mean of the two.
     let mut s = vqgan_state(6);
-    tch::manual_seed(21);
-    let mix = run(&both, &mut s, 0.1, 1, &plain_weights(&both, &[0.5, 0.5]));
+    let mut rng = Rng::new(21).unwrap();
+    let mix = run(
+        &both,
+        &mut s,
+        0.1,
+        1,
+        &plain_weights(&both, &[0.5, 0.5]),
+        &mut rng,
+    );
     assert!((mix[0] - 0.5 * (la[0] + lb[0])).abs() < 1e-5);
 }
 
@@ -320,14 +339,13 @@ fn direct_pull(mut state: ImageState, target: &Target, weight: f64, lr: f64) -> 
     let g = guide(&[&["a red apple"]]);
     let mut w = plain_weights(&g, &[1.0]);
     w.direct_stabilization = Some((WeightStop::weight(weight), target));
-    tch::manual_seed(31);
-    run(&g, &mut state, lr, 15, &w);
+    let mut rng = Rng::new(31).unwrap();
+    run(&g, &mut state, lr, 15, &w, &mut rng);
     mse(&state.image().unwrap(), &target.rgb)
 }
 
 #[test]
 fn direct_stabilization_pulls_toward_the_target() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     // Palette: the target is another random image.
     let target = g.target(&palette_state(100)).unwrap();
@@ -351,7 +369,6 @@ fn direct_stabilization_pulls_toward_the_target() {
 
 #[test]
 fn semantic_stabilization_pulls_toward_the_target() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     let target = g.target(&palette_state(200)).unwrap();
     assert_eq!(target.embeds.len(), 1);
@@ -360,8 +377,8 @@ fn semantic_stabilization_pulls_toward_the_target() {
     let before = g.semantic_distance(&state, &target).unwrap();
     let mut w = plain_weights(&g, &[0.0]);
     w.semantic_stabilization = Some((WeightStop::weight(1.0), &target));
-    tch::manual_seed(41);
-    let losses = run(&g, &mut state, 0.05, 25, &w);
+    let mut rng = Rng::new(41).unwrap();
+    let losses = run(&g, &mut state, 0.05, 25, &w, &mut rng);
     let after = g.semantic_distance(&state, &target).unwrap();
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
     assert!(
@@ -372,12 +389,11 @@ fn semantic_stabilization_pulls_toward_the_target() {
 
 #[test]
 fn same_seed_same_parameters() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     let go = || {
         let mut s = vqgan_state(12);
-        tch::manual_seed(13);
-        let l = run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]));
+        let mut rng = Rng::new(13).unwrap();
+        let l = run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]), &mut rng);
         (l, s.param().copy())
     };
     let (l1, p1) = go();
@@ -386,14 +402,13 @@ fn same_seed_same_parameters() {
     assert_eq!(max_abs_diff(&p1, &p2), 0.0);
     // A different seed for the cutouts gives a different path.
     let mut s = vqgan_state(12);
-    tch::manual_seed(14);
-    run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]));
+    let mut rng = Rng::new(14).unwrap();
+    run(&g, &mut s, 0.1, 5, &plain_weights(&g, &[1.0]), &mut rng);
     assert!(max_abs_diff(&p1, s.param()) > 0.0);
 }
 
 #[test]
 fn image_prompts_load_and_guide() {
-    let _torch = lock();
     let dir = tempfile::tempdir().unwrap();
     let img = image::RgbImage::from_fn(40, 20, |x, y| {
         image::Rgb([(x * 6) as u8, (y * 12) as u8, if x > 20 { 255 } else { 0 }])
@@ -410,8 +425,15 @@ fn image_prompts_load_and_guide() {
     // And it steers the image.
     let mut state = palette_state(15);
     let before = distance(&g, &state);
-    tch::manual_seed(16);
-    run(&g, &mut state, 0.02, 25, &plain_weights(&g, &[1.0]));
+    let mut rng = Rng::new(16).unwrap();
+    run(
+        &g,
+        &mut state,
+        0.02,
+        25,
+        &plain_weights(&g, &[1.0]),
+        &mut rng,
+    );
     let after = distance(&g, &state);
     assert!(
         after < before - 0.2,
@@ -421,7 +443,6 @@ fn image_prompts_load_and_guide() {
 
 #[test]
 fn clip_preprocess_resizes_short_side_and_centre_crops() {
-    let _torch = lock();
     // A 64×32 image whose left and right quarters are red and the middle
     // green: the 32 px centre crop of the 64×32 → 64×32 (no resize) keeps the
     // green middle only.
@@ -437,7 +458,7 @@ fn clip_preprocess_resizes_short_side_and_centre_crops() {
     assert!((g - (1.0 - mean[1]) / std[1]).abs() < 1e-4);
     assert!((r - (0.0 - mean[0]) / std[0]).abs() < 1e-4);
     // A downscale keeps the aspect: 128×64 → 64×32 → crop 32.
-    let big = Tensor::rand([1, 3, 64, 128], (Kind::Float, Device::Cpu));
+    let big = Rng::new(901).unwrap().rand(&[1, 3, 64, 128]).unwrap();
     assert_eq!(
         clip_preprocess(&big, 32).unwrap().size(),
         vec![1, 3, 32, 32]
@@ -446,7 +467,6 @@ fn clip_preprocess_resizes_short_side_and_centre_crops() {
 
 #[test]
 fn missing_image_prompt_names_the_file() {
-    let _torch = lock();
     let dir = tempfile::tempdir().unwrap();
     let scenes = prompts(&[&["a cat", "[nowhere/missing_picture.png]:2"]]);
     let err = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap_err();
@@ -461,7 +481,6 @@ fn missing_image_prompt_names_the_file() {
 
 #[test]
 fn too_long_text_prompt_is_an_input_error_quoting_it() {
-    let _torch = lock();
     let long = "many words ".repeat(60);
     let scenes = prompts(&[&[long.trim()]]);
     let err = Guide::new(vec![perceptor(7)], &scenes, Path::new(".")).unwrap_err();
@@ -475,8 +494,7 @@ fn too_long_text_prompt_is_an_input_error_quoting_it() {
 
 #[test]
 fn from_image_round_trips() {
-    let _torch = lock();
-    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let rgb = Rng::new(902).unwrap().rand(&[1, 3, H, W]).unwrap();
     let pal = ImageState::from_image(ImageModel::Palette, &rgb).unwrap();
     assert_eq!((pal.width(), pal.height()), (W, H));
     assert_eq!(max_abs_diff(&pal.image().unwrap(), &rgb), 0.0);
@@ -484,9 +502,9 @@ fn from_image_round_trips() {
     let mut pal = pal;
     let mut adam = Adam::new(pal.param(), 0.02);
     let g = guide(&[&["a red apple"]]);
-    tch::manual_seed(1);
+    let mut rng = Rng::new(1).unwrap();
     let _ = g
-        .step(&mut pal, &mut adam, &plain_weights(&g, &[1.0]))
+        .step(&mut pal, &mut adam, &plain_weights(&g, &[1.0]), &mut rng)
         .unwrap();
     assert!(max_abs_diff(pal.param(), &rgb) > 0.0);
     assert_eq!(rgb.size(), vec![1, 3, H, W]);
@@ -499,18 +517,17 @@ fn from_image_round_trips() {
     // z starts on codebook vectors (the quantised encoding).
     assert_eq!(max_abs_diff(vq.param(), &vq.z_q().unwrap().unwrap()), 0.0);
     // Sizes that are not multiples of the factor are refused.
-    let odd = Tensor::rand([1, 3, 31, 64], (Kind::Float, Device::Cpu));
+    let odd = Rng::new(903).unwrap().rand(&[1, 3, 31, 64]).unwrap();
     let err = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &odd).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
 }
 
 #[test]
 fn set_image_and_param_round_trip() {
-    let _torch = lock();
     let mut state = vqgan_state(20);
     let before = state.param().shallow_clone();
     let saved = state.param().copy();
-    let other = Tensor::randn([1, 4, H / 2, W / 2], (Kind::Float, Device::Cpu));
+    let other = Rng::new(904).unwrap().randn(&[1, 4, H / 2, W / 2]).unwrap();
     state.set_param(&other).unwrap();
     assert_eq!(max_abs_diff(state.param(), &other), 0.0);
     // The same leaf (Adam bound to it stays valid).
@@ -522,7 +539,7 @@ fn set_image_and_param_round_trip() {
     assert_eq!(state.set_param(&wrong).unwrap_err().kind, ErrorKind::Input);
 
     // set_image re-encodes into the same leaf.
-    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let rgb = Rng::new(905).unwrap().rand(&[1, 3, H, W]).unwrap();
     state.set_image(&rgb).unwrap();
     assert_eq!(before.data_ptr(), state.param().data_ptr());
     assert_eq!(
@@ -537,7 +554,6 @@ fn set_image_and_param_round_trip() {
 
 #[test]
 fn warp_latent_moves_the_parameter() {
-    let _torch = lock();
     use zoetrope::render::warp::{InfillMode, Motion, SamplingMode};
     let motion = Motion {
         translate_x: 2.0,
@@ -569,8 +585,8 @@ fn mixed_precision_run(device: Device) {
     assert_eq!(g.prompts()[0][0].embeds[0].kind(), Kind::Float);
     let vqgan = tiny_vqgan_as(3, device, Kind::BFloat16);
     assert_eq!(vqgan.kind(), Kind::BFloat16);
-    tch::manual_seed(1);
-    let mut state = ImageState::random(ImageModel::Vqgan(vqgan), W, H, device).unwrap();
+    let mut rng = Rng::new(1).unwrap();
+    let mut state = ImageState::random(ImageModel::Vqgan(vqgan), W, H, device, &mut rng).unwrap();
     assert_eq!(state.param().kind(), Kind::Float);
     assert_eq!(state.param().device(), device);
     let z0 = state.param().copy();
@@ -578,8 +594,8 @@ fn mixed_precision_run(device: Device) {
     let mut w = plain_weights(&g, &[1.0]);
     w.direct_init = Some((WeightStop::weight(0.5), &target));
     w.semantic_init = Some((WeightStop::weight(0.5), &target));
-    tch::manual_seed(2);
-    let losses = run(&g, &mut state, 0.1, 4, &w);
+    let mut rng = Rng::new(2).unwrap();
+    let losses = run(&g, &mut state, 0.1, 4, &w, &mut rng);
     assert!(
         losses.iter().all(|l| l.is_finite() && *l > 0.0),
         "{losses:?}"
@@ -593,14 +609,12 @@ fn mixed_precision_run(device: Device) {
 
 #[test]
 fn bf16_models_with_float32_parameter() {
-    let _torch = lock();
     mixed_precision_run(Device::Cpu);
 }
 
 /// The same on the first GPU, when there is one (skipped otherwise).
 #[test]
 fn cuda_step_when_available() {
-    let _torch = lock();
     if !tch::Cuda::is_available() {
         eprintln!("no CUDA device: skipped");
         return;
@@ -613,11 +627,19 @@ fn cuda_step_when_available() {
         sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
     };
     let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
-    tch::manual_seed(1);
-    let mut state = ImageState::random(ImageModel::Palette, W, H, Device::Cuda(0)).unwrap();
+    let mut rng = Rng::new(1).unwrap();
+    let mut state =
+        ImageState::random(ImageModel::Palette, W, H, Device::Cuda(0), &mut rng).unwrap();
     let before = distance(&g, &state);
-    tch::manual_seed(5);
-    run(&g, &mut state, 0.02, 30, &plain_weights(&g, &[1.0]));
+    let mut rng = Rng::new(5).unwrap();
+    run(
+        &g,
+        &mut state,
+        0.02,
+        30,
+        &plain_weights(&g, &[1.0]),
+        &mut rng,
+    );
     assert!(distance(&g, &state) < before - 0.2);
 }
 
@@ -625,7 +647,6 @@ fn cuda_step_when_available() {
 /// would push it further out does not move; one pulled back into range does.
 #[test]
 fn clamp_rule_blocks_only_outward_gradients() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     let mut state = palette_state(30);
     // Column 0 at 1.5 (out of range), the rest at 0.5.
@@ -644,7 +665,8 @@ fn clamp_rule_blocks_only_outward_gradients() {
     let mut w = plain_weights(&g, &[0.0]);
     w.direct_stabilization = Some((WeightStop::weight(1.0), &outward));
     let mut adam = Adam::new(state.param(), 0.02);
-    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    let mut rng = Rng::new(30).unwrap();
+    let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     let p = state.param();
     assert_eq!(
         max_abs_diff(&p.narrow(3, 0, 1), &values.narrow(3, 0, 1)),
@@ -666,7 +688,7 @@ fn clamp_rule_blocks_only_outward_gradients() {
     let mut w = plain_weights(&g, &[0.0]);
     w.direct_stabilization = Some((WeightStop::weight(1.0), &inward));
     let mut adam = Adam::new(state.param(), 0.02);
-    let _ = g.step(&mut state, &mut adam, &w).unwrap();
+    let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     let col = values.narrow(3, 0, 1) - state.param().narrow(3, 0, 1);
     assert!((col.min().double_value(&[]) - 0.02).abs() < 1e-4, "{col}");
 }
@@ -679,7 +701,6 @@ fn clamp_rule_blocks_only_outward_gradients() {
 /// normalisation).
 #[test]
 fn clip_preprocess_matches_openai_transform() {
-    let _torch = lock();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/step");
     let expected: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.join("preprocess.safetensors"))
@@ -701,7 +722,6 @@ fn clip_preprocess_matches_openai_transform() {
 
 #[test]
 fn prompt_stop_and_negative_weight() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
     // A stop above every possible distance (π²/2 ≈ 4.93): the prompt still
     // reports its loss but no longer pulls, so nothing moves.
@@ -709,15 +729,15 @@ fn prompt_stop_and_negative_weight() {
     let p0 = state.param().copy();
     let mut w = plain_weights(&g, &[1.0]);
     w.prompt_weights[0][0] = WeightStop::new(1.0, Some(10.0));
-    tch::manual_seed(1);
-    let losses = run(&g, &mut state, 0.02, 3, &w);
+    let mut rng = Rng::new(1).unwrap();
+    let losses = run(&g, &mut state, 0.02, 3, &w, &mut rng);
     assert!(losses.iter().all(|l| *l > 0.5), "{losses:?}");
     assert_eq!(max_abs_diff(&p0, state.param()), 0.0);
     // A negative weight pushes the image away from the prompt.
     let before = distance(&g, &state);
     w.prompt_weights[0][0] = WeightStop::weight(-1.0);
-    tch::manual_seed(2);
-    let losses = run(&g, &mut state, 0.02, 20, &w);
+    let mut rng = Rng::new(2).unwrap();
+    let losses = run(&g, &mut state, 0.02, 20, &w, &mut rng);
     assert!(losses.iter().all(|l| *l < 0.0), "{losses:?}");
     let after = distance(&g, &state);
     assert!(after > before + 0.1, "negative prompt: {before} -> {after}");
@@ -725,8 +745,7 @@ fn prompt_stop_and_negative_weight() {
 
 #[test]
 fn gumbel_vqgan_state() {
-    let _torch = lock();
-    tch::manual_seed(3);
+    let mut rng = Rng::new(3).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let config = VqganConfig {
         ch: 32,
@@ -741,12 +760,13 @@ fn gumbel_vqgan_state() {
         quantizer: QuantizerKind::Gumbel,
     };
     let v = Vqgan::new(&vs.root(), &config);
+    randomize(&vs, &mut rng).unwrap();
     vs.freeze();
-    tch::manual_seed(4);
-    let mut state = ImageState::random(ImageModel::Vqgan(v), W, H, Device::Cpu).unwrap();
+    let mut rng = Rng::new(4).unwrap();
+    let mut state = ImageState::random(ImageModel::Vqgan(v), W, H, Device::Cpu, &mut rng).unwrap();
     assert_eq!(state.default_lr(), 0.15);
     assert_eq!(state.param().size(), vec![1, 32, H / 2, W / 2]);
-    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let rgb = Rng::new(906).unwrap().rand(&[1, 3, H, W]).unwrap();
     state.set_image(&rgb).unwrap();
     assert_eq!(
         max_abs_diff(state.param(), &state.z_q().unwrap().unwrap()),
@@ -754,36 +774,42 @@ fn gumbel_vqgan_state() {
     );
     let z0 = state.param().copy();
     let g = guide(&[&["a red apple"]]);
-    tch::manual_seed(5);
-    run(&g, &mut state, 0.15, 2, &plain_weights(&g, &[1.0]));
+    let mut rng = Rng::new(5).unwrap();
+    run(
+        &g,
+        &mut state,
+        0.15,
+        2,
+        &plain_weights(&g, &[1.0]),
+        &mut rng,
+    );
     assert!(max_abs_diff(&z0, state.param()) > 1e-3);
 }
 
 #[test]
 fn mismatched_step_weights_are_refused() {
-    let _torch = lock();
     let g = guide(&[&["a red apple", "a pear"]]);
     let mut state = palette_state(41);
     let mut adam = Adam::new(state.param(), 0.02);
+    let mut rng = Rng::new(41).unwrap();
     let w = plain_weights(&g, &[1.0, 1.0]);
-    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    let err = g.step(&mut state, &mut adam, &w, &mut rng).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal);
     let mut w = plain_weights(&g, &[1.0]);
     w.prompt_weights[0].pop();
-    assert!(g.step(&mut state, &mut adam, &w).is_err());
+    assert!(g.step(&mut state, &mut adam, &w, &mut rng).is_err());
     // A weight that evaluated to NaN is the user's expression: an input error.
     let mut w = plain_weights(&g, &[1.0]);
     w.prompt_weights[0][1] = WeightStop::weight(f64::NAN);
-    let err = g.step(&mut state, &mut adam, &w).unwrap_err();
+    let err = g.step(&mut state, &mut adam, &w, &mut rng).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(err.message.contains("a pear"), "{}", err.message);
 }
 
 #[test]
 fn target_of_an_outside_image() {
-    let _torch = lock();
     let g = guide(&[&["a red apple"]]);
-    let rgb = Tensor::rand([1, 3, H, W], (Kind::Float, Device::Cpu));
+    let rgb = Rng::new(907).unwrap().rand(&[1, 3, H, W]).unwrap();
     let pal = palette_state(50);
     let t = g.target_of_image(&pal, &rgb).unwrap();
     assert_eq!(max_abs_diff(&t.rgb, &rgb), 0.0);
@@ -795,6 +821,6 @@ fn target_of_an_outside_image() {
     let encoded = ImageState::from_image(ImageModel::Vqgan(tiny_vqgan(3)), &rgb).unwrap();
     assert_eq!(max_abs_diff(t.z_q.as_ref().unwrap(), encoded.param()), 0.0);
     assert!(!t.z_q.as_ref().unwrap().requires_grad());
-    let small = Tensor::rand([1, 3, H / 2, W], (Kind::Float, Device::Cpu));
+    let small = Rng::new(908).unwrap().rand(&[1, 3, H / 2, W]).unwrap();
     assert!(g.target_of_image(&vq, &small).is_err());
 }

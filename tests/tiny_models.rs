@@ -15,6 +15,7 @@ use zoetrope::models::weights::{
     full_clip_check, full_vqgan_check, read_shapes, read_sidecar, sha256_file, verify_model,
     Manifest, ModelKind, ShapeChecks, SourceFormat, WeightsStore,
 };
+use zoetrope::rng::Rng;
 use zoetrope::ErrorKind;
 
 fn bin() -> &'static str {
@@ -91,7 +92,7 @@ fn models_load_pass_full_checks_and_resolve_by_name() {
         .unwrap();
     let text = clip.encode_text(&tokens).unwrap();
     assert_eq!(text.size(), [2, 64]);
-    let img = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let img = Rng::new(1).unwrap().rand(&[1, 3, 32, 32]).unwrap();
     let image = clip.encode_image(&img).unwrap();
     assert_eq!(image.size(), [1, 64]);
     let diff = (text.get(0) - text.get(1)).abs().max().double_value(&[]);
@@ -248,9 +249,9 @@ fn checkpointed_vit_gives_the_same_gradient() {
     let t = tempfile::tempdir().unwrap();
     write_tiny_models(t.path()).unwrap();
     let clip = Clip::load(&t.path().join(TINY_CLIP_FILE), Device::Cpu).unwrap();
-    tch::manual_seed(4);
-    let img = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let target = Tensor::randn([3, 64], (Kind::Float, Device::Cpu));
+    let mut rng = Rng::new(4).unwrap();
+    let img = rng.rand(&[3, 3, 32, 32]).unwrap();
+    let target = rng.randn(&[3, 64]).unwrap();
 
     let plain_in = img.detach().set_requires_grad(true);
     let plain = clip.encode_image(&plain_in).unwrap();

@@ -3,6 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 use zoetrope::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
+use zoetrope::rng::Rng;
 
 /// A `[1, 1, H, W]` image whose pixel `(i, j)` is `f(i + ½, j + ½)`.
 fn image(h: i64, w: i64, f: impl Fn(f64, f64) -> f64) -> Tensor {
@@ -426,8 +427,8 @@ fn wrap_has_no_seam_for_sub_pixel_motion() {
 
 #[test]
 fn identity_motion_returns_the_input() {
-    tch::manual_seed(7);
-    let src = Tensor::rand([2, 3, 17, 23], (Kind::Float, Device::Cpu));
+    let mut rng = Rng::new(7).unwrap();
+    let src = rng.rand(&[2, 3, 17, 23]).unwrap();
     for mode in SamplingMode::ALL {
         for infill in InfillMode::ALL {
             let out = warp(&src, &mv(), mode, infill).unwrap();
@@ -441,9 +442,9 @@ fn identity_motion_returns_the_input() {
 
 #[test]
 fn each_image_of_a_batch_is_warped_alike() {
-    tch::manual_seed(3);
-    let a = Tensor::rand([1, 3, 12, 20], (Kind::Float, Device::Cpu));
-    let b = Tensor::rand([1, 3, 12, 20], (Kind::Float, Device::Cpu));
+    let mut rng = Rng::new(3).unwrap();
+    let a = rng.rand(&[1, 3, 12, 20]).unwrap();
+    let b = rng.rand(&[1, 3, 12, 20]).unwrap();
     let m = Motion {
         translate_x: 1.3,
         rotate_2d: 7.0,
@@ -464,8 +465,8 @@ fn each_image_of_a_batch_is_warped_alike() {
 
 #[test]
 fn latent_warp_moves_by_pixels_over_factor() {
-    tch::manual_seed(11);
-    let z = Tensor::randn([1, 4, 6, 8], (Kind::Float, Device::Cpu));
+    let mut rng = Rng::new(11).unwrap();
+    let z = rng.randn(&[1, 4, 6, 8]).unwrap();
     // 32 px right on a f16 latent = 2 cells.
     let out = warp_latent(
         &z,
@@ -594,8 +595,8 @@ fn cuda_warp_matches_cpu() {
         eprintln!("CUDA not available: cuda_warp_matches_cpu checks nothing here");
         return;
     }
-    tch::manual_seed(5);
-    let src = Tensor::rand([2, 3, 40, 72], (Kind::Float, Device::Cpu));
+    let mut rng = Rng::new(5).unwrap();
+    let src = rng.rand(&[2, 3, 40, 72]).unwrap();
     let m = Motion {
         translate_x: 3.3,
         translate_y: -1.2,

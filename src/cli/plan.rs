@@ -43,6 +43,7 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     }
     scene.check_files()?;
     let tl = Timeline::new(&scene)?;
+    zoetrope::render::preflight::check(&scene, &tl)?;
     let doc = PlanDocument {
         scene: &scene,
         timeline: &tl,

@@ -601,7 +601,12 @@ fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
     let cells = spec.cells();
     // The timeline does not depend on the models; any cell's scene gives it.
     let first = spec.cell_scene(&scene, &cells[0])?;
-    let frames = Timeline::new(&first)?.frames();
+    let timeline = Timeline::new(&first)?;
+    crate::render::preflight::check(&first, &timeline)?;
+    for w in &first.warnings {
+        eprintln!("warning: {w}");
+    }
+    let frames = timeline.frames();
     Ok(Prepared {
         scene,
         cells,

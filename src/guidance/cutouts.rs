@@ -44,12 +44,14 @@
 //!   jitter, random erasing) on the crops; the spec asks only for the noise, so
 //!   those are not applied.
 //!
-//! Randomness: crop sizes and offsets are drawn from torch's CPU generator and
-//! the pixel noise from the image device's generator; both are seeded by
-//! `tch::manual_seed`, so seeded runs repeat on the same device.
+//! Randomness: crop sizes and offsets, and the pixel noise, are drawn from the
+//! caller's [`Rng`] (on a GPU the noise from the device's generator, which
+//! the `Rng` seeds; see [`crate::rng`]), so seeded runs repeat on the same
+//! device.
 
 use tch::{Device, Kind, Tensor};
 
+use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// CLIP's per-channel input mean (RGB), from OpenAI's preprocessing.
@@ -247,16 +249,14 @@ impl CutoutSampler {
         }
     }
 
-    /// Draws `cutouts` crop placements for a `width × height` image from
-    /// torch's CPU generator (seeded by `tch::manual_seed`).
-    pub fn place(&self, width: i64, height: i64) -> Result<Vec<Crop>> {
+    /// Draws `cutouts` crop placements for a `width × height` image from `rng`.
+    pub fn place(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
         self.validate()?;
         check_dims(width, height)?;
         let n = self.cutouts as i64;
-        let opts = (Kind::Float, Device::Cpu);
-        let z = Vec::<f32>::try_from(&Tensor::f_randn([n], opts)?)?;
-        let ux = Vec::<f32>::try_from(&Tensor::f_rand([n], opts)?)?;
-        let uy = Vec::<f32>::try_from(&Tensor::f_rand([n], opts)?)?;
+        let z = Vec::<f32>::try_from(&rng.randn(&[n])?)?;
+        let ux = Vec::<f32>::try_from(&rng.rand(&[n])?)?;
+        let uy = Vec::<f32>::try_from(&rng.rand(&[n])?)?;
         let (px, py) = self.padding(width, height);
         Ok((0..self.cutouts)
             .map(|i| {
@@ -273,26 +273,26 @@ impl CutoutSampler {
     /// The whole per-step operation: random placements, batched resampling,
     /// noise and CLIP normalisation. `image` is `[1, 3, H, W]` in `[0, 1]`;
     /// the result is `[cutouts, 3, r, r]` and differentiable w.r.t. `image`.
-    pub fn sample(&self, image: &Tensor) -> Result<Tensor> {
+    pub fn sample(&self, image: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (_, _, h, w) = image_dims(image)?;
-        let crops = self.place(w, h)?;
-        self.sample_with(image, &crops)
+        let crops = self.place(w, h, rng)?;
+        self.sample_with(image, &crops, rng)
     }
 
     /// Like [`sample`](Self::sample) with given placements: resamples,
     /// adds this sampler's noise (none when `noise` is 0) and normalises.
-    pub fn sample_with(&self, image: &Tensor, crops: &[Crop]) -> Result<Tensor> {
+    pub fn sample_with(&self, image: &Tensor, crops: &[Crop], rng: &mut Rng) -> Result<Tensor> {
         let resampled = self.resample(image, crops)?;
-        let noisy = add_noise(&resampled, self.noise)?;
+        let noisy = add_noise(&resampled, self.noise, rng)?;
         clip_normalize(&noisy)
     }
 
     /// Like [`sample_with`](Self::sample_with) with the crops given as their
     /// bins on the image's device ([`bins`](Self::bins)): nothing here reads
     /// the host, so a CUDA graph can capture it and replay it with new bins.
-    pub fn sample_with_bins(&self, image: &Tensor, bins: &Tensor) -> Result<Tensor> {
+    pub fn sample_with_bins(&self, image: &Tensor, bins: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let resampled = self.resample_bins(image, bins)?;
-        let noisy = add_noise(&resampled, self.noise)?;
+        let noisy = add_noise(&resampled, self.noise, rng)?;
         clip_normalize(&noisy)
     }
 
@@ -399,13 +399,14 @@ impl CutoutSampler {
 
 /// Adds per-crop noise: crop `n` gets `σ_n · N(0, 1)` per pixel with
 /// `σ_n ~ U(0, noise)`, drawn on the crops' device (pytti's `noise_fac`).
-pub fn add_noise(crops: &Tensor, noise: f64) -> Result<Tensor> {
+pub fn add_noise(crops: &Tensor, noise: f64, rng: &mut Rng) -> Result<Tensor> {
     if noise == 0.0 {
         return Ok(crops.shallow_clone());
     }
+    let (kind, device) = (crops.kind(), crops.device());
     let n = crops.size().first().copied().unwrap_or(0);
-    let facs = Tensor::f_rand([n, 1, 1, 1], (crops.kind(), crops.device()))? * noise;
-    Ok(crops + facs * crops.f_randn_like()?)
+    let facs = rng.rand_on(&[n, 1, 1, 1], kind, device)? * noise;
+    Ok(crops + facs * rng.randn_on(&crops.size(), kind, device)?)
 }
 
 /// CLIP's input normalisation `(x − mean) / std` per RGB channel, for

@@ -74,20 +74,8 @@ impl WeightStop {
     /// Checks the evaluated numbers; `what` names the prompt or setting so the
     /// error tells the user which expression misbehaved.
     pub fn validate(&self, what: &str) -> Result<()> {
-        if !self.weight.is_finite() {
-            return Err(Error::input(format!(
-                "{what}: the weight evaluated to {} at this step; weights must be finite numbers (check the expression for divisions by zero or overflow)",
-                self.weight
-            )));
-        }
-        if let Some(stop) = self.stop {
-            if stop.is_nan() {
-                return Err(Error::input(format!(
-                    "{what}: the stop evaluated to NaN at this step; stops must be numbers (check the expression)"
-                )));
-            }
-        }
-        Ok(())
+        crate::schedule::weight_rule(self.weight, self.stop)
+            .map_err(|e| Error::input(format!("{what}, at this step: {e}")))
     }
 }
 

@@ -135,7 +135,7 @@ fn shim_conv(x: &Tensor, norm: Option<Norm>, c: Conv, reduce_stats: bool) -> cra
 pub(crate) mod tests {
     use super::*;
     use std::cell::Cell;
-    use tch::{Device, Kind};
+    use tch::Kind;
 
     thread_local! {
         /// Lean nodes made so far on this thread (each test has its own).
@@ -161,13 +161,13 @@ pub(crate) mod tests {
     /// rounding, and leaves frozen weights without gradient.
     #[test]
     fn lean_conv_matches_libtorch() {
-        tch::manual_seed(3);
-        let opts = (Kind::Float, Device::Cpu);
-        let x0 = Tensor::randn([2, 64, 9, 7], opts) * 2.0 + 0.5;
-        let gamma = Tensor::randn([64], opts);
-        let beta = Tensor::randn([64], opts);
-        let w = Tensor::randn([48, 64, 3, 3], opts) * 0.05;
-        let b = Tensor::randn([48], opts);
+        let mut rng = crate::rng::Rng::new(3).unwrap();
+        let mut randn = |size: &[i64]| rng.randn(size).unwrap();
+        let x0 = randn(&[2, 64, 9, 7]) * 2.0 + 0.5;
+        let gamma = randn(&[64]);
+        let beta = randn(&[64]);
+        let w = randn(&[48, 64, 3, 3]) * 0.05;
+        let b = randn(&[48]);
         for (with_norm, channels_last, kind, reduce) in [
             (true, false, Kind::Float, false),
             (true, false, Kind::Float, true),
@@ -195,7 +195,7 @@ pub(crate) mod tests {
                 beta.to_kind(kind),
             );
             let x = layout(&x0.to_kind(kind));
-            let g = Tensor::randn([2, 48, 9, 7], opts).to_kind(kind);
+            let g = randn(&[2, 48, 9, 7]).to_kind(kind);
             let plain_forward = |x: &Tensor| {
                 let h = if with_norm {
                     x.group_norm(32, Some(&gamma), Some(&beta), 1e-6, true)

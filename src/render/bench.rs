@@ -64,6 +64,7 @@ use crate::models::vqgan::{Vqgan, VqganConfig};
 use crate::render::adam::Adam;
 use crate::render::device::Tuning;
 use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, PhaseTimes, StepWeights};
+use crate::rng::{randomize, Rng};
 use crate::scene::prompt::Prompt;
 use crate::{Error, Result};
 
@@ -363,47 +364,6 @@ pub fn flops_per_step(spec: &BenchSpec) -> FlopCount {
     }
 }
 
-/// Fills every variable of `vs` with random values of a sensible scale, drawn
-/// from torch's generator (seed it first): matrices and convolution kernels
-/// `N(0, 1/fan_in)`, norm scales 1 and shifts 0, BatchNorm running statistics
-/// (0, 1), other vectors (ViT's class embedding) `N(0, 1/len)`, and scalars
-/// (CLIP's `logit_scale`) `ln(1/0.07)`, in the order of the variables' names. Random but well-scaled weights keep the
-/// activations finite through every layer, so the step does the same work a
-/// trained model's would.
-pub fn randomize(vs: &nn::VarStore) -> Result<()> {
-    // Sorted: the store is a hash map, and the draws must go to the same
-    // variables in every build (fp32 and bf16 must get the same weights).
-    let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    tch::no_grad(|| -> Result<()> {
-        for (name, var) in vars {
-            if !var.is_floating_point() {
-                continue;
-            }
-            let size = var.size();
-            let leaf = name.rsplit('.').next().unwrap_or("");
-            let values = match (size.len(), leaf) {
-                (0, _) => Tensor::from((1.0f64 / 0.07).ln()),
-                (_, "running_mean") => Tensor::zeros(&size, (Kind::Float, Device::Cpu)),
-                (_, "running_var") => Tensor::ones(&size, (Kind::Float, Device::Cpu)),
-                (1, "weight") => Tensor::ones(&size, (Kind::Float, Device::Cpu)),
-                (1, "bias") => Tensor::zeros(&size, (Kind::Float, Device::Cpu)),
-                _ => {
-                    let fan_in = (var.numel() as i64 / size[0].max(1)).max(1) as f64;
-                    let scale = if size.len() == 1 {
-                        1.0 / (size[0] as f64).sqrt()
-                    } else {
-                        1.0 / fan_in.sqrt()
-                    };
-                    Tensor::f_randn(&size, (Kind::Float, Device::Cpu))? * scale
-                }
-            };
-            let mut var = var.shallow_clone();
-            var.f_copy_(&values)?;
-        }
-        Ok(())
-    })
-}
-
 /// Everything a run of the benchmark made: the guide (perceptors and
 /// embedded prompts), the image state and the stores that own the weights.
 struct Built {
@@ -415,14 +375,20 @@ struct Built {
 
 /// Builds the models of `spec` on `device` in `kind` with random weights, the
 /// prompts' embeddings and a random start, exactly as the render does.
-fn build(spec: &BenchSpec, device: Device, kind: Kind, tuning: Tuning) -> Result<Built> {
+fn build(
+    spec: &BenchSpec,
+    device: Device,
+    kind: Kind,
+    tuning: Tuning,
+    rng: &mut Rng,
+) -> Result<Built> {
     let mut stores = Vec::new();
     let mut perceptors = Vec::new();
     for (name, config) in &spec.perceptors {
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
         let clip = Clip::new(&vs.root(), config);
-        randomize(&vs)?;
+        randomize(&vs, rng)?;
         vs.freeze();
         if tuning.channels_last {
             crate::gpu::make_channels_last(&vs)?;
@@ -438,7 +404,7 @@ fn build(spec: &BenchSpec, device: Device, kind: Kind, tuning: Tuning) -> Result
     let mut vs = nn::VarStore::new(device);
     vs.set_kind(kind);
     let vqgan = Vqgan::new(&vs.root(), &spec.vqgan);
-    randomize(&vs)?;
+    randomize(&vs, rng)?;
     vs.freeze();
     if tuning.channels_last {
         crate::gpu::make_channels_last(&vs)?;
@@ -455,7 +421,13 @@ fn build(spec: &BenchSpec, device: Device, kind: Kind, tuning: Tuning) -> Result
         std::path::Path::new("."),
     )?;
     guide.set_tuning(tuning);
-    let state = ImageState::random(ImageModel::Vqgan(vqgan), spec.width, spec.height, device)?;
+    let state = ImageState::random(
+        ImageModel::Vqgan(vqgan),
+        spec.width,
+        spec.height,
+        device,
+        rng,
+    )?;
     Ok(Built {
         guide,
         state,
@@ -549,24 +521,25 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     opts.tuning.apply_global(opts.device);
     crate::gpu::reset_peak_memory(opts.device);
     let before = gpu_mem::used_bytes(opts.device);
-    tch::manual_seed(opts.seed);
+    let mut rng = Rng::new(opts.seed as u64)?;
+    rng.seed_device(opts.device);
     let Built {
         guide,
         mut state,
         prompts,
         _stores,
-    } = build(spec, opts.device, opts.kind, opts.tuning)
+    } = build(spec, opts.device, opts.kind, opts.tuning, &mut rng)
         .map_err(|e| e.context(format!("building configuration {}", spec.name)))?;
     let weights = step_weights(&prompts);
     let mut adam = Adam::new(state.param(), state.default_lr());
     let mut losses: Vec<Tensor> = Vec::with_capacity(opts.warmup + opts.steps);
     for _ in 0..opts.warmup {
-        losses.push(guide.step(&mut state, &mut adam, &weights)?);
+        losses.push(guide.step(&mut state, &mut adam, &weights, &mut rng)?);
     }
     crate::gpu::synchronize(opts.device);
     let start = Instant::now();
     for _ in 0..opts.steps {
-        losses.push(guide.step(&mut state, &mut adam, &weights)?);
+        losses.push(guide.step(&mut state, &mut adam, &weights, &mut rng)?);
     }
     crate::gpu::synchronize(opts.device);
     let elapsed = start.elapsed().as_secs_f64();
@@ -581,7 +554,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     let phases_ms = if opts.breakdown {
         let mut phases = PhaseTimes::default();
         for _ in 0..opts.steps {
-            let _ = guide.step_profiled(&mut state, &mut adam, &weights, &mut phases)?;
+            let _ = guide.step_profiled(&mut state, &mut adam, &weights, &mut rng, &mut phases)?;
         }
         Some(
             phases
@@ -800,8 +773,8 @@ mod precision_tests {
         let mut texts = Vec::new();
         let mut embeds = Vec::new();
         for kind in [Kind::Float, Kind::BFloat16] {
-            tch::manual_seed(0);
-            let b = build(&spec, Device::Cpu, kind, Tuning::default()).unwrap();
+            let mut rng = Rng::new(0).unwrap();
+            let b = build(&spec, Device::Cpu, kind, Tuning::default(), &mut rng).unwrap();
             images.push(b.state.image().unwrap());
             let clip = &b.guide.perceptors()[0].clip;
             // The text tower is freed once the prompts are embedded: compare
@@ -811,9 +784,8 @@ mod precision_tests {
                 .map(|p| p.embeds[0].reshape([1, -1]).to_kind(Kind::Float))
                 .collect();
             texts.push(Tensor::cat(&rows, 0));
-            tch::manual_seed(5);
             let r = clip.input_resolution();
-            let x = Tensor::rand([2, 3, r, r], (Kind::Float, Device::Cpu));
+            let x = Rng::new(5).unwrap().rand(&[2, 3, r, r]).unwrap();
             embeds.push(
                 tch::no_grad(|| clip.encode_image(&x))
                     .unwrap()

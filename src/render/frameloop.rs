@@ -14,9 +14,9 @@
 //!
 //! # Determinism and resume
 //!
-//! Torch's generator is re-seeded at the start of every frame from the run's
-//! seed and the frame number, so a frame's random draws (cutouts, noise) do not
-//! depend on how the process got there. The state saved after frame `k` is
+//! Every frame draws from a generator ([`Rng`]) seeded from the run's seed and
+//! the frame number, so a frame's random draws (cutouts, noise) do not depend
+//! on how the process got there. The state saved after frame `k` is
 //! everything the next frame reads, so `render --resume DIR` after a crash
 //! (even `kill -9`) reproduces exactly the frames an uninterrupted run makes on
 //! the same device. Work done inside the interrupted frame is redone.
@@ -33,6 +33,7 @@ use crate::render::adam::Adam;
 use crate::render::device::{resolve_device, resolve_precision, Tuning};
 use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
 use crate::render::warp;
+use crate::rng::Rng;
 use crate::scene::prompt::WeightSpec;
 use crate::scene::{self, Scene, StabilizationTarget};
 use crate::schedule::Timeline;
@@ -156,9 +157,14 @@ pub struct FrameRecord {
 /// Renders a scene file into a new run folder under `opts.out_dir`.
 pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
     let scene = Scene::load(scene_path)?;
+    if opts.progress != Progress::Quiet {
+        for w in &scene.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     scene.check_files()?;
-    // Everything the plan checks, before any model loads.
-    let _ = Timeline::new(&scene)?;
+    // Everything the plan checks, before any model loads or a folder is made.
+    crate::render::preflight::check(&scene, &Timeline::new(&scene)?)?;
     let run = RunDir::create(&opts.out_dir, &scene.file_namespace, scene.allow_overwrite)?;
     let scene_dir = scene_dir_of(scene_path);
     let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
@@ -299,14 +305,15 @@ pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedMo
     })
 }
 
-fn frame_seed(seed: u64, frame: u64) -> i64 {
+fn frame_seed(seed: u64, frame: u64) -> u64 {
     // splitmix64 of (seed, frame): independent streams per frame.
     let mut z = seed
         .wrapping_add(frame.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 1) as i64
+    // Below 2^63, as when it seeded `tch::manual_seed` (an i64).
+    (z ^ (z >> 31)) >> 1
 }
 
 fn precision_name(p: scene::Precision) -> &'static str {
@@ -490,6 +497,7 @@ pub fn render_in(
     opts: &RenderOptions,
 ) -> Result<RenderSummary> {
     let timeline = Timeline::new(scene)?;
+    crate::render::preflight::check(scene, &timeline)?;
     let device = resolve_device(&scene.device)?;
     let kind = resolve_precision(precision_name(scene.precision), device)?;
     let sampling = scene.sampling_mode;
@@ -593,10 +601,11 @@ pub fn render_in(
     }
 
     // The starting image, the init target and frame 0's random state.
-    tch::manual_seed(scene.seed as i64);
+    let mut rng = Rng::new(scene.seed)?;
+    rng.seed_device(device);
     let mut state = match &init_rgb {
         Some(rgb) => ImageState::from_image(models.image_model, rgb)?,
-        None => ImageState::random(models.image_model, width, height, device)?,
+        None => ImageState::random(models.image_model, width, height, device, &mut rng)?,
     };
     let init_target: Option<Target> = match &init_rgb {
         Some(rgb) => Some(guide.target_of_image(&state, rgb)?),
@@ -675,7 +684,7 @@ pub fn render_in(
         let weights = step_weights_at(scene, &timeline, 0, true, init_target.as_ref(), None)?;
         for _ in 0..scene.pre_animation_steps {
             let _ = guide
-                .step(&mut state, &mut adam, &weights)
+                .step(&mut state, &mut adam, &weights, &mut rng)
                 .map_err(torch_error)?;
             if opts.interrupt.load(Ordering::SeqCst) {
                 reporter.finish();
@@ -690,7 +699,8 @@ pub fn render_in(
     let mut frames_written = first_frame - 1;
     for k in first_frame..=total_frames {
         let frame_start = Instant::now();
-        tch::manual_seed(frame_seed(scene.seed, k));
+        rng = Rng::new(frame_seed(scene.seed, k))?;
+        rng.seed_device(device);
         reporter.start_frame(k);
         if k > 1 {
             if scene.is_animated() {
@@ -731,7 +741,7 @@ pub fn render_in(
                 stab,
             )?;
             last_loss = guide
-                .step(&mut state, &mut adam, &weights)
+                .step(&mut state, &mut adam, &weights, &mut rng)
                 .map_err(torch_error)?;
             let show = matches!(reporter.mode, Progress::Auto) && (step + 1) % 10 == 0;
             reporter.step(if show {
@@ -934,6 +944,6 @@ mod tests {
         assert_eq!(frame_seed(12345, 3), frame_seed(12345, 3));
         assert_ne!(frame_seed(12345, 3), frame_seed(12345, 4));
         assert_ne!(frame_seed(12345, 3), frame_seed(12346, 3));
-        assert!(frame_seed(u64::MAX, u64::MAX) >= 0);
+        assert!(frame_seed(u64::MAX, u64::MAX) < 1 << 63);
     }
 }

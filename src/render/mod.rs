@@ -4,5 +4,6 @@ pub mod adam;
 pub mod bench;
 pub mod device;
 pub mod frameloop;
+pub mod preflight;
 pub mod step;
 pub mod warp;

@@ -48,22 +48,23 @@
 //!
 //! ```ignore
 //! let guide = Guide::new(perceptors, &scenes, scene_dir)?;      // embeds prompts once
-//! let mut state = ImageState::random(model, w, h, device)?;     // or from_image(model, &init.to_device(device))
+//! let mut rng = Rng::new(seed)?;
+//! let mut state = ImageState::random(model, w, h, device, &mut rng)?; // or from_image(model, &init.to_device(device))
 //! let init = guide.target_of_image(&state, &init_rgb)?;          // or guide.target(&state): a snapshot
 //! let mut adam = Adam::new(state.param(), lr.unwrap_or(state.default_lr()));
 //! for step in steps {
 //!     let weights = StepWeights { scene_weights, prompt_weights, direct_init: Some((ws, &init)), .. };
-//!     let loss = guide.step(&mut state, &mut adam, &weights)?;  // detached, read when logging
+//!     let loss = guide.step(&mut state, &mut adam, &weights, &mut rng)?; // detached, read when logging
 //! }
 //! let frame = state.image()?;                                    // [1, 3, H, W] in [0, 1]
 //! ```
 //!
 //! # Randomness
 //!
-//! Random initialisation draws from torch's CPU generator and the cutouts from
-//! the CPU generator (placements) and the image device's generator (noise), all
-//! seeded by `tch::manual_seed`: the same seed on the same device gives the same
-//! parameters step for step.
+//! Random initialisation, the crop placements and the cutout noise draw from
+//! the caller's [`Rng`] (the noise on a GPU from the device's generator, which
+//! the `Rng` seeds; see [`crate::rng`]): the same seed on the same device gives
+//! the same parameters step for step, whatever else runs in the process.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -83,6 +84,7 @@ use crate::output::frames::rgb_to_tensor;
 use crate::render::adam::Adam;
 use crate::render::device::Tuning;
 use crate::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
+use crate::rng::Rng;
 use crate::scene::prompt::{Prompt, PromptSource};
 use crate::{Error, Result};
 
@@ -171,9 +173,8 @@ impl ImageModel {
 
 impl ImageState {
     /// A random start (SPEC §6): VQGAN `z` = the codebook vectors of uniformly
-    /// random tokens; Palette: uniform random RGB. Both drawn from torch's CPU
-    /// generator (seeded by `tch::manual_seed`), so a seed gives the same start
-    /// on every device. `device` places the Palette's pixels; a VQGAN's latent
+    /// random tokens; Palette: uniform random RGB. Both drawn on the CPU from
+    /// `rng`, so a seed gives the same start on every device. `device` places the Palette's pixels; a VQGAN's latent
     /// lives on the VQGAN's device. VQGAN sizes must be multiples of its factor
     /// (the scene loader rounds them down).
     pub fn random(
@@ -181,6 +182,7 @@ impl ImageState {
         width: i64,
         height: i64,
         device: Device,
+        rng: &mut Rng,
     ) -> Result<ImageState> {
         if width < 1 || height < 1 {
             return Err(Error::input(format!(
@@ -189,7 +191,7 @@ impl ImageState {
         }
         let param = match &model {
             ImageModel::Palette => {
-                let rgb = Tensor::f_rand([1, 3, height, width], (Kind::Float, Device::Cpu))?;
+                let rgb = rng.rand(&[1, 3, height, width])?;
                 leaf(&rgb.f_to_device(device)?)?
             }
             ImageModel::Vqgan(vqgan) => {
@@ -200,8 +202,7 @@ impl ImageState {
                     )));
                 }
                 let n = vqgan.config().n_embed;
-                let tokens =
-                    Tensor::f_randint(n, [1, height / f, width / f], (Kind::Int64, Device::Cpu))?;
+                let tokens = rng.randint(n, &[1, height / f, width / f])?;
                 let z = tch::no_grad(|| vqgan.embed_codes(&tokens.to_device(vqgan.device())));
                 leaf(&z)?
             }
@@ -698,16 +699,16 @@ impl Guide {
 
     /// Mean distance `[scene][prompt]` of each prompt over one batch of
     /// cutouts of the current image (no gradient). For logs and tests; it
-    /// draws its cutouts from the torch generators like a step, so calling it
-    /// during a render changes the random stream of the steps after it (a
-    /// seeded run must call it at the same points to repeat itself).
-    pub fn prompt_distances(&self, state: &ImageState) -> Result<Vec<Vec<f64>>> {
+    /// draws its cutouts from `rng` like a step.
+    pub fn prompt_distances(&self, state: &ImageState, rng: &mut Rng) -> Result<Vec<Vec<f64>>> {
         let image = state.image()?;
         let embeds = tch::no_grad(|| -> Result<Vec<Tensor>> {
             self.perceptors
                 .iter()
                 .map(|p| {
-                    let cut = p.sampler.sample(&image.f_to_device(p.clip.device())?)?;
+                    let cut = p
+                        .sampler
+                        .sample(&image.f_to_device(p.clip.device())?, rng)?;
                     Ok(p.clip.encode_image(&cut)?.f_to_kind(Kind::Float)?)
                 })
                 .collect()
@@ -768,14 +769,15 @@ impl Guide {
         state: &mut ImageState,
         adam: &mut Adam,
         w: &StepWeights<'_>,
+        rng: &mut Rng,
     ) -> Result<Tensor> {
         self.check_step(state, w)?;
-        let inputs = self.prepare(state, adam, w)?;
+        let inputs = self.prepare(state, adam, w, rng)?;
         let device = state.device();
         if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::shim_built() {
-            return self.step_graphed(state, adam, w, &inputs);
+            return self.step_graphed(state, adam, w, &inputs, rng);
         }
-        self.device_step(state, adam, w, &inputs, &mut None)
+        self.device_step(state, adam, w, &inputs, rng, &mut None)
     }
 
     /// [`step`](Self::step) without graphs, timing its phases into `phases`
@@ -785,11 +787,12 @@ impl Guide {
         state: &mut ImageState,
         adam: &mut Adam,
         w: &StepWeights<'_>,
+        rng: &mut Rng,
         phases: &mut PhaseTimes,
     ) -> Result<Tensor> {
         self.check_step(state, w)?;
-        let inputs = self.prepare(state, adam, w)?;
-        self.device_step(state, adam, w, &inputs, &mut Some(phases))
+        let inputs = self.prepare(state, adam, w, rng)?;
+        self.device_step(state, adam, w, &inputs, rng, &mut Some(phases))
     }
 
     /// Checks the weights' shape against the guide and the devices.
@@ -831,8 +834,7 @@ impl Guide {
         self.prompt_count() > 0 || w.semantic_init.is_some() || w.semantic_stabilization.is_some()
     }
 
-    /// The host half of a step: draws the crop placements (torch's CPU
-    /// generator), evaluates them into pooling bins, writes the weight table
+    /// The host half of a step: draws the crop placements from `rng`, evaluates them into pooling bins, writes the weight table
     /// (one row `(scene weight, weight, stop)` per prompt of every scene, then
     /// one row per init/stabilisation loss) and Adam's two scalars, and
     /// uploads it all without waiting on the GPU.
@@ -841,13 +843,14 @@ impl Guide {
         state: &ImageState,
         adam: &mut Adam,
         w: &StepWeights<'_>,
+        rng: &mut Rng,
     ) -> Result<StepInputs> {
         let device = state.device();
         let (wd, h) = (state.width, state.height);
         let mut bins = Vec::new();
         if self.needs_cutouts(w) {
             for p in &self.perceptors {
-                let crops = p.sampler.place(wd, h)?;
+                let crops = p.sampler.place(wd, h, rng)?;
                 let b = p.sampler.bins(&crops, wd, h)?;
                 let t = Tensor::f_from_slice(&b)?.f_view([
                     4,
@@ -890,12 +893,13 @@ impl Guide {
         adam: &mut Adam,
         w: &StepWeights<'_>,
         inputs: &StepInputs,
+        rng: &mut Rng,
     ) -> Result<Tensor> {
         let key = GraphKey::of(state, adam, w);
         let mut run = self.graph.borrow_mut();
         if run.failed {
             drop(run);
-            return self.device_step(state, adam, w, inputs, &mut None);
+            return self.device_step(state, adam, w, inputs, rng, &mut None);
         }
         if run.key.as_ref() != Some(&key) {
             *run = GraphRun {
@@ -911,7 +915,7 @@ impl Guide {
         if run.eager_steps < GRAPH_WARMUP_STEPS {
             run.eager_steps += 1;
             drop(run);
-            return self.device_step(state, adam, w, inputs, &mut None);
+            return self.device_step(state, adam, w, inputs, rng, &mut None);
         }
         let device = state.device();
         let statics = inputs.copy()?;
@@ -919,7 +923,7 @@ impl Guide {
         // own pool does not come on top of them.
         crate::gpu::empty_cache(device);
         let captured = crate::gpu::CudaGraph::capture(device, || {
-            self.device_step(state, adam, w, &statics, &mut None)
+            self.device_step(state, adam, w, &statics, rng, &mut None)
         });
         match captured {
             Ok((graph, loss)) => {
@@ -937,7 +941,7 @@ impl Guide {
                 );
                 run.failed = true;
                 drop(run);
-                self.device_step(state, adam, w, inputs, &mut None)
+                self.device_step(state, adam, w, inputs, rng, &mut None)
             }
         }
     }
@@ -950,6 +954,7 @@ impl Guide {
         adam: &Adam,
         w: &StepWeights<'_>,
         inputs: &StepInputs,
+        rng: &mut Rng,
         phases: &mut Option<&mut PhaseTimes>,
     ) -> Result<Tensor> {
         let device = state.device();
@@ -997,7 +1002,7 @@ impl Guide {
                 } else {
                     image.shallow_clone()
                 };
-                let cuts = p.sampler.sample_with_bins(&source, bins)?;
+                let cuts = p.sampler.sample_with_bins(&source, bins, rng)?;
                 mark(phases, device, Some("cutouts"));
                 let e = if self.tuning.checkpoint_perceptors {
                     let (e, checkpoint) = p.clip.encode_image_checkpointed(&cuts)?;

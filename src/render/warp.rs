@@ -92,31 +92,9 @@ impl Motion {
     ///
     /// Errors when a value is not finite or a zoom leaves no source window.
     pub fn forward_matrix(&self, width: f64, height: f64) -> Result<Matrix3<f64>> {
-        for (name, v) in [
-            ("translate_x", self.translate_x),
-            ("translate_y", self.translate_y),
-            ("rotate_2d", self.rotate_2d),
-            ("zoom_x_2d", self.zoom_x_2d),
-            ("zoom_y_2d", self.zoom_y_2d),
-        ] {
-            if !v.is_finite() {
-                return Err(Error::input(format!(
-                    "{name} evaluated to {v}; motion values must be finite numbers"
-                )));
-            }
-        }
-        let window = |name: &str, z: f64, size: f64| -> Result<f64> {
-            let w = size - z;
-            if w <= 0.0 {
-                return Err(Error::input(format!(
-                    "{name} = {z} leaves no source window on a frame {size} pixels across \
-                     (the window is {size} − {z} pixels); keep {name} below {size}"
-                )));
-            }
-            Ok(size / w)
-        };
-        let sx = window("zoom_x_2d", self.zoom_x_2d, width)?;
-        let sy = window("zoom_y_2d", self.zoom_y_2d, height)?;
+        self.check(width, height)?;
+        let sx = width / (width - self.zoom_x_2d);
+        let sy = height / (height - self.zoom_y_2d);
         let (cx, cy) = (width / 2.0, height / 2.0);
         let (sin, cos) = self.rotate_2d.to_radians().sin_cos();
         // y points down, so a counter-clockwise turn on screen is

@@ -182,6 +182,17 @@ enum Node {
 }
 
 impl Node {
+    /// Whether the value depends on `t` (else it is constant within a frame).
+    fn uses_t(&self) -> bool {
+        match self {
+            Node::Const(_) | Node::F => false,
+            Node::T => true,
+            Node::Un(_, a) => a.uses_t(),
+            Node::Bin(_, a, b) => a.uses_t() || b.uses_t(),
+            Node::Clamp(args) => args.iter().any(Node::uses_t),
+        }
+    }
+
     #[inline]
     fn eval(&self, t: f64, f: f64) -> f64 {
         match self {
@@ -275,6 +286,11 @@ impl Expr {
             Node::Const(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// Whether the value depends on `t`, and so may change within a frame.
+    pub fn uses_t(&self) -> bool {
+        self.root.uses_t()
     }
 }
 
@@ -708,6 +724,16 @@ impl Param {
         match self.kind {
             ParamKind::Const(v) => Some(v),
             _ => None,
+        }
+    }
+
+    /// Whether the value may change from one step to the next within a
+    /// frame (it reads `t`); otherwise it changes at most once per frame.
+    pub fn varies_within_frame(&self) -> bool {
+        match &self.kind {
+            ParamKind::Const(_) => false,
+            ParamKind::Expr(e) => e.uses_t(),
+            ParamKind::Keys(keys) => keys.iter().any(|(_, e)| e.uses_t()),
         }
     }
 

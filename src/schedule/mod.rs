@@ -19,8 +19,10 @@
 //! - With `animation_mode = "off"` [`Timeline::motion`] is the identity
 //!   (all zeros), so a renderer cannot warp by accident.
 
+mod check;
 pub mod plan;
 
+pub use check::weight_rule;
 pub use plan::PlanDocument;
 
 use crate::scene::{Param, Prompt, PromptSource, Scene, Transition};

@@ -223,6 +223,16 @@ impl Tokenizer {
         String::from_utf8_lossy(&bytes).replace("</w>", " ")
     }
 
+    /// Checks that `text` fits a context of `context` tokens with its start
+    /// and end tokens, as `clip.tokenize` (without `truncate`) requires.
+    pub fn check_fits(&self, text: &str, context: usize) -> Result<()> {
+        let len = self.encode(text).len() + 2;
+        if len > context {
+            return Err(too_long(text, len, context));
+        }
+        Ok(())
+    }
+
     /// `clip.tokenize`: rows `[start, ids…, end, 0…]` of `context` int64 tokens,
     /// [N, context] on the CPU. A text that does not fit is an error quoting it,
     /// unless `truncate`, which cuts it and keeps the end token last.
@@ -243,12 +253,7 @@ impl Tokenizer {
                     tokens.truncate(context);
                     tokens[context - 1] = END_TOKEN;
                 } else {
-                    return Err(Error::input(format!(
-                        "the prompt \"{text}\" is {} tokens long, more than CLIP's context of {} \
-                         (start and end tokens included); shorten it",
-                        tokens.len(),
-                        context
-                    )));
+                    return Err(too_long(text, tokens.len(), context));
                 }
             }
             data[row * context..row * context + tokens.len()].copy_from_slice(&tokens);
@@ -257,4 +262,13 @@ impl Tokenizer {
             .to_kind(Kind::Int64)
             .reshape([texts.len() as i64, context as i64]))
     }
+}
+
+/// The error of a prompt longer than the context (the official tokenizer
+/// raises one too; pytti does not truncate either).
+fn too_long(text: &str, len: usize, context: usize) -> Error {
+    Error::input(format!(
+        "the prompt \"{text}\" is {len} tokens long, more than CLIP's context of {context} \
+         (start and end tokens included); shorten it"
+    ))
 }

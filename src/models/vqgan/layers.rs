@@ -337,9 +337,10 @@ mod tests {
             &vs.root() / "decoder",
             &crate::models::tiny::tiny_vqgan_config(),
         );
-        tch::manual_seed(11);
-        let z = Tensor::randn([1, 32, 4, 6], (Kind::Float, Device::Cpu));
-        let g = Tensor::randn([1, 3, 32, 48], (Kind::Float, Device::Cpu));
+        let mut rng = crate::rng::Rng::new(11).unwrap();
+        crate::rng::randomize(&vs, &mut rng).unwrap();
+        let z = rng.randn(&[1, 32, 4, 6]).unwrap();
+        let g = rng.randn(&[1, 3, 32, 48]).unwrap();
         let grad = |z: &Tensor| {
             let z = z.detach().set_requires_grad(true);
             let y = decoder.forward(&z);
