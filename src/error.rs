@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Io,
     /// The run was interrupted (Ctrl-C): exit code 130.
     Interrupted,
+    /// Memory ran out (the CPU's or a GPU's): exit code 5.
+    OutOfMemory,
     /// Anything else (a bug, a torch failure): exit code 1.
     Internal,
 }
@@ -59,6 +61,7 @@ impl Error {
             ErrorKind::Weights => 3,
             ErrorKind::Io => 4,
             ErrorKind::Interrupted => 130,
+            ErrorKind::OutOfMemory => 5,
             ErrorKind::Internal => 1,
         }
     }
@@ -77,11 +80,65 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<tch::TchError> for Error {
-    fn from(e: tch::TchError) -> Self {
-        Error::internal(format!("torch: {e}"))
+impl Error {
+    /// A failure libtorch reported as `message` (through tch, or through the
+    /// C++ shim), during `what`: an allocation that failed (its CPU
+    /// allocator's "can't allocate memory", CUDA's "out of memory", a
+    /// library's allocation status) is [`ErrorKind::OutOfMemory`] with
+    /// libtorch's first line; anything else is internal.
+    pub fn libtorch(what: impl fmt::Display, message: &str) -> Self {
+        if is_out_of_memory(message) {
+            let first = message.lines().next().unwrap_or_default().trim();
+            return Error::new(ErrorKind::OutOfMemory, format!("{what}: {first}"));
+        }
+        Error::internal(format!("{what}: {message}"))
     }
+}
+
+impl From<tch::TchError> for Error {
+    /// See [`Error::libtorch`].
+    fn from(e: tch::TchError) -> Self {
+        let text = match e {
+            tch::TchError::Torch(m) => m,
+            other => other.to_string(),
+        };
+        Error::libtorch("libtorch", &text)
+    }
+}
+
+/// Whether a libtorch message reports an allocation that failed.
+fn is_out_of_memory(message: &str) -> bool {
+    const SIGNS: [&str; 6] = [
+        "out of memory",
+        "can't allocate memory",
+        "not enough memory",
+        "std::bad_alloc",
+        "ALLOC_FAILED",
+        "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+    ];
+    SIGNS.iter().any(|s| message.contains(s))
 }
 
 /// The crate-wide result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_failures_are_out_of_memory() {
+        for text in [
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)",
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)",
+            "cuBLAS error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+        ] {
+            let e = Error::from(tch::TchError::Torch(format!("{text}\nException raised from ...")));
+            assert_eq!(e.kind, ErrorKind::OutOfMemory, "{text}");
+            assert_eq!(e.exit_code(), 5);
+            assert_eq!(e.message, format!("libtorch: {text}"));
+        }
+        let e = Error::from(tch::TchError::Torch("shape mismatch".into()));
+        assert_eq!(e.kind, ErrorKind::Internal);
+    }
+}

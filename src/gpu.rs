@@ -156,7 +156,7 @@ pub(crate) mod ffi {
             unsafe { zt_free_string(err) };
             s
         };
-        crate::Error::internal(format!("{what}: {msg}"))
+        crate::Error::libtorch(what, &msg)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod gpu;
 pub mod grid;
 pub mod guidance;
 pub mod models;
+pub mod ops;
 pub mod output;
 pub mod render;
 pub mod rng;

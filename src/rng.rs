@@ -55,7 +55,7 @@ fn shim_error(what: &str, err: *mut c_char) -> Error {
         unsafe { zt_free_string(err) };
         s
     };
-    Error::internal(format!("{what}: {msg}"))
+    Error::libtorch(what, &msg)
 }
 
 /// c10's `ScalarType` number of the kinds random values are drawn in.
@@ -202,11 +202,11 @@ pub fn randomize(vs: &nn::VarStore, rng: &mut Rng) -> Result<()> {
             let size = var.size();
             let leaf = name.rsplit('.').next().unwrap_or("");
             let values = match (size.len(), leaf) {
-                (0, _) => Tensor::from((1.0f64 / 0.07).ln()),
-                (_, "running_mean") => Tensor::zeros(&size, (Kind::Float, Device::Cpu)),
-                (_, "running_var") => Tensor::ones(&size, (Kind::Float, Device::Cpu)),
-                (1, "weight") => Tensor::ones(&size, (Kind::Float, Device::Cpu)),
-                (1, "bias") => Tensor::zeros(&size, (Kind::Float, Device::Cpu)),
+                (0, _) => Tensor::f_from_slice(&[(1.0f64 / 0.07).ln()])?.f_reshape([])?,
+                (_, "running_mean") => Tensor::f_zeros(&size, (Kind::Float, Device::Cpu))?,
+                (_, "running_var") => Tensor::f_ones(&size, (Kind::Float, Device::Cpu))?,
+                (1, "weight") => Tensor::f_ones(&size, (Kind::Float, Device::Cpu))?,
+                (1, "bias") => Tensor::f_zeros(&size, (Kind::Float, Device::Cpu))?,
                 _ => {
                     let fan_in = (var.numel() as i64 / size[0].max(1)).max(1) as f64;
                     let scale = if size.len() == 1 {
@@ -214,7 +214,7 @@ pub fn randomize(vs: &nn::VarStore, rng: &mut Rng) -> Result<()> {
                     } else {
                         1.0 / fan_in.sqrt()
                     };
-                    rng.randn(&size)? * scale
+                    rng.randn(&size)?.f_mul_scalar(scale)?
                 }
             };
             let mut var = var.shallow_clone();

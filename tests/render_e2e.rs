@@ -574,3 +574,106 @@ fn snapshots_and_pre_animation_steps() {
         frames_of(&out.join("snap"), 1)
     );
 }
+
+/// Out of memory is a message with its own exit code (5), never a panic, and
+/// a run folder stays resumable. At 768 × 768 the tiny models' step needs
+/// about 5.2 GB of address space (the decoder's attention over 96 × 96
+/// positions, the full-resolution maps kept for the backward pass) while
+/// everything before it needs about 3.5 GB (libtorch maps ~2.8 GB), so a
+/// 4.4 GB limit (`ulimit -v`) lets a render start and stops its first step.
+#[test]
+fn out_of_memory_is_a_message_and_the_run_resumes() {
+    let t = tempfile::tempdir().unwrap();
+    let scene = write_scene(
+        t.path(),
+        "big.toml",
+        &ANIMATED
+            .replace("width = 64", "width = 768")
+            .replace("height = 32", "height = 768")
+            .replace("steps_per_scene = 12", "steps_per_scene = 1")
+            .replace("steps_per_frame = 4", "steps_per_frame = 1")
+            .replace("interpolation_steps = 4", "interpolation_steps = 0")
+            .replace("cutouts = 6", "cutouts = 2"),
+    );
+    let limited = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -v 4400000 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_zoetrope"))
+            .args(args)
+            .env("ZOETROPE_WEIGHTS", weights_dir())
+            .env("OMP_NUM_THREADS", "1");
+        c.output().unwrap()
+    };
+    // A new render: the message, exit code 5, and no folder left behind.
+    let fresh = t.path().join("fresh");
+    let o = limited(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        fresh.to_str().unwrap(),
+        "-q",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{e}");
+    assert!(
+        e.contains("out of memory (RAM) while step 1 (frame 1)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("768×768") && e.contains("checkpoint-perceptors"),
+        "{e}"
+    );
+    assert!(
+        e.contains("nothing to resume") && !e.contains("panicked"),
+        "{e}"
+    );
+    assert!(!fresh.join("big").exists());
+
+    // A run killed after frame 1, resumed under the limit: frame 2's step
+    // runs out; frame 1 and the state stay as they were, and the message
+    // says how to go on.
+    let out = t.path().join("out");
+    let mut child = zoetrope(
+        &[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        weights_dir(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let dir = out.join("big");
+    let start = Instant::now();
+    while !(dir.join("frame_00001.png").exists() && dir.join("state.json").exists()) {
+        assert!(start.elapsed() < Duration::from_secs(600), "no frame 1");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the render ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let frame1 = std::fs::read(dir.join("frame_00001.png")).unwrap();
+    let state = std::fs::read(dir.join("state.json")).unwrap();
+    let o = limited(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{e}");
+    assert!(e.contains("while step 2 (frame 2)"), "{e}");
+    assert!(e.contains("Frames 1–1") && e.contains("--resume"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert_eq!(std::fs::read(dir.join("frame_00001.png")).unwrap(), frame1);
+    assert_eq!(std::fs::read(dir.join("state.json")).unwrap(), state);
+    assert!(!dir.join("frame_00002.png").exists());
+    // With the memory back, the run finishes.
+    let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.join("frame_00001.png")).unwrap(), frame1);
+    assert!(dir.join("frame_00002.png").exists() && dir.join("big.mp4").exists());
+}

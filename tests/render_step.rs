@@ -106,7 +106,7 @@ fn tiny_vqgan_as(seed: i64, device: Device, kind: Kind) -> Vqgan {
         n_embed: 512,
         quantizer: QuantizerKind::Nearest,
     };
-    let v = Vqgan::new(&vs.root(), &config);
+    let v = Vqgan::new(&vs.root(), &config).unwrap();
     randomize(&vs, &mut rng).unwrap();
     // 512 codes of std 0.5 in 4 dimensions lie well under a unit apart, so
     // Adam steps of ~lr cross between codes within a few steps and the
@@ -176,7 +176,7 @@ fn run(
     w: &StepWeights,
     rng: &mut Rng,
 ) -> Vec<f64> {
-    let mut adam = Adam::new(state.param(), lr);
+    let mut adam = Adam::new(state.param(), lr).unwrap();
     (0..steps)
         .map(|_| {
             guide
@@ -251,7 +251,7 @@ fn gradient_reaches_z_through_the_quantiser() {
     let img0 = state.image().unwrap();
     let codes0 = state.z_q().unwrap().unwrap();
     let w = plain_weights(&g, &[1.0]);
-    let mut adam = Adam::new(state.param(), 0.1);
+    let mut adam = Adam::new(state.param(), 0.1).unwrap();
     let mut rng = Rng::new(9).unwrap();
     let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     // z starts exactly on codebook vectors; one step moves it off them.
@@ -417,7 +417,7 @@ fn image_prompts_load_and_guide() {
     let scenes = prompts(&[&["[ref.png]"]]);
     let g = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap();
     // The embedding is CLIP's of the preprocessed file.
-    let rgb = zoetrope::output::frames::rgb_to_tensor(&img);
+    let rgb = zoetrope::output::frames::rgb_to_tensor(&img).unwrap();
     let x = clip_preprocess(&rgb, 32).unwrap();
     assert_eq!(x.size(), vec![1, 3, 32, 32]);
     let expected = g.perceptors()[0].clip.encode_image(&x).unwrap();
@@ -500,7 +500,7 @@ fn from_image_round_trips() {
     assert_eq!(max_abs_diff(&pal.image().unwrap(), &rgb), 0.0);
     // The parameter does not alias the caller's tensor.
     let mut pal = pal;
-    let mut adam = Adam::new(pal.param(), 0.02);
+    let mut adam = Adam::new(pal.param(), 0.02).unwrap();
     let g = guide(&[&["a red apple"]]);
     let mut rng = Rng::new(1).unwrap();
     let _ = g
@@ -664,7 +664,7 @@ fn clamp_rule_blocks_only_outward_gradients() {
     };
     let mut w = plain_weights(&g, &[0.0]);
     w.direct_stabilization = Some((WeightStop::weight(1.0), &outward));
-    let mut adam = Adam::new(state.param(), 0.02);
+    let mut adam = Adam::new(state.param(), 0.02).unwrap();
     let mut rng = Rng::new(30).unwrap();
     let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     let p = state.param();
@@ -687,7 +687,7 @@ fn clamp_rule_blocks_only_outward_gradients() {
     state.set_param(&values).unwrap();
     let mut w = plain_weights(&g, &[0.0]);
     w.direct_stabilization = Some((WeightStop::weight(1.0), &inward));
-    let mut adam = Adam::new(state.param(), 0.02);
+    let mut adam = Adam::new(state.param(), 0.02).unwrap();
     let _ = g.step(&mut state, &mut adam, &w, &mut rng).unwrap();
     let col = values.narrow(3, 0, 1) - state.param().narrow(3, 0, 1);
     assert!((col.min().double_value(&[]) - 0.02).abs() < 1e-4, "{col}");
@@ -709,7 +709,7 @@ fn clip_preprocess_matches_openai_transform() {
             .collect();
     for name in ["down", "up"] {
         let img = zoetrope::output::frames::read_rgb(&dir.join(format!("{name}.png"))).unwrap();
-        let rgb = zoetrope::output::frames::rgb_to_tensor(&img);
+        let rgb = zoetrope::output::frames::rgb_to_tensor(&img).unwrap();
         let ours = clip_preprocess(&rgb, 32).unwrap();
         let theirs = &expected[name];
         let diff = (&ours - theirs).abs();
@@ -759,7 +759,7 @@ fn gumbel_vqgan_state() {
         n_embed: 128,
         quantizer: QuantizerKind::Gumbel,
     };
-    let v = Vqgan::new(&vs.root(), &config);
+    let v = Vqgan::new(&vs.root(), &config).unwrap();
     randomize(&vs, &mut rng).unwrap();
     vs.freeze();
     let mut rng = Rng::new(4).unwrap();
@@ -790,7 +790,7 @@ fn gumbel_vqgan_state() {
 fn mismatched_step_weights_are_refused() {
     let g = guide(&[&["a red apple", "a pear"]]);
     let mut state = palette_state(41);
-    let mut adam = Adam::new(state.param(), 0.02);
+    let mut adam = Adam::new(state.param(), 0.02).unwrap();
     let mut rng = Rng::new(41).unwrap();
     let w = plain_weights(&g, &[1.0, 1.0]);
     let err = g.step(&mut state, &mut adam, &w, &mut rng).unwrap_err();

@@ -206,7 +206,7 @@ fn decoded_codes_are_colourful() {
     // A fixed pattern of codes (no RNG: other tests share libtorch's generator).
     let codes: Vec<i64> = (0..64i64).map(|i| (i * 37 + i / 8 * 11) % 256).collect();
     let codes = Tensor::from_slice(&codes).view([1, 8, 8]);
-    let img = tch::no_grad(|| vq.decode(&vq.embed_codes(&codes)));
+    let img = tch::no_grad(|| vq.decode(&vq.embed_codes(&codes).unwrap())).unwrap();
     assert_eq!(img.size(), [1, 3, 64, 64]);
     let rgb = ((img + 1.0) / 2.0).clamp(0.0, 1.0);
     if let Some(p) = std::env::var_os("ZOETROPE_TINY_PREVIEW") {

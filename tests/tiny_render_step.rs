@@ -39,7 +39,7 @@ fn tiny_models_run_guided_steps_and_reduce_the_prompt_distance() {
     let mut rng = Rng::new(7).unwrap();
     let mut state =
         ImageState::random(ImageModel::Vqgan(vq), 64, 64, Device::Cpu, &mut rng).unwrap();
-    let mut adam = Adam::new(state.param(), state.default_lr());
+    let mut adam = Adam::new(state.param(), state.default_lr()).unwrap();
     let weights = StepWeights {
         scene_weights: vec![1.0],
         prompt_weights: vec![vec![WeightStop::weight(1.0)]],

@@ -82,7 +82,7 @@ fn pixel_size_is_a_nearest_neighbour_block_upscale() {
             assert_eq!(big.get_pixel(x, y), img.get_pixel(x / 4, y / 4));
         }
     }
-    let t = rgb_to_tensor(&img);
+    let t = rgb_to_tensor(&img).unwrap();
     assert_eq!(t.size(), [1, 3, 3, 5]);
     assert_eq!(tensor_to_rgb(&t, 4).unwrap(), big);
     assert_eq!(

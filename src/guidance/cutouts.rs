@@ -405,8 +405,11 @@ pub fn add_noise(crops: &Tensor, noise: f64, rng: &mut Rng) -> Result<Tensor> {
     }
     let (kind, device) = (crops.kind(), crops.device());
     let n = crops.size().first().copied().unwrap_or(0);
-    let facs = rng.rand_on(&[n, 1, 1, 1], kind, device)? * noise;
-    Ok(crops + facs * rng.randn_on(&crops.size(), kind, device)?)
+    let facs = rng
+        .rand_on(&[n, 1, 1, 1], kind, device)?
+        .f_mul_scalar(noise)?;
+    let noise = facs.f_mul(&rng.randn_on(&crops.size(), kind, device)?)?;
+    Ok(crops.f_add(&noise)?)
 }
 
 /// CLIP's input normalisation `(x − mean) / std` per RGB channel, for
@@ -419,7 +422,7 @@ pub fn clip_normalize(images: &Tensor) -> Result<Tensor> {
         )));
     }
     let (mean, std) = normalization_constants(images.kind(), images.device())?;
-    Ok((images - mean) / std)
+    Ok(images.f_sub(&mean)?.f_div(&std)?)
 }
 
 thread_local! {
@@ -454,8 +457,8 @@ fn normalization_constants(kind: Kind, device: Device) -> Result<(Tensor, Tensor
 fn pooling_matrices(lo: &Tensor, hi: &Tensor, len: i64, kind: Kind) -> Result<Tensor> {
     let idx = Tensor::f_arange(len, (Kind::Int64, lo.device()))?.f_view([1, 1, len])?;
     let inside = idx.f_ge_tensor(lo)?.f_logical_and(&idx.f_lt_tensor(hi)?)?;
-    let count = (hi - lo).f_to_kind(kind)?;
-    Ok(inside.f_to_kind(kind)? / count)
+    let count = hi.f_sub(lo)?.f_to_kind(kind)?;
+    Ok(inside.f_to_kind(kind)?.f_div(&count)?)
 }
 
 fn check_dims(width: i64, height: i64) -> Result<()> {

@@ -128,12 +128,19 @@ pub fn weighted_table(raw: &Tensor, table: &Tensor) -> Result<Tensor> {
     let scale = table.f_select(1, 0)?;
     let weight = table.f_select(1, 1)?.f_unsqueeze(1)?;
     let stop = table.f_select(1, 2)?.f_unsqueeze(1)?;
-    let signed = &raw * weight.f_sign()?;
-    let active = signed.detach().f_gt_tensor(&stop)?.f_to_kind(Kind::Float)?;
-    let inactive = active.f_neg()? + 1.0;
-    let term = &signed * &active + (&signed * inactive).detach();
-    let per_term = term.f_mean_dim(1, false, Kind::Float)? * weight.f_squeeze_dim(1)?.f_abs()?;
-    Ok((per_term * scale).f_sum(Kind::Float)?)
+    let signed = raw.f_mul(&weight.f_sign()?)?;
+    let active = signed
+        .f_detach()?
+        .f_gt_tensor(&stop)?
+        .f_to_kind(Kind::Float)?;
+    let inactive = active.f_neg()?.f_add_scalar(1.0)?;
+    let term = signed
+        .f_mul(&active)?
+        .f_add(&signed.f_mul(&inactive)?.f_detach()?)?;
+    let per_term = term
+        .f_mean_dim(1, false, Kind::Float)?
+        .f_mul(&weight.f_squeeze_dim(1)?.f_abs()?)?;
+    Ok(per_term.f_mul(&scale)?.f_sum(Kind::Float)?)
 }
 
 /// A `[K, 3]` host table row for [`weighted_table`]: `(scale, weight, stop)`
@@ -159,9 +166,13 @@ pub fn spherical_distances(x: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let xh = unit(&x.f_to_kind(Kind::Float)?)?.f_unsqueeze(0)?; // [1, N, D]
     let th = unit(&targets.f_to_kind(Kind::Float)?)?.f_unsqueeze(1)?; // [P, 1, D]
     let dims = [-1i64];
-    let diff = (&xh - &th).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
-    let sum = (&xh + &th).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
-    Ok(diff.f_atan2(&sum)?.f_square()? * 2.0)
+    let diff = xh
+        .f_sub(&th)?
+        .f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    let sum = xh
+        .f_add(&th)?
+        .f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    Ok(diff.f_atan2(&sum)?.f_square()?.f_mul_scalar(2.0)?)
 }
 
 /// Unit vectors along the last dimension (`F.normalize`, eps 1e-12).
@@ -169,7 +180,7 @@ fn unit(x: &Tensor) -> Result<Tensor> {
     let norm = x
         .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
         .f_clamp_min(1e-12)?;
-    Ok(x / norm)
+    Ok(x.f_div(&norm)?)
 }
 
 /// Spherical (great-circle) distance used by CLIP guidance:
@@ -200,9 +211,13 @@ pub fn spherical_distance(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     // value but a finite gradient everywhere, where arcsin's derivative is
     // infinite at opposite vectors and rounding can push its argument past 1.
     let dims = [-1i64];
-    let diff = (&xh - &yh).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
-    let sum = (&xh + &yh).f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
-    Ok(diff.f_atan2(&sum)?.f_square()? * 2.0)
+    let diff = xh
+        .f_sub(&yh)?
+        .f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    let sum = xh
+        .f_add(&yh)?
+        .f_norm_scalaropt_dim(2.0, dims.as_slice(), false)?;
+    Ok(diff.f_atan2(&sum)?.f_square()?.f_mul_scalar(2.0)?)
 }
 
 /// A loss toward fixed CLIP embeddings, one per perceptor: a text prompt, an
@@ -339,9 +354,9 @@ fn zero_attached(tensors: &[Tensor]) -> Result<Tensor> {
     let first = tensors.first().ok_or_else(|| {
         Error::internal("a loss needs at least one perceptor's cutout embeddings")
     })?;
-    let mut total = first.f_sum(Kind::Float)? * 0.0;
+    let mut total = first.f_sum(Kind::Float)?.f_mul_scalar(0.0)?;
     for t in &tensors[1..] {
-        total = total.f_add(&(t.f_sum(Kind::Float)? * 0.0))?;
+        total = total.f_add(&t.f_sum(Kind::Float)?.f_mul_scalar(0.0)?)?;
     }
     Ok(total)
 }
@@ -403,7 +418,9 @@ impl DirectLoss {
                     ))
                 })?;
                 let latent_term = mse(z_q, target, &self.label, "latent")?;
-                Ok(latent_term / 2.0 + rgb_term / 10.0)
+                Ok(latent_term
+                    .f_div_scalar(2.0)?
+                    .f_add(&rgb_term.f_div_scalar(10.0)?)?)
             }
         }
     }
@@ -438,8 +455,8 @@ fn mse(x: &Tensor, target: &Tensor, label: &str, what: &str) -> Result<Tensor> {
 /// pytti's `replace_grad(forward, backward)`: the value of `forward` with the
 /// gradient of `backward` (`backward + (forward − backward).detach()`). Both
 /// must be finite where they differ.
-pub fn replace_grad(forward: &Tensor, backward: &Tensor) -> Tensor {
-    backward + (forward - backward).detach()
+pub fn replace_grad(forward: &Tensor, backward: &Tensor) -> Result<Tensor> {
+    Ok(backward.f_add(&forward.f_sub(backward)?.f_detach()?)?)
 }
 
 /// Straight-through vector quantisation: the value of `z_q` (the nearest
@@ -453,7 +470,7 @@ pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Result<Tensor> {
             z_q.size()
         )));
     }
-    Ok(replace_grad(z_q, z))
+    replace_grad(z_q, z)
 }
 
 /// pytti's `clamp_with_grad` gradient rule for an upstream gradient `grad` at
@@ -461,9 +478,9 @@ pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Result<Tensor> {
 /// passes unchanged; outside it passes only when a descent step (`x −= η·grad`)
 /// moves `x` back toward the range.
 pub fn clamp_grad_rule(x: &Tensor, grad: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
-    let excess = x - x.f_clamp(lo, hi)?;
-    let keep = (grad * excess).f_ge(0.0)?.f_to_kind(grad.kind())?;
-    Ok(grad * keep)
+    let excess = x.f_sub(&x.f_clamp(lo, hi)?)?;
+    let keep = grad.f_mul(&excess)?.f_ge(0.0)?.f_to_kind(grad.kind())?;
+    Ok(grad.f_mul(&keep)?)
 }
 
 /// A single-pass approximation of `clamp_with_grad`: value clamped to
@@ -478,7 +495,7 @@ pub fn clamp_grad_rule(x: &Tensor, grad: &Tensor, lo: f64, hi: f64) -> Result<Te
 /// exact inside the range and for inward-pointing gradients, and differs only
 /// by also passing gradients that push an out-of-range value further out.
 pub fn clamp_straight_through(x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
-    Ok(replace_grad(&x.f_clamp(lo, hi)?, x))
+    replace_grad(&x.f_clamp(lo, hi)?, x)
 }
 
 /// pytti's `clamp_with_grad`, exact, in two backward passes (SPEC §7 step 2).
@@ -509,7 +526,7 @@ impl ClampWithGrad {
         if lo.is_nan() || hi.is_nan() || lo > hi {
             return Err(Error::internal(format!("invalid clamp range [{lo}, {hi}]")));
         }
-        let output = x.detach().f_clamp(lo, hi)?.set_requires_grad(true);
+        let output = x.f_detach()?.f_clamp(lo, hi)?.f_set_requires_grad(true)?;
         Ok(ClampWithGrad {
             input: x.shallow_clone(),
             output,
@@ -542,12 +559,13 @@ impl ClampWithGrad {
     ) -> Result<()> {
         loss.f_backward()?;
         between()?;
-        let grad = self.output.grad();
+        let grad = self.output.f_grad()?;
         if !grad.defined() || !self.input.requires_grad() {
             return Ok(());
         }
-        let masked = clamp_grad_rule(&self.input.detach(), &grad, self.lo, self.hi)?;
-        (&self.input * masked.f_to_kind(self.input.kind())?)
+        let masked = clamp_grad_rule(&self.input.f_detach()?, &grad, self.lo, self.hi)?;
+        self.input
+            .f_mul(&masked.f_to_kind(self.input.kind())?)?
             .f_sum(None)?
             .f_backward()?;
         Ok(())

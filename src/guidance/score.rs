@@ -84,7 +84,7 @@ pub fn score_files(
     // Read every image first: a typo in a file name should not wait for a model load.
     let pixels = images
         .iter()
-        .map(|p| read_rgb(p).map(|img| rgb_to_tensor(&img)))
+        .map(|p| rgb_to_tensor(&read_rgb(p)?))
         .collect::<Result<Vec<Tensor>>>()?;
     let paths = perceptors
         .iter()

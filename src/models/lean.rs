@@ -59,8 +59,9 @@ pub(crate) struct Conv<'a> {
 /// `None` where it does not apply, so the caller takes libtorch's path:
 /// switched off, shim not built, `x` needs no gradient (nothing would be
 /// saved anyway), or a weight that is trainable (its gradient would be
-/// lost), or should the shim fail (said once on stderr).
-pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
+/// lost), or should the shim fail (said once on stderr) for any reason but
+/// memory running out, which is returned as the error it is.
+pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<crate::Result<Tensor>> {
     let trainable = c.weight.requires_grad()
         || c.bias.is_some_and(Tensor::requires_grad)
         || norm
@@ -74,7 +75,8 @@ pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<Tensor> {
     // since the memory saving is then gone.
     #[cfg(zoetrope_shim)]
     return match shim_conv(x, norm, c, false) {
-        Ok(y) => Some(y),
+        Ok(y) => Some(Ok(y)),
+        Err(e) if e.kind == crate::ErrorKind::OutOfMemory => Some(Err(e)),
         Err(e) => {
             static WARNED: AtomicBool = AtomicBool::new(false);
             if !WARNED.swap(true, Ordering::Relaxed) {

@@ -50,7 +50,7 @@ pub fn tensor_to_rgb(image: &Tensor, pixel_size: u32) -> Result<RgbImage> {
     }
     let (h, w) = (chw.size()[1], chw.size()[2]);
     let bytes = chw
-        .detach()
+        .f_detach()?
         .f_to_device(Device::Cpu)?
         .f_to_kind(Kind::Float)?
         .f_nan_to_num(0.0, 1.0, 0.0)?
@@ -79,14 +79,14 @@ pub fn upscale_nearest(img: &RgbImage, factor: u32) -> RgbImage {
 }
 
 /// Converts an RGB image to a `[1, 3, H, W]` float tensor in `[0, 1]` on the CPU.
-pub fn rgb_to_tensor(img: &RgbImage) -> Tensor {
+pub fn rgb_to_tensor(img: &RgbImage) -> Result<Tensor> {
     let (w, h) = (img.width() as i64, img.height() as i64);
-    Tensor::from_slice(img.as_raw())
-        .view([h, w, 3])
-        .permute([2, 0, 1])
-        .to_kind(Kind::Float)
-        .unsqueeze(0)
-        / 255.0
+    Ok(Tensor::f_from_slice(img.as_raw())?
+        .f_view([h, w, 3])?
+        .f_permute([2, 0, 1])?
+        .f_to_kind(Kind::Float)?
+        .f_unsqueeze(0)?
+        .f_div_scalar(255.0)?)
 }
 
 /// Encodes `img` as PNG and writes it to `path` atomically.
@@ -139,5 +139,5 @@ pub fn load_image(path: &Path, width: u32, height: u32) -> Result<Tensor> {
     } else {
         image::imageops::resize(&img, width, height, FilterType::Lanczos3)
     };
-    Ok(rgb_to_tensor(&img))
+    rgb_to_tensor(&img)
 }

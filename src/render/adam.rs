@@ -24,33 +24,34 @@ pub struct Adam {
 
 impl Adam {
     /// Fresh state for a parameter shaped like `param`.
-    pub fn new(param: &Tensor, lr: f64) -> Adam {
-        Adam {
+    pub fn new(param: &Tensor, lr: f64) -> Result<Adam> {
+        Ok(Adam {
             lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             step: 0,
-            exp_avg: param.detach().zeros_like(),
-            exp_avg_sq: param.detach().zeros_like(),
-        }
+            exp_avg: param.f_detach()?.f_zeros_like()?,
+            exp_avg_sq: param.f_detach()?.f_zeros_like()?,
+        })
     }
 
     /// Forgets the moments (pytti's `reset_lr_each_frame`).
-    pub fn reset(&mut self) {
+    pub fn reset(&mut self) -> Result<()> {
         self.step = 0;
-        let _ = self.exp_avg.zero_();
-        let _ = self.exp_avg_sq.zero_();
+        let _ = self.exp_avg.f_zero_()?;
+        let _ = self.exp_avg_sq.f_zero_()?;
+        Ok(())
     }
 
     /// Updates `param` in place from its accumulated gradient, then clears the gradient.
-    pub fn step(&mut self, param: &mut Tensor) {
-        if !param.grad().defined() {
-            return;
+    pub fn step(&mut self, param: &mut Tensor) -> Result<()> {
+        if !param.f_grad()?.defined() {
+            return Ok(());
         }
         let [a, b] = self.advance();
-        let scalars = Tensor::from_slice(&[a as f32, b as f32]).to_device(param.device());
-        self.apply(param, &scalars);
+        let scalars = Tensor::f_from_slice(&[a as f32, b as f32])?.f_to_device(param.device())?;
+        self.apply(param, &scalars)
     }
 
     /// The host half of a step: counts it and returns `[lr / bc1, bc2]`, the
@@ -67,31 +68,31 @@ impl Adam {
     /// `scalars` = [`advance`](Self::advance)'s two numbers as a float32
     /// tensor on the device, then the gradient cleared. Nothing here reads a
     /// number on the host, so a CUDA graph can capture it.
-    pub fn apply(&self, param: &mut Tensor, scalars: &Tensor) {
-        let grad = param.grad();
+    pub fn apply(&self, param: &mut Tensor, scalars: &Tensor) -> Result<()> {
+        let mut grad = param.f_grad()?;
         if !grad.defined() {
-            return;
+            return Ok(());
         }
-        tch::no_grad(|| {
-            let grad = grad.to_kind(self.exp_avg.kind());
+        tch::no_grad(|| -> Result<()> {
+            let grad = grad.f_to_kind(self.exp_avg.kind())?;
             // Shallow clones: the same storage, updated in place.
             let (mut m, mut v) = (
                 self.exp_avg.shallow_clone(),
                 self.exp_avg_sq.shallow_clone(),
             );
-            let _ = m
-                .g_mul_scalar_(self.beta1)
-                .g_add_(&(&grad * (1.0 - self.beta1)));
-            let _ = v
-                .g_mul_scalar_(self.beta2)
-                .g_add_(&(&grad * &grad * (1.0 - self.beta2)));
-            let step_size = scalars.get(0);
-            let bc2 = scalars.get(1);
-            let denom = (&v / bc2).sqrt() + self.eps;
-            let update = (&m / &denom) * step_size;
-            let _ = param.g_sub_(&update.to_kind(param.kind()));
-        });
-        let _ = param.grad().zero_();
+            let _ = m.f_mul_scalar_(self.beta1)?;
+            let _ = m.f_add_(&grad.f_mul_scalar(1.0 - self.beta1)?)?;
+            let _ = v.f_mul_scalar_(self.beta2)?;
+            let _ = v.f_add_(&grad.f_mul(&grad)?.f_mul_scalar(1.0 - self.beta2)?)?;
+            let step_size = scalars.f_get(0)?;
+            let bc2 = scalars.f_get(1)?;
+            let denom = v.f_div(&bc2)?.f_sqrt()?.f_add_scalar(self.eps)?;
+            let update = m.f_div(&denom)?.f_mul(&step_size)?;
+            let _ = param.f_sub_(&update.f_to_kind(param.kind())?)?;
+            Ok(())
+        })?;
+        let _ = grad.f_zero_()?;
+        Ok(())
     }
 
     /// The moment tensors, for saving with the rest of a run's state.
@@ -111,10 +112,11 @@ impl Adam {
                 self.exp_avg.size()
             )));
         }
-        tch::no_grad(|| {
-            self.exp_avg.copy_(exp_avg);
-            self.exp_avg_sq.copy_(exp_avg_sq);
-        });
+        tch::no_grad(|| -> Result<()> {
+            self.exp_avg.f_copy_(exp_avg)?;
+            self.exp_avg_sq.f_copy_(exp_avg_sq)?;
+            Ok(())
+        })?;
         self.step = step;
         Ok(())
     }
@@ -144,7 +146,7 @@ mod tests {
         let mut opt = nn::Adam::default().build(&vs, 0.1).unwrap();
 
         let mut p = init.copy().set_requires_grad(true);
-        let mut adam = Adam::new(&p, 0.1);
+        let mut adam = Adam::new(&p, 0.1).unwrap();
         for _ in 0..25 {
             let loss_ref = (&p_ref - &target)
                 .pow_tensor_scalar(3)
@@ -153,7 +155,7 @@ mod tests {
             opt.backward_step(&loss_ref);
             let loss = (&p - &target).pow_tensor_scalar(3).abs().mean(Kind::Float);
             loss.backward();
-            adam.step(&mut p);
+            adam.step(&mut p).unwrap();
         }
         let diff = (&p - &p_ref).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "max difference {diff}");
@@ -166,14 +168,14 @@ mod tests {
     #[test]
     fn reset_forgets_moments() {
         let mut p = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut adam = Adam::new(&p, 0.5);
+        let mut adam = Adam::new(&p, 0.5).unwrap();
         (&p * 2.0).sum(Kind::Float).backward();
-        adam.step(&mut p);
+        adam.step(&mut p).unwrap();
         assert_eq!(adam.step, 1);
         // First Adam step moves each coordinate by exactly lr (m̂/sqrt(v̂) = 1).
         let moved = 1.0 - p.double_value(&[0]);
         assert!((moved - 0.5).abs() < 1e-6, "moved {moved}");
-        adam.reset();
+        adam.reset().unwrap();
         assert_eq!(adam.step, 0);
         assert_eq!(adam.exp_avg.abs().sum(Kind::Float).double_value(&[]), 0.0);
     }

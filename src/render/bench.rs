@@ -403,7 +403,7 @@ fn build(
     }
     let mut vs = nn::VarStore::new(device);
     vs.set_kind(kind);
-    let vqgan = Vqgan::new(&vs.root(), &spec.vqgan);
+    let vqgan = Vqgan::new(&vs.root(), &spec.vqgan)?;
     randomize(&vs, rng)?;
     vs.freeze();
     if tuning.channels_last {
@@ -531,7 +531,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
     } = build(spec, opts.device, opts.kind, opts.tuning, &mut rng)
         .map_err(|e| e.context(format!("building configuration {}", spec.name)))?;
     let weights = step_weights(&prompts);
-    let mut adam = Adam::new(state.param(), state.default_lr());
+    let mut adam = Adam::new(state.param(), state.default_lr())?;
     let mut losses: Vec<Tensor> = Vec::with_capacity(opts.warmup + opts.steps);
     for _ in 0..opts.warmup {
         losses.push(guide.step(&mut state, &mut adam, &weights, &mut rng)?);

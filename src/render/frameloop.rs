@@ -325,20 +325,50 @@ fn precision_name(p: scene::Precision) -> &'static str {
 }
 
 /// Turns a torch failure during the render into a message a user can act on.
-fn torch_error(e: Error) -> Error {
-    let m = e.message.to_ascii_lowercase();
-    if m.contains("out of memory") {
-        Error::new(
-            ErrorKind::Internal,
-            format!(
-                "the GPU ran out of memory ({}). Lower `width`/`height`, `cutouts`, or use \
-                 fewer/smaller `perceptors`, or set `precision = \"bf16\"`",
-                e.message.lines().next().unwrap_or("")
-            ),
-        )
-    } else {
-        e
+/// An out-of-memory error explained for the person at the terminal (other
+/// errors pass unchanged): what ran out and during what, the settings that
+/// drive the memory a render needs, and what the run folder keeps
+/// (`frames_done` frames and their state, which `--resume` continues from).
+fn explain_out_of_memory(
+    e: Error,
+    during: &str,
+    scene: &Scene,
+    device: Device,
+    folder: &Path,
+    frames_done: u64,
+) -> Error {
+    if e.kind != ErrorKind::OutOfMemory {
+        return e;
     }
+    let memory = match device {
+        Device::Cpu => "memory (RAM)".to_string(),
+        d => format!("GPU memory ({d:?})"),
+    };
+    let kept = if frames_done == 0 {
+        "No frame was finished, so there is nothing to resume.".to_string()
+    } else {
+        format!(
+            "Frames 1–{frames_done} and the state to continue are saved: once more memory is \
+             free, `zoetrope render --resume {}` carries on from frame {} with the same settings.",
+            folder.display(),
+            frames_done + 1
+        )
+    };
+    Error::new(
+        ErrorKind::OutOfMemory,
+        format!(
+            "out of {memory} while {during} ({}).\nWhat a render needs grows with width × \
+             height (now {}×{}), cutouts (now {} per perceptor) and the perceptors (now {}): \
+             lower them, or try `--tune checkpoint-perceptors=on` (recomputes the ViT \
+             blocks in the backward pass instead of keeping their activations), or free \
+             memory other programs hold; `zoetrope plan` estimates the need.\n{kept}",
+            e.message,
+            scene.width,
+            scene.height,
+            scene.cutouts,
+            scene.perceptors.join(", "),
+        ),
+    )
 }
 
 /// Progress display: bars on a terminal, lines otherwise.
@@ -541,7 +571,15 @@ pub fn render_in(
         None => recorded()?.unwrap_or_default(),
     };
     tuning.apply_global(device);
-    let models = load_models(scene, device, kind)?;
+    // Out of memory anywhere below is explained: what ran out, during what,
+    // the settings that drive it, and what the run folder keeps.
+    let done_before = previous.as_ref().map_or(0, |p| p.frames_done);
+    let oom = |during: String, frames_done: u64| {
+        let folder = run.path.clone();
+        move |e: Error| explain_out_of_memory(e, &during, scene, device, &folder, frames_done)
+    };
+    let models =
+        load_models(scene, device, kind).map_err(oom("loading the models".into(), done_before))?;
     if tuning.channels_last {
         for p in &models.perceptors {
             p.clip.make_channels_last()?;
@@ -575,14 +613,15 @@ pub fn render_in(
             untrained.join(" and ")
         );
     }
-    let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)?;
+    let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)
+        .map_err(oom("embedding the prompts".into(), done_before))?;
     guide.set_tuning(tuning);
     let width = scene.width as i64;
     let height = scene.height as i64;
 
     // The init image before anything in the folder changes.
     let init_rgb = match &scene.init_image {
-        Some(p) => Some(load_image(p, scene.width, scene.height)?.to_device(device)),
+        Some(p) => Some(load_image(p, scene.width, scene.height)?.f_to_device(device)?),
         None => None,
     };
 
@@ -603,12 +642,14 @@ pub fn render_in(
     // The starting image, the init target and frame 0's random state.
     let mut rng = Rng::new(scene.seed)?;
     rng.seed_device(device);
+    let start_oom = || oom("making the starting image".into(), done_before);
     let mut state = match &init_rgb {
-        Some(rgb) => ImageState::from_image(models.image_model, rgb)?,
-        None => ImageState::random(models.image_model, width, height, device, &mut rng)?,
-    };
+        Some(rgb) => ImageState::from_image(models.image_model, rgb),
+        None => ImageState::random(models.image_model, width, height, device, &mut rng),
+    }
+    .map_err(start_oom())?;
     let init_target: Option<Target> = match &init_rgb {
-        Some(rgb) => Some(guide.target_of_image(&state, rgb)?),
+        Some(rgb) => Some(guide.target_of_image(&state, rgb).map_err(start_oom())?),
         None => None,
     };
     let lr = if scene.learning_rate > 0.0 {
@@ -616,7 +657,7 @@ pub fn render_in(
     } else {
         state.default_lr()
     };
-    let mut adam = Adam::new(state.param(), lr);
+    let mut adam = Adam::new(state.param(), lr)?;
 
     let mut records: Vec<FrameRecord> = Vec::new();
     // state.json after `frames_done` frames (per frame, and once complete).
@@ -644,16 +685,13 @@ pub fn render_in(
             ))
         })?;
         let get = |name: &str| -> Result<Tensor> {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.to_device(device))
-                .ok_or_else(|| {
-                    Error::input(format!(
-                        "{}: the saved state lacks `{name}`; the run cannot be resumed",
-                        run.path.display()
-                    ))
-                })
+            let (_, t) = tensors.iter().find(|(n, _)| n == name).ok_or_else(|| {
+                Error::input(format!(
+                    "{}: the saved state lacks `{name}`; the run cannot be resumed",
+                    run.path.display()
+                ))
+            })?;
+            Ok(t.f_to_device(device)?)
         };
         state.set_param(&get("param")?)?;
         adam.restore(
@@ -685,7 +723,7 @@ pub fn render_in(
         for _ in 0..scene.pre_animation_steps {
             let _ = guide
                 .step(&mut state, &mut adam, &weights, &mut rng)
-                .map_err(torch_error)?;
+                .map_err(oom("a pre-animation step".into(), 0))?;
             if opts.interrupt.load(Ordering::SeqCst) {
                 reporter.finish();
                 // No frame yet: this removes the empty video.
@@ -702,6 +740,7 @@ pub fn render_in(
         rng = Rng::new(frame_seed(scene.seed, k))?;
         rng.seed_device(device);
         reporter.start_frame(k);
+        let warp_oom = || oom(format!("warping frame {} into frame {k}", k - 1), k - 1);
         if k > 1 {
             if scene.is_animated() {
                 let motion = timeline.motion(k - 1);
@@ -709,26 +748,29 @@ pub fn render_in(
                     || scene.semantic_stabilization_weight.is_some())
                     && scene.stabilization_target == StabilizationTarget::Previous;
                 if scene.reencode_each_frame {
-                    let img = state.image()?;
-                    let warped = warp::warp(&img, &motion, sampling, infill)?;
-                    state.set_image(&warped)?;
+                    let img = state.image().map_err(warp_oom())?;
+                    let warped = warp::warp(&img, &motion, sampling, infill).map_err(warp_oom())?;
+                    state.set_image(&warped).map_err(warp_oom())?;
                     if wants_target {
                         // pytti's target: the warped frame itself, and its encoding.
-                        stab_target = Some(guide.target_of_image(&state, &warped)?);
+                        stab_target =
+                            Some(guide.target_of_image(&state, &warped).map_err(warp_oom())?);
                     }
                 } else {
-                    state.warp_latent(&motion, sampling, infill)?;
+                    state
+                        .warp_latent(&motion, sampling, infill)
+                        .map_err(warp_oom())?;
                     if wants_target {
-                        stab_target = Some(guide.target(&state)?);
+                        stab_target = Some(guide.target(&state).map_err(warp_oom())?);
                     }
                 }
             }
             if scene.reset_lr_each_frame {
-                adam.reset();
+                adam.reset()?;
             }
         }
         let steps = timeline.frame_steps(k);
-        let mut last_loss = Tensor::zeros([], (Kind::Float, device));
+        let mut last_loss = Tensor::f_zeros([], (Kind::Float, device))?;
         for step in steps.clone() {
             let before_first_warp = k == 1;
             let stab = stab_target.as_ref().or(init_target.as_ref());
@@ -742,10 +784,10 @@ pub fn render_in(
             )?;
             last_loss = guide
                 .step(&mut state, &mut adam, &weights, &mut rng)
-                .map_err(torch_error)?;
+                .map_err(oom(format!("step {} (frame {k})", step + 1), k - 1))?;
             let show = matches!(reporter.mode, Progress::Auto) && (step + 1) % 10 == 0;
             reporter.step(if show {
-                Some(last_loss.double_value(&[]))
+                Some(last_loss.f_double_value(&[])?)
             } else {
                 None
             });
@@ -753,7 +795,11 @@ pub fn render_in(
                 let snap_dir = run.path.join(SNAPSHOT_DIR);
                 std::fs::create_dir_all(&snap_dir)
                     .map_err(|e| Error::io(format!("creating {}", snap_dir.display()), e))?;
-                let img = tensor_to_rgb(&state.image()?, scene.pixel_size)?;
+                let img = state.image().map_err(oom(
+                    format!("decoding the snapshot after step {}", step + 1),
+                    k - 1,
+                ))?;
+                let img = tensor_to_rgb(&img, scene.pixel_size)?;
                 write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)?;
             }
             if opts.interrupt.load(Ordering::SeqCst) {
@@ -767,10 +813,13 @@ pub fn render_in(
             }
         }
         // The frame is done: write it, then the state that reproduces it.
-        let img = tensor_to_rgb(&state.image()?, scene.pixel_size)?;
+        let img = state
+            .image()
+            .map_err(oom(format!("decoding frame {k}"), k - 1))?;
+        let img = tensor_to_rgb(&img, scene.pixel_size)?;
         write_frame(&run.path, k as usize, &img)?;
         video.push(&img)?;
-        let loss = last_loss.double_value(&[]);
+        let loss = last_loss.f_double_value(&[])?;
         let secs = frame_start.elapsed().as_secs_f64();
         records.push(FrameRecord {
             frame: k,
@@ -840,10 +889,10 @@ fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> R
     let tmp = run
         .path
         .join(format!("{}.tmp", state_tensors_file(rs.frames_done)));
-    let param = state.param().detach().to_device(Device::Cpu);
+    let param = state.param().f_detach()?.f_to_device(Device::Cpu)?;
     let [(n1, m1), (n2, m2)] = adam.tensors();
-    let m1 = m1.to_device(Device::Cpu);
-    let m2 = m2.to_device(Device::Cpu);
+    let m1 = m1.f_to_device(Device::Cpu)?;
+    let m2 = m2.f_to_device(Device::Cpu)?;
     Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(

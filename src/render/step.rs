@@ -115,12 +115,10 @@ pub struct ImageState {
 /// A fresh float32 leaf on its own storage (never a view of the model's
 /// codebook or of a caller's image, which Adam's in-place updates would corrupt).
 fn leaf(values: &Tensor) -> Result<Tensor> {
-    Ok(values
-        .f_detach()?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .copy()
-        .set_requires_grad(true))
+    Ok(
+        crate::ops::copy(&values.f_detach()?.f_to_kind(Kind::Float)?.f_contiguous()?)?
+            .f_set_requires_grad(true)?,
+    )
 }
 
 /// Checks that `rgb` is one float image `[1, 3, H, W]` and returns `(H, W)`.
@@ -161,10 +159,10 @@ impl ImageModel {
                 }
                 // pytti and the VQGAN+CLIP notebooks start from taming's
                 // `encode`, which returns the *quantised* latent.
-                let z = tch::no_grad(|| {
-                    let z = vqgan.encode(&(rgb * 2.0 - 1.0));
-                    vqgan.quantize(&z).0
-                });
+                let z = tch::no_grad(|| -> Result<Tensor> {
+                    let z = vqgan.encode(&rgb.f_mul_scalar(2.0)?.f_sub_scalar(1.0)?)?;
+                    Ok(vqgan.quantize(&z)?.0)
+                })?;
                 leaf(&z)
             }
         }
@@ -203,7 +201,7 @@ impl ImageState {
                 }
                 let n = vqgan.config().n_embed;
                 let tokens = rng.randint(n, &[1, height / f, width / f])?;
-                let z = tch::no_grad(|| vqgan.embed_codes(&tokens.to_device(vqgan.device())));
+                let z = tch::no_grad(|| vqgan.embed_codes(&tokens.f_to_device(vqgan.device())?))?;
                 leaf(&z)?
             }
         };
@@ -257,7 +255,7 @@ impl ImageState {
         sampling: SamplingMode,
         infill: InfillMode,
     ) -> Result<()> {
-        let current = self.param.detach();
+        let current = self.param.f_detach()?;
         let moved = match &self.model {
             ImageModel::Vqgan(vqgan) => {
                 warp_latent(&current, motion, vqgan.factor() as f64, sampling, infill)?
@@ -275,8 +273,12 @@ impl ImageState {
             let x = match &self.model {
                 ImageModel::Palette => self.param.f_detach()?,
                 ImageModel::Vqgan(vqgan) => {
-                    let (z_q, _) = vqgan.quantize(&self.param);
-                    (vqgan.decode(&z_q).f_to_kind(Kind::Float)? + 1.0) / 2.0
+                    let (z_q, _) = vqgan.quantize(&self.param)?;
+                    vqgan
+                        .decode(&z_q)?
+                        .f_to_kind(Kind::Float)?
+                        .f_add_scalar(1.0)?
+                        .f_div_scalar(2.0)?
                 }
             };
             Ok(x.f_clamp(0.0, 1.0)?
@@ -290,7 +292,7 @@ impl ImageState {
         match &self.model {
             ImageModel::Palette => Ok(None),
             ImageModel::Vqgan(vqgan) => {
-                let (z_q, _) = tch::no_grad(|| vqgan.quantize(&self.param));
+                let (z_q, _) = tch::no_grad(|| vqgan.quantize(&self.param))?;
                 Ok(Some(z_q.f_to_kind(Kind::Float)?.f_contiguous()?))
             }
         }
@@ -505,7 +507,7 @@ fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> 
         )));
     }
     let img = read_rgb(&resolved).map_err(|e| e.context(format!("image prompt \"{raw}\"")))?;
-    Ok(rgb_to_tensor(&img))
+    rgb_to_tensor(&img)
 }
 
 impl Guide {
@@ -694,7 +696,10 @@ impl Guide {
             "target",
             target.embeds.iter().map(|t| t.shallow_clone()).collect(),
         )?;
-        Ok(loss.distances(&now)?.f_mean(Kind::Float)?.double_value(&[]))
+        Ok(loss
+            .distances(&now)?
+            .f_mean(Kind::Float)?
+            .f_double_value(&[])?)
     }
 
     /// Mean distance `[scene][prompt]` of each prompt over one batch of
@@ -718,7 +723,11 @@ impl Guide {
             .map(|scene| {
                 scene
                     .iter()
-                    .map(|p| Ok(p.distances(&embeds)?.f_mean(Kind::Float)?.double_value(&[])))
+                    .map(|p| {
+                        Ok(p.distances(&embeds)?
+                            .f_mean(Kind::Float)?
+                            .f_double_value(&[])?)
+                    })
                     .collect()
             })
             .collect()
@@ -910,7 +919,7 @@ impl Guide {
         if let (Some(graph), Some(statics), Some(loss)) = (&run.graph, &run.statics, &run.loss) {
             statics.load(inputs)?;
             graph.replay()?;
-            return Ok(loss.f_detach()?.copy());
+            return crate::ops::copy(&loss.f_detach()?);
         }
         if run.eager_steps < GRAPH_WARMUP_STEPS {
             run.eager_steps += 1;
@@ -928,7 +937,7 @@ impl Guide {
         match captured {
             Ok((graph, loss)) => {
                 graph.replay()?;
-                let out = loss.f_detach()?.copy();
+                let out = crate::ops::copy(&loss.f_detach()?)?;
                 run.graph = Some(graph);
                 run.statics = Some(statics);
                 run.loss = Some(loss);
@@ -967,10 +976,10 @@ impl Guide {
         let (unclamped, z_q) = match &state.model {
             ImageModel::Palette => (state.param.shallow_clone(), None),
             ImageModel::Vqgan(vqgan) => {
-                let (codes, _) = vqgan.quantize(&state.param);
+                let (codes, _) = vqgan.quantize(&state.param)?;
                 let z_q = straight_through(&state.param, &codes.f_to_kind(Kind::Float)?)?;
-                let decoded = vqgan.decode(&z_q).f_to_kind(Kind::Float)?;
-                ((decoded + 1.0) / 2.0, Some(z_q))
+                let decoded = vqgan.decode(&z_q)?.f_to_kind(Kind::Float)?;
+                (decoded.f_add_scalar(1.0)?.f_div_scalar(2.0)?, Some(z_q))
             }
         };
         let clamp = ClampWithGrad::new(&unclamped, 0.0, 1.0)?;
@@ -978,7 +987,7 @@ impl Guide {
         mark(phases, device, Some("quantise + decode"));
         // Zero attached to the image leaf: the accumulator, and a valid
         // backward even when every term is off.
-        let mut total = image.f_sum(Kind::Float)? * 0.0;
+        let mut total = image.f_sum(Kind::Float)?.f_mul_scalar(0.0)?;
 
         // 3: cutouts and their embeddings.
         let semantic: Vec<(usize, &Target)> = optional_losses(w)
@@ -1073,7 +1082,7 @@ impl Guide {
             Ok(())
         })?;
         mark(phases, device, Some("backward: image → latent"));
-        adam.apply(state.param_mut(), &inputs.adam(prompt_count)?);
+        adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
         mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
@@ -1122,8 +1131,12 @@ impl StepInputs {
     /// Device copies that a CUDA graph can read from for as long as it lives.
     fn copy(&self) -> Result<StepInputs> {
         Ok(StepInputs {
-            bins: self.bins.iter().map(|b| b.copy()).collect(),
-            packed: self.packed.copy(),
+            bins: self
+                .bins
+                .iter()
+                .map(crate::ops::copy)
+                .collect::<Result<_>>()?,
+            packed: crate::ops::copy(&self.packed)?,
         })
     }
 

@@ -168,24 +168,35 @@ pub fn warp(
     let opts = (Kind::Double, device);
 
     // Output pixel centres, in continuous pixel coordinates.
-    let xs = (Tensor::f_arange(w, opts)? + 0.5).f_view([1, w])?;
-    let ys = (Tensor::f_arange(h, opts)? + 0.5).f_view([h, 1])?;
-    let sx = &xs * inv[(0, 0)] + &ys * inv[(0, 1)] + inv[(0, 2)];
-    let sy = &xs * inv[(1, 0)] + &ys * inv[(1, 1)] + inv[(1, 2)];
+    let xs = Tensor::f_arange(w, opts)?
+        .f_add_scalar(0.5)?
+        .f_view([1, w])?;
+    let ys = Tensor::f_arange(h, opts)?
+        .f_add_scalar(0.5)?
+        .f_view([h, 1])?;
+    // a·x + b·y + c, in the order the operators wrote it.
+    let affine = |a: f64, b: f64, c: f64| -> Result<Tensor> {
+        Ok(xs
+            .f_mul_scalar(a)?
+            .f_add(&ys.f_mul_scalar(b)?)?
+            .f_add_scalar(c)?)
+    };
+    let sx = affine(inv[(0, 0)], inv[(0, 1)], inv[(0, 2)])?;
+    let sy = affine(inv[(1, 0)], inv[(1, 1)], inv[(1, 2)])?;
 
     let (source, sx, sy, sw, sh) = if infill == InfillMode::Wrap {
         let p = WRAP_PAD;
         let padded = circular_pad(image, p)?;
-        let sx = sx.f_remainder(w as f64)? + p as f64;
-        let sy = sy.f_remainder(h as f64)? + p as f64;
+        let sx = sx.f_remainder(w as f64)?.f_add_scalar(p as f64)?;
+        let sy = sy.f_remainder(h as f64)?.f_add_scalar(p as f64)?;
         (padded, sx, sy, (w + 2 * p) as f64, (h + 2 * p) as f64)
     } else {
         (image.shallow_clone(), sx, sy, w as f64, h as f64)
     };
     // grid_sampler's normalised coordinates with align_corners = false:
     // −1 is the left edge of the first pixel, +1 the right edge of the last.
-    let gx = sx * (2.0 / sw) - 1.0;
-    let gy = sy * (2.0 / sh) - 1.0;
+    let gx = sx.f_mul_scalar(2.0 / sw)?.f_sub_scalar(1.0)?;
+    let gy = sy.f_mul_scalar(2.0 / sh)?.f_sub_scalar(1.0)?;
     let grid = Tensor::f_stack(&[gx, gy], -1)?
         .f_unsqueeze(0)?
         .f_to_kind(image.kind())?

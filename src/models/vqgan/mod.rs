@@ -26,11 +26,11 @@ mod safetensors_file;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 pub use config::{QuantizerKind, VqganConfig, VQGAN_MODEL_NAMES};
-use layers::{Decoder, Encoder};
+use layers::{Conv2d, Decoder, Encoder};
 use safetensors_file::SafetensorsFile;
 
 use crate::{Error, Result};
@@ -55,10 +55,10 @@ pub struct Vqgan {
     config: VqganConfig,
     encoder: Encoder,
     decoder: Decoder,
-    quant_conv: nn::Conv2D,
-    post_quant_conv: nn::Conv2D,
+    quant_conv: Conv2d,
+    post_quant_conv: Conv2d,
     /// GumbelVQ only: 1×1 conv from the pre-quantisation latent to code logits.
-    proj: Option<nn::Conv2D>,
+    proj: Option<Conv2d>,
     /// `[n_embed, embed_dim]`: `quantize.embedding.weight` or `quantize.embed.weight`.
     codebook: Tensor,
     /// Owns the variables when the model was built by [`Vqgan::load`].
@@ -76,38 +76,26 @@ impl std::fmt::Debug for Vqgan {
 }
 
 impl Vqgan {
-    /// Builds the model's variables under `vs` (randomly initialised; fill them
-    /// with `VarStore::load`/`copy_` or use [`Vqgan::load`]). `vs` should be the
-    /// root path so variable names equal the official keys.
-    pub fn new(vs: &nn::Path, config: &VqganConfig) -> Vqgan {
-        let encoder = Encoder::new(vs / "encoder", config);
-        let decoder = Decoder::new(vs / "decoder", config);
-        let c1 = |p: nn::Path, i, o| nn::conv2d(p, i, o, 1, Default::default());
-        let quant_conv = c1(vs / "quant_conv", config.z_channels, config.embed_dim);
-        let post_quant_conv = c1(vs / "post_quant_conv", config.embed_dim, config.z_channels);
+    /// Builds the model's variables under `vs` (all zero; fill them with
+    /// `VarStore::load`/`copy_` or use [`Vqgan::load`]). `vs` should be the
+    /// root path so variable names equal the official keys. Fails (instead of
+    /// panicking) when the weights cannot be allocated.
+    pub fn new(vs: &nn::Path, config: &VqganConfig) -> Result<Vqgan> {
+        let encoder = Encoder::new(vs / "encoder", config)?;
+        let decoder = Decoder::new(vs / "decoder", config)?;
+        let c1 = |p: nn::Path, i, o| Conv2d::new(p, i, o, 1, 1, 0);
+        let quant_conv = c1(vs / "quant_conv", config.z_channels, config.embed_dim)?;
+        let post_quant_conv = c1(vs / "post_quant_conv", config.embed_dim, config.z_channels)?;
         let q = vs / "quantize";
+        let codes = [config.n_embed, config.embed_dim];
         let (proj, codebook) = match config.quantizer {
-            QuantizerKind::Nearest => {
-                let e = nn::embedding(
-                    &q / "embedding",
-                    config.n_embed,
-                    config.embed_dim,
-                    Default::default(),
-                );
-                (None, e.ws)
-            }
-            QuantizerKind::Gumbel => {
-                let proj = c1(&q / "proj", config.z_channels, config.n_embed);
-                let e = nn::embedding(
-                    &q / "embed",
-                    config.n_embed,
-                    config.embed_dim,
-                    Default::default(),
-                );
-                (Some(proj), e.ws)
-            }
+            QuantizerKind::Nearest => (None, (&q / "embedding").f_zeros("weight", &codes)?),
+            QuantizerKind::Gumbel => (
+                Some(c1(&q / "proj", config.z_channels, config.n_embed)?),
+                (&q / "embed").f_zeros("weight", &codes)?,
+            ),
         };
-        Vqgan {
+        Ok(Vqgan {
             config: config.clone(),
             encoder,
             decoder,
@@ -116,7 +104,7 @@ impl Vqgan {
             proj,
             codebook,
             _vs: None,
-        }
+        })
     }
 
     /// Loads a VQGAN from a `.safetensors` file in fp32 (see [`Vqgan::load_with_kind`]).
@@ -166,13 +154,14 @@ impl Vqgan {
 
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
-        let mut model = Vqgan::new(&vs.root(), &config);
+        let mut model =
+            Vqgan::new(&vs.root(), &config).map_err(|e| e.context(format!("loading {shown}")))?;
         for (name, mut var) in vs.variables() {
             let file_key = names
                 .get(&name)
                 .ok_or_else(|| Error::weights(format!("{shown}: tensor `{name}` is missing")))?;
             let src = file.read(file_key)?;
-            tch::no_grad(|| var.f_copy_(&src.to_kind(kind)))
+            tch::no_grad(|| var.f_copy_(&src.f_to_kind(kind)?))
                 .map_err(|e| Error::weights(format!("{shown}: loading `{name}`: {e}")))?;
         }
         vs.freeze();
@@ -208,16 +197,17 @@ impl Vqgan {
     /// The pre-quantisation latent: `quant_conv(encoder(x))` for an image batch
     /// `[B, 3, H, W]` in [-1, 1] with H, W multiples of [`Vqgan::factor`].
     /// The input is cast to the model's kind.
-    pub fn encode_prequant(&self, x: &Tensor) -> Tensor {
-        let x = x.to_kind(self.kind());
-        self.quant_conv.forward(&self.encoder.forward(&x))
+    pub fn encode_prequant(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.f_to_kind(self.kind())?;
+        self.quant_conv.forward(&self.encoder.forward(&x)?)
     }
 
     /// GumbelVQ only: code logits `[B, n_embed, h, w]` of a pre-quantisation latent.
-    pub fn gumbel_logits(&self, prequant: &Tensor) -> Option<Tensor> {
+    pub fn gumbel_logits(&self, prequant: &Tensor) -> Result<Option<Tensor>> {
         self.proj
             .as_ref()
-            .map(|p| p.forward(&prequant.to_kind(self.kind())))
+            .map(|p| p.forward(&prequant.f_to_kind(self.kind())?))
+            .transpose()
     }
 
     /// Encodes an image batch `[B, 3, H, W]` in [-1, 1] to the latent z the
@@ -229,11 +219,11 @@ impl Vqgan {
     /// codebook space; this is taming's `GumbelVQ.encode` without the Gumbel
     /// noise, and what pytti and the notebooks start from. Either way
     /// [`Vqgan::quantize`] of the result gives the model's codes.
-    pub fn encode(&self, x: &Tensor) -> Tensor {
-        let h = self.encode_prequant(x);
-        match self.gumbel_logits(&h) {
-            Some(logits) => self.embed_codes(&logits.argmax(1, false)),
-            None => h,
+    pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.encode_prequant(x)?;
+        match self.gumbel_logits(&h)? {
+            Some(logits) => self.embed_codes(&logits.f_argmax(1, false)?),
+            None => Ok(h),
         }
     }
 
@@ -241,19 +231,26 @@ impl Vqgan {
     /// computed in fp32 so bf16 models pick the same codes): returns
     /// `(z_q [B, embed_dim, h, w], indices [B, h, w] int64)`. No straight-through
     /// gradient is attached; callers add `z + (z_q - z).detach()` as needed.
-    pub fn quantize(&self, z: &Tensor) -> (Tensor, Tensor) {
-        let (b, c, h, w) = z.size4().expect("VQGAN latent must be [B, C, h, w]");
+    pub fn quantize(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, c, h, w) = z.size4().map_err(|_| {
+            Error::internal(format!(
+                "a VQGAN latent must be [B, C, h, w], not {:?}",
+                z.size()
+            ))
+        })?;
         let flat = z
-            .detach()
-            .to_kind(Kind::Float)
-            .permute([0, 2, 3, 1])
-            .reshape([b * h * w, c]);
-        let cb = self.codebook.detach().to_kind(Kind::Float);
-        let d = flat.square().sum_dim_intlist(1, true, Kind::Float)
-            + cb.square().sum_dim_intlist(1, false, Kind::Float)
-            - flat.matmul(&cb.tr()) * 2.0;
-        let indices = d.argmin(1, false).reshape([b, h, w]);
-        (self.embed_codes(&indices), indices)
+            .f_detach()?
+            .f_to_kind(Kind::Float)?
+            .f_permute([0, 2, 3, 1])?
+            .f_reshape([b * h * w, c])?;
+        let cb = self.codebook.f_detach()?.f_to_kind(Kind::Float)?;
+        let d = flat
+            .f_square()?
+            .f_sum_dim_intlist(1, true, Kind::Float)?
+            .f_add(&cb.f_square()?.f_sum_dim_intlist(1, false, Kind::Float)?)?
+            .f_sub(&flat.f_matmul(&cb.f_tr()?)?.f_mul_scalar(2.0)?)?;
+        let indices = d.f_argmin(1, false)?.f_reshape([b, h, w])?;
+        Ok((self.embed_codes(&indices)?, indices))
     }
 
     /// Rewrites the convolution kernels in channels-last layout
@@ -267,20 +264,26 @@ impl Vqgan {
     }
 
     /// Codebook vectors of code indices `[B, h, w]` as a latent `[B, embed_dim, h, w]`.
-    pub fn embed_codes(&self, indices: &Tensor) -> Tensor {
-        let (b, h, w) = indices.size3().expect("code indices must be [B, h, w]");
-        self.codebook
-            .index_select(0, &indices.reshape([-1]).to_device(self.device()))
-            .reshape([b, h, w, self.config.embed_dim])
-            .permute([0, 3, 1, 2])
+    pub fn embed_codes(&self, indices: &Tensor) -> Result<Tensor> {
+        let (b, h, w) = indices.size3().map_err(|_| {
+            Error::internal(format!(
+                "code indices must be [B, h, w], not {:?}",
+                indices.size()
+            ))
+        })?;
+        Ok(self
+            .codebook
+            .f_index_select(0, &indices.f_reshape([-1])?.f_to_device(self.device())?)?
+            .f_reshape([b, h, w, self.config.embed_dim])?
+            .f_permute([0, 3, 1, 2])?)
     }
 
     /// Decodes a quantised latent `[B, embed_dim, h, w]` to an image
     /// `[B, 3, f·h, f·w]` in about [-1, 1]: `decoder(post_quant_conv(z_q))`.
     /// The input is cast to the model's kind.
-    pub fn decode(&self, z_q: &Tensor) -> Tensor {
-        let z = z_q.to_kind(self.kind());
-        self.decoder.forward(&self.post_quant_conv.forward(&z))
+    pub fn decode(&self, z_q: &Tensor) -> Result<Tensor> {
+        let z = z_q.f_to_kind(self.kind())?;
+        self.decoder.forward(&self.post_quant_conv.forward(&z)?)
     }
 }
 
