@@ -294,17 +294,18 @@ impl ClipConfig {
     /// have an empty shape), computed by building the model in shape-only mode:
     /// nothing the size of the weights is allocated, so this is cheap even for
     /// RN50x64.
-    pub fn state_dict_shapes(&self) -> BTreeMap<String, Vec<i64>> {
+    pub fn state_dict_shapes(&self) -> Result<BTreeMap<String, Vec<i64>>> {
         let vs = nn::VarStore::new(Device::Cpu);
         let p = Params {
             path: vs.root(),
             shape_only: true,
         };
-        let _model = ClipModules::new(&p, self);
-        vs.variables()
+        let _model = ClipModules::new(&p, self)?;
+        Ok(vs
+            .variables()
             .into_iter()
             .map(|(k, v)| (k, v.size()))
-            .collect()
+            .collect())
     }
 }
 
@@ -326,7 +327,7 @@ struct ClipModules {
 }
 
 impl ClipModules {
-    fn new(p: &Params, c: &ClipConfig) -> ClipModules {
+    fn new(p: &Params, c: &ClipConfig) -> Result<ClipModules> {
         let v = p.sub("visual");
         let visual = match &c.vision {
             VisionConfig::ViT {
@@ -342,7 +343,7 @@ impl ClipModules {
                 *layers,
                 *heads,
                 c.embed_dim,
-            )),
+            )?),
             VisionConfig::ResNet {
                 layers,
                 width,
@@ -354,23 +355,23 @@ impl ClipModules {
                 *heads,
                 c.image_resolution,
                 *width,
-            )),
+            )?),
         };
         let w = c.transformer_width;
-        ClipModules {
+        Ok(ClipModules {
             visual,
             transformer: Transformer::new(
                 &p.sub("transformer"),
                 w,
                 c.transformer_layers,
                 c.transformer_heads,
-            ),
-            token_embedding: p.float("token_embedding.weight", &[c.vocab_size, w]),
-            positional_embedding: p.float("positional_embedding", &[c.context_length, w]),
-            ln_final: LayerNorm::new(&p.sub("ln_final"), w),
-            text_projection: p.float("text_projection", &[w, c.embed_dim]),
-            logit_scale: p.float("logit_scale", &[]),
-        }
+            )?,
+            token_embedding: p.float("token_embedding.weight", &[c.vocab_size, w])?,
+            positional_embedding: p.float("positional_embedding", &[c.context_length, w])?,
+            ln_final: LayerNorm::new(&p.sub("ln_final"), w)?,
+            text_projection: p.float("text_projection", &[w, c.embed_dim])?,
+            logit_scale: p.float("logit_scale", &[])?,
+        })
     }
 }
 
@@ -416,18 +417,18 @@ fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
 impl Clip {
     /// Registers a CLIP model's parameters (zero-initialised, not trainable) under
     /// `vs` with the official key names; fill them with `VarStore::load` or
-    /// [`Clip::load`].
-    pub fn new(vs: &nn::Path, config: &ClipConfig) -> Clip {
+    /// [`Clip::load`]. Memory libtorch cannot allocate for them is an error.
+    pub fn new(vs: &nn::Path, config: &ClipConfig) -> Result<Clip> {
         let p = Params {
             path: vs.clone(),
             shape_only: false,
         };
-        Clip {
+        Ok(Clip {
             config: config.clone(),
-            m: ClipModules::new(&p, config),
+            m: ClipModules::new(&p, config)?,
             vs: None,
             text_released: false,
-        }
+        })
     }
 
     /// Loads an official CLIP state dict saved as safetensors (any float dtype;
@@ -466,7 +467,8 @@ impl Clip {
                 )))
             }
         }
-        let model = Clip::new(&vs.root(), &config);
+        let model = Clip::new(&vs.root(), &config)
+            .map_err(|e| e.context(format!("building the CLIP model of {shown}")))?;
         let vars = vs.variables();
 
         let unexpected: Vec<&String> = shapes.keys().filter(|k| !vars.contains_key(*k)).collect();
@@ -605,10 +607,10 @@ impl Clip {
         let x = self.check_image(image)?;
         Ok(match &self.m.visual {
             Visual::ViT(v) => {
-                let (out, checkpoint) = v.forward_checkpointed(&x);
+                let (out, checkpoint) = v.forward_checkpointed(&x)?;
                 (out, Some(checkpoint))
             }
-            Visual::ResNet(v) => (v.forward(&x), None),
+            Visual::ResNet(v) => (v.forward(&x)?, None),
         })
     }
 
@@ -629,7 +631,7 @@ impl Clip {
                 image.device()
             )));
         }
-        Ok(image.to_kind(self.kind()))
+        Ok(image.f_to_kind(self.kind())?)
     }
 
     /// Image embeddings, [N, embed_dim] in the model's dtype, from images
@@ -637,10 +639,10 @@ impl Clip {
     /// with CLIP's mean/std (any float dtype; cast to the model's).
     pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
         let x = self.check_image(image)?;
-        Ok(match &self.m.visual {
+        match &self.m.visual {
             Visual::ViT(v) => v.forward(&x),
             Visual::ResNet(v) => v.forward(&x),
-        })
+        }
     }
 
     /// Frees the text tower's weights: the text transformer, the token and
@@ -649,8 +651,12 @@ impl Clip {
     /// prompt once before its first step and never again, so the render
     /// frees them before the frame loop. The tensors stay registered (in
     /// the variable store too) but hold no elements; [`Clip::encode_text`]
-    /// is an error afterwards.
-    pub fn release_text_tower(&mut self) {
+    /// is an error afterwards, and so is it after a failed release (the
+    /// tower may then be partly freed).
+    pub fn release_text_tower(&mut self) -> Result<()> {
+        // Marked first: a release that fails part-way leaves a tower that
+        // must not be run either.
+        self.text_released = true;
         let m = &self.m;
         let mut text = m.transformer.tensors();
         text.extend([
@@ -661,11 +667,11 @@ impl Clip {
         text.extend(m.ln_final.tensors());
         tch::no_grad(|| {
             for t in text {
-                let empty = Tensor::empty([0], (t.kind(), t.device()));
-                t.shallow_clone().set_data(&empty);
+                let empty = Tensor::f_empty([0], (t.f_kind()?, t.device()))?;
+                t.shallow_clone().f_set_data(&empty)?;
             }
-        });
-        self.text_released = true;
+            Ok(())
+        })
     }
 
     /// Rewrites the ViT image tower's MLP weights so that QuickGELU runs as
@@ -675,9 +681,10 @@ impl Clip {
     /// it before its first step when `fold-quick-gelu` is on (the default);
     /// a second call changes nothing. A ResNet tower has no QuickGELU and
     /// is left alone; the text tower is not touched.
-    pub fn fold_quick_gelu(&mut self) {
-        if let Visual::ViT(v) = &mut self.m.visual {
-            v.fold_quick_gelu();
+    pub fn fold_quick_gelu(&mut self) -> Result<()> {
+        match &mut self.m.visual {
+            Visual::ViT(v) => v.fold_quick_gelu(),
+            Visual::ResNet(_) => Ok(()),
         }
     }
 
@@ -707,14 +714,21 @@ impl Clip {
         }
         let (n, len) = (s[0], s[1]);
         let kind = self.kind();
-        let x = Tensor::embedding(&self.m.token_embedding, text, -1, false, false).to_kind(kind)
-            + self.m.positional_embedding.narrow(0, 0, len).to_kind(kind);
-        let x = self.m.transformer.forward(&x, true);
-        let x = self.m.ln_final.forward(&x);
-        let eot = text.argmax(-1, false);
-        let rows = Tensor::arange(n, (Kind::Int64, text.device()));
-        let x = x.index(&[Some(rows), Some(eot)]);
-        Ok(x.matmul(&self.m.text_projection))
+        let x = Tensor::f_embedding(&self.m.token_embedding, text, -1, false, false)?
+            .f_to_kind(kind)?
+            .f_add(
+                &self
+                    .m
+                    .positional_embedding
+                    .f_narrow(0, 0, len)?
+                    .f_to_kind(kind)?,
+            )?;
+        let x = self.m.transformer.forward(&x, true)?;
+        let x = self.m.ln_final.forward(&x)?;
+        let eot = text.f_argmax(-1, false)?;
+        let rows = Tensor::f_arange(n, (Kind::Int64, text.device()))?;
+        let x = x.f_index(&[Some(rows), Some(eot)])?;
+        Ok(x.f_matmul(&self.m.text_projection)?)
     }
 
     /// CLIP's similarity logits: `exp(logit_scale) · cos(image, text)`,
@@ -722,9 +736,10 @@ impl Clip {
     pub fn logits(&self, image: &Tensor, text: &Tensor) -> Result<Tensor> {
         let i = self.encode_image(image)?;
         let t = self.encode_text(text)?;
-        let i = &i / i.norm_scalaropt_dim(2, [-1], true);
-        let t = &t / t.norm_scalaropt_dim(2, [-1], true);
-        Ok(i.matmul(&t.tr()) * self.m.logit_scale.exp())
+        let i = i.f_div(&i.f_norm_scalaropt_dim(2, [-1], true)?)?;
+        let t = t.f_div(&t.f_norm_scalaropt_dim(2, [-1], true)?)?;
+        Ok(i.f_matmul(&t.f_tr()?)?
+            .f_mul(&self.m.logit_scale.f_exp()?)?)
     }
 }
 

@@ -152,7 +152,9 @@ impl AttnBlock {
         let q = tokens(self.q.forward(&hn));
         let k = tokens(self.k.forward(&hn));
         let v = tokens(self.v.forward(&hn));
-        let a = crate::models::attention::sdpa(&q, &k, &v, false);
+        // The VQGAN's forwards do not return Result yet: a libtorch error panics
+        // here as it did inside `sdpa` before.
+        let a = crate::models::attention::sdpa(&q, &k, &v, false).expect("VQGAN attention");
         let a = a.squeeze_dim(1).transpose(1, 2).reshape([b, c, h, w]);
         x + self.proj_out.forward(&a)
     }
