@@ -563,21 +563,27 @@ impl Clip {
     /// Converts the floating-point weights to `kind` (Float, BFloat16, Half);
     /// BatchNorm's integer counters are left alone. Only a model that owns its
     /// store (from [`Clip::load`]) can be converted here; for [`Clip::new`] convert
-    /// the caller's `VarStore` instead.
+    /// the caller's `VarStore` instead. A conversion libtorch cannot make
+    /// (no memory for a converted copy) is an error that may leave some
+    /// weights converted; calling `set_kind` again converts the rest.
     pub fn set_kind(&mut self, kind: Kind) -> Result<()> {
-        let vs = self.vs.as_mut().ok_or_else(|| {
+        let vs = self.vs.as_ref().ok_or_else(|| {
             Error::internal(
                 "this CLIP model was built over an outside VarStore; convert that store",
             )
         })?;
-        match kind {
-            Kind::Float => vs.float(),
-            Kind::BFloat16 => vs.bfloat16(),
-            Kind::Half => vs.half(),
-            other => {
-                return Err(Error::internal(format!(
-                    "CLIP cannot run in {other:?}; use Float, BFloat16 or Half"
-                )))
+        if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            return Err(Error::internal(format!(
+                "CLIP cannot run in {kind:?}; use Float, BFloat16 or Half"
+            )));
+        }
+        // What `VarStore::float()` (`bfloat16()`, `half()`) does, with
+        // libtorch's errors returned: every floating-point variable's data
+        // becomes its conversion to `kind`.
+        for (_, var) in vs.variables() {
+            if var.is_floating_point() {
+                let converted = var.f_to_kind(kind)?;
+                var.shallow_clone().f_set_data(&converted)?;
             }
         }
         Ok(())
