@@ -762,3 +762,103 @@ fn list_some<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch size whose activations no machine can hold: every tensor
+    /// proportional to it, even at one byte a row, needs more than the
+    /// 128 TiB a 64-bit process can address, so libtorch's allocator refuses
+    /// it at once (whatever the overcommit policy) and nothing is touched.
+    const HUGE_BATCH: i64 = 1 << 48;
+
+    fn small(vision: VisionConfig, resolution: i64) -> ClipConfig {
+        ClipConfig {
+            embed_dim: 16,
+            image_resolution: resolution,
+            vision,
+            context_length: 8,
+            vocab_size: 64,
+            transformer_width: 16,
+            transformer_heads: 2,
+            transformer_layers: 1,
+        }
+    }
+
+    fn small_vit() -> ClipConfig {
+        let vision = VisionConfig::ViT {
+            layers: 1,
+            width: 16,
+            patch_size: 8,
+            heads: 2,
+        };
+        small(vision, 16)
+    }
+
+    fn small_resnet() -> ClipConfig {
+        let vision = VisionConfig::ResNet {
+            layers: [1, 1, 1, 1],
+            width: 8,
+            heads: 4,
+        };
+        small(vision, 32)
+    }
+
+    /// `[HUGE_BATCH, rest…]` viewing one zero row: the input costs nothing.
+    fn huge(row: &[i64], kind: Kind) -> Tensor {
+        let with_batch = |n: i64| {
+            std::iter::once(n)
+                .chain(row.iter().copied())
+                .collect::<Vec<_>>()
+        };
+        Tensor::zeros(with_batch(1), (kind, Device::Cpu)).expand(with_batch(HUGE_BATCH), false)
+    }
+
+    /// Parameters libtorch cannot allocate make `Clip::new` an error (the
+    /// one `Clip::load` passes on), not a panic; the shape-only build of the
+    /// same configuration allocates nothing and still lists the shapes.
+    #[test]
+    fn unallocatable_parameters_are_an_error() {
+        // 2^50 tokens × 64: a 2^58-byte embedding (256 PiB).
+        let config = ClipConfig {
+            vocab_size: 1 << 50,
+            transformer_width: 64,
+            transformer_heads: 1,
+            ..small_vit()
+        };
+        config.validate().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let e = Clip::new(&vs.root(), &config).unwrap_err();
+        assert!(e.message.contains("allocate"), "{e}");
+
+        let shapes = config.state_dict_shapes().unwrap();
+        assert_eq!(shapes["token_embedding.weight"], [1 << 50, 64]);
+    }
+
+    /// Forwards whose activations cannot be allocated are errors, and the
+    /// model still works afterwards.
+    #[test]
+    fn unallocatable_activations_are_an_error() {
+        for config in [small_vit(), small_resnet()] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let clip = Clip::new(&vs.root(), &config).unwrap();
+            let r = config.image_resolution;
+            let images = huge(&[3, r, r], Kind::Float);
+            let tokens = huge(&[config.context_length], Kind::Int64);
+
+            let e = clip.encode_image(&images).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+            let e = tch::no_grad(|| clip.encode_image(&images)).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+            assert!(clip.encode_image_checkpointed(&images).is_err());
+            let e = clip.encode_text(&tokens).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+
+            let one = Tensor::zeros([2, 3, r, r], (Kind::Float, Device::Cpu));
+            let text = Tensor::zeros([2, config.context_length], (Kind::Int64, Device::Cpu));
+            assert_eq!(clip.encode_image(&one).unwrap().size(), [2, 16]);
+            assert_eq!(clip.logits(&one, &text).unwrap().size(), [2, 2]);
+        }
+    }
+}
