@@ -77,7 +77,7 @@ pub fn make_channels_last(vs: &tch::nn::VarStore) -> Result<()> {
                     .f_contiguous()?
                     .f_permute([0, 3, 1, 2])?;
                 let mut var = var.shallow_clone();
-                var.set_data(&cl);
+                var.f_set_data(&cl)?;
             }
         }
         Ok(())

@@ -33,7 +33,10 @@ fn all_nine_models_have_the_official_keys_and_shapes() {
     assert_eq!(MODEL_NAMES.len(), 9);
     for name in MODEL_NAMES {
         let official = official_shapes(name);
-        let ours = ClipConfig::by_name(name).unwrap().state_dict_shapes();
+        let ours = ClipConfig::by_name(name)
+            .unwrap()
+            .state_dict_shapes()
+            .unwrap();
         let only_official: Vec<_> = official.keys().filter(|k| !ours.contains_key(*k)).collect();
         let only_ours: Vec<_> = ours.keys().filter(|k| !official.contains_key(*k)).collect();
         assert!(
@@ -62,6 +65,7 @@ fn parameter_counts_match_the_released_models() {
         ClipConfig::by_name(name)
             .unwrap()
             .state_dict_shapes()
+            .unwrap()
             .iter()
             .filter(|(k, _)| !k.ends_with("num_batches_tracked") && !k.contains("running_"))
             .map(|(_, s)| s.iter().product::<i64>())

@@ -120,7 +120,7 @@ fn plain_varstore_load_works_with_official_keys() {
         .collect();
     let config = ClipConfig::infer(&shapes).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let model = Clip::new(&vs.root(), &config);
+    let model = Clip::new(&vs.root(), &config).unwrap();
     vs.load(fixture("vit_weights.safetensors")).unwrap();
     let io = load_io("vit");
     let txt = tch::no_grad(|| model.encode_text(&io["text"]).unwrap());

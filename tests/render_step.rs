@@ -48,7 +48,7 @@ fn tiny_clip_as(seed: i64, device: Device, kind: Kind) -> Clip {
         transformer_heads: 2,
         transformer_layers: 1,
     };
-    let clip = Clip::new(&vs.root(), &config);
+    let clip = Clip::new(&vs.root(), &config).unwrap();
     tch::no_grad(|| {
         // Sorted: `variables()` is a hash map, and the draws must land on the
         // same tensors every time.

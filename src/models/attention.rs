@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Kind, Tensor};
 
+use crate::Result;
+
 static DETERMINISTIC: AtomicBool = AtomicBool::new(false);
 
 /// Makes every model's attention take the explicit form (on) or libtorch's
@@ -34,11 +36,20 @@ pub fn deterministic() -> bool {
 /// `softmax(q kᵀ / √d) v` over `[N, heads, L, d]` tensors (`q` may have its own
 /// length), masking later positions when `causal`: libtorch's fused kernels,
 /// or the explicit form when [`deterministic`].
-pub(crate) fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Tensor {
+pub(crate) fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
     if deterministic() {
         explicit(q, k, v, causal)
     } else {
-        Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, causal, None, false)
+        Ok(Tensor::f_scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            None::<Tensor>,
+            0.0,
+            causal,
+            None,
+            false,
+        )?)
     }
 }
 
@@ -47,15 +58,21 @@ pub(crate) fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Tensor {
 /// the stored probabilities are rounded (the backward pass keeps them: one
 /// `[N, heads, Lq, L]` tensor per attention, 3.4 MiB per ViT-B/32 block for
 /// 60 cutouts in bf16).
-fn explicit(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Tensor {
-    let d = *q.size().last().expect("attention input has a feature axis");
-    let mut scores = q.matmul(&k.transpose(-2, -1)) * (1.0 / (d as f64).sqrt());
+fn explicit(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    let (qs, ks) = (q.size(), k.size());
+    let (&[.., lq, d], &[.., l, _]) = (qs.as_slice(), ks.as_slice()) else {
+        return Err(crate::Error::internal(format!(
+            "attention wants queries and keys with a length and a feature axis, got {qs:?} and {ks:?}"
+        )));
+    };
+    let mut scores = q
+        .f_matmul(&k.f_transpose(-2, -1)?)?
+        .f_mul_scalar(1.0 / (d as f64).sqrt())?;
     if causal {
-        let (lq, l) = (q.size()[q.dim() - 2], k.size()[k.dim() - 2]);
-        let later = Tensor::ones([lq, l], (Kind::Bool, q.device())).triu(1);
-        scores = scores.masked_fill(&later, f64::NEG_INFINITY);
+        let later = Tensor::f_ones([lq, l], (Kind::Bool, q.device()))?.f_triu(1)?;
+        scores = scores.f_masked_fill(&later, f64::NEG_INFINITY)?;
     }
-    scores.softmax(-1, v.kind()).matmul(v)
+    Ok(scores.f_softmax(-1, v.f_kind()?)?.f_matmul(v)?)
 }
 
 #[cfg(test)]
@@ -80,7 +97,7 @@ mod tests {
                     v0.copy().set_requires_grad(true),
                 );
                 let y = if det {
-                    explicit(&q, &k, &v, causal)
+                    explicit(&q, &k, &v, causal).unwrap()
                 } else {
                     Tensor::scaled_dot_product_attention(
                         &q,

@@ -780,7 +780,7 @@ fn compare_shapes(
 pub fn full_clip_check(m: &BTreeMap<String, Vec<i64>>) -> Result<String> {
     let basic = basic_clip_check(m)?;
     let config = crate::models::clip::ClipConfig::infer(m)?;
-    compare_shapes(m, &config.state_dict_shapes())?;
+    compare_shapes(m, &config.state_dict_shapes()?)?;
     Ok(basic)
 }
 

@@ -387,7 +387,7 @@ fn build(
     for (name, config) in &spec.perceptors {
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
-        let clip = Clip::new(&vs.root(), config);
+        let clip = Clip::new(&vs.root(), config)?;
         randomize(&vs, rng)?;
         vs.freeze();
         if tuning.channels_last {
@@ -420,7 +420,7 @@ fn build(
         std::slice::from_ref(&prompts),
         std::path::Path::new("."),
     )?;
-    guide.set_tuning(tuning);
+    guide.set_tuning(tuning)?;
     let state = ImageState::random(
         ImageModel::Vqgan(vqgan),
         spec.width,

@@ -615,7 +615,7 @@ pub fn render_in(
     }
     let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)
         .map_err(oom("embedding the prompts".into(), done_before))?;
-    guide.set_tuning(tuning);
+    guide.set_tuning(tuning)?;
     let width = scene.width as i64;
     let height = scene.height as i64;
 

@@ -599,7 +599,7 @@ impl Guide {
         }
         // Every prompt of every scene is embedded: the text towers are done.
         for p in &mut perceptors {
-            p.clip.release_text_tower();
+            p.clip.release_text_tower()?;
         }
         Ok(Guide {
             perceptors,
@@ -614,13 +614,14 @@ impl Guide {
     /// `fold-quick-gelu` on, folds QuickGELU into the perceptors' image
     /// towers ([`Clip::fold_quick_gelu`]; once made, the fold stays). The
     /// process-wide switches are set by [`Tuning::apply_global`].
-    pub fn set_tuning(&mut self, tuning: Tuning) {
+    pub fn set_tuning(&mut self, tuning: Tuning) -> Result<()> {
         if tuning.fold_quick_gelu {
             for p in &mut self.perceptors {
-                p.clip.fold_quick_gelu();
+                p.clip.fold_quick_gelu()?;
             }
         }
         self.tuning = tuning;
+        Ok(())
     }
 
     /// The perceptors, in the scene's order.

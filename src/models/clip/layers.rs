@@ -6,6 +6,8 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::Result;
+
 /// Where parameters are registered, and whether to allocate them.
 ///
 /// In shape-only mode every parameter is a zero-stride expanded scalar: the
@@ -25,12 +27,14 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn make(&self, shape: &[i64], kind: Kind) -> Tensor {
-        if self.shape_only {
-            Tensor::zeros([], (kind, Device::Cpu)).expand(shape, true)
+    /// A zero tensor of `shape`; an allocation libtorch refuses (out of
+    /// memory, an impossible size) is an error, not a panic.
+    fn make(&self, shape: &[i64], kind: Kind) -> Result<Tensor> {
+        Ok(if self.shape_only {
+            Tensor::f_zeros([], (kind, Device::Cpu))?.f_expand(shape, true)?
         } else {
-            Tensor::zeros(shape, (kind, self.path.device()))
-        }
+            Tensor::f_zeros(shape, (kind, self.path.device()))?
+        })
     }
 
     /// The path and leaf name for a possibly dotted name (`conv1.weight`).
@@ -47,16 +51,16 @@ impl<'a> Params<'a> {
     /// A floating-point parameter in the store's kind. Parameters are not
     /// trainable: guidance differentiates with respect to the image, never the
     /// perceptor's weights, so no gradient buffers are kept for them.
-    pub fn float(&self, name: &str, shape: &[i64]) -> Tensor {
+    pub fn float(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
         let kind = self.path.kind();
         let (path, leaf) = self.leaf(name);
-        path.add(leaf, self.make(shape, kind), false)
+        Ok(path.add(leaf, self.make(shape, kind)?, false))
     }
 
     /// An integer buffer (BatchNorm's `num_batches_tracked`), always int64.
-    pub fn int64(&self, name: &str, shape: &[i64]) -> Tensor {
+    pub fn int64(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
         let (path, leaf) = self.leaf(name);
-        path.add(leaf, self.make(shape, Kind::Int64), false)
+        Ok(path.add(leaf, self.make(shape, Kind::Int64)?, false))
     }
 }
 
@@ -68,15 +72,15 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    pub fn new(p: &Params, input: i64, output: i64) -> Linear {
-        Linear {
-            weight: p.float("weight", &[output, input]),
-            bias: p.float("bias", &[output]),
-        }
+    pub fn new(p: &Params, input: i64, output: i64) -> Result<Linear> {
+        Ok(Linear {
+            weight: p.float("weight", &[output, input])?,
+            bias: p.float("bias", &[output])?,
+        })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear(&self.weight, Some(&self.bias))?)
     }
 
     fn tensors(&self) -> [&Tensor; 2] {
@@ -94,46 +98,46 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn new(p: &Params, dim: i64) -> LayerNorm {
-        LayerNorm {
-            weight: p.float("weight", &[dim]),
-            bias: p.float("bias", &[dim]),
+    pub fn new(p: &Params, dim: i64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: p.float("weight", &[dim])?,
+            bias: p.float("bias", &[dim])?,
             dim,
-        }
+        })
     }
 
     pub fn tensors(&self) -> [&Tensor; 2] {
         [&self.weight, &self.bias]
     }
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let kind = x.kind();
-        if kind == Kind::Float {
-            x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), 1e-5, true)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let kind = x.f_kind()?;
+        Ok(if kind == Kind::Float {
+            x.f_layer_norm([self.dim], Some(&self.weight), Some(&self.bias), 1e-5, true)?
         } else if kind == Kind::BFloat16 {
             // bf16 has float32's range, so the cast the official subclass
             // makes for fp16 is not needed: libtorch's bf16 kernel already
             // accumulates its statistics in float32. Skipping the casts saves
             // two passes and keeps a bf16 (not a float32) copy of the input
             // for the backward pass.
-            x.layer_norm(
+            x.f_layer_norm(
                 [self.dim],
-                Some(self.weight.to_kind(kind)),
-                Some(self.bias.to_kind(kind)),
+                Some(self.weight.f_to_kind(kind)?),
+                Some(self.bias.f_to_kind(kind)?),
                 1e-5,
                 true,
-            )
+            )?
         } else {
-            x.to_kind(Kind::Float)
-                .layer_norm(
+            x.f_to_kind(Kind::Float)?
+                .f_layer_norm(
                     [self.dim],
-                    Some(self.weight.to_kind(Kind::Float)),
-                    Some(self.bias.to_kind(Kind::Float)),
+                    Some(self.weight.f_to_kind(Kind::Float)?),
+                    Some(self.bias.f_to_kind(Kind::Float)?),
                     1e-5,
                     true,
-                )
-                .to_kind(kind)
-        }
+                )?
+                .f_to_kind(kind)?
+        })
     }
 }
 
@@ -148,19 +152,19 @@ pub(crate) struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn new(p: &Params, dim: i64) -> BatchNorm {
+    pub fn new(p: &Params, dim: i64) -> Result<BatchNorm> {
         let bn = BatchNorm {
-            weight: p.float("weight", &[dim]),
-            bias: p.float("bias", &[dim]),
-            running_mean: p.float("running_mean", &[dim]),
-            running_var: p.float("running_var", &[dim]),
+            weight: p.float("weight", &[dim])?,
+            bias: p.float("bias", &[dim])?,
+            running_mean: p.float("running_mean", &[dim])?,
+            running_var: p.float("running_var", &[dim])?,
         };
-        let _ = p.int64("num_batches_tracked", &[]);
-        bn
+        let _ = p.int64("num_batches_tracked", &[])?;
+        Ok(bn)
     }
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.batch_norm(
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_batch_norm(
             Some(&self.weight),
             Some(&self.bias),
             Some(&self.running_mean),
@@ -169,20 +173,36 @@ impl BatchNorm {
             0.1,
             1e-5,
             true,
-        )
+        )?)
     }
 }
 
 /// Scaled dot-product attention over heads.
 ///
 /// `q` [N, Lq, D], `k`/`v` [N, L, D] (already projected) → [N, Lq, D].
-pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, causal: bool) -> Tensor {
-    let (qs, l) = (q.size(), k.size()[1]);
-    let (n, lq, d) = (qs[0], qs[1], qs[2]);
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: i64,
+    causal: bool,
+) -> Result<Tensor> {
+    let (qs, ks) = (q.size(), k.size());
+    let (n, lq, d, l) = match (qs.as_slice(), ks.as_slice()) {
+        (&[n, lq, d], &[_, l, _]) if heads > 0 => (n, lq, d, l),
+        _ => {
+            return Err(crate::Error::internal(format!(
+                "attention wants [N, L, D] queries and keys and at least one head, \
+                 got {qs:?}, {ks:?} and {heads} heads"
+            )))
+        }
+    };
     let dh = d / heads;
-    let split = |t: &Tensor, len: i64| t.reshape([n, len, heads, dh]).transpose(1, 2);
-    let out = crate::models::attention::sdpa(&split(q, lq), &split(k, l), &split(v, l), causal);
-    out.transpose(1, 2).reshape([n, lq, d])
+    let split = |t: &Tensor, len: i64| -> Result<Tensor> {
+        Ok(t.f_reshape([n, len, heads, dh])?.f_transpose(1, 2)?)
+    };
+    let out = crate::models::attention::sdpa(&split(q, lq)?, &split(k, l)?, &split(v, l)?, causal)?;
+    Ok(out.f_transpose(1, 2)?.f_reshape([n, lq, d])?)
 }
 
 /// `nn.MultiheadAttention` as CLIP uses it (self-attention, packed
@@ -196,20 +216,25 @@ pub(crate) struct MultiheadAttention {
 }
 
 impl MultiheadAttention {
-    pub fn new(p: &Params, width: i64, heads: i64) -> MultiheadAttention {
-        MultiheadAttention {
-            in_proj_weight: p.float("in_proj_weight", &[3 * width, width]),
-            in_proj_bias: p.float("in_proj_bias", &[3 * width]),
-            out_proj: Linear::new(&p.sub("out_proj"), width, width),
+    pub fn new(p: &Params, width: i64, heads: i64) -> Result<MultiheadAttention> {
+        Ok(MultiheadAttention {
+            in_proj_weight: p.float("in_proj_weight", &[3 * width, width])?,
+            in_proj_bias: p.float("in_proj_bias", &[3 * width])?,
+            out_proj: Linear::new(&p.sub("out_proj"), width, width)?,
             heads,
-        }
+        })
     }
 
     /// `x` [N, L, D]; `causal` masks attention to later positions (the text tower).
-    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
-        let parts = qkv.chunk(3, -1);
-        let out = attention(&parts[0], &parts[1], &parts[2], self.heads, causal);
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
+        let qkv = x.f_linear(&self.in_proj_weight, Some(&self.in_proj_bias))?;
+        let [q, k, v]: [Tensor; 3] = qkv.f_chunk(3, -1)?.try_into().map_err(|parts: Vec<_>| {
+            crate::Error::internal(format!(
+                "attention's packed projection split into {} parts, not 3",
+                parts.len()
+            ))
+        })?;
+        let out = attention(&q, &k, &v, self.heads, causal)?;
         self.out_proj.forward(&out)
     }
 }
@@ -231,32 +256,32 @@ pub(crate) struct ResidualAttentionBlock {
 /// as `silu(1.702 x) / 1.702` (the same function: `silu(y) = y · sigmoid(y)`),
 /// which runs as one fused kernel and keeps one tensor for the backward pass
 /// instead of two.
-pub(crate) fn quick_gelu(x: &Tensor) -> Tensor {
-    (x * 1.702).silu() / 1.702
+pub(crate) fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_mul_scalar(1.702)?.f_silu()?.f_div_scalar(1.702)?)
 }
 
 impl ResidualAttentionBlock {
-    pub fn new(p: &Params, width: i64, heads: i64) -> ResidualAttentionBlock {
+    pub fn new(p: &Params, width: i64, heads: i64) -> Result<ResidualAttentionBlock> {
         let mlp = p.sub("mlp");
-        ResidualAttentionBlock {
-            attn: MultiheadAttention::new(&p.sub("attn"), width, heads),
-            ln_1: LayerNorm::new(&p.sub("ln_1"), width),
-            c_fc: Linear::new(&mlp.sub("c_fc"), width, 4 * width),
-            c_proj: Linear::new(&mlp.sub("c_proj"), 4 * width, width),
-            ln_2: LayerNorm::new(&p.sub("ln_2"), width),
+        Ok(ResidualAttentionBlock {
+            attn: MultiheadAttention::new(&p.sub("attn"), width, heads)?,
+            ln_1: LayerNorm::new(&p.sub("ln_1"), width)?,
+            c_fc: Linear::new(&mlp.sub("c_fc"), width, 4 * width)?,
+            c_proj: Linear::new(&mlp.sub("c_proj"), 4 * width, width)?,
+            ln_2: LayerNorm::new(&p.sub("ln_2"), width)?,
             gelu_folded: false,
-        }
+        })
     }
 
-    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        let x = x + self.attn.forward(&self.ln_1.forward(x), causal);
-        let hidden = self.c_fc.forward(&self.ln_2.forward(&x));
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
+        let x = x.f_add(&self.attn.forward(&self.ln_1.forward(x)?, causal)?)?;
+        let hidden = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let hidden = if self.gelu_folded {
-            hidden.silu()
+            hidden.f_silu()?
         } else {
-            quick_gelu(&hidden)
+            quick_gelu(&hidden)?
         };
-        x + self.c_proj.forward(&hidden)
+        Ok(x.f_add(&self.c_proj.forward(&hidden)?)?)
     }
 }
 
@@ -267,13 +292,13 @@ pub(crate) struct Transformer {
 }
 
 impl Transformer {
-    pub fn new(p: &Params, width: i64, layers: i64, heads: i64) -> Transformer {
+    pub fn new(p: &Params, width: i64, layers: i64, heads: i64) -> Result<Transformer> {
         let r = p.sub("resblocks");
-        Transformer {
+        Ok(Transformer {
             blocks: (0..layers)
                 .map(|i| ResidualAttentionBlock::new(&r.sub(i), width, heads))
-                .collect(),
-        }
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Moves QuickGELU's scalings into the weights, once:
@@ -282,16 +307,19 @@ impl Transformer {
     /// `c_proj`'s weight ÷ 1.702. The same function (to the weights'
     /// rounding), without two elementwise passes over the 4×-wide hidden
     /// activations forward and two more backward in every block. The
-    /// weights change in place (in the variable store too).
-    pub fn fold_quick_gelu(&mut self) {
+    /// weights change in place (in the variable store too). The in-place
+    /// scalings allocate nothing, so only a failing device makes this an
+    /// error, and the model's weights are then not to be trusted.
+    pub fn fold_quick_gelu(&mut self) -> Result<()> {
         tch::no_grad(|| {
             for b in self.blocks.iter_mut().filter(|b| !b.gelu_folded) {
-                let _ = b.c_fc.weight.shallow_clone().g_mul_scalar_(1.702);
-                let _ = b.c_fc.bias.shallow_clone().g_mul_scalar_(1.702);
-                let _ = b.c_proj.weight.shallow_clone().g_div_scalar_(1.702);
+                let _ = b.c_fc.weight.shallow_clone().f_mul_scalar_(1.702)?;
+                let _ = b.c_fc.bias.shallow_clone().f_mul_scalar_(1.702)?;
+                let _ = b.c_proj.weight.shallow_clone().f_div_scalar_(1.702)?;
                 b.gelu_folded = true;
             }
-        });
+            Ok(())
+        })
     }
 
     /// Every parameter of every block.
@@ -315,11 +343,11 @@ impl Transformer {
 
     /// `x` [N, L, D] (batch first; the official code is sequence first, the
     /// arithmetic is the same).
-    pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         let mut x = x.shallow_clone();
         for b in &self.blocks {
-            x = b.forward(&x, causal);
+            x = b.forward(&x, causal)?;
         }
-        x
+        Ok(x)
     }
 }

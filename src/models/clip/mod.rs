@@ -294,17 +294,18 @@ impl ClipConfig {
     /// have an empty shape), computed by building the model in shape-only mode:
     /// nothing the size of the weights is allocated, so this is cheap even for
     /// RN50x64.
-    pub fn state_dict_shapes(&self) -> BTreeMap<String, Vec<i64>> {
+    pub fn state_dict_shapes(&self) -> Result<BTreeMap<String, Vec<i64>>> {
         let vs = nn::VarStore::new(Device::Cpu);
         let p = Params {
             path: vs.root(),
             shape_only: true,
         };
-        let _model = ClipModules::new(&p, self);
-        vs.variables()
+        let _model = ClipModules::new(&p, self)?;
+        Ok(vs
+            .variables()
             .into_iter()
             .map(|(k, v)| (k, v.size()))
-            .collect()
+            .collect())
     }
 }
 
@@ -326,7 +327,7 @@ struct ClipModules {
 }
 
 impl ClipModules {
-    fn new(p: &Params, c: &ClipConfig) -> ClipModules {
+    fn new(p: &Params, c: &ClipConfig) -> Result<ClipModules> {
         let v = p.sub("visual");
         let visual = match &c.vision {
             VisionConfig::ViT {
@@ -342,7 +343,7 @@ impl ClipModules {
                 *layers,
                 *heads,
                 c.embed_dim,
-            )),
+            )?),
             VisionConfig::ResNet {
                 layers,
                 width,
@@ -354,23 +355,23 @@ impl ClipModules {
                 *heads,
                 c.image_resolution,
                 *width,
-            )),
+            )?),
         };
         let w = c.transformer_width;
-        ClipModules {
+        Ok(ClipModules {
             visual,
             transformer: Transformer::new(
                 &p.sub("transformer"),
                 w,
                 c.transformer_layers,
                 c.transformer_heads,
-            ),
-            token_embedding: p.float("token_embedding.weight", &[c.vocab_size, w]),
-            positional_embedding: p.float("positional_embedding", &[c.context_length, w]),
-            ln_final: LayerNorm::new(&p.sub("ln_final"), w),
-            text_projection: p.float("text_projection", &[w, c.embed_dim]),
-            logit_scale: p.float("logit_scale", &[]),
-        }
+            )?,
+            token_embedding: p.float("token_embedding.weight", &[c.vocab_size, w])?,
+            positional_embedding: p.float("positional_embedding", &[c.context_length, w])?,
+            ln_final: LayerNorm::new(&p.sub("ln_final"), w)?,
+            text_projection: p.float("text_projection", &[w, c.embed_dim])?,
+            logit_scale: p.float("logit_scale", &[])?,
+        })
     }
 }
 
@@ -416,18 +417,18 @@ fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
 impl Clip {
     /// Registers a CLIP model's parameters (zero-initialised, not trainable) under
     /// `vs` with the official key names; fill them with `VarStore::load` or
-    /// [`Clip::load`].
-    pub fn new(vs: &nn::Path, config: &ClipConfig) -> Clip {
+    /// [`Clip::load`]. Memory libtorch cannot allocate for them is an error.
+    pub fn new(vs: &nn::Path, config: &ClipConfig) -> Result<Clip> {
         let p = Params {
             path: vs.clone(),
             shape_only: false,
         };
-        Clip {
+        Ok(Clip {
             config: config.clone(),
-            m: ClipModules::new(&p, config),
+            m: ClipModules::new(&p, config)?,
             vs: None,
             text_released: false,
-        }
+        })
     }
 
     /// Loads an official CLIP state dict saved as safetensors (any float dtype;
@@ -466,7 +467,8 @@ impl Clip {
                 )))
             }
         }
-        let model = Clip::new(&vs.root(), &config);
+        let model = Clip::new(&vs.root(), &config)
+            .map_err(|e| e.context(format!("building the CLIP model of {shown}")))?;
         let vars = vs.variables();
 
         let unexpected: Vec<&String> = shapes.keys().filter(|k| !vars.contains_key(*k)).collect();
@@ -561,21 +563,27 @@ impl Clip {
     /// Converts the floating-point weights to `kind` (Float, BFloat16, Half);
     /// BatchNorm's integer counters are left alone. Only a model that owns its
     /// store (from [`Clip::load`]) can be converted here; for [`Clip::new`] convert
-    /// the caller's `VarStore` instead.
+    /// the caller's `VarStore` instead. A conversion libtorch cannot make
+    /// (no memory for a converted copy) is an error that may leave some
+    /// weights converted; calling `set_kind` again converts the rest.
     pub fn set_kind(&mut self, kind: Kind) -> Result<()> {
-        let vs = self.vs.as_mut().ok_or_else(|| {
+        let vs = self.vs.as_ref().ok_or_else(|| {
             Error::internal(
                 "this CLIP model was built over an outside VarStore; convert that store",
             )
         })?;
-        match kind {
-            Kind::Float => vs.float(),
-            Kind::BFloat16 => vs.bfloat16(),
-            Kind::Half => vs.half(),
-            other => {
-                return Err(Error::internal(format!(
-                    "CLIP cannot run in {other:?}; use Float, BFloat16 or Half"
-                )))
+        if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            return Err(Error::internal(format!(
+                "CLIP cannot run in {kind:?}; use Float, BFloat16 or Half"
+            )));
+        }
+        // What `VarStore::float()` (`bfloat16()`, `half()`) does, with
+        // libtorch's errors returned: every floating-point variable's data
+        // becomes its conversion to `kind`.
+        for (_, var) in vs.variables() {
+            if var.is_floating_point() {
+                let converted = var.f_to_kind(kind)?;
+                var.shallow_clone().f_set_data(&converted)?;
             }
         }
         Ok(())
@@ -605,10 +613,10 @@ impl Clip {
         let x = self.check_image(image)?;
         Ok(match &self.m.visual {
             Visual::ViT(v) => {
-                let (out, checkpoint) = v.forward_checkpointed(&x);
+                let (out, checkpoint) = v.forward_checkpointed(&x)?;
                 (out, Some(checkpoint))
             }
-            Visual::ResNet(v) => (v.forward(&x), None),
+            Visual::ResNet(v) => (v.forward(&x)?, None),
         })
     }
 
@@ -629,7 +637,7 @@ impl Clip {
                 image.device()
             )));
         }
-        Ok(image.to_kind(self.kind()))
+        Ok(image.f_to_kind(self.kind())?)
     }
 
     /// Image embeddings, [N, embed_dim] in the model's dtype, from images
@@ -637,10 +645,10 @@ impl Clip {
     /// with CLIP's mean/std (any float dtype; cast to the model's).
     pub fn encode_image(&self, image: &Tensor) -> Result<Tensor> {
         let x = self.check_image(image)?;
-        Ok(match &self.m.visual {
+        match &self.m.visual {
             Visual::ViT(v) => v.forward(&x),
             Visual::ResNet(v) => v.forward(&x),
-        })
+        }
     }
 
     /// Frees the text tower's weights: the text transformer, the token and
@@ -649,8 +657,12 @@ impl Clip {
     /// prompt once before its first step and never again, so the render
     /// frees them before the frame loop. The tensors stay registered (in
     /// the variable store too) but hold no elements; [`Clip::encode_text`]
-    /// is an error afterwards.
-    pub fn release_text_tower(&mut self) {
+    /// is an error afterwards, and so is it after a failed release (the
+    /// tower may then be partly freed).
+    pub fn release_text_tower(&mut self) -> Result<()> {
+        // Marked first: a release that fails part-way leaves a tower that
+        // must not be run either.
+        self.text_released = true;
         let m = &self.m;
         let mut text = m.transformer.tensors();
         text.extend([
@@ -661,11 +673,11 @@ impl Clip {
         text.extend(m.ln_final.tensors());
         tch::no_grad(|| {
             for t in text {
-                let empty = Tensor::empty([0], (t.kind(), t.device()));
-                t.shallow_clone().set_data(&empty);
+                let empty = Tensor::f_empty([0], (t.f_kind()?, t.device()))?;
+                t.shallow_clone().f_set_data(&empty)?;
             }
-        });
-        self.text_released = true;
+            Ok(())
+        })
     }
 
     /// Rewrites the ViT image tower's MLP weights so that QuickGELU runs as
@@ -675,9 +687,10 @@ impl Clip {
     /// it before its first step when `fold-quick-gelu` is on (the default);
     /// a second call changes nothing. A ResNet tower has no QuickGELU and
     /// is left alone; the text tower is not touched.
-    pub fn fold_quick_gelu(&mut self) {
-        if let Visual::ViT(v) = &mut self.m.visual {
-            v.fold_quick_gelu();
+    pub fn fold_quick_gelu(&mut self) -> Result<()> {
+        match &mut self.m.visual {
+            Visual::ViT(v) => v.fold_quick_gelu(),
+            Visual::ResNet(_) => Ok(()),
         }
     }
 
@@ -707,14 +720,21 @@ impl Clip {
         }
         let (n, len) = (s[0], s[1]);
         let kind = self.kind();
-        let x = Tensor::embedding(&self.m.token_embedding, text, -1, false, false).to_kind(kind)
-            + self.m.positional_embedding.narrow(0, 0, len).to_kind(kind);
-        let x = self.m.transformer.forward(&x, true);
-        let x = self.m.ln_final.forward(&x);
-        let eot = text.argmax(-1, false);
-        let rows = Tensor::arange(n, (Kind::Int64, text.device()));
-        let x = x.index(&[Some(rows), Some(eot)]);
-        Ok(x.matmul(&self.m.text_projection))
+        let x = Tensor::f_embedding(&self.m.token_embedding, text, -1, false, false)?
+            .f_to_kind(kind)?
+            .f_add(
+                &self
+                    .m
+                    .positional_embedding
+                    .f_narrow(0, 0, len)?
+                    .f_to_kind(kind)?,
+            )?;
+        let x = self.m.transformer.forward(&x, true)?;
+        let x = self.m.ln_final.forward(&x)?;
+        let eot = text.f_argmax(-1, false)?;
+        let rows = Tensor::f_arange(n, (Kind::Int64, text.device()))?;
+        let x = x.f_index(&[Some(rows), Some(eot)])?;
+        Ok(x.f_matmul(&self.m.text_projection)?)
     }
 
     /// CLIP's similarity logits: `exp(logit_scale) · cos(image, text)`,
@@ -722,9 +742,10 @@ impl Clip {
     pub fn logits(&self, image: &Tensor, text: &Tensor) -> Result<Tensor> {
         let i = self.encode_image(image)?;
         let t = self.encode_text(text)?;
-        let i = &i / i.norm_scalaropt_dim(2, [-1], true);
-        let t = &t / t.norm_scalaropt_dim(2, [-1], true);
-        Ok(i.matmul(&t.tr()) * self.m.logit_scale.exp())
+        let i = i.f_div(&i.f_norm_scalaropt_dim(2, [-1], true)?)?;
+        let t = t.f_div(&t.f_norm_scalaropt_dim(2, [-1], true)?)?;
+        Ok(i.f_matmul(&t.f_tr()?)?
+            .f_mul(&self.m.logit_scale.f_exp()?)?)
     }
 }
 
@@ -740,4 +761,104 @@ fn list_some<'a>(names: impl Iterator<Item = &'a str>) -> String {
         s.push_str(", …");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch size whose activations no machine can hold: every tensor
+    /// proportional to it, even at one byte a row, needs more than the
+    /// 128 TiB a 64-bit process can address, so libtorch's allocator refuses
+    /// it at once (whatever the overcommit policy) and nothing is touched.
+    const HUGE_BATCH: i64 = 1 << 48;
+
+    fn small(vision: VisionConfig, resolution: i64) -> ClipConfig {
+        ClipConfig {
+            embed_dim: 16,
+            image_resolution: resolution,
+            vision,
+            context_length: 8,
+            vocab_size: 64,
+            transformer_width: 16,
+            transformer_heads: 2,
+            transformer_layers: 1,
+        }
+    }
+
+    fn small_vit() -> ClipConfig {
+        let vision = VisionConfig::ViT {
+            layers: 1,
+            width: 16,
+            patch_size: 8,
+            heads: 2,
+        };
+        small(vision, 16)
+    }
+
+    fn small_resnet() -> ClipConfig {
+        let vision = VisionConfig::ResNet {
+            layers: [1, 1, 1, 1],
+            width: 8,
+            heads: 4,
+        };
+        small(vision, 32)
+    }
+
+    /// `[HUGE_BATCH, rest…]` viewing one zero row: the input costs nothing.
+    fn huge(row: &[i64], kind: Kind) -> Tensor {
+        let with_batch = |n: i64| {
+            std::iter::once(n)
+                .chain(row.iter().copied())
+                .collect::<Vec<_>>()
+        };
+        Tensor::zeros(with_batch(1), (kind, Device::Cpu)).expand(with_batch(HUGE_BATCH), false)
+    }
+
+    /// Parameters libtorch cannot allocate make `Clip::new` an error (the
+    /// one `Clip::load` passes on), not a panic; the shape-only build of the
+    /// same configuration allocates nothing and still lists the shapes.
+    #[test]
+    fn unallocatable_parameters_are_an_error() {
+        // 2^50 tokens × 64: a 2^58-byte embedding (256 PiB).
+        let config = ClipConfig {
+            vocab_size: 1 << 50,
+            transformer_width: 64,
+            transformer_heads: 1,
+            ..small_vit()
+        };
+        config.validate().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let e = Clip::new(&vs.root(), &config).unwrap_err();
+        assert!(e.message.contains("allocate"), "{e}");
+
+        let shapes = config.state_dict_shapes().unwrap();
+        assert_eq!(shapes["token_embedding.weight"], [1 << 50, 64]);
+    }
+
+    /// Forwards whose activations cannot be allocated are errors, and the
+    /// model still works afterwards.
+    #[test]
+    fn unallocatable_activations_are_an_error() {
+        for config in [small_vit(), small_resnet()] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let clip = Clip::new(&vs.root(), &config).unwrap();
+            let r = config.image_resolution;
+            let images = huge(&[3, r, r], Kind::Float);
+            let tokens = huge(&[config.context_length], Kind::Int64);
+
+            let e = clip.encode_image(&images).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+            let e = tch::no_grad(|| clip.encode_image(&images)).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+            assert!(clip.encode_image_checkpointed(&images).is_err());
+            let e = clip.encode_text(&tokens).unwrap_err();
+            assert!(e.message.contains("allocate"), "{:?}: {e}", config.vision);
+
+            let one = Tensor::zeros([2, 3, r, r], (Kind::Float, Device::Cpu));
+            let text = Tensor::zeros([2, config.context_length], (Kind::Int64, Device::Cpu));
+            assert_eq!(clip.encode_image(&one).unwrap().size(), [2, 16]);
+            assert_eq!(clip.logits(&one, &text).unwrap().size(), [2, 2]);
+        }
+    }
 }

@@ -258,9 +258,9 @@ impl Tokenizer {
             }
             data[row * context..row * context + tokens.len()].copy_from_slice(&tokens);
         }
-        Ok(Tensor::from_slice(&data)
-            .to_kind(Kind::Int64)
-            .reshape([texts.len() as i64, context as i64]))
+        Ok(Tensor::f_from_slice(&data)?
+            .f_to_kind(Kind::Int64)?
+            .f_reshape([texts.len() as i64, context as i64])?)
     }
 }
 

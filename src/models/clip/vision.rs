@@ -3,6 +3,8 @@
 
 use tch::Tensor;
 
+use crate::Result;
+
 use super::layers::{
     attention, BatchNorm, LayerNorm, Linear, Params, ResidualAttentionBlock, Transformer,
 };
@@ -23,8 +25,8 @@ pub(crate) struct VisionTransformer {
 
 impl VisionTransformer {
     /// See [`Transformer::fold_quick_gelu`].
-    pub fn fold_quick_gelu(&mut self) {
-        self.transformer.fold_quick_gelu();
+    pub fn fold_quick_gelu(&mut self) -> Result<()> {
+        self.transformer.fold_quick_gelu()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -36,41 +38,41 @@ impl VisionTransformer {
         layers: i64,
         heads: i64,
         output_dim: i64,
-    ) -> VisionTransformer {
+    ) -> Result<VisionTransformer> {
         let grid = input_resolution / patch_size;
-        VisionTransformer {
-            conv1: p.float("conv1.weight", &[width, 3, patch_size, patch_size]),
-            class_embedding: p.float("class_embedding", &[width]),
-            positional_embedding: p.float("positional_embedding", &[grid * grid + 1, width]),
-            ln_pre: LayerNorm::new(&p.sub("ln_pre"), width),
-            transformer: Transformer::new(&p.sub("transformer"), width, layers, heads),
-            ln_post: LayerNorm::new(&p.sub("ln_post"), width),
-            proj: p.float("proj", &[width, output_dim]),
+        Ok(VisionTransformer {
+            conv1: p.float("conv1.weight", &[width, 3, patch_size, patch_size])?,
+            class_embedding: p.float("class_embedding", &[width])?,
+            positional_embedding: p.float("positional_embedding", &[grid * grid + 1, width])?,
+            ln_pre: LayerNorm::new(&p.sub("ln_pre"), width)?,
+            transformer: Transformer::new(&p.sub("transformer"), width, layers, heads)?,
+            ln_post: LayerNorm::new(&p.sub("ln_post"), width)?,
+            proj: p.float("proj", &[width, output_dim])?,
             patch_size,
-        }
+        })
     }
 
     /// `x` [N, 3, R, R] in the model's dtype → [N, embed_dim].
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.head(&self.transformer.forward(&self.stem(x), false))
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.head(&self.transformer.forward(&self.stem(x)?, false)?)
     }
 
     /// [`forward`](Self::forward) with the residual blocks run without
     /// autograd, keeping only each block's input: see [`VitCheckpoint`].
-    pub fn forward_checkpointed(&self, x: &Tensor) -> (Tensor, VitCheckpoint<'_>) {
-        let stem = self.stem(x);
+    pub fn forward_checkpointed(&self, x: &Tensor) -> Result<(Tensor, VitCheckpoint<'_>)> {
+        let stem = self.stem(x)?;
         let mut inputs = Vec::with_capacity(self.transformer.blocks().len());
-        let last = tch::no_grad(|| {
-            let mut h = stem.detach();
+        let last = tch::no_grad(|| -> Result<Tensor> {
+            let mut h = stem.f_detach()?;
             for b in self.transformer.blocks() {
                 inputs.push(h.shallow_clone());
-                h = b.forward(&h, false);
+                h = b.forward(&h, false)?;
             }
-            h
-        })
-        .set_requires_grad(true);
-        let out = self.head(&last);
-        (
+            Ok(h)
+        })?
+        .f_set_requires_grad(true)?;
+        let out = self.head(&last)?;
+        Ok((
             out,
             VitCheckpoint {
                 blocks: self.transformer.blocks(),
@@ -78,29 +80,41 @@ impl VisionTransformer {
                 inputs,
                 last,
             },
-        )
+        ))
     }
 
     /// Patch embedding, class token, positions and `ln_pre`: [N, 1 + grid², width].
-    fn stem(&self, x: &Tensor) -> Tensor {
+    fn stem(&self, x: &Tensor) -> Result<Tensor> {
         let p = self.patch_size;
-        let x = x.conv2d(&self.conv1, None::<Tensor>, [p, p], [0, 0], [1, 1], 1);
-        let s = x.size();
-        let (n, width) = (s[0], s[1]);
-        let x = x.reshape([n, width, -1]).permute([0, 2, 1]);
+        let x = x.f_conv2d(&self.conv1, None::<Tensor>, [p, p], [0, 0], [1, 1], 1)?;
+        let (n, width) = batch_and_channels(&x)?;
+        let x = x.f_reshape([n, width, -1])?.f_permute([0, 2, 1])?;
         let cls = self
             .class_embedding
-            .to_kind(x.kind())
-            .reshape([1, 1, width])
-            .expand([n, 1, width], true);
-        let kind = x.kind();
-        let x = Tensor::cat(&[cls, x], 1) + self.positional_embedding.to_kind(kind);
+            .f_to_kind(x.f_kind()?)?
+            .f_reshape([1, 1, width])?
+            .f_expand([n, 1, width], true)?;
+        let kind = x.f_kind()?;
+        let x = Tensor::f_cat(&[cls, x], 1)?.f_add(&self.positional_embedding.f_to_kind(kind)?)?;
         self.ln_pre.forward(&x)
     }
 
     /// `ln_post` of the class token and the projection: [N, embed_dim].
-    fn head(&self, x: &Tensor) -> Tensor {
-        self.ln_post.forward(&x.select(1, 0)).matmul(&self.proj)
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .ln_post
+            .forward(&x.f_select(1, 0)?)?
+            .f_matmul(&self.proj)?)
+    }
+}
+
+/// The batch and channel sizes of an [N, C, …] tensor.
+fn batch_and_channels(x: &Tensor) -> Result<(i64, i64)> {
+    match x.size()[..] {
+        [n, c, ..] => Ok((n, c)),
+        ref s => Err(crate::Error::internal(format!(
+            "CLIP wants a batch of feature maps [N, C, …], got {s:?}"
+        ))),
     }
 }
 
@@ -128,22 +142,27 @@ impl VitCheckpoint<'_> {
     /// through every block (each recomputed from its kept input) and the
     /// stem; the image's gradient accumulates as `backward()` accumulates
     /// it. Nothing to do when no loss used these embeddings.
-    pub fn backward(&self) -> Result<(), tch::TchError> {
-        let mut grad = self.last.grad();
+    pub fn backward(&self) -> Result<()> {
+        let mut grad = self.last.f_grad()?;
         if !grad.defined() {
             return Ok(());
         }
         for (block, input) in self.blocks.iter().zip(&self.inputs).rev() {
-            let x = input.detach().set_requires_grad(true);
-            let y = block.forward(&x, false);
+            let x = input.f_detach()?.f_set_requires_grad(true)?;
+            let y = block.forward(&x, false)?;
             // d/dx Σ(y ⊙ grad) is the vector-Jacobian product for `grad`.
             let vjp = y.f_mul(&grad)?.f_sum(tch::Kind::Float)?;
-            grad = Tensor::f_run_backward(&[vjp], &[&x], false, false)?.remove(0);
+            grad = Tensor::f_run_backward(&[vjp], &[&x], false, false)?
+                .pop()
+                .ok_or_else(|| {
+                    crate::Error::internal("autograd returned no gradient for a ViT block")
+                })?;
         }
-        self.stem
+        Ok(self
+            .stem
             .f_mul(&grad)?
             .f_sum(tch::Kind::Float)?
-            .f_backward()
+            .f_backward()?)
     }
 }
 
@@ -163,64 +182,67 @@ struct Bottleneck {
 
 const EXPANSION: i64 = 4;
 
-fn conv(x: &Tensor, w: &Tensor, padding: i64, stride: i64) -> Tensor {
-    x.conv2d(
+fn conv(x: &Tensor, w: &Tensor, padding: i64, stride: i64) -> Result<Tensor> {
+    Ok(x.f_conv2d(
         w,
         None::<Tensor>,
         [stride, stride],
         [padding, padding],
         [1, 1],
         1,
-    )
+    )?)
 }
 
-fn avg_pool(x: &Tensor, k: i64) -> Tensor {
-    x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None)
+fn avg_pool(x: &Tensor, k: i64) -> Result<Tensor> {
+    Ok(x.f_avg_pool2d([k, k], [k, k], [0, 0], false, true, None)?)
 }
 
 impl Bottleneck {
-    fn new(p: &Params, inplanes: i64, planes: i64, stride: i64) -> Bottleneck {
+    fn new(p: &Params, inplanes: i64, planes: i64, stride: i64) -> Result<Bottleneck> {
         let out = planes * EXPANSION;
         let downsample = if stride > 1 || inplanes != out {
             let d = p.sub("downsample");
             Some((
-                d.float("0.weight", &[out, inplanes, 1, 1]),
-                BatchNorm::new(&d.sub("1"), out),
+                d.float("0.weight", &[out, inplanes, 1, 1])?,
+                BatchNorm::new(&d.sub("1"), out)?,
             ))
         } else {
             None
         };
-        Bottleneck {
-            conv1: p.float("conv1.weight", &[planes, inplanes, 1, 1]),
-            bn1: BatchNorm::new(&p.sub("bn1"), planes),
-            conv2: p.float("conv2.weight", &[planes, planes, 3, 3]),
-            bn2: BatchNorm::new(&p.sub("bn2"), planes),
-            conv3: p.float("conv3.weight", &[out, planes, 1, 1]),
-            bn3: BatchNorm::new(&p.sub("bn3"), out),
+        Ok(Bottleneck {
+            conv1: p.float("conv1.weight", &[planes, inplanes, 1, 1])?,
+            bn1: BatchNorm::new(&p.sub("bn1"), planes)?,
+            conv2: p.float("conv2.weight", &[planes, planes, 3, 3])?,
+            bn2: BatchNorm::new(&p.sub("bn2"), planes)?,
+            conv3: p.float("conv3.weight", &[out, planes, 1, 1])?,
+            bn3: BatchNorm::new(&p.sub("bn3"), out)?,
             downsample,
             stride,
-        }
+        })
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let out = self.bn1.forward(&conv(x, &self.conv1, 0, 1)).relu();
-        let mut out = self.bn2.forward(&conv(&out, &self.conv2, 1, 1)).relu();
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let out = self.bn1.forward(&conv(x, &self.conv1, 0, 1)?)?.f_relu()?;
+        let mut out = self
+            .bn2
+            .forward(&conv(&out, &self.conv2, 1, 1)?)?
+            .f_relu()?;
         if self.stride > 1 {
-            out = avg_pool(&out, self.stride);
+            out = avg_pool(&out, self.stride)?;
         }
-        let out = self.bn3.forward(&conv(&out, &self.conv3, 0, 1));
+        let out = self.bn3.forward(&conv(&out, &self.conv3, 0, 1)?)?;
         let identity = match &self.downsample {
             Some((w, bn)) => {
                 let x = if self.stride > 1 {
-                    avg_pool(x, self.stride)
+                    avg_pool(x, self.stride)?
                 } else {
                     x.shallow_clone()
                 };
-                bn.forward(&conv(&x, w, 0, 1))
+                bn.forward(&conv(&x, w, 0, 1)?)?
             }
             None => x.shallow_clone(),
         };
-        (out + identity).relu()
+        Ok(out.f_add(&identity)?.f_relu()?)
     }
 }
 
@@ -237,28 +259,35 @@ struct AttentionPool2d {
 }
 
 impl AttentionPool2d {
-    fn new(p: &Params, spacial: i64, embed: i64, heads: i64, output: i64) -> AttentionPool2d {
-        AttentionPool2d {
-            positional_embedding: p.float("positional_embedding", &[spacial * spacial + 1, embed]),
-            k_proj: Linear::new(&p.sub("k_proj"), embed, embed),
-            q_proj: Linear::new(&p.sub("q_proj"), embed, embed),
-            v_proj: Linear::new(&p.sub("v_proj"), embed, embed),
-            c_proj: Linear::new(&p.sub("c_proj"), embed, output),
+    fn new(
+        p: &Params,
+        spacial: i64,
+        embed: i64,
+        heads: i64,
+        output: i64,
+    ) -> Result<AttentionPool2d> {
+        Ok(AttentionPool2d {
+            positional_embedding: p
+                .float("positional_embedding", &[spacial * spacial + 1, embed])?,
+            k_proj: Linear::new(&p.sub("k_proj"), embed, embed)?,
+            q_proj: Linear::new(&p.sub("q_proj"), embed, embed)?,
+            v_proj: Linear::new(&p.sub("v_proj"), embed, embed)?,
+            c_proj: Linear::new(&p.sub("c_proj"), embed, output)?,
             heads,
-        }
+        })
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let s = x.size();
-        let x = x.reshape([s[0], s[1], -1]).permute([0, 2, 1]); // [N, HW, C]
-        let mean = x.mean_dim(1, true, None);
-        let kind = x.kind();
-        let x = Tensor::cat(&[mean, x], 1) + self.positional_embedding.to_kind(kind);
-        let q = self.q_proj.forward(&x.narrow(1, 0, 1));
-        let k = self.k_proj.forward(&x);
-        let v = self.v_proj.forward(&x);
-        let out = attention(&q, &k, &v, self.heads, false);
-        self.c_proj.forward(&out).squeeze_dim(1)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c) = batch_and_channels(x)?;
+        let x = x.f_reshape([n, c, -1])?.f_permute([0, 2, 1])?; // [N, HW, C]
+        let mean = x.f_mean_dim(1, true, None)?;
+        let kind = x.f_kind()?;
+        let x = Tensor::f_cat(&[mean, x], 1)?.f_add(&self.positional_embedding.f_to_kind(kind)?)?;
+        let q = self.q_proj.forward(&x.f_narrow(1, 0, 1)?)?;
+        let k = self.k_proj.forward(&x)?;
+        let v = self.v_proj.forward(&x)?;
+        let out = attention(&q, &k, &v, self.heads, false)?;
+        Ok(self.c_proj.forward(&out)?.f_squeeze_dim(1)?)
     }
 }
 
@@ -279,22 +308,22 @@ impl ModifiedResNet {
         heads: i64,
         input_resolution: i64,
         width: i64,
-    ) -> ModifiedResNet {
+    ) -> Result<ModifiedResNet> {
         let half = width / 2;
         let stem = [
             (
-                p.float("conv1.weight", &[half, 3, 3, 3]),
-                BatchNorm::new(&p.sub("bn1"), half),
+                p.float("conv1.weight", &[half, 3, 3, 3])?,
+                BatchNorm::new(&p.sub("bn1"), half)?,
                 2,
             ),
             (
-                p.float("conv2.weight", &[half, half, 3, 3]),
-                BatchNorm::new(&p.sub("bn2"), half),
+                p.float("conv2.weight", &[half, half, 3, 3])?,
+                BatchNorm::new(&p.sub("bn2"), half)?,
                 1,
             ),
             (
-                p.float("conv3.weight", &[width, half, 3, 3]),
-                BatchNorm::new(&p.sub("bn3"), width),
+                p.float("conv3.weight", &[width, half, 3, 3])?,
+                BatchNorm::new(&p.sub("bn3"), width)?,
                 1,
             ),
         ];
@@ -304,10 +333,10 @@ impl ModifiedResNet {
             let planes = width << i;
             let stride = if i == 0 { 1 } else { 2 };
             let lp = p.sub(format!("layer{}", i + 1));
-            let mut stage = vec![Bottleneck::new(&lp.sub(0), inplanes, planes, stride)];
+            let mut stage = vec![Bottleneck::new(&lp.sub(0), inplanes, planes, stride)?];
             inplanes = planes * EXPANSION;
             for b in 1..blocks {
-                stage.push(Bottleneck::new(&lp.sub(b), inplanes, planes, 1));
+                stage.push(Bottleneck::new(&lp.sub(b), inplanes, planes, 1)?);
             }
             stages.push(stage);
         }
@@ -318,24 +347,24 @@ impl ModifiedResNet {
             embed,
             heads,
             output_dim,
-        );
-        ModifiedResNet {
+        )?;
+        Ok(ModifiedResNet {
             stem,
             layers: stages,
             attnpool,
-        }
+        })
     }
 
     /// `x` [N, 3, R, R] in the model's dtype → [N, embed_dim].
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.shallow_clone();
         for (w, bn, stride) in &self.stem {
-            x = bn.forward(&conv(&x, w, 1, *stride)).relu();
+            x = bn.forward(&conv(&x, w, 1, *stride)?)?.f_relu()?;
         }
-        x = avg_pool(&x, 2);
+        x = avg_pool(&x, 2)?;
         for stage in &self.layers {
             for block in stage {
-                x = block.forward(&x);
+                x = block.forward(&x)?;
             }
         }
         self.attnpool.forward(&x)

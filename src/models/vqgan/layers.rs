@@ -182,7 +182,7 @@ impl AttnBlock {
         let q = tokens(self.q.forward(&hn)?)?;
         let k = tokens(self.k.forward(&hn)?)?;
         let v = tokens(self.v.forward(&hn)?)?;
-        let a = crate::models::attention::sdpa(&q, &k, &v, false);
+        let a = crate::models::attention::sdpa(&q, &k, &v, false)?;
         let a = a
             .f_squeeze_dim(1)?
             .f_transpose(1, 2)?
@@ -200,10 +200,10 @@ struct Level {
 }
 
 impl Level {
-    /// The level's residual blocks (and their attention) for a level whose
-    /// blocks go from `block_in` to `block_out` channels; returns the level's
-    /// output channels in `block_in`.
-    fn new(
+    /// The residual blocks (and their attention) of a level whose blocks go
+    /// from `block_in` to `block_out` channels; leaves the level's output
+    /// channels in `block_in`.
+    fn blocks(
         lp: &nn::Path,
         blocks: i64,
         block_in: &mut i64,
@@ -277,7 +277,7 @@ impl Encoder {
             let block_out = cfg.ch * cfg.ch_mult[l];
             let attention = cfg.attn_levels.contains(&l);
             let (blocks, attns) =
-                Level::new(&lp, cfg.num_res_blocks, &mut block_in, block_out, attention)?;
+                Level::blocks(&lp, cfg.num_res_blocks, &mut block_in, block_out, attention)?;
             let resample = (l + 1 != levels)
                 .then(|| Conv2d::new(&lp / "downsample" / "conv", block_in, block_in, 3, 2, 0))
                 .transpose()?;
@@ -332,7 +332,7 @@ impl Decoder {
             let lp = &vs / "up" / l;
             let block_out = cfg.ch * cfg.ch_mult[l];
             let attention = cfg.attn_levels.contains(&l);
-            let (blocks, attns) = Level::new(
+            let (blocks, attns) = Level::blocks(
                 &lp,
                 cfg.num_res_blocks + 1,
                 &mut block_in,
