@@ -157,7 +157,7 @@ impl Timeline {
         let mut step = w.steps.start;
         while step < w.steps.end {
             at(step)?;
-            step = (step / spf + 1) * spf;
+            step = (step / spf + 1).saturating_mul(spf);
         }
         Ok(())
     }
