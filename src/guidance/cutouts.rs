@@ -48,6 +48,12 @@
 //! caller's [`Rng`] (on a GPU the noise from the device's generator, which
 //! the `Rng` seeds; see [`crate::rng`]), so seeded runs repeat on the same
 //! device.
+//!
+//! For checks against a reference computation,
+//! [`CutoutSampler::with_fixed_placements`] makes a sampler that draws
+//! nothing: every step gets the same given crops and no noise (no scene
+//! setting leads there; `tests/step_reference.rs` uses it to run the real step
+//! on the reference's placements).
 
 use tch::{Device, Kind, Tensor};
 
@@ -164,6 +170,8 @@ pub struct CutoutSampler {
     pub noise: f64,
     /// What fills the part of a crop hanging over the edge.
     pub fill: BorderFill,
+    /// Placements given instead of drawn ([`with_fixed_placements`](Self::with_fixed_placements)).
+    fixed: Option<Vec<Crop>>,
 }
 
 impl CutoutSampler {
@@ -177,9 +185,28 @@ impl CutoutSampler {
             resolution,
             noise: DEFAULT_NOISE,
             fill: BorderFill::default(),
+            fixed: None,
         };
         sampler.validate()?;
         Ok(sampler)
+    }
+
+    /// This sampler with its randomness taken out, for checks against a
+    /// reference computation: [`place`](Self::place) returns `crops` (checked
+    /// against the image when they are resampled), `cutouts` becomes their
+    /// number and the noise 0. Not reachable from a scene file.
+    pub fn with_fixed_placements(self, crops: Vec<Crop>) -> Result<Self> {
+        if crops.is_empty() {
+            return Err(Error::internal(
+                "fixed cutout placements: the list is empty",
+            ));
+        }
+        Ok(CutoutSampler {
+            cutouts: crops.len(),
+            noise: 0.0,
+            fixed: Some(crops),
+            ..self
+        })
     }
 
     /// Checks the settings; every error names the scene setting to change.
@@ -249,10 +276,15 @@ impl CutoutSampler {
         }
     }
 
-    /// Draws `cutouts` crop placements for a `width × height` image from `rng`.
+    /// Draws `cutouts` crop placements for a `width × height` image from
+    /// `rng`; a sampler [`with_fixed_placements`](Self::with_fixed_placements)
+    /// returns its crops and draws nothing.
     pub fn place(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
         self.validate()?;
         check_dims(width, height)?;
+        if let Some(crops) = &self.fixed {
+            return Ok(crops.clone());
+        }
         let n = self.cutouts as i64;
         let z = Vec::<f32>::try_from(&rng.randn(&[n])?)?;
         let ux = Vec::<f32>::try_from(&rng.rand(&[n])?)?;
