@@ -31,6 +31,18 @@
 //! 4. Loss = `Σ_scenes weight · Σ_prompts loss` (SPEC §2, §3) + the direct and
 //!    semantic init/stabilisation losses (SPEC §6); backward; Adam step on the
 //!    parameter.
+//! 5. VQGAN: `z` is clamped into the codebook's range, per channel: every
+//!    latent channel to `[min, max]` of that channel over the codebook
+//!    (`quantize.embedding.weight`, GumbelVQ `quantize.embed.weight`), as the
+//!    VQGAN+CLIP notebooks do after every `opt.step()`. pytti-core does not
+//!    clamp; zoetrope follows the notebooks (decision). The straight-through
+//!    gradient does not see how far `z` is from its code, so without the
+//!    clamp Adam can carry `z` far past the codebook along a channel, where
+//!    its nearest code no longer changes (it is the code with the most
+//!    extreme value along that channel): that drift changes nothing in the
+//!    image, and has to be undone before a reversed gradient changes the
+//!    image again. The bounds are device tensors made when the state is
+//!    built, so the step still reads no host number (CUDA graphs).
 //!
 //! # Semantic losses (decision)
 //!
@@ -110,6 +122,10 @@ pub struct ImageState {
     param: Tensor,
     width: i64,
     height: i64,
+    /// VQGAN: the codebook's per-channel minimum and maximum `[1, C, 1, 1]`,
+    /// float32 on the parameter's device, which each step clamps `z` into
+    /// (module docs); made once here so that the step reads no host number.
+    codebook_range: Option<(Tensor, Tensor)>,
 }
 
 /// A fresh float32 leaf on its own storage (never a view of the model's
@@ -205,12 +221,7 @@ impl ImageState {
                 leaf(&z)?
             }
         };
-        Ok(ImageState {
-            model,
-            param,
-            width,
-            height,
-        })
+        ImageState::assemble(model, param, width, height)
     }
 
     /// Starts from an image `[1, 3, H, W]` float in `[0, 1]` on any device
@@ -223,12 +234,48 @@ impl ImageState {
         let (height, width) = rgb_dims(rgb, "starting from an image")?;
         let device = model.device_or(rgb.device());
         let param = model.encode(rgb, device)?;
+        ImageState::assemble(model, param, width, height)
+    }
+
+    /// The state of a parameter just made, with the VQGAN's codebook range.
+    fn assemble(model: ImageModel, param: Tensor, width: i64, height: i64) -> Result<ImageState> {
+        let codebook_range = match &model {
+            ImageModel::Palette => None,
+            ImageModel::Vqgan(vqgan) => {
+                let channels = vqgan.config().embed_dim;
+                let range = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+                    let cb = vqgan
+                        .codebook()
+                        .f_detach()?
+                        .f_to_kind(Kind::Float)?
+                        .f_to_device(param.device())?;
+                    let (lo, _) = cb.f_min_dim(0, false)?;
+                    let (hi, _) = cb.f_max_dim(0, false)?;
+                    Ok((
+                        lo.f_view([1, channels, 1, 1])?,
+                        hi.f_view([1, channels, 1, 1])?,
+                    ))
+                })?;
+                Some(range)
+            }
+        };
         Ok(ImageState {
             model,
             param,
             width,
             height,
+            codebook_range,
         })
+    }
+
+    /// VQGAN: clamps `z` into the codebook's per-channel range, in place on
+    /// the device (the notebooks' `z.copy_(z.maximum(z_min).minimum(z_max))`
+    /// after every Adam step). The Palette's pixels are left as they are.
+    fn clamp_to_codebook(&mut self) -> Result<()> {
+        if let Some((lo, hi)) = &self.codebook_range {
+            let _ = tch::no_grad(|| self.param.f_clamp_tensor_(Some(lo), Some(hi)))?;
+        }
+        Ok(())
     }
 
     /// Replaces the state by the encoding of `rgb` (after a warp with
@@ -1084,6 +1131,7 @@ impl Guide {
         })?;
         mark(phases, device, Some("backward: image → latent"));
         adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
+        state.clamp_to_codebook()?;
         mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
