@@ -4,6 +4,7 @@ pub mod adam;
 pub mod bench;
 pub mod device;
 pub mod frameloop;
+pub mod memory;
 pub mod preflight;
 pub mod step;
 pub mod warp;
