@@ -35,6 +35,7 @@ fn main() -> zoetrope::Result<()> {
             &PlanDocument {
                 scene: &scene,
                 timeline: &tl,
+                memory: None,
             },
         )
         .map_err(|e| zoetrope::Error::internal(e.to_string()))?;

@@ -4,11 +4,18 @@
 //! init image and image prompt files), compiles the [`Timeline`] and prints
 //! one row per frame: as a table, JSON or CSV, optionally with a PNG chart of
 //! the scene weights and motion curves. Needs no weights and no GPU.
+//!
+//! The header (and the JSON) also estimates the render's peak memory on
+//! the CPU and on CUDA from the architectures ([`zoetrope::render::memory`]),
+//! and a warning says so before anything else when the estimate exceeds
+//! the memory of the device the scene picks.
 
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use zoetrope::render::device::Tuning;
+use zoetrope::render::memory::{self, DeviceChoice, MemoryEstimate, Workload};
 use zoetrope::scene::Scene;
 use zoetrope::schedule::{FramePlan, PlanDocument, Timeline};
 use zoetrope::{Error, Result};
@@ -25,6 +32,11 @@ pub struct PlanArgs {
     /// into this PNG file.
     #[arg(long, value_name = "FILE.png")]
     pub chart: Option<PathBuf>,
+    /// Estimate the memory with a speed or memory switch flipped, as
+    /// `render --tune` would run (`zoetrope bench --help` lists them);
+    /// repeatable.
+    #[arg(long, value_name = "NAME=on|off")]
+    pub tune: Vec<String>,
 }
 
 /// `--format` choices.
@@ -37,6 +49,7 @@ pub enum Format {
 
 /// Runs the command.
 pub fn run(args: &PlanArgs) -> Result<()> {
+    let tuning = Tuning::from_specs(&args.tune)?;
     let scene = Scene::load(&args.scene)?;
     for w in &scene.warnings {
         eprintln!("warning: {w}");
@@ -44,9 +57,12 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     scene.check_files()?;
     let tl = Timeline::new(&scene)?;
     zoetrope::render::preflight::check(&scene, &tl)?;
+    memory::warn_if_short(&scene, tuning, DeviceChoice::of_setting(&scene.device));
+    let estimate = memory::estimate(&Workload::of_scene(&scene, tuning));
     let doc = PlanDocument {
         scene: &scene,
         timeline: &tl,
+        memory: Some(&estimate),
     };
 
     let stdout = std::io::stdout();
@@ -59,7 +75,9 @@ pub fn run(args: &PlanArgs) -> Result<()> {
             writeln!(out).map_err(werr)?;
         }
         Format::Csv => write_csv(&mut out, &tl, &doc.rows())?,
-        Format::Table => write_table(&mut out, &scene, &tl, &doc.rows()).map_err(werr)?,
+        Format::Table => {
+            write_table(&mut out, &scene, &tl, &estimate, &doc.rows()).map_err(werr)?
+        }
     }
     out.flush().map_err(werr)?;
     drop(out);
@@ -152,6 +170,7 @@ fn write_table(
     out: &mut impl Write,
     scene: &Scene,
     tl: &Timeline,
+    estimate: &MemoryEstimate,
     rows: &[FramePlan],
 ) -> std::io::Result<()> {
     writeln!(
@@ -171,6 +190,7 @@ fn write_table(
         scene.interpolation_steps,
         scene.seed
     )?;
+    writeln!(out, "{}", estimate.summary())?;
     if scene.seed_was_random {
         writeln!(
             out,

@@ -571,6 +571,15 @@ pub fn render_in(
         None => recorded()?.unwrap_or_default(),
     };
     tuning.apply_global(device);
+    // Before anything loads: say so when the estimate exceeds the device.
+    crate::render::memory::warn_if_short(
+        scene,
+        tuning,
+        match device {
+            Device::Cuda(i) => crate::render::memory::DeviceChoice::Cuda(i),
+            _ => crate::render::memory::DeviceChoice::Cpu,
+        },
+    );
     // Out of memory anywhere below is explained: what ran out, during what,
     // the settings that drive it, and what the run folder keeps.
     let done_before = previous.as_ref().map_or(0, |p| p.frames_done);

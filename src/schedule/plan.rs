@@ -5,6 +5,7 @@
 //! 100,000-frame plan is never held in memory as a whole.
 
 use super::{FramePlan, Timeline};
+use crate::render::memory::MemoryEstimate;
 use crate::scene::Scene;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
@@ -14,11 +15,15 @@ use serde::Serialize;
 /// JSON fields: `scene` (origin), `total_steps`, `frames`, `fps`, `width`,
 /// `height`, `steps_per_frame`, `steps_per_scene`, `interpolation_steps`,
 /// `transition`, `save_every`, `pre_animation_steps`, `seed`,
-/// `animation_mode`, `scenes` (each scene's prompts as written), `warnings`
-/// and `timeline` (the frames).
+/// `animation_mode`, `scenes` (each scene's prompts as written), `warnings`,
+/// with a memory estimate `memory_estimate_mib` (`{"cpu": MiB, "cuda":
+/// MiB}`, nulls when unknown) and `memory_estimate` (its details:
+/// [`MemoryEstimate::details`]), and `timeline` (the frames).
 pub struct PlanDocument<'a> {
     pub scene: &'a Scene,
     pub timeline: &'a Timeline,
+    /// The render's peak memory, when estimated.
+    pub memory: Option<&'a MemoryEstimate>,
 }
 
 struct Frames<'a>(&'a Timeline);
@@ -47,7 +52,7 @@ impl Serialize for PlanDocument<'_> {
             .iter()
             .map(|p| p.iter().map(|p| p.raw.as_str()).collect())
             .collect();
-        let mut st = s.serialize_struct("Plan", 17)?;
+        let mut st = s.serialize_struct("Plan", 19)?;
         st.serialize_field("scene", &sc.origin)?;
         st.serialize_field("total_steps", &tl.total_steps())?;
         st.serialize_field("frames", &tl.frames())?;
@@ -64,6 +69,10 @@ impl Serialize for PlanDocument<'_> {
         st.serialize_field("animation_mode", &sc.animation_mode)?;
         st.serialize_field("scenes", &scenes)?;
         st.serialize_field("warnings", &sc.warnings)?;
+        if let Some(m) = self.memory {
+            st.serialize_field("memory_estimate_mib", &m.mib())?;
+            st.serialize_field("memory_estimate", &m.details())?;
+        }
         st.serialize_field("timeline", &Frames(tl))?;
         st.end()
     }
