@@ -172,6 +172,97 @@ fn csv_table_and_chart() {
     assert!(coloured > 2000, "{coloured} coloured pixels");
 }
 
+/// A `--chart` that cannot be written is refused before the table is
+/// printed: a folder that does not exist is an I/O error (exit 4) naming
+/// it, another extension than .png bad input (exit 2); nothing is created.
+#[test]
+fn chart_paths_are_checked_before_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = repo("scenes/spring_to_winter.toml");
+    let chart = dir.path().join("no such folder").join("chart.png");
+    let out = plan(&[scene.to_str().unwrap(), "--chart", chart.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--chart {}", chart.display()))
+            && err.contains("does not exist; create it first or choose another path"),
+        "{err}"
+    );
+    assert!(!err.contains("Os {"), "a debug dump: {err}");
+    assert!(out.stdout.is_empty(), "the table was printed");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let jpg = dir.path().join("chart.jpg");
+    let out = plan(&[scene.to_str().unwrap(), "--chart", jpg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ending in .png"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A chart write that fails half-way (the file-size limit reached: as a
+/// full disk would) leaves the earlier chart as it was and no temporary
+/// file, and says which file and what to check (exit 4).
+#[test]
+fn failed_chart_write_keeps_the_earlier_chart() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scene = repo("scenes/spring_to_winter.toml");
+    let chart = dir.path().join("chart.png");
+    let out = plan(&[scene.to_str().unwrap(), "--chart", chart.to_str().unwrap()]);
+    assert!(out.status.success());
+    let good = std::fs::read(&chart).unwrap();
+    assert!(good.len() > 4096);
+
+    let mut cmd = bin();
+    cmd.args([
+        "plan",
+        scene.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec. With
+    // SIGXFSZ ignored (kept across exec) a write past the limit fails with
+    // EFBIG instead of killing the process.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 4096,
+                rlim_max: 4096,
+            };
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&chart.display().to_string())
+            && err.contains("an earlier file there is unchanged"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&chart).unwrap(),
+        good,
+        "the earlier chart changed"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["chart.png"], "a temporary file was left");
+}
+
 #[test]
 fn bad_input_exits_2_with_position() {
     let dir = tempfile::tempdir().unwrap();

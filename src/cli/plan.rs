@@ -49,6 +49,9 @@ pub enum Format {
 
 /// Runs the command.
 pub fn run(args: &PlanArgs) -> Result<()> {
+    if let Some(path) = &args.chart {
+        check_chart_path(path)?;
+    }
     let tuning = Tuning::from_specs(&args.tune)?;
     let scene = Scene::load(&args.scene)?;
     for w in &scene.warnings {
@@ -82,8 +85,37 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     out.flush().map_err(werr)?;
     drop(out);
     if let Some(path) = &args.chart {
-        draw_chart(path, &scene, &doc.rows())?;
+        write_chart(path, &scene, &doc.rows())?;
         eprintln!("chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Refuses a `--chart` path that cannot work, before anything is printed:
+/// another extension than `.png`, or a folder that does not exist.
+fn check_chart_path(path: &Path) -> Result<()> {
+    let png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png || path.file_name().is_none() {
+        return Err(Error::input(format!(
+            "--chart {}: the chart is a PNG image; give a file name ending in .png",
+            path.display()
+        )));
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(Error::io(
+            format!("--chart {}", path.display()),
+            format!(
+                "the folder {} does not exist; create it first or choose another path",
+                folder.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -287,15 +319,59 @@ fn write_table(
 /// Reads one motion value of a frame.
 type MotionGetter = fn(&FramePlan) -> f64;
 
+/// The chart's error, as a message that names the file and what to do.
+fn chart_error<E: std::error::Error + Send + Sync>(
+    path: &Path,
+    e: DrawingAreaErrorKind<E>,
+) -> Error {
+    let what = format!("--chart {}: could not draw the chart", path.display());
+    let text = e.to_string();
+    // plotters does not re-export its backend's error kinds; a font that
+    // cannot be loaded says "font" in its message.
+    if text.to_ascii_lowercase().contains("font") {
+        Error::io(
+            what,
+            format!(
+                "{text}; install fontconfig and a sans-serif font such as DejaVu Sans, or \
+                 leave out --chart"
+            ),
+        )
+    } else {
+        Error::internal(format!("{what}: {text}"))
+    }
+}
+
+/// Draws the chart ([`draw_chart`]) into memory, encodes it as PNG and
+/// writes it through the project's atomic writer: a failure leaves no
+/// partial file behind, and an earlier chart at `path` as it was.
+fn write_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
+    let (width, height) = (1200u32, if scene.is_animated() { 800 } else { 450 });
+    let mut rgb = vec![255u8; width as usize * height as usize * 3];
+    draw_chart(&mut rgb, (width, height), scene, rows).map_err(|e| chart_error(path, e))?;
+    let img = image::RgbImage::from_raw(width, height, rgb)
+        .ok_or_else(|| Error::internal("the chart's pixel buffer has the wrong size"))?;
+    zoetrope::output::frames::write_png_atomic(path, &img).map_err(|e| Error {
+        message: format!(
+            "--chart: {}; the chart was not written (an earlier file there is unchanged): \
+             check that the folder is writable and has space",
+            e.message
+        ),
+        ..e
+    })
+}
+
 /// Scene weights over frames (top) and, when animating, motion curves
-/// (bottom), as a PNG.
-fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
-    let cerr =
-        |e: &dyn std::fmt::Display| Error::io(format!("drawing the chart {}", path.display()), e);
+/// (bottom), into an RGB pixel buffer of `size`.
+fn draw_chart<'a>(
+    rgb: &'a mut [u8],
+    size: (u32, u32),
+    scene: &Scene,
+    rows: &[FramePlan],
+) -> std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>>
+{
     let animated = scene.is_animated();
-    let height = if animated { 800 } else { 450 };
-    let root = BitMapBackend::new(path, (1200, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| cerr(&e))?;
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
+    root.fill(&WHITE)?;
     let (top, bottom) = if animated {
         let (a, b) = root.split_vertically(420);
         (a, Some(b))
@@ -318,15 +394,13 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)
-        .map_err(|e| cerr(&e))?;
+        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)?;
     chart
         .configure_mesh()
         .x_desc("frame")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("mean scene weight")
-        .draw()
-        .map_err(|e| cerr(&e))?;
+        .draw()?;
     for j in 0..scene.prompts.len() {
         let color = Palette99::pick(j).to_rgba().stroke_width(3);
         let label = scene.prompts[j]
@@ -337,8 +411,7 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
             .draw_series(LineSeries::new(
                 rows.iter().map(|r| (r.frame as f64, r.scene_weights[j])),
                 color,
-            ))
-            .map_err(|e| cerr(&e))?
+            ))?
             .label(format!("scene {}: {label}", j + 1))
             .legend(move |(x, y)| {
                 PathElement::new(
@@ -353,8 +426,7 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
         .border_style(BLACK)
         .position(SeriesLabelPosition::MiddleLeft)
         .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|e| cerr(&e))?;
+        .draw()?;
 
     if let Some(bottom) = bottom {
         let series: [(&str, MotionGetter); 5] = [
@@ -383,14 +455,12 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))
-            .map_err(|e| cerr(&e))?;
+            .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))?;
         chart
             .configure_mesh()
             .x_desc("frame")
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .map_err(|e| cerr(&e))?;
+            .draw()?;
         let colors = [RED, BLUE, GREEN, MAGENTA, CYAN];
         for (i, (label, g)) in series.iter().enumerate() {
             let c = colors[i];
@@ -401,8 +471,7 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
                 .draw_series(LineSeries::new(
                     rows.iter().map(|r| (r.frame as f64, g(r))),
                     c.stroke_width(width),
-                ))
-                .map_err(|e| cerr(&e))?
+                ))?
                 .label(*label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
@@ -414,9 +483,8 @@ fn draw_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(|e| cerr(&e))?;
+            .draw()?;
     }
-    root.present().map_err(|e| cerr(&e))?;
+    root.present()?;
     Ok(())
 }
