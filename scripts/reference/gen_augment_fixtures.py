@@ -32,11 +32,17 @@ Every parameter array is float32 with one row per cutout (zeros where the operat
 applied); the jitter order is int64. Perspective offsets are kornia's `r ~ U(0, 1)` draws,
 recovered from its end points (`end = start + (d·W/2, d·H/2)·r·sign`).
 
-Environment: kornia 0.6.2 does not run on current torch; torch 2.1.2 is the newest that
-works with it here (CPU is enough):
+Environment: the fixtures were made with torch 2.1.2 and kornia 0.6.2 (the pair the
+research notes verified kornia's formulas with), in a venv of their own (CPU is enough):
 
     python -m venv /tmp/kvenv
     /tmp/kvenv/bin/pip install torch==2.1.2 kornia==0.6.2 numpy safetensors
+
+kornia 0.6.2 also runs on the project's own torch (2.11, .venv) for these modules, without
+touching .venv: `.venv/bin/python -m pip install --target /tmp/kt --no-deps kornia==0.6.2
+packaging`, then `PYTHONPATH=/tmp/kt .venv/bin/python scripts/reference/gen_augment_fixtures.py`.
+That reproduces the committed fixtures to 7e-6 (float rounding), the seeded Sequential's
+draws included.
 
 Run: /tmp/kvenv/bin/python scripts/reference/gen_augment_fixtures.py
 """
