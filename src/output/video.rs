@@ -39,7 +39,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// fine VQGAN texture; `medium` is x264's default speed/size trade-off.
 const X264_OPTIONS: [(&str, &str); 2] = [("crf", "18"), ("preset", "medium")];
 
-fn init() -> Result<()> {
+pub(crate) fn init() -> Result<()> {
     static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         ffmpeg::init().map_err(|e| e.to_string())?;
@@ -50,7 +50,7 @@ fn init() -> Result<()> {
     .map_err(|e| Error::internal(format!("could not initialise FFmpeg: {e}")))
 }
 
-fn utf8_path(path: &Path) -> Result<&str> {
+pub(crate) fn utf8_path(path: &Path) -> Result<&str> {
     path.to_str().ok_or_else(|| {
         Error::input(format!(
             "FFmpeg needs UTF-8 file names; {} is not valid UTF-8",
