@@ -1,6 +1,7 @@
 //! Audio reactivity (SPEC §14): the band-pass design and filter against scipy
 //! (fixtures from scripts/reference/gen_audio_fixtures.py), the per-frame band
-//! values, decoding and resampling with FFmpeg, and the errors.
+//! values, decoding and resampling with FFmpeg, the errors, and the MP4's AAC
+//! soundtrack.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -360,7 +361,7 @@ fn five_minutes_at_24_fps_is_quick() {
 #[cfg(feature = "video")]
 mod ffmpeg {
     use super::*;
-    use zoetrope::audio::decode_mono_44k;
+    use zoetrope::audio::{decode_mono_44k, Soundtrack};
 
     /// A 16-bit PCM WAV with interleaved `channels`.
     fn write_wav(path: &Path, rate: u32, channels: u16, interleaved: &[i16]) {
@@ -466,5 +467,163 @@ mod ffmpeg {
         let e = AudioReactivity::load(&fixtures().join("pulse.wav"), 3.0, 12.0, &[]).unwrap_err();
         assert!(e.message.contains("input_audio_offset = 3"), "{e}");
         assert!(e.message.contains("pulse.wav"), "{e}");
+    }
+
+    mod mp4 {
+        use super::*;
+        use image::RgbImage;
+        use zoetrope::output::video::{
+            audio_streams, read_mp4, write_mp4_from_pngs_with_soundtrack, Mp4Writer,
+        };
+
+        fn frames(n: u32) -> Vec<RgbImage> {
+            (0..n)
+                .map(|k| {
+                    RgbImage::from_fn(32, 16, |x, y| {
+                        image::Rgb([(x * 8) as u8, (y * 16) as u8, (k * 20) as u8])
+                    })
+                })
+                .collect()
+        }
+
+        /// Best normalised correlation of `got` with `want` over lags
+        /// −max_lag..=max_lag (got[i + lag] against want[i]); returns it and the lag.
+        fn best_correlation(got: &[f32], want: &[f32], max_lag: i64) -> (f64, i64) {
+            let mut best = (f64::NEG_INFINITY, 0);
+            for lag in -max_lag..=max_lag {
+                let pairs: Vec<(f64, f64)> = (0..want.len() as i64)
+                    .filter_map(|i| {
+                        let j = i + lag;
+                        (j >= 0 && (j as usize) < got.len())
+                            .then(|| (got[j as usize] as f64, want[i as usize] as f64))
+                    })
+                    .collect();
+                let (a, b): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+                let c = pearson(&a, &b);
+                if c > best.0 {
+                    best = (c, lag);
+                }
+            }
+            best
+        }
+
+        fn check_soundtrack(path: &Path, source: &[f32], seconds: f64) {
+            let streams = audio_streams(path).unwrap();
+            assert_eq!(streams.len(), 1, "{streams:?}");
+            let s = &streams[0];
+            assert_eq!(s.codec, "aac");
+            assert_eq!((s.sample_rate, s.channels), (44100, 1));
+            let got = decode_mono_44k(path).unwrap();
+            let want_len = (seconds * 44100.0).round() as usize;
+            println!(
+                "{}: stream duration {:?} s, {} decoded samples (want {want_len})",
+                path.display(),
+                s.duration,
+                got.len()
+            );
+            if let Some(d) = s.duration {
+                assert!((d - seconds).abs() <= 1024.0 / 44100.0, "duration {d}");
+            }
+            assert!(
+                (got.len() as i64 - want_len as i64).abs() <= 1024,
+                "{}",
+                got.len()
+            );
+            let (corr, lag) = best_correlation(&got, &source[..want_len], 1100);
+            println!("  correlation with the source segment {corr:.4} at lag {lag}");
+            assert!(corr > 0.95, "{corr} at lag {lag}");
+            assert!(lag.abs() <= 2, "the soundtrack is shifted by {lag} samples");
+        }
+
+        #[test]
+        fn the_soundtrack_is_aac_from_the_offset_cut_to_the_video() {
+            let dir = tempfile::tempdir().unwrap();
+            let samples = pulse_samples();
+            let track = Soundtrack::new(samples.clone().into(), 0.5);
+            assert_eq!(track.samples().len(), 88200 - 22050);
+            let path = dir.path().join("with sound.mp4");
+            let mut w = Mp4Writer::create_with_soundtrack(
+                &path,
+                32,
+                16,
+                12.0,
+                &[("comment", "pulse")],
+                Some(&track),
+            )
+            .unwrap();
+            assert!(w.has_soundtrack());
+            for f in frames(12) {
+                w.push_frame(&f).unwrap();
+            }
+            w.finish().unwrap();
+            check_soundtrack(&path, &samples[22050..], 1.0);
+            let video = read_mp4(&path).unwrap();
+            assert_eq!(video.frames.len(), 12);
+            assert_eq!(video.comment.as_deref(), Some("pulse"));
+
+            // Rebuilt from PNG frames (what --resume does), 18 frames = 1.5 s.
+            let pngs: Vec<PathBuf> = frames(18)
+                .iter()
+                .enumerate()
+                .map(|(k, f)| {
+                    let p = dir.path().join(format!("frame_{:05}.png", k + 1));
+                    f.save(&p).unwrap();
+                    p
+                })
+                .collect();
+            let rebuilt = dir.path().join("rebuilt.mp4");
+            write_mp4_from_pngs_with_soundtrack(&pngs, &rebuilt, 12.0, "r", Some(&track)).unwrap();
+            check_soundtrack(&rebuilt, &samples[22050..], 1.5);
+            assert_eq!(read_mp4(&rebuilt).unwrap().frames.len(), 18);
+        }
+
+        #[test]
+        fn a_short_track_ends_early_and_no_track_adds_nothing() {
+            let dir = tempfile::tempdir().unwrap();
+            let samples = pulse_samples();
+            // 1.5 s of sound from 0.5 s under a 3 s video.
+            let track = Soundtrack::new(samples.clone().into(), 0.5);
+            let path = dir.path().join("long.mp4");
+            let mut w =
+                Mp4Writer::create_with_soundtrack(&path, 32, 16, 12.0, &[], Some(&track)).unwrap();
+            for f in frames(36) {
+                w.push_frame(&f).unwrap();
+            }
+            w.finish().unwrap();
+            check_soundtrack(&path, &samples[22050..], 1.5);
+            assert_eq!(read_mp4(&path).unwrap().frames.len(), 36);
+
+            // An empty soundtrack (offset at the end) and None: video only.
+            for track in [Some(Soundtrack::new(samples.clone().into(), 2.0)), None] {
+                let path = dir.path().join("silent.mp4");
+                let mut w =
+                    Mp4Writer::create_with_soundtrack(&path, 32, 16, 12.0, &[], track.as_ref())
+                        .unwrap();
+                assert!(!w.has_soundtrack());
+                for f in frames(3) {
+                    w.push_frame(&f).unwrap();
+                }
+                w.finish().unwrap();
+                assert!(audio_streams(&path).unwrap().is_empty());
+                assert_eq!(read_mp4(&path).unwrap().frames.len(), 3);
+            }
+        }
+
+        #[test]
+        fn an_interrupted_render_keeps_the_sound_up_to_its_last_frame() {
+            let dir = tempfile::tempdir().unwrap();
+            let samples = pulse_samples();
+            let track = Soundtrack::new(samples.clone().into(), 0.0);
+            let path = dir.path().join("stopped.mp4");
+            let mut w =
+                Mp4Writer::create_with_soundtrack(&path, 32, 16, 24.0, &[], Some(&track)).unwrap();
+            for f in frames(10) {
+                w.push_frame(&f).unwrap();
+            }
+            // Dropped without finish: the .part file is closed properly.
+            drop(w);
+            let part = dir.path().join("stopped.mp4.part");
+            check_soundtrack(&part, &samples, 10.0 / 24.0);
+        }
     }
 }
