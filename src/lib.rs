@@ -8,11 +8,13 @@
 //! - [`models`]: the CLIP perceptors, the VQGAN image models and their weights;
 //! - [`guidance`]: cutouts and the losses that steer the image;
 //! - [`render`]: the frame loop (warps, stabilisation, optimisation steps);
+//! - [`audio`]: audio reactivity: decoding, band-pass filters, per-frame band values;
 //! - [`output`]: run folders, PNG frames and the MP4;
 //! - [`grid`]: the VQGAN × perceptor comparison batch and its outputs.
 //!
 //! The `zoetrope` binary is a thin command line over these.
 
+pub mod audio;
 pub mod error;
 pub mod gpu;
 pub mod grid;

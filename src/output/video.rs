@@ -22,6 +22,16 @@
 //!
 //! FFmpeg's own log is limited to errors, so libx264's informational lines do
 //! not interleave with the progress display.
+//!
+//! A soundtrack ([`Mp4Writer::create_with_soundtrack`], SPEC §14) adds an AAC
+//! stream (FFmpeg's native `aac` encoder, 44.1 kHz mono, 128 kbit/s) holding
+//! the track from its offset on, cut to the video's length: as frames arrive
+//! the writer encodes the audio up to the end of the last frame pushed
+//! (`frames / fps` seconds, in whole 1024-sample AAC frames), and closing
+//! encodes the rest up to that point exactly, so an interrupted render's video
+//! has sound up to its last frame. A track shorter than the video simply ends
+//! early (no padding). Without a soundtrack nothing changes: one H.264
+//! stream, as before.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,17 +39,22 @@ use std::sync::OnceLock;
 
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
-use ffmpeg::{codec, encoder, format, frame, media, Dictionary, Packet, Rational};
+use ffmpeg::util::format::sample::{Sample, Type as SampleType};
+use ffmpeg::{codec, encoder, format, frame, media, ChannelLayout, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
+use crate::audio::{Soundtrack, SAMPLE_RATE};
 use crate::error::{Error, ErrorKind, Result};
+
+/// The soundtrack's AAC bit rate (mono).
+const AAC_BIT_RATE: usize = 128_000;
 
 /// x264 quality settings: CRF 18 is visually near-lossless, which keeps the
 /// fine VQGAN texture; `medium` is x264's default speed/size trade-off.
 const X264_OPTIONS: [(&str, &str); 2] = [("crf", "18"), ("preset", "medium")];
 
-fn init() -> Result<()> {
+pub(crate) fn init() -> Result<()> {
     static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         ffmpeg::init().map_err(|e| e.to_string())?;
@@ -50,7 +65,7 @@ fn init() -> Result<()> {
     .map_err(|e| Error::internal(format!("could not initialise FFmpeg: {e}")))
 }
 
-fn utf8_path(path: &Path) -> Result<&str> {
+pub(crate) fn utf8_path(path: &Path) -> Result<&str> {
     path.to_str().ok_or_else(|| {
         Error::input(format!(
             "FFmpeg needs UTF-8 file names; {} is not valid UTF-8",
@@ -86,8 +101,23 @@ pub struct Mp4Writer {
     stream_index: usize,
     encoder_time_base: Rational,
     stream_time_base: Rational,
+    /// The frame rate as used for the time base (cuts the soundtrack).
+    rate: Rational,
     next_pts: i64,
+    audio: Option<AudioOut>,
     closed: bool,
+}
+
+/// The AAC stream of a video with a soundtrack.
+struct AudioOut {
+    encoder: encoder::Audio,
+    stream_index: usize,
+    stream_time_base: Rational,
+    track: Soundtrack,
+    /// Samples of `track` sent to the encoder so far.
+    sent: usize,
+    /// Samples per AAC frame (1024).
+    frame_size: usize,
 }
 
 impl Mp4Writer {
@@ -105,6 +135,20 @@ impl Mp4Writer {
         height: u32,
         fps: f64,
         metadata: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::create_with_soundtrack(path, width, height, fps, metadata, None)
+    }
+
+    /// Like [`Mp4Writer::create_with_metadata`], with `soundtrack` (when given
+    /// and not empty) as an AAC stream cut to the video's length; see the
+    /// module documentation.
+    pub fn create_with_soundtrack(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        metadata: &[(&str, &str)],
+        soundtrack: Option<&Soundtrack>,
     ) -> Result<Self> {
         if width == 0 || height == 0 || width > 16384 || height > 16384 {
             return Err(Error::input(format!(
@@ -179,6 +223,15 @@ impl Mp4Writer {
             ost.set_avg_frame_rate(rate);
             ost.set_rate(rate);
         }
+        let audio = match soundtrack {
+            Some(track) if !track.samples().is_empty() => Some(add_audio_stream(
+                &mut octx,
+                track,
+                global_header,
+                &part_path,
+            )?),
+            _ => None,
+        };
         let mut dict = Dictionary::new();
         for (k, v) in metadata {
             dict.set(k, v);
@@ -191,6 +244,20 @@ impl Mp4Writer {
             .stream(stream_index)
             .map(|s| s.time_base())
             .ok_or_else(|| Error::internal("the video stream disappeared"))?;
+        let audio = match audio {
+            Some((encoder, index)) => Some(AudioOut {
+                frame_size: (encoder.frame_size() as usize).max(1),
+                encoder,
+                stream_index: index,
+                stream_time_base: octx
+                    .stream(index)
+                    .map(|s| s.time_base())
+                    .ok_or_else(|| Error::internal("the audio stream disappeared"))?,
+                track: soundtrack.cloned().expect("a soundtrack was given"),
+                sent: 0,
+            }),
+            None => None,
+        };
 
         let scaler = scaling::Context::get(
             Pixel::RGB24,
@@ -215,9 +282,16 @@ impl Mp4Writer {
             stream_index,
             encoder_time_base: time_base,
             stream_time_base,
+            rate,
             next_pts: 0,
+            audio,
             closed: false,
         })
+    }
+
+    /// Whether the video has an AAC soundtrack.
+    pub fn has_soundtrack(&self) -> bool {
+        self.audio.is_some()
     }
 
     /// The path the finished video will have.
@@ -300,7 +374,55 @@ impl Mp4Writer {
         self.encoder
             .send_frame(&self.yuv)
             .map_err(|e| self.encode_error(e))?;
-        self.write_packets()
+        self.write_packets()?;
+        self.write_audio(false)
+    }
+
+    /// Samples of soundtrack that `frames` frames last: `frames / fps`
+    /// seconds at 44.1 kHz, rounded to the nearest sample.
+    fn audio_samples_for(&self, frames: i64) -> usize {
+        let (num, den) = (
+            i128::from(self.rate.numerator()),
+            i128::from(self.rate.denominator()),
+        );
+        let n = i128::from(frames) * i128::from(SAMPLE_RATE) * den;
+        ((n + num / 2) / num).max(0) as usize
+    }
+
+    /// Encodes the soundtrack up to the end of the frames pushed so far: in
+    /// whole AAC frames while rendering, exactly (then the encoder flushed)
+    /// when `last`.
+    fn write_audio(&mut self, last: bool) -> Result<()> {
+        let target = self.audio_samples_for(self.next_pts);
+        let Some(a) = self.audio.as_mut() else {
+            return Ok(());
+        };
+        let track = a.track.clone(); // an Arc: `a` stays free to borrow
+        let samples = track.samples();
+        let end = target.min(samples.len());
+        while a.sent < end {
+            let n = a.frame_size.min(end - a.sent);
+            if n < a.frame_size && !last {
+                break;
+            }
+            let mut frame =
+                frame::Audio::new(Sample::F32(SampleType::Planar), n, ChannelLayout::MONO);
+            frame.set_rate(SAMPLE_RATE);
+            frame.plane_mut::<f32>(0)[..n].copy_from_slice(&samples[a.sent..a.sent + n]);
+            frame.set_pts(Some(a.sent as i64));
+            a.sent += n;
+            a.encoder
+                .send_frame(&frame)
+                .map_err(|e| audio_error(&self.part_path, e))?;
+            drain_audio(a, &mut self.octx, &self.part_path)?;
+        }
+        if last {
+            a.encoder
+                .send_eof()
+                .map_err(|e| audio_error(&self.part_path, e))?;
+            drain_audio(a, &mut self.octx, &self.part_path)?;
+        }
+        Ok(())
     }
 
     /// Flushes the encoder, writes the MP4 trailer and renames
@@ -343,6 +465,7 @@ impl Mp4Writer {
         self.closed = true;
         self.encoder.send_eof().map_err(|e| self.encode_error(e))?;
         self.write_packets()?;
+        self.write_audio(true)?;
         self.octx.write_trailer().map_err(|e| {
             Error::io(
                 format!("could not finish the video {}", self.part_path.display()),
@@ -382,6 +505,85 @@ impl Mp4Writer {
     }
 }
 
+/// Adds the AAC stream for `track` to `octx` (before its header is
+/// written) and opens its encoder; returns the encoder and the stream index.
+fn add_audio_stream(
+    octx: &mut format::context::Output,
+    track: &Soundtrack,
+    global_header: bool,
+    part_path: &Path,
+) -> Result<(encoder::Audio, usize)> {
+    let codec = encoder::find_by_name("aac").ok_or_else(|| {
+        Error::internal(
+            "the FFmpeg libraries found have no AAC encoder (`aac`) for the soundtrack; install \
+             FFmpeg's libavcodec with its native encoders",
+        )
+    })?;
+    let index = octx
+        .add_stream(codec)
+        .map_err(|e| {
+            Error::io(
+                format!("could not add an audio stream to {}", part_path.display()),
+                e,
+            )
+        })?
+        .index();
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .map_err(|e| Error::internal(format!("`aac` is not an audio encoder: {e}")))?;
+    let time_base = Rational::new(1, track.sample_rate() as i32);
+    enc.set_rate(track.sample_rate() as i32);
+    enc.set_channel_layout(ChannelLayout::MONO);
+    enc.set_format(Sample::F32(SampleType::Planar));
+    enc.set_bit_rate(AAC_BIT_RATE);
+    enc.set_time_base(time_base);
+    if global_header {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let encoder = enc
+        .open_as(codec)
+        .map_err(|e| Error::internal(format!("could not open the AAC encoder: {e}")))?;
+    let mut ost = octx
+        .stream_mut(index)
+        .ok_or_else(|| Error::internal("the new audio stream disappeared"))?;
+    ost.set_parameters(&encoder);
+    ost.set_time_base(time_base);
+    Ok((encoder, index))
+}
+
+fn audio_error(part_path: &Path, e: ffmpeg::Error) -> Error {
+    Error::internal(format!(
+        "AAC encoding of the soundtrack failed for {}: {e}",
+        part_path.display()
+    ))
+}
+
+/// Writes the AAC packets the encoder has ready.
+fn drain_audio(
+    a: &mut AudioOut,
+    octx: &mut format::context::Output,
+    part_path: &Path,
+) -> Result<()> {
+    let mut packet = Packet::empty();
+    loop {
+        match a.encoder.receive_packet(&mut packet) {
+            Ok(()) => {
+                packet.set_stream(a.stream_index);
+                packet.rescale_ts(a.encoder.time_base(), a.stream_time_base);
+                packet.write_interleaved(octx).map_err(|e| {
+                    Error::io(format!("could not write to {}", part_path.display()), e)
+                })?;
+            }
+            Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                return Ok(())
+            }
+            Err(e) => return Err(audio_error(part_path, e)),
+        }
+    }
+}
+
 impl Drop for Mp4Writer {
     /// Leaves a playable `.part` file behind when the writer is abandoned.
     fn drop(&mut self) {
@@ -400,6 +602,19 @@ pub fn write_mp4_from_pngs(
     fps: f64,
     comment: &str,
 ) -> Result<PathBuf> {
+    write_mp4_from_pngs_with_soundtrack(frames, path, fps, comment, None)
+}
+
+/// [`write_mp4_from_pngs`] with an optional soundtrack (see
+/// [`Mp4Writer::create_with_soundtrack`]), e.g. for a resumed audio-reactive
+/// run.
+pub fn write_mp4_from_pngs_with_soundtrack(
+    frames: &[PathBuf],
+    path: &Path,
+    fps: f64,
+    comment: &str,
+    soundtrack: Option<&Soundtrack>,
+) -> Result<PathBuf> {
     let first = frames.first().ok_or_else(|| {
         Error::internal(format!(
             "no frames to encode into {}; render at least one frame",
@@ -407,7 +622,14 @@ pub fn write_mp4_from_pngs(
         ))
     })?;
     let img = crate::output::frames::read_rgb(first)?;
-    let mut writer = Mp4Writer::create(path, img.width(), img.height(), fps, comment)?;
+    let mut writer = Mp4Writer::create_with_soundtrack(
+        path,
+        img.width(),
+        img.height(),
+        fps,
+        &[("comment", comment)],
+        soundtrack,
+    )?;
     writer.push_frame(&img)?;
     for frame in &frames[1..] {
         let img = crate::output::frames::read_rgb(frame)?;
@@ -535,4 +757,52 @@ pub fn read_mp4(path: &Path) -> Result<Decoded> {
         codec,
         pixel_format,
     })
+}
+
+/// One audio stream of a media file (see [`audio_streams`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioStreamInfo {
+    /// The stream's index in the file.
+    pub index: usize,
+    /// FFmpeg's name of the codec (`aac` for zoetrope's soundtracks).
+    pub codec: String,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Number of channels.
+    pub channels: u16,
+    /// The stream's duration in seconds, when the file records one.
+    pub duration: Option<f64>,
+}
+
+/// The audio streams of `path`, in file order.
+pub fn audio_streams(path: &Path) -> Result<Vec<AudioStreamInfo>> {
+    init()?;
+    let ictx = format::input(utf8_path(path)?)
+        .map_err(|e| Error::input(format!("could not open the video {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for stream in ictx.streams() {
+        let params = stream.parameters();
+        if params.medium() != media::Type::Audio {
+            continue;
+        }
+        let (sample_rate, channels) = match codec::context::Context::from_parameters(params)
+            .and_then(|c| c.decoder().audio())
+        {
+            Ok(d) => (d.rate(), d.channels()),
+            Err(_) => (0, 0),
+        };
+        let codec = ffmpeg::decoder::find(stream.parameters().id())
+            .map(|c| c.name().to_string())
+            .unwrap_or_default();
+        let duration = (stream.duration() > 0)
+            .then(|| stream.duration() as f64 * f64::from(stream.time_base()));
+        out.push(AudioStreamInfo {
+            index: stream.index(),
+            codec,
+            sample_rate,
+            channels,
+            duration,
+        });
+    }
+    Ok(out)
 }
