@@ -812,6 +812,17 @@ pub fn human(mib: f64) -> String {
     }
 }
 
+impl crate::schedule::MemoryFields for MemoryEstimate {
+    type Mib = serde_json::Value;
+    type Details = serde_json::Value;
+    fn mib(&self) -> serde_json::Value {
+        MemoryEstimate::mib(self)
+    }
+    fn details(&self) -> serde_json::Value {
+        MemoryEstimate::details(self)
+    }
+}
+
 impl MemoryEstimate {
     /// `{"cpu": MiB, "cuda": MiB}` (nulls when unknown): the plan's
     /// `memory_estimate_mib`.

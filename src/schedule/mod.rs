@@ -23,7 +23,7 @@ mod check;
 pub mod plan;
 
 pub use check::weight_rule;
-pub use plan::PlanDocument;
+pub use plan::{MemoryFields, PlanDocument};
 
 use crate::scene::{Param, Prompt, PromptSource, Scene, Transition};
 use crate::{Error, Result};

@@ -5,7 +5,6 @@
 //! 100,000-frame plan is never held in memory as a whole.
 
 use super::{FramePlan, Timeline};
-use crate::render::memory::MemoryEstimate;
 use crate::scene::Scene;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
@@ -17,13 +16,24 @@ use serde::Serialize;
 /// `transition`, `save_every`, `pre_animation_steps`, `seed`,
 /// `animation_mode`, `scenes` (each scene's prompts as written), `warnings`,
 /// with a memory estimate `memory_estimate_mib` (`{"cpu": MiB, "cuda":
-/// MiB}`, nulls when unknown) and `memory_estimate` (its details:
-/// [`MemoryEstimate::details`]), and `timeline` (the frames).
-pub struct PlanDocument<'a> {
+/// MiB}`, nulls when unknown) and `memory_estimate` (its details), and
+/// `timeline` (the frames).
+pub struct PlanDocument<'a, M> {
     pub scene: &'a Scene,
     pub timeline: &'a Timeline,
     /// The render's peak memory, when estimated.
-    pub memory: Option<&'a MemoryEstimate>,
+    pub memory: Option<&'a M>,
+}
+
+/// What a plan records of the render's estimated peak memory. The estimator
+/// knows the models, which the schedule does not, so it comes in from above.
+pub trait MemoryFields {
+    type Mib: Serialize;
+    type Details: Serialize;
+    /// `{"cpu": MiB, "cuda": MiB}`, nulls when unknown.
+    fn mib(&self) -> Self::Mib;
+    /// How the estimate was reached.
+    fn details(&self) -> Self::Details;
 }
 
 struct Frames<'a>(&'a Timeline);
@@ -34,7 +44,7 @@ impl Serialize for Frames<'_> {
     }
 }
 
-impl PlanDocument<'_> {
+impl<M> PlanDocument<'_, M> {
     /// Every frame's plan, collected (for tables, CSV and charts).
     pub fn rows(&self) -> Vec<FramePlan> {
         (1..=self.timeline.frames())
@@ -43,7 +53,7 @@ impl PlanDocument<'_> {
     }
 }
 
-impl Serialize for PlanDocument<'_> {
+impl<M: MemoryFields> Serialize for PlanDocument<'_, M> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let sc = self.scene;
         let tl = self.timeline;
