@@ -35,7 +35,7 @@ fn main() -> zoetrope::Result<()> {
             &PlanDocument {
                 scene: &scene,
                 timeline: &tl,
-                memory: None,
+                memory: None::<&zoetrope::render::memory::MemoryEstimate>,
             },
         )
         .map_err(|e| zoetrope::Error::internal(e.to_string()))?;
