@@ -14,6 +14,7 @@
 //!
 //! The `zoetrope` binary is a thin command line over these.
 
+pub mod atomic;
 pub mod audio;
 pub mod error;
 pub mod gpu;

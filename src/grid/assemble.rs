@@ -23,7 +23,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
@@ -235,44 +234,6 @@ fn fill(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32, c: Rgb<u8>) {
     }
 }
 
-/// A temporary name beside `path`, unique across hosts and processes that
-/// share the folder: `.<name>.tmp-<host>-<pid>-<nanos>-<n><suffix>`.
-fn shared_temp(path: &Path, suffix: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(
-        ".{name}.tmp-{host}-{}-{nanos}-{n}{suffix}",
-        std::process::id()
-    ))
-}
-
-/// Writes `bytes` to `path` through a shared-folder-safe temporary file.
-fn write_shared(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = shared_temp(path, "");
-    let r = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, path));
-    r.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(format!("could not write {}", path.display()), e)
-    })
-}
-
 /// Rebuilds the comparison outputs; see the module documentation. `scene`
 /// is the grid's scene as loaded and `frames` its frame count.
 pub fn assemble_prepared(
@@ -327,12 +288,7 @@ pub fn assemble_prepared(
         for k in &sheet_frames {
             let path = out_dir.join(sheet_file_name(*k));
             let img = mosaic(&layout, cells, out_dir, *k)?;
-            let tmp = shared_temp(&path, ".png");
-            write_png_atomic(&tmp, &img)?;
-            fs::rename(&tmp, &path).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                Error::io(format!("could not write {}", path.display()), e)
-            })?;
+            write_png_atomic(&path, &img)?;
             outputs.sheets.push(path);
         }
     } else {
@@ -342,7 +298,7 @@ pub fn assemble_prepared(
     }
 
     let html = index_html(out_dir, spec, scene, cells, &statuses, frames, &layout)?;
-    write_shared(&outputs.index, html.as_bytes())?;
+    crate::atomic::write_atomic(&outputs.index, html.as_bytes())?;
     Ok(outputs)
 }
 
@@ -358,7 +314,7 @@ fn write_video(
 ) -> Result<()> {
     use crate::output::video::Mp4Writer;
     let path = out_dir.join("grid.mp4");
-    let tmp = shared_temp(&path, ".mp4");
+    let tmp = crate::atomic::temp_path(&path, ".mp4")?;
     let comment = format!(
         "zoetrope grid: rows = VQGAN ({}), columns = perceptors ({})",
         spec.vqgans.join(", "),

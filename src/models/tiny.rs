@@ -390,7 +390,7 @@ pub fn write_tiny_models_with(weights_dir: &Path, force: bool) -> Result<Vec<Tin
             fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        crate::models::weights::write_atomic(&path, &bytes)?;
+        crate::atomic::write_atomic(&path, &bytes)?;
         write_sidecar(&path, &sha256, &provenance)?;
         out.push(TinyFile {
             name,

@@ -1035,19 +1035,7 @@ pub fn read_sidecar(file: &Path) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
-/// Writes a small file through a temporary name and a rename, so that a
-/// reader never sees half of it.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(
-            format!("renaming {} to {}", tmp.display(), path.display()),
-            e,
-        )
-    })
-}
+pub(crate) use crate::atomic::write_atomic;
 
 /// `path` with `suffix` appended to its file name.
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

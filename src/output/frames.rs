@@ -8,8 +8,8 @@ use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
 use tch::{Device, Kind, Tensor};
 
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use crate::output::atomic::write_atomic;
 
 /// The file name of video frame `index` (1-based): `frame_00001.png`.
 /// Five digits sort correctly up to 99 999 frames; longer runs get more digits.
@@ -140,4 +140,13 @@ pub fn load_image(path: &Path, width: u32, height: u32) -> Result<Tensor> {
         image::imageops::resize(&img, width, height, FilterType::Lanczos3)
     };
     rgb_to_tensor(&img)
+}
+/// The image crate's failures keep an OS error as the cause.
+impl crate::error::IoFailure for image::ImageError {
+    fn into_cause(self) -> Option<crate::error::Cause> {
+        match self {
+            image::ImageError::IoError(e) => Some(e.into()),
+            _ => None,
+        }
+    }
 }

@@ -4,11 +4,10 @@
 //! then a rename), so an interrupted or failed write never leaves a truncated
 //! file in place of a good one.
 
-pub mod atomic;
 pub mod frames;
 pub mod run_dir;
 #[cfg(feature = "video")]
 pub mod video;
 
-pub use atomic::{write_atomic, write_atomic_with, write_json_atomic};
+pub use crate::atomic::{write_atomic, write_atomic_with, write_json_atomic};
 pub use run_dir::RunDir;

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::atomic::write_json_atomic;
 use crate::error::{Error, Result};
-use crate::output::atomic::write_json_atomic;
 use crate::output::frames::{frame_file_name, parse_frame_file_name};
 
 /// Highest suffix tried before giving up on finding a free folder name.

@@ -806,3 +806,13 @@ pub fn audio_streams(path: &Path) -> Result<Vec<AudioStreamInfo>> {
     }
     Ok(out)
 }
+/// FFmpeg's errors from the OS (`Other { errno }`: a full disk, a denied
+/// write) keep their code as an [`std::io::Error`] cause.
+impl crate::error::IoFailure for ffmpeg::Error {
+    fn into_cause(self) -> Option<crate::error::Cause> {
+        match self {
+            ffmpeg::Error::Other { errno } => Some(std::io::Error::from_raw_os_error(errno).into()),
+            _ => None,
+        }
+    }
+}

@@ -640,10 +640,7 @@ pub fn render_in(
     // start (models, weights, prompts) has been checked by now.
     if !resuming {
         run.remove_run_files(STATE_FILE, is_run_file)?;
-        crate::output::atomic::write_atomic(
-            &run.path.join(SETTINGS_FILE),
-            scene.to_toml()?.as_bytes(),
-        )?;
+        crate::atomic::write_atomic(&run.path.join(SETTINGS_FILE), scene.to_toml()?.as_bytes())?;
         let plan: Vec<_> = (1..=total_frames).map(|k| timeline.frame_plan(k)).collect();
         write_json_atomic(&run.path.join(SCHEDULE_FILE), &plan)?;
     }

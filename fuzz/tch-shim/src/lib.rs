@@ -15,3 +15,5 @@ impl std::fmt::Display for TchError {
         }
     }
 }
+
+impl std::error::Error for TchError {}

@@ -488,3 +488,12 @@ fn identify<'a>(
         store.manifest.names(kind)
     )))
 }
+/// safetensors' failures keep an OS error as the cause.
+impl crate::error::IoFailure for safetensors::SafeTensorError {
+    fn into_cause(self) -> Option<crate::error::Cause> {
+        match self {
+            safetensors::SafeTensorError::IoError(e) => Some(e.into()),
+            _ => None,
+        }
+    }
+}
