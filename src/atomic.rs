@@ -106,3 +106,11 @@ fn host_name() -> String {
     })
     .clone()
 }
+
+/// serde_json's failures keep an OS error (a closed pipe, a full disk) as
+/// the cause.
+impl crate::error::IoFailure for serde_json::Error {
+    fn into_cause(self) -> Option<crate::error::Cause> {
+        self.is_io().then(|| io::Error::from(self).into())
+    }
+}

@@ -146,7 +146,14 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
         .iter()
         .map(|s| s.to_string()),
     );
-    let cerr = |e: csv::Error| Error::io("writing the plan to stdout", e);
+    let cerr = |e: csv::Error| {
+        // The message reads as csv says; an OS error (a closed pipe) stays the cause.
+        let error = Error::io("writing the plan to stdout", e.to_string());
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => error.with_cause(io),
+            _ => error,
+        }
+    };
     w.write_record(&header).map_err(cerr)?;
     let mut rec: Vec<String> = Vec::with_capacity(header.len());
     for r in rows {
