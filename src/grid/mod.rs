@@ -40,6 +40,7 @@
 
 pub mod assemble;
 mod font;
+mod template;
 
 use std::fs;
 use std::path::{Path, PathBuf};
