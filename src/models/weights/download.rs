@@ -276,7 +276,7 @@ fn download(
     for attempt in 0..2 {
         let offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let resp = match request(agent, url, part, offset, attempt)? {
-            Answer::Body(resp) => resp,
+            Answer::Body(resp) => *resp,
             Answer::Complete => return Ok(()),
             Answer::StartOver => continue,
         };
@@ -293,7 +293,7 @@ fn download(
 /// What a (possibly ranged) request for the rest of a download got.
 enum Answer {
     /// A body to append or write.
-    Body(ureq::Response),
+    Body(Box<ureq::Response>),
     /// Nothing lies past what `part` already holds, which is all of it.
     Complete,
     /// `part` was deleted; try again from the start.
@@ -314,7 +314,7 @@ fn request(
         req = req.set("Range", &format!("bytes={offset}-"));
     }
     match req.call() {
-        Ok(r) => Ok(Answer::Body(r)),
+        Ok(r) => Ok(Answer::Body(Box::new(r))),
         Err(ureq::Error::Status(416, r)) if offset > 0 => {
             // Nothing past our end: complete if the sizes agree, else start over.
             let total = r
