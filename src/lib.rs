@@ -10,6 +10,7 @@
 //! - [`render`]: the frame loop (warps, stabilisation, optimisation steps);
 //! - [`audio`]: audio reactivity: decoding, band-pass filters, per-frame band values;
 //! - [`output`]: run folders, PNG frames and the MP4;
+//! - `media`: FFmpeg initialisation and file-name helpers shared by `audio` and `output`;
 //! - [`grid`]: the VQGAN × perceptor comparison batch and its outputs.
 //!
 //! The `zoetrope` binary is a thin command line over these.
@@ -20,6 +21,8 @@ pub mod error;
 pub mod gpu;
 pub mod grid;
 pub mod guidance;
+#[cfg(feature = "video")]
+pub mod media;
 pub mod models;
 pub mod ops;
 pub mod output;

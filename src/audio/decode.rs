@@ -63,7 +63,7 @@ mod imp {
 #[cfg(feature = "video")]
 mod imp {
     use super::*;
-    use crate::output::video::{init, utf8_path};
+    use crate::media::{init, utf8_path};
     use ffmpeg::software::resampling;
     use ffmpeg::util::format::sample::{Sample, Type};
     use ffmpeg::{codec, format, frame, media, ChannelLayout};

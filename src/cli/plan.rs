@@ -254,6 +254,17 @@ fn write_table(
         writeln!(out, "scene {}: {}", j + 1, list.join(" | "))?;
     }
     writeln!(out)?;
+    write_frame_rows(out, scene, tl, rows)
+}
+
+/// The per-frame table under the summary: a note on motion when animated,
+/// the column heads, then one line per frame.
+fn write_frame_rows(
+    out: &mut impl Write,
+    scene: &Scene,
+    tl: &Timeline,
+    rows: &[FramePlan],
+) -> std::io::Result<()> {
     let animated = scene.is_animated();
     let multi = tl.scene_count() > 1;
     if animated {
@@ -280,47 +291,53 @@ fn write_table(
     });
     writeln!(out, "{head}")?;
     for r in rows {
-        let mut line = format!(
-            "{:>6}  {:>15}  {:>8.3}",
-            r.frame,
-            format!("{}–{}", r.steps[0], r.steps[1] - 1),
-            r.t
-        );
-        for w in &r.scene_weights {
-            line.push_str(&format!("  {w:>6.3}"));
-        }
-        if animated {
-            let m = &r.motion;
-            line.push_str(&format!(
-                "  {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
-                m.translate_x, m.translate_y, m.rotate_2d, m.zoom_x_2d, m.zoom_y_2d
-            ));
-        }
-        let prompts: Vec<String> = r
-            .prompts
-            .iter()
-            .map(|p| {
-                let text = if p.kind == "image" {
-                    format!("[{}]", short(&p.text, 24))
-                } else {
-                    short(&p.text, 28)
-                };
-                let tag = if multi {
-                    format!("{}:", p.scene + 1)
-                } else {
-                    String::new()
-                };
-                match p.stop {
-                    Some(s) => format!("{tag}{text} {:+.3} (stop {s})", p.weight),
-                    None => format!("{tag}{text} {:+.3}", p.weight),
-                }
-            })
-            .collect();
-        line.push_str("  ");
-        line.push_str(&prompts.join("; "));
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", frame_row(r, animated, multi))?;
     }
     Ok(())
+}
+
+/// One frame's line of the table: steps, time, scene weights, motion (when
+/// animated) and the prompts with their effective weights.
+fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
+    let mut line = format!(
+        "{:>6}  {:>15}  {:>8.3}",
+        r.frame,
+        format!("{}–{}", r.steps[0], r.steps[1] - 1),
+        r.t
+    );
+    for w in &r.scene_weights {
+        line.push_str(&format!("  {w:>6.3}"));
+    }
+    if animated {
+        let m = &r.motion;
+        line.push_str(&format!(
+            "  {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            m.translate_x, m.translate_y, m.rotate_2d, m.zoom_x_2d, m.zoom_y_2d
+        ));
+    }
+    let prompts: Vec<String> = r
+        .prompts
+        .iter()
+        .map(|p| {
+            let text = if p.kind == "image" {
+                format!("[{}]", short(&p.text, 24))
+            } else {
+                short(&p.text, 28)
+            };
+            let tag = if multi {
+                format!("{}:", p.scene + 1)
+            } else {
+                String::new()
+            };
+            match p.stop {
+                Some(s) => format!("{tag}{text} {:+.3} (stop {s})", p.weight),
+                None => format!("{tag}{text} {:+.3}", p.weight),
+            }
+        })
+        .collect();
+    line.push_str("  ");
+    line.push_str(&prompts.join("; "));
+    line
 }
 
 /// Reads one motion value of a frame.
@@ -367,6 +384,11 @@ fn write_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
     })
 }
 
+/// What drawing the chart into a pixel buffer can fail with.
+type ChartError<'a> = DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>;
+/// A part of the chart's pixel buffer.
+type ChartArea<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
 /// Scene weights over frames (top) and, when animating, motion curves
 /// (bottom), into an RGB pixel buffer of `size`.
 fn draw_chart<'a>(
@@ -374,8 +396,7 @@ fn draw_chart<'a>(
     size: (u32, u32),
     scene: &Scene,
     rows: &[FramePlan],
-) -> std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>>
-{
+) -> std::result::Result<(), ChartError<'a>> {
     let animated = scene.is_animated();
     let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
     root.fill(&WHITE)?;
@@ -385,12 +406,27 @@ fn draw_chart<'a>(
     } else {
         (root.clone(), None)
     };
+    draw_weights(&top, scene, rows)?;
+    if let Some(bottom) = bottom {
+        draw_motion(&bottom, rows)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The mean weight of each scene per frame, with a legend naming the scenes
+/// by their first prompt.
+fn draw_weights<'a>(
+    top: &ChartArea<'a>,
+    scene: &Scene,
+    rows: &[FramePlan],
+) -> std::result::Result<(), ChartError<'a>> {
     let n = rows.len().max(1) as f64;
     let name = Path::new(&scene.origin)
         .file_name()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut chart = ChartBuilder::on(&top)
+    let mut chart = ChartBuilder::on(top)
         .caption(
             format!(
                 "{name}: scene weights per frame ({:?} transition)",
@@ -434,64 +470,67 @@ fn draw_chart<'a>(
         .position(SeriesLabelPosition::MiddleLeft)
         .label_font(("sans-serif", 15))
         .draw()?;
+    Ok(())
+}
 
-    if let Some(bottom) = bottom {
-        let series: [(&str, MotionGetter); 5] = [
-            ("translate_x", |r| r.motion.translate_x),
-            ("translate_y", |r| r.motion.translate_y),
-            ("rotate_2d", |r| r.motion.rotate_2d),
-            ("zoom_x_2d", |r| r.motion.zoom_x_2d),
-            ("zoom_y_2d", |r| r.motion.zoom_y_2d),
-        ];
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for r in rows {
-            for (_, g) in &series {
-                let v = g(r);
-                if v.is_finite() {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
-                }
+/// The 2D motion settings per frame, on one axis.
+fn draw_motion<'a>(
+    bottom: &ChartArea<'a>,
+    rows: &[FramePlan],
+) -> std::result::Result<(), ChartError<'a>> {
+    let n = rows.len().max(1) as f64;
+    let series: [(&str, MotionGetter); 5] = [
+        ("translate_x", |r| r.motion.translate_x),
+        ("translate_y", |r| r.motion.translate_y),
+        ("rotate_2d", |r| r.motion.rotate_2d),
+        ("zoom_x_2d", |r| r.motion.zoom_x_2d),
+        ("zoom_y_2d", |r| r.motion.zoom_y_2d),
+    ];
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for r in rows {
+        for (_, g) in &series {
+            let v = g(r);
+            if v.is_finite() {
+                lo = lo.min(v);
+                hi = hi.max(v);
             }
         }
-        if !lo.is_finite() {
-            (lo, hi) = (-1.0, 1.0);
-        }
-        let pad = ((hi - lo) * 0.08).max(0.5);
-        let mut chart = ChartBuilder::on(&bottom)
-            .caption("2D motion per frame (pixels, degrees)", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc("frame")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()?;
-        let colors = [RED, BLUE, GREEN, MAGENTA, CYAN];
-        for (i, (label, g)) in series.iter().enumerate() {
-            let c = colors[i];
-            // dashed-looking offset is not needed: zoom_x and zoom_y often
-            // coincide, so y is drawn thinner on top of x.
-            let width = if i == 4 { 1 } else { 2 };
-            chart
-                .draw_series(LineSeries::new(
-                    rows.iter().map(|r| (r.frame as f64, g(r))),
-                    c.stroke_width(width),
-                ))?
-                .label(*label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 15))
-            .draw()?;
     }
-    root.present()?;
+    if !lo.is_finite() {
+        (lo, hi) = (-1.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(0.5);
+    let mut chart = ChartBuilder::on(bottom)
+        .caption("2D motion per frame (pixels, degrees)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("frame")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN];
+    for (i, (label, g)) in series.iter().enumerate() {
+        let c = colors[i];
+        // dashed-looking offset is not needed: zoom_x and zoom_y often
+        // coincide, so y is drawn thinner on top of x.
+        let width = if i == 4 { 1 } else { 2 };
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (r.frame as f64, g(r))),
+                c.stroke_width(width),
+            ))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 15))
+        .draw()?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use zoetrope::models::tiny::{is_untrained, write_tiny_models_with};
 use zoetrope::models::weights::{
     checksum_state, fetch, import_file, read_header, verify_model, ChecksumState, FetchOptions,
-    ImportOptions, ModelKind, ShapeChecks, VerifyReport, WeightsStore,
+    FetchReport, ImportOptions, ModelKind, ShapeChecks, VerifyReport, WeightsStore,
 };
 use zoetrope::{Error, Result};
 
@@ -102,70 +102,11 @@ pub fn run(args: WeightsArgs) -> Result<()> {
                 progress: true,
             };
             for name in &names {
-                let r = fetch(&store, name, &opts, &checks)?;
-                if r.already_present {
-                    println!(
-                        "{}: already present and verified ({})",
-                        r.name,
-                        r.path.display()
-                    );
-                    continue;
-                }
-                if let Some(i) = &r.import {
-                    println!("{}: {} ({} tensors)", r.name, r.path.display(), i.tensors);
-                    println!("  {}", i.description);
-                }
-                match (&r.source_sha256, r.source_verified) {
-                    (Some(s), true) => {
-                        println!("  source sha256 {s} matches the published checksum")
-                    }
-                    (Some(s), false) => {
-                        println!("  source sha256 {s} (no published checksum to compare)")
-                    }
-                    _ => {}
-                }
-                if let Some(k) = &r.source_kept {
-                    println!("  official file kept at {}", k.display());
-                }
+                print_fetched(&fetch(&store, name, &opts, &checks)?);
             }
             Ok(())
         }
-        WeightsCommand::Import { file, as_name } => {
-            let r = import_file(
-                &store,
-                &file,
-                &ImportOptions {
-                    as_name,
-                    ..Default::default()
-                },
-                &checks,
-            )?;
-            println!(
-                "{} ({}) imported from {} ({}) to {}",
-                r.name,
-                r.kind,
-                file.display(),
-                r.container,
-                r.path.display()
-            );
-            println!("  {}", r.description);
-            println!("  {} tensors, sha256 {}", r.tensors, r.sha256);
-            if !r.dropped.is_empty() {
-                let shown: Vec<&str> = r.dropped.iter().take(6).map(String::as_str).collect();
-                let more = r.dropped.len().saturating_sub(shown.len());
-                println!(
-                    "  left out {} entries that are not this model's weights: {}{}",
-                    r.dropped.len(),
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(", … ({more} more)")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            Ok(())
-        }
+        WeightsCommand::Import { file, as_name } => import(&store, &file, as_name, &checks),
         WeightsCommand::Verify { names } => verify(&store, &names, &checks),
         WeightsCommand::Tiny { force } => {
             for f in write_tiny_models_with(&store.dir, force)? {
@@ -184,6 +125,77 @@ pub fn run(args: WeightsArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints what fetching one model did.
+fn print_fetched(r: &FetchReport) {
+    if r.already_present {
+        println!(
+            "{}: already present and verified ({})",
+            r.name,
+            r.path.display()
+        );
+        return;
+    }
+    if let Some(i) = &r.import {
+        println!("{}: {} ({} tensors)", r.name, r.path.display(), i.tensors);
+        println!("  {}", i.description);
+    }
+    match (&r.source_sha256, r.source_verified) {
+        (Some(s), true) => {
+            println!("  source sha256 {s} matches the published checksum")
+        }
+        (Some(s), false) => {
+            println!("  source sha256 {s} (no published checksum to compare)")
+        }
+        _ => {}
+    }
+    if let Some(k) = &r.source_kept {
+        println!("  official file kept at {}", k.display());
+    }
+}
+
+/// `weights import FILE [--as NAME]`: imports one file and says what it holds.
+fn import(
+    store: &WeightsStore,
+    file: &Path,
+    as_name: Option<String>,
+    checks: &ShapeChecks,
+) -> Result<()> {
+    let r = import_file(
+        store,
+        file,
+        &ImportOptions {
+            as_name,
+            ..Default::default()
+        },
+        checks,
+    )?;
+    println!(
+        "{} ({}) imported from {} ({}) to {}",
+        r.name,
+        r.kind,
+        file.display(),
+        r.container,
+        r.path.display()
+    );
+    println!("  {}", r.description);
+    println!("  {} tensors, sha256 {}", r.tensors, r.sha256);
+    if !r.dropped.is_empty() {
+        let shown: Vec<&str> = r.dropped.iter().take(6).map(String::as_str).collect();
+        let more = r.dropped.len().saturating_sub(shown.len());
+        println!(
+            "  left out {} entries that are not this model's weights: {}{}",
+            r.dropped.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(", … ({more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
 }
 
 fn human_size(bytes: u64) -> String {

@@ -14,6 +14,9 @@
 //!   `index.html?selftest=1` switches the selectors, steps a frame, waits
 //!   for the image and writes `SELFTEST OK` or `SELFTEST FAIL: …` into the
 //!   page (the browser test reads it back with headless Chromium).
+//!   The page is built from `assets/grid/` (the `index.html` template,
+//!   `viewer.css`, `errors.js`, `viewer.js`), included at build time and
+//!   filled in one pass by `template::fill`.
 //!
 //! Everything depends only on the cells' files, the scene and the spec (no
 //! dates, no absolute paths), so rebuilding from the same cells gives the
@@ -30,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::font;
+use super::template;
 use super::{cell_status, frames_done, Cell, CellStatus, GridSpec};
 use crate::output::frames::{frame_file_name, read_rgb, write_png_atomic};
 use crate::scene::Scene;
@@ -297,7 +301,8 @@ pub fn assemble_prepared(
         );
     }
 
-    let html = index_html(out_dir, spec, scene, cells, &statuses, frames, &layout)?;
+    let data = view_data(out_dir, spec, scene, cells, &statuses, frames, &layout)?;
+    let html = index_html(&data, &layout)?;
     crate::atomic::write_atomic(&outputs.index, html.as_bytes())?;
     Ok(outputs)
 }
@@ -430,8 +435,64 @@ fn rel_if_file(out_dir: &Path, rel: String) -> Option<String> {
     out_dir.join(&rel).is_file().then_some(rel)
 }
 
-/// The viewer page; see the module documentation.
-fn index_html(
+/// The viewer page's template and assets (`assets/grid/`), built in.
+const PAGE_TEMPLATE: &str = include_str!("../../assets/grid/index.html");
+const STYLE: &str = include_str!("../../assets/grid/viewer.css");
+/// Installed before the viewer script, so that even a failure to parse or
+/// start the viewer ends up in the page (`#errors`).
+const ERROR_SCRIPT: &str = include_str!("../../assets/grid/errors.js");
+/// The viewer script (plain ES5, no external resources).
+const SCRIPT: &str = include_str!("../../assets/grid/viewer.js");
+
+/// The viewer page showing `data`; see the module documentation.
+fn index_html(data: &ViewData, layout: &Layout) -> Result<String> {
+    // `<` never appears raw inside the script element, so no `</script>`
+    // in a prompt or path can end it early.
+    let json = serde_json::to_string(data)
+        .map_err(|e| Error::internal(format!("viewer data as JSON: {e}")))?
+        .replace('<', "\\u003c");
+
+    let complete = data.cells.iter().filter(|c| c.complete).count();
+    // Small frames are shown enlarged by a whole factor (pixelated).
+    let zoom = (VIEW_WIDTH / layout.tile_w.max(1)).clamp(1, 8);
+    let (vw, vh) = (layout.tile_w * zoom, layout.tile_h * zoom);
+    let view_source = match data.cells.iter().find(|c| c.frames_done >= 1) {
+        Some(c) => format!(
+            " src=\"{}\"",
+            esc(&format!("{}/{}", c.name, frame_file_name(1)))
+        ),
+        None => " hidden".to_string(),
+    };
+    let perceptor_headers: String = data
+        .perceptors
+        .iter()
+        .map(|p| format!("<th>{}</th>", esc(p)))
+        .collect();
+    template::fill(
+        PAGE_TEMPLATE,
+        &[
+            ("title", &esc(&data.title)),
+            ("style", STYLE.strip_suffix('\n').unwrap_or(STYLE)),
+            ("frames", &data.frames.to_string()),
+            ("fps", &data.fps.to_string()),
+            ("complete", &complete.to_string()),
+            ("cell_count", &data.cells.len().to_string()),
+            ("view_width", &vw.to_string()),
+            ("view_height", &vh.to_string()),
+            ("view_source", &view_source),
+            ("perceptor_headers", &perceptor_headers),
+            ("cell_rows", &cell_rows(data)),
+            ("comparison", &comparison(data)),
+            ("error_script", ERROR_SCRIPT),
+            ("data", &json),
+            ("viewer_script", SCRIPT),
+        ],
+    )
+}
+
+/// What the viewer shows, gathered from the cells' folders (embedded in the
+/// page as JSON).
+fn view_data(
     out_dir: &Path,
     spec: &GridSpec,
     scene: &Scene,
@@ -439,50 +500,16 @@ fn index_html(
     statuses: &[CellStatus],
     frames: u64,
     layout: &Layout,
-) -> Result<String> {
+) -> Result<ViewData> {
     let title = Path::new(&scene.origin)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| scene.origin.clone());
-    let mut view_cells = Vec::new();
-    for (cell, st) in cells.iter().zip(statuses) {
-        let dir = cell.dir(out_dir);
-        let done = match st {
-            CellStatus::Complete => frames_done(&dir, frames),
-            CellStatus::Partial { frames_done } => *frames_done,
-            CellStatus::Missing => 0,
-        };
-        let settings_file = rel_if_file(out_dir, format!("{}/settings.toml", cell.name));
-        let parsed = settings_file
-            .as_ref()
-            .and_then(|f| fs::read_to_string(out_dir.join(f)).ok())
-            .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
-            .and_then(|t| serde_json::to_value(t).ok());
-        let (settings, settings_source) = match parsed {
-            Some(v) => (v, "settings.toml"),
-            None => {
-                let planned = spec.cell_scene(scene, cell)?;
-                let v = serde_json::to_value(&planned)
-                    .map_err(|e| Error::internal(format!("settings as JSON: {e}")))?;
-                (v, "planned (the cell has no settings.toml yet)")
-            }
-        };
-        view_cells.push(ViewCell {
-            name: cell.name.clone(),
-            vqgan: cell.vqgan.clone(),
-            perceptor: cell.perceptor_label(),
-            label: cell.label(),
-            row: cell.row,
-            col: cell.col,
-            frames_done: done,
-            complete: *st == CellStatus::Complete,
-            video: rel_if_file(out_dir, format!("{0}/{0}.mp4", cell.name)),
-            settings_file,
-            metadata_file: rel_if_file(out_dir, format!("{}/metadata.json", cell.name)),
-            settings,
-            settings_source,
-        });
-    }
+    let view_cells = cells
+        .iter()
+        .zip(statuses)
+        .map(|(cell, st)| view_cell(out_dir, spec, scene, cell, st, frames))
+        .collect::<Result<Vec<_>>>()?;
     let sheets: Vec<ViewSheet> = (1..=frames)
         .filter(|k| out_dir.join(sheet_file_name(*k)).is_file())
         .map(|k| ViewSheet {
@@ -490,8 +517,8 @@ fn index_html(
             file: sheet_file_name(k),
         })
         .collect();
-    let data = ViewData {
-        title: title.clone(),
+    Ok(ViewData {
+        title,
         frames,
         fps: scene.frames_per_second,
         tile_width: layout.tile_w,
@@ -505,69 +532,61 @@ fn index_html(
         cells: view_cells,
         sheets,
         video: rel_if_file(out_dir, "grid.mp4".to_string()),
+    })
+}
+
+/// One cell's entry in the viewer data: its progress, its files and its
+/// settings (as rendered, else as planned).
+fn view_cell(
+    out_dir: &Path,
+    spec: &GridSpec,
+    scene: &Scene,
+    cell: &Cell,
+    st: &CellStatus,
+    frames: u64,
+) -> Result<ViewCell> {
+    let dir = cell.dir(out_dir);
+    let done = match st {
+        CellStatus::Complete => frames_done(&dir, frames),
+        CellStatus::Partial { frames_done } => *frames_done,
+        CellStatus::Missing => 0,
     };
-    // `<` never appears raw inside the script element, so no `</script>`
-    // in a prompt or path can end it early.
-    let json = serde_json::to_string(&data)
-        .map_err(|e| Error::internal(format!("viewer data as JSON: {e}")))?
-        .replace('<', "\\u003c");
+    let settings_file = rel_if_file(out_dir, format!("{}/settings.toml", cell.name));
+    let parsed = settings_file
+        .as_ref()
+        .and_then(|f| fs::read_to_string(out_dir.join(f)).ok())
+        .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+        .and_then(|t| serde_json::to_value(t).ok());
+    let (settings, settings_source) = match parsed {
+        Some(v) => (v, "settings.toml"),
+        None => {
+            let planned = spec.cell_scene(scene, cell)?;
+            let v = serde_json::to_value(&planned)
+                .map_err(|e| Error::internal(format!("settings as JSON: {e}")))?;
+            (v, "planned (the cell has no settings.toml yet)")
+        }
+    };
+    Ok(ViewCell {
+        name: cell.name.clone(),
+        vqgan: cell.vqgan.clone(),
+        perceptor: cell.perceptor_label(),
+        label: cell.label(),
+        row: cell.row,
+        col: cell.col,
+        frames_done: done,
+        complete: *st == CellStatus::Complete,
+        video: rel_if_file(out_dir, format!("{0}/{0}.mp4", cell.name)),
+        settings_file,
+        metadata_file: rel_if_file(out_dir, format!("{}/metadata.json", cell.name)),
+        settings,
+        settings_source,
+    })
+}
 
-    let complete = data.cells.iter().filter(|c| c.complete).count();
-    let first = data.cells.iter().find(|c| c.frames_done >= 1);
+/// The rows of the static cell overview (one per VQGAN), with links to the
+/// files that exist.
+fn cell_rows(data: &ViewData) -> String {
     let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    h.push_str(&format!(
-        "<title>zoetrope grid: {}</title>\n<style>{}</style>\n</head>\n<body>\n",
-        esc(&title),
-        STYLE
-    ));
-    h.push_str(&format!(
-        "<h1>zoetrope grid: {}</h1>\n<p class=\"info\">{} frames at {} fps; rows: VQGAN, \
-         columns: perceptors; {} of {} cells complete</p>\n",
-        esc(&title),
-        frames,
-        scene.frames_per_second,
-        complete,
-        data.cells.len()
-    ));
-    h.push_str(
-        "<div class=\"controls\">\n\
-         <label>vqgan_model <select id=\"vqgan\"></select></label>\n\
-         <label>perceptors <select id=\"perceptor\"></select></label>\n\
-         <button id=\"prev\" type=\"button\" title=\"previous frame (←)\">&#9664; step</button>\n\
-         <button id=\"play\" type=\"button\" title=\"play / pause (space)\">&#9654; play</button>\n\
-         <button id=\"next\" type=\"button\" title=\"next frame (→)\">step &#9654;</button>\n",
-    );
-    h.push_str(&format!(
-        "<input id=\"frame\" type=\"range\" min=\"1\" max=\"{frames}\" value=\"1\">\n\
-         <span id=\"frame-label\"></span>\n</div>\n"
-    ));
-    // Small frames are shown enlarged by a whole factor (pixelated).
-    let zoom = (VIEW_WIDTH / layout.tile_w.max(1)).clamp(1, 8);
-    let (vw, vh) = (layout.tile_w * zoom, layout.tile_h * zoom);
-    h.push_str(&format!(
-        "<div id=\"stage\" style=\"width:{vw}px;min-height:{vh}px\">\n"
-    ));
-    let size = format!("width=\"{vw}\" height=\"{vh}\"");
-    match first {
-        Some(c) => h.push_str(&format!(
-            "<img id=\"view\" alt=\"the selected cell's frame\" {size} src=\"{}\">\n",
-            esc(&format!("{}/{}", c.name, frame_file_name(1)))
-        )),
-        None => h.push_str(&format!(
-            "<img id=\"view\" alt=\"the selected cell's frame\" {size} hidden>\n"
-        )),
-    }
-    h.push_str("<div id=\"placeholder\" hidden></div>\n</div>\n");
-    h.push_str("<p id=\"cell-info\"></p>\n<div id=\"links\"></div>\n");
-    h.push_str("<details open><summary>settings</summary><pre id=\"settings\"></pre></details>\n");
-
-    // A static overview of every cell, with links to the files that exist.
-    h.push_str("<h2>Cells</h2>\n<table>\n<tr><th></th>");
-    for p in &data.perceptors {
-        h.push_str(&format!("<th>{}</th>", esc(p)));
-    }
-    h.push_str("</tr>\n");
     for (r, v) in data.vqgans.iter().enumerate() {
         h.push_str(&format!("<tr><th>{}</th>", esc(v)));
         for c in data.cells.iter().filter(|c| c.row == r) {
@@ -576,7 +595,7 @@ fn index_html(
             } else if c.frames_done == 0 {
                 "not rendered".to_string()
             } else {
-                format!("{} of {} frames", c.frames_done, frames)
+                format!("{} of {} frames", c.frames_done, data.frames)
             };
             h.push_str(&format!(
                 "<td><button type=\"button\" class=\"pick\" data-row=\"{}\" data-col=\"{}\">{}</button><br>{}",
@@ -598,16 +617,18 @@ fn index_html(
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n");
+    h
+}
 
-    h.push_str("<h2>Comparison</h2>\n");
-    match &data.video {
-        Some(v) => h.push_str(&format!(
+/// The comparison section: the link to grid.mp4 and the contact sheets.
+fn comparison(data: &ViewData) -> String {
+    let mut h = match &data.video {
+        Some(v) => format!(
             "<p><a href=\"{}\">grid.mp4</a>: all cells side by side, in sync</p>\n",
             esc(v)
-        )),
-        None => h.push_str("<p>grid.mp4 has not been built yet.</p>\n"),
-    }
+        ),
+        None => "<p>grid.mp4 has not been built yet.</p>\n".to_string(),
+    };
     for s in &data.sheets {
         h.push_str(&format!(
             "<figure><a href=\"{0}\"><img class=\"sheet\" src=\"{0}\" alt=\"frame {1}\"></a>\
@@ -616,227 +637,11 @@ fn index_html(
             s.frame
         ));
     }
-    h.push_str("<pre id=\"errors\" hidden></pre>\n<div id=\"selftest\"></div>\n");
-    h.push_str("<script>\n");
-    h.push_str(ERROR_SCRIPT);
-    h.push_str("</script>\n");
-    h.push_str(&format!(
-        "<script type=\"application/json\" id=\"grid-data\">{json}</script>\n"
-    ));
-    h.push_str("<script>\n");
-    h.push_str(SCRIPT);
-    h.push_str("</script>\n</body>\n</html>\n");
-    Ok(h)
+    h
 }
 
 /// Frames narrower than this are shown enlarged by a whole factor.
 const VIEW_WIDTH: u32 = 512;
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#181818;color:#e8e8e8;\
-margin:1.5em}a{color:#8cc8ff}.controls{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;\
-margin:.8em 0}#stage{background:#101010;display:flex;align-items:center;justify-content:center}\
-#stage img{image-rendering:pixelated;max-width:100%}#placeholder{color:#888;padding:1em}\
-pre{background:#101010;padding:.8em;overflow:auto;max-height:20em}table{border-collapse:collapse}\
-td,th{border:1px solid #444;padding:.4em;vertical-align:top}img.sheet{max-width:100%}\
-figure{margin:1em 0}#errors{color:#ff8080}";
-
-/// Installed before the viewer script, so that even a failure to parse or
-/// start the viewer ends up in the page (`#errors`).
-const ERROR_SCRIPT: &str = r#"var zoetropeErrors = [];
-function zoetropeRecordError(msg) {
-  zoetropeErrors.push(String(msg));
-  var el = document.getElementById("errors");
-  el.textContent = zoetropeErrors.join("\n");
-  el.hidden = false;
-}
-window.onerror = function (msg, src, line, col) {
-  zoetropeRecordError("error: " + msg + " (" + src + ":" + line + ":" + col + ")");
-  return false;
-};
-window.addEventListener("unhandledrejection", function (e) {
-  zoetropeRecordError("unhandled rejection: " + e.reason);
-});
-"#;
-
-/// The viewer script (plain ES5, no external resources).
-const SCRIPT: &str = r#""use strict";
-(function () {
-  var errors = zoetropeErrors;
-  var recordError = zoetropeRecordError;
-  var data = JSON.parse(document.getElementById("grid-data").textContent);
-  var vqSel = document.getElementById("vqgan");
-  var peSel = document.getElementById("perceptor");
-  var img = document.getElementById("view");
-  var placeholder = document.getElementById("placeholder");
-  var slider = document.getElementById("frame");
-  var frameLabel = document.getElementById("frame-label");
-  var playBtn = document.getElementById("play");
-  var settingsEl = document.getElementById("settings");
-  var infoEl = document.getElementById("cell-info");
-  var linksEl = document.getElementById("links");
-  var state = { row: 0, col: 0, frame: 1, timer: null };
-
-  function addOptions(sel, names) {
-    names.forEach(function (name, i) {
-      var o = document.createElement("option");
-      o.value = String(i);
-      o.textContent = name;
-      sel.appendChild(o);
-    });
-  }
-  addOptions(vqSel, data.vqgans);
-  addOptions(peSel, data.perceptors);
-
-  function cellAt(row, col) {
-    return data.cells[row * data.perceptors.length + col];
-  }
-  function pad5(n) {
-    var s = String(n);
-    while (s.length < 5) { s = "0" + s; }
-    return s;
-  }
-  function framePath(cell, k) {
-    return cell.name + "/frame_" + pad5(k) + ".png";
-  }
-  function link(href, text) {
-    var a = document.createElement("a");
-    a.setAttribute("href", href);
-    a.textContent = text;
-    return a;
-  }
-
-  function show() {
-    var cell = cellAt(state.row, state.col);
-    vqSel.value = String(state.row);
-    peSel.value = String(state.col);
-    slider.value = String(state.frame);
-    frameLabel.textContent = "frame " + state.frame + " / " + data.frames;
-    if (state.frame <= cell.frames_done) {
-      var p = framePath(cell, state.frame);
-      if (img.getAttribute("src") !== p) { img.setAttribute("src", p); }
-      img.hidden = false;
-      placeholder.hidden = true;
-      if (state.frame < cell.frames_done) {
-        new Image().src = framePath(cell, state.frame + 1);
-      }
-    } else {
-      img.hidden = true;
-      placeholder.hidden = false;
-      placeholder.textContent = cell.frames_done === 0
-        ? cell.label + ": not rendered yet"
-        : cell.label + ": frame " + state.frame + " not rendered yet (" + cell.frames_done + " of " + data.frames + " done)";
-    }
-    infoEl.textContent = cell.label + " (" + cell.name + "), " +
-      (cell.complete ? "complete" : cell.frames_done + " of " + data.frames + " frames") +
-      "; settings from " + cell.settings_source;
-    while (linksEl.firstChild) { linksEl.removeChild(linksEl.firstChild); }
-    if (cell.video) { linksEl.appendChild(link(cell.video, "cell video")); linksEl.appendChild(document.createTextNode(" ")); }
-    if (cell.settings_file) { linksEl.appendChild(link(cell.settings_file, "settings.toml")); linksEl.appendChild(document.createTextNode(" ")); }
-    if (cell.metadata_file) { linksEl.appendChild(link(cell.metadata_file, "metadata.json")); }
-    settingsEl.textContent = JSON.stringify(cell.settings, null, 2);
-  }
-
-  function step(d) {
-    var n = data.frames;
-    state.frame = ((state.frame - 1 + d) % n + n) % n + 1;
-    show();
-  }
-  function setPlaying(on) {
-    if (state.timer !== null) { window.clearInterval(state.timer); state.timer = null; }
-    if (on) {
-      var ms = Math.max(20, Math.round(1000 / (data.fps > 0 ? data.fps : 12)));
-      state.timer = window.setInterval(function () { step(1); }, ms);
-    }
-    playBtn.innerHTML = on ? "&#10074;&#10074; pause" : "&#9654; play";
-  }
-
-  vqSel.addEventListener("change", function () { state.row = Number(vqSel.value); show(); });
-  peSel.addEventListener("change", function () { state.col = Number(peSel.value); show(); });
-  slider.addEventListener("input", function () { state.frame = Number(slider.value); show(); });
-  document.getElementById("prev").addEventListener("click", function () { setPlaying(false); step(-1); });
-  document.getElementById("next").addEventListener("click", function () { setPlaying(false); step(1); });
-  playBtn.addEventListener("click", function () { setPlaying(state.timer === null); });
-  document.addEventListener("keydown", function (e) {
-    if (e.target && (e.target.tagName === "SELECT" || e.target.tagName === "INPUT")) { return; }
-    if (e.key === "ArrowLeft") { setPlaying(false); step(-1); e.preventDefault(); }
-    else if (e.key === "ArrowRight") { setPlaying(false); step(1); e.preventDefault(); }
-    else if (e.key === " ") { setPlaying(state.timer === null); e.preventDefault(); }
-  });
-  Array.prototype.forEach.call(document.querySelectorAll("button.pick"), function (b) {
-    b.addEventListener("click", function () {
-      state.row = Number(b.getAttribute("data-row"));
-      state.col = Number(b.getAttribute("data-col"));
-      show();
-      window.scrollTo(0, 0);
-    });
-  });
-  img.addEventListener("error", function () {
-    recordError("could not load " + img.getAttribute("src"));
-  });
-
-  // Start on the first cell that has frames.
-  for (var i = 0; i < data.cells.length; i++) {
-    if (data.cells[i].frames_done > 0) { state.row = data.cells[i].row; state.col = data.cells[i].col; break; }
-  }
-  show();
-
-  function selftest() {
-    var out = document.getElementById("selftest");
-    function finish(msg) {
-      if (errors.length > 0 && msg === "SELFTEST OK") { msg = "SELFTEST FAIL: page errors: " + errors.join("; "); }
-      out.textContent = msg;
-    }
-    try {
-      var before = img.getAttribute("src");
-      var target = null;
-      for (var j = data.cells.length - 1; j >= 0; j--) {
-        var c = data.cells[j];
-        if (c.frames_done >= 1 && (c.row !== state.row || c.col !== state.col)) { target = c; break; }
-      }
-      if (target === null) { return finish("SELFTEST FAIL: needs two cells with frames"); }
-      vqSel.value = String(target.row);
-      vqSel.dispatchEvent(new Event("change"));
-      peSel.value = String(target.col);
-      peSel.dispatchEvent(new Event("change"));
-      if (state.row !== target.row || state.col !== target.col) {
-        return finish("SELFTEST FAIL: the selectors did not switch to " + target.name);
-      }
-      document.getElementById("next").click();
-      var expected = framePath(target, state.frame);
-      var now = img.getAttribute("src");
-      if (state.frame > target.frames_done) {
-        return finish("SELFTEST FAIL: frame " + state.frame + " of " + target.name + " is not rendered");
-      }
-      if (now === before) { return finish("SELFTEST FAIL: the image did not change from " + before); }
-      if (now !== expected) { return finish("SELFTEST FAIL: showing " + now + ", expected " + expected); }
-      var settled = false;
-      function loaded() {
-        if (settled) { return; }
-        settled = true;
-        if (img.naturalWidth > 0) { finish("SELFTEST OK"); }
-        else { finish("SELFTEST FAIL: " + now + " loaded empty"); }
-      }
-      function failed() {
-        if (settled) { return; }
-        settled = true;
-        finish("SELFTEST FAIL: could not load " + now);
-      }
-      img.addEventListener("load", loaded);
-      img.addEventListener("error", failed);
-      if (img.complete && img.naturalWidth > 0) { loaded(); }
-      window.setTimeout(function () {
-        if (!settled) { settled = true; finish("SELFTEST FAIL: " + now + " did not load in time"); }
-      }, 5000);
-    } catch (e) {
-      finish("SELFTEST FAIL: " + e);
-    }
-  }
-  if (/[?&]selftest=1(&|$)/.test(window.location.search)) {
-    if (document.readyState === "complete") { selftest(); }
-    else { window.addEventListener("load", selftest); }
-  }
-})();
-"#;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,7 @@
 
 pub mod assemble;
 mod font;
+mod template;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -614,6 +615,132 @@ fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
     })
 }
 
+/// What this run does with each cell: skips those of other shards and the
+/// complete ones, renders the missing and resumes the partial ones.
+fn plan_cells(prep: &Prepared, out_dir: &Path, opts: &GridOptions) -> Vec<(usize, CellOutcome)> {
+    let mut plan: Vec<(usize, CellOutcome)> = Vec::new();
+    for cell in &prep.cells {
+        let outcome = if opts.shard.is_some_and(|s| !s.contains(cell.index)) {
+            CellOutcome::OtherShard
+        } else {
+            match cell_status(out_dir, cell, prep.frames) {
+                CellStatus::Complete => CellOutcome::AlreadyComplete,
+                CellStatus::Missing => CellOutcome::Rendered,
+                CellStatus::Partial { frames_done } => CellOutcome::Resumed { frames_done },
+            }
+        };
+        plan.push((cell.index, outcome));
+    }
+    plan
+}
+
+/// Fails with one error listing every weights file missing for the cells
+/// still to render.
+fn check_all_weights(
+    prep: &Prepared,
+    plan: &[(usize, CellOutcome)],
+    check_weights: CheckWeights<'_>,
+) -> Result<()> {
+    let mut missing: Vec<String> = Vec::new();
+    for (i, outcome) in plan {
+        if matches!(outcome, CellOutcome::Rendered | CellOutcome::Resumed { .. }) {
+            let cell = &prep.cells[*i];
+            for m in check_weights(&cell.perceptors, &cell.vqgan) {
+                if !missing.contains(&m) {
+                    missing.push(m);
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::weights(format!(
+            "the grid cannot start: {} weights file{} missing or unusable:\n  - {}\nNothing \
+             was rendered; provide the weights (`zoetrope weights fetch NAME`) and run the \
+             grid again",
+            missing.len(),
+            if missing.len() == 1 { " is" } else { "s are" },
+            missing.join("\n  - ")
+        )));
+    }
+    Ok(())
+}
+
+/// The progress bar over the `len` cells to render (hidden unless asked).
+fn cells_bar(len: usize, progress: bool) -> Result<ProgressBar> {
+    let bar = if progress {
+        ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("grid {bar:30} {pos}/{len} cells {wide_msg}")
+            .map_err(|e| Error::internal(format!("progress bar template: {e}")))?,
+    );
+    Ok(bar)
+}
+
+/// The line announcing the `n`-th of `count` cells to render.
+fn cell_line((n, count): (usize, usize), outcome: CellOutcome, cell: &Cell, dir: &Path) -> String {
+    let what = match outcome {
+        CellOutcome::Resumed { frames_done } => {
+            format!("resuming after frame {frames_done}")
+        }
+        _ => "rendering".to_string(),
+    };
+    format!("[{n}/{count}] {what} {} → {}", cell.label(), dir.display())
+}
+
+/// Prints `line` above the progress bar (when progress is shown).
+fn announce(bar: &ProgressBar, progress: bool, line: String) {
+    if progress {
+        // Off a terminal (batch logs) the bar is hidden and drops its
+        // lines; the log should still say which cell is rendering.
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    }
+}
+
+/// Checks that the render left every frame and the MP4 in the cell's folder
+/// `dir`, then writes its `complete` marker.
+fn finish_cell(cell: &Cell, dir: &Path, out_dir: &Path, frames: u64) -> Result<()> {
+    let done = frames_done(dir, frames);
+    if done != frames || !cell.video_path(out_dir).is_file() {
+        return Err(Error::internal(format!(
+            "the render of grid cell {} returned without finishing it: {} holds {done} of \
+             {} frames{}",
+            cell.name,
+            dir.display(),
+            frames,
+            if cell.video_path(out_dir).is_file() {
+                ""
+            } else {
+                " and no MP4"
+            }
+        )));
+    }
+    crate::output::write_json_atomic(
+        &dir.join(COMPLETE_MARKER),
+        &Marker {
+            cell: cell.name.clone(),
+            frames,
+        },
+    )?;
+    Ok(())
+}
+
+/// Creates the `what` folder `dir` (and its parents).
+fn create_folder(dir: &Path, what: &str) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            format!("could not create the {what} folder {}", dir.display()),
+            e,
+        )
+    })
+}
+
 /// Renders the grid (or this shard of it) and rebuilds the comparison
 /// outputs.
 ///
@@ -652,64 +779,19 @@ pub fn run_grid(
     }
 
     // What to do with each cell.
-    let mut plan: Vec<(usize, CellOutcome)> = Vec::new();
-    for cell in &prep.cells {
-        let outcome = if opts.shard.is_some_and(|s| !s.contains(cell.index)) {
-            CellOutcome::OtherShard
-        } else {
-            match cell_status(out_dir, cell, prep.frames) {
-                CellStatus::Complete => CellOutcome::AlreadyComplete,
-                CellStatus::Missing => CellOutcome::Rendered,
-                CellStatus::Partial { frames_done } => CellOutcome::Resumed { frames_done },
-            }
-        };
-        plan.push((cell.index, outcome));
-    }
+    let plan = plan_cells(&prep, out_dir, opts);
 
     // Every missing weights file at once.
-    let mut missing: Vec<String> = Vec::new();
-    for (i, outcome) in &plan {
-        if matches!(outcome, CellOutcome::Rendered | CellOutcome::Resumed { .. }) {
-            let cell = &prep.cells[*i];
-            for m in check_weights(&cell.perceptors, &cell.vqgan) {
-                if !missing.contains(&m) {
-                    missing.push(m);
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::weights(format!(
-            "the grid cannot start: {} weights file{} missing or unusable:\n  - {}\nNothing \
-             was rendered; provide the weights (`zoetrope weights fetch NAME`) and run the \
-             grid again",
-            missing.len(),
-            if missing.len() == 1 { " is" } else { "s are" },
-            missing.join("\n  - ")
-        )));
-    }
+    check_all_weights(&prep, &plan, check_weights)?;
 
-    fs::create_dir_all(out_dir).map_err(|e| {
-        Error::io(
-            format!("could not create the grid folder {}", out_dir.display()),
-            e,
-        )
-    })?;
+    create_folder(out_dir, "grid")?;
 
     let todo: Vec<(usize, CellOutcome)> = plan
         .iter()
         .copied()
         .filter(|(_, o)| matches!(o, CellOutcome::Rendered | CellOutcome::Resumed { .. }))
         .collect();
-    let bar = if opts.progress {
-        ProgressBar::with_draw_target(Some(todo.len() as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("grid {bar:30} {pos}/{len} cells {wide_msg}")
-            .map_err(|e| Error::internal(format!("progress bar template: {e}")))?,
-    );
+    let bar = cells_bar(todo.len(), opts.progress)?;
     let sheet_opts = assemble::AssembleOptions {
         sheets: opts.sheets.clone(),
         video: false,
@@ -717,62 +799,18 @@ pub fn run_grid(
     for (n, (i, outcome)) in todo.iter().enumerate() {
         let cell = &prep.cells[*i];
         let dir = cell.dir(out_dir);
-        fs::create_dir_all(&dir).map_err(|e| {
-            Error::io(
-                format!("could not create the cell folder {}", dir.display()),
-                e,
-            )
-        })?;
+        create_folder(&dir, "cell")?;
         let resume = matches!(outcome, CellOutcome::Resumed { .. });
-        let what = match outcome {
-            CellOutcome::Resumed { frames_done } => {
-                format!("resuming after frame {frames_done}")
-            }
-            _ => "rendering".to_string(),
-        };
         bar.set_message(cell.label());
-        let line = format!(
-            "[{}/{}] {} {} → {}",
-            n + 1,
-            todo.len(),
-            what,
-            cell.label(),
-            dir.display()
+        announce(
+            &bar,
+            opts.progress,
+            cell_line((n + 1, todo.len()), *outcome, cell, &dir),
         );
-        if opts.progress {
-            // Off a terminal (batch logs) the bar is hidden and drops its
-            // lines; the log should still say which cell is rendering.
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
         // The render draws its own progress; keep ours out of its way.
         bar.suspend(|| render_cell(&scenes[*i], &dir, resume))
             .map_err(|e| e.context(format!("grid cell {} ({})", cell.name, cell.label())))?;
-        let done = frames_done(&dir, prep.frames);
-        if done != prep.frames || !cell.video_path(out_dir).is_file() {
-            return Err(Error::internal(format!(
-                "the render of grid cell {} returned without finishing it: {} holds {done} of \
-                 {} frames{}",
-                cell.name,
-                dir.display(),
-                prep.frames,
-                if cell.video_path(out_dir).is_file() {
-                    ""
-                } else {
-                    " and no MP4"
-                }
-            )));
-        }
-        crate::output::write_json_atomic(
-            &dir.join(COMPLETE_MARKER),
-            &Marker {
-                cell: cell.name.clone(),
-                frames: prep.frames,
-            },
-        )?;
+        finish_cell(cell, &dir, out_dir, prep.frames)?;
         bar.inc(1);
         // Cheap outputs follow every finished cell; the video waits for the end.
         if n + 1 < todo.len() {

@@ -35,7 +35,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
@@ -46,6 +45,7 @@ use image::RgbImage;
 
 use crate::audio::{Soundtrack, SAMPLE_RATE};
 use crate::error::{Error, ErrorKind, Result};
+use crate::media::{init, utf8_path};
 
 /// The soundtrack's AAC bit rate (mono).
 const AAC_BIT_RATE: usize = 128_000;
@@ -53,26 +53,6 @@ const AAC_BIT_RATE: usize = 128_000;
 /// x264 quality settings: CRF 18 is visually near-lossless, which keeps the
 /// fine VQGAN texture; `medium` is x264's default speed/size trade-off.
 const X264_OPTIONS: [(&str, &str); 2] = [("crf", "18"), ("preset", "medium")];
-
-pub(crate) fn init() -> Result<()> {
-    static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| {
-        ffmpeg::init().map_err(|e| e.to_string())?;
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-        Ok(())
-    })
-    .clone()
-    .map_err(|e| Error::internal(format!("could not initialise FFmpeg: {e}")))
-}
-
-pub(crate) fn utf8_path(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| {
-        Error::input(format!(
-            "FFmpeg needs UTF-8 file names; {} is not valid UTF-8",
-            path.display()
-        ))
-    })
-}
 
 /// `fps` as an exact rational when it is a whole number or a common NTSC
 /// rate, else FFmpeg's best rational approximation.
@@ -85,6 +65,97 @@ fn fps_rational(fps: f64) -> Rational {
         return Rational::new(ntsc.round() as i32 * 1000, 1001);
     }
     Rational::from(fps)
+}
+
+/// Rejects sizes and frame rates the encoder cannot take, before anything is
+/// created on disk.
+fn check_video_args(path: &Path, width: u32, height: u32, fps: f64) -> Result<()> {
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(Error::input(format!(
+            "cannot write a {width}×{height} video to {}: sizes must be 1 to 16384 pixels",
+            path.display()
+        )));
+    }
+    if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+        return Err(Error::input(format!(
+            "frames_per_second = {fps} cannot be used for {}; use a positive number up to 1000",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Adds the H.264 stream to `octx` and opens its libx264 encoder for the
+/// (even) encoded size `enc` at `rate`; returns the encoder, the stream index
+/// and whether the muxer wants global headers.
+fn add_video_stream(
+    octx: &mut format::context::Output,
+    (enc_w, enc_h): (u32, u32),
+    rate: Rational,
+    fps: f64,
+    io_err: &dyn Fn(&str, ffmpeg::Error) -> Error,
+) -> Result<(encoder::Video, usize, bool)> {
+    let time_base = rate.invert();
+    let codec = encoder::find_by_name("libx264").ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "the FFmpeg libraries found have no libx264 H.264 encoder; install FFmpeg with \
+             libx264 (Debian/Ubuntu: libavcodec with x264 support) or build without the \
+             `video` feature",
+        )
+    })?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let stream_index = octx
+        .add_stream(codec)
+        .map_err(|e| io_err("could not add a video stream to", e))?
+        .index();
+
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| Error::internal(format!("libx264 is not a video encoder: {e}")))?;
+    enc.set_width(enc_w);
+    enc.set_height(enc_h);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(time_base);
+    enc.set_frame_rate(Some(rate));
+    enc.set_colorspace(ffmpeg::color::Space::SMPTE170M);
+    enc.set_color_range(ffmpeg::color::Range::MPEG);
+    if global_header {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = Dictionary::new();
+    for (k, v) in X264_OPTIONS {
+        opts.set(k, v);
+    }
+    let encoder = enc.open_with(opts).map_err(|e| {
+        Error::internal(format!(
+            "could not open the libx264 encoder for {enc_w}×{enc_h} at {fps} fps: {e}"
+        ))
+    })?;
+    let mut ost = octx
+        .stream_mut(stream_index)
+        .ok_or_else(|| Error::internal("the new video stream disappeared"))?;
+    ost.set_parameters(&encoder);
+    ost.set_time_base(time_base);
+    ost.set_avg_frame_rate(rate);
+    ost.set_rate(rate);
+    Ok((encoder, stream_index, global_header))
+}
+
+/// The RGB24 → YUV420P converter for `enc_w × enc_h` frames (BT.601 limited
+/// range, swscale's default).
+fn rgb_to_yuv_scaler(enc_w: u32, enc_h: u32) -> Result<scaling::Context> {
+    scaling::Context::get(
+        Pixel::RGB24,
+        enc_w,
+        enc_h,
+        Pixel::YUV420P,
+        enc_w,
+        enc_h,
+        scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND,
+    )
+    .map_err(|e| Error::internal(format!("could not set up RGB→YUV conversion: {e}")))
 }
 
 /// Writes RGB frames into an H.264 MP4; see the module documentation.
@@ -150,18 +221,7 @@ impl Mp4Writer {
         metadata: &[(&str, &str)],
         soundtrack: Option<&Soundtrack>,
     ) -> Result<Self> {
-        if width == 0 || height == 0 || width > 16384 || height > 16384 {
-            return Err(Error::input(format!(
-                "cannot write a {width}×{height} video to {}: sizes must be 1 to 16384 pixels",
-                path.display()
-            )));
-        }
-        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-            return Err(Error::input(format!(
-                "frames_per_second = {fps} cannot be used for {}; use a positive number up to 1000",
-                path.display()
-            )));
-        }
+        check_video_args(path, width, height, fps)?;
         init()?;
         let final_path = path.to_path_buf();
         let mut part = path.as_os_str().to_owned();
@@ -177,52 +237,8 @@ impl Mp4Writer {
 
         let mut octx = format::output_as(part_str, "mp4")
             .map_err(|e| io_err("could not create the video file", e))?;
-        let codec = encoder::find_by_name("libx264").ok_or_else(|| {
-            Error::new(
-                ErrorKind::Internal,
-                "the FFmpeg libraries found have no libx264 H.264 encoder; install FFmpeg with \
-                 libx264 (Debian/Ubuntu: libavcodec with x264 support) or build without the \
-                 `video` feature",
-            )
-        })?;
-        let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-        let stream_index = octx
-            .add_stream(codec)
-            .map_err(|e| io_err("could not add a video stream to", e))?
-            .index();
-
-        let mut enc = codec::context::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .map_err(|e| Error::internal(format!("libx264 is not a video encoder: {e}")))?;
-        enc.set_width(enc_w);
-        enc.set_height(enc_h);
-        enc.set_format(Pixel::YUV420P);
-        enc.set_time_base(time_base);
-        enc.set_frame_rate(Some(rate));
-        enc.set_colorspace(ffmpeg::color::Space::SMPTE170M);
-        enc.set_color_range(ffmpeg::color::Range::MPEG);
-        if global_header {
-            enc.set_flags(codec::Flags::GLOBAL_HEADER);
-        }
-        let mut opts = Dictionary::new();
-        for (k, v) in X264_OPTIONS {
-            opts.set(k, v);
-        }
-        let encoder = enc.open_with(opts).map_err(|e| {
-            Error::internal(format!(
-                "could not open the libx264 encoder for {enc_w}×{enc_h} at {fps} fps: {e}"
-            ))
-        })?;
-        {
-            let mut ost = octx
-                .stream_mut(stream_index)
-                .ok_or_else(|| Error::internal("the new video stream disappeared"))?;
-            ost.set_parameters(&encoder);
-            ost.set_time_base(time_base);
-            ost.set_avg_frame_rate(rate);
-            ost.set_rate(rate);
-        }
+        let (encoder, stream_index, global_header) =
+            add_video_stream(&mut octx, (enc_w, enc_h), rate, fps, &io_err)?;
         let audio = match soundtrack {
             Some(track) if !track.samples().is_empty() => Some(add_audio_stream(
                 &mut octx,
@@ -259,16 +275,7 @@ impl Mp4Writer {
             None => None,
         };
 
-        let scaler = scaling::Context::get(
-            Pixel::RGB24,
-            enc_w,
-            enc_h,
-            Pixel::YUV420P,
-            enc_w,
-            enc_h,
-            scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND,
-        )
-        .map_err(|e| Error::internal(format!("could not set up RGB→YUV conversion: {e}")))?;
+        let scaler = rgb_to_yuv_scaler(enc_w, enc_h)?;
         Ok(Mp4Writer {
             final_path,
             part_path,

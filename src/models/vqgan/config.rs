@@ -192,125 +192,80 @@ impl VqganConfig {
     /// full-size models can be checked cheaply. [`super::Vqgan::new`] creates
     /// exactly these variables (a test checks it).
     pub fn expected_shapes(&self) -> BTreeMap<String, Vec<i64>> {
-        let mut m = BTreeMap::new();
-        let conv = |m: &mut BTreeMap<String, Vec<i64>>, p: &str, o: i64, i: i64, k: i64| {
-            m.insert(format!("{p}.weight"), vec![o, i, k, k]);
-            m.insert(format!("{p}.bias"), vec![o]);
-        };
-        let norm = |m: &mut BTreeMap<String, Vec<i64>>, p: &str, c: i64| {
-            m.insert(format!("{p}.weight"), vec![c]);
-            m.insert(format!("{p}.bias"), vec![c]);
-        };
-        let resnet = |m: &mut BTreeMap<String, Vec<i64>>, p: &str, i: i64, o: i64| {
-            norm(m, &format!("{p}.norm1"), i);
-            conv(m, &format!("{p}.conv1"), o, i, 3);
-            norm(m, &format!("{p}.norm2"), o);
-            conv(m, &format!("{p}.conv2"), o, o, 3);
-            if i != o {
-                conv(m, &format!("{p}.nin_shortcut"), o, i, 1);
-            }
-        };
-        let attn = |m: &mut BTreeMap<String, Vec<i64>>, p: &str, c: i64| {
-            norm(m, &format!("{p}.norm"), c);
-            for n in ["q", "k", "v", "proj_out"] {
-                conv(m, &format!("{p}.{n}"), c, c, 1);
-            }
-        };
-        let levels = self.ch_mult.len();
-        let ch = self.ch;
-        let nrb = self.num_res_blocks;
-
-        // Encoder.
-        conv(&mut m, "encoder.conv_in", ch, self.in_channels, 3);
-        let mut block_in = ch;
-        for l in 0..levels {
-            let block_out = ch * self.ch_mult[l];
-            for b in 0..nrb {
-                resnet(
-                    &mut m,
-                    &format!("encoder.down.{l}.block.{b}"),
-                    block_in,
-                    block_out,
-                );
-                block_in = block_out;
-                if self.attn_levels.contains(&l) {
-                    attn(&mut m, &format!("encoder.down.{l}.attn.{b}"), block_in);
-                }
-            }
-            if l + 1 != levels {
-                conv(
-                    &mut m,
-                    &format!("encoder.down.{l}.downsample.conv"),
-                    block_in,
-                    block_in,
-                    3,
-                );
-            }
-        }
-        resnet(&mut m, "encoder.mid.block_1", block_in, block_in);
-        attn(&mut m, "encoder.mid.attn_1", block_in);
-        resnet(&mut m, "encoder.mid.block_2", block_in, block_in);
-        norm(&mut m, "encoder.norm_out", block_in);
-        conv(&mut m, "encoder.conv_out", self.z_channels, block_in, 3);
-
-        // Decoder.
-        let mut block_in = ch * self.ch_mult[levels - 1];
-        conv(&mut m, "decoder.conv_in", block_in, self.z_channels, 3);
-        resnet(&mut m, "decoder.mid.block_1", block_in, block_in);
-        attn(&mut m, "decoder.mid.attn_1", block_in);
-        resnet(&mut m, "decoder.mid.block_2", block_in, block_in);
-        for l in (0..levels).rev() {
-            let block_out = ch * self.ch_mult[l];
-            for b in 0..=nrb {
-                resnet(
-                    &mut m,
-                    &format!("decoder.up.{l}.block.{b}"),
-                    block_in,
-                    block_out,
-                );
-                block_in = block_out;
-                if self.attn_levels.contains(&l) {
-                    attn(&mut m, &format!("decoder.up.{l}.attn.{b}"), block_in);
-                }
-            }
-            if l != 0 {
-                conv(
-                    &mut m,
-                    &format!("decoder.up.{l}.upsample.conv"),
-                    block_in,
-                    block_in,
-                    3,
-                );
-            }
-        }
-        norm(&mut m, "decoder.norm_out", block_in);
-        conv(&mut m, "decoder.conv_out", self.out_ch, block_in, 3);
+        let mut m = ShapeTable::default();
+        self.encoder_shapes(&mut m);
+        self.decoder_shapes(&mut m);
 
         // Quantiser and the 1×1 convs around it.
-        conv(&mut m, "quant_conv", self.embed_dim, self.z_channels, 1);
-        conv(
-            &mut m,
-            "post_quant_conv",
-            self.z_channels,
-            self.embed_dim,
-            1,
-        );
+        m.conv("quant_conv", self.embed_dim, self.z_channels, 1);
+        m.conv("post_quant_conv", self.z_channels, self.embed_dim, 1);
         match self.quantizer {
             QuantizerKind::Nearest => {
-                m.insert(
-                    "quantize.embedding.weight".into(),
+                m.tensor(
+                    "quantize.embedding.weight",
                     vec![self.n_embed, self.embed_dim],
                 );
             }
             QuantizerKind::Gumbel => {
-                conv(&mut m, "quantize.proj", self.n_embed, self.z_channels, 1);
-                m.insert(
-                    "quantize.embed.weight".into(),
-                    vec![self.n_embed, self.embed_dim],
-                );
+                m.conv("quantize.proj", self.n_embed, self.z_channels, 1);
+                m.tensor("quantize.embed.weight", vec![self.n_embed, self.embed_dim]);
             }
         }
-        m
+        m.0
+    }
+
+    /// The encoder's tensors (see [`VqganConfig::expected_shapes`]).
+    fn encoder_shapes(&self, m: &mut ShapeTable) {
+        let levels = self.ch_mult.len();
+        let ch = self.ch;
+        m.conv("encoder.conv_in", ch, self.in_channels, 3);
+        let mut block_in = ch;
+        for l in 0..levels {
+            let block_out = ch * self.ch_mult[l];
+            for b in 0..self.num_res_blocks {
+                m.resnet(&format!("encoder.down.{l}.block.{b}"), block_in, block_out);
+                block_in = block_out;
+                if self.attn_levels.contains(&l) {
+                    m.attn(&format!("encoder.down.{l}.attn.{b}"), block_in);
+                }
+            }
+            if l + 1 != levels {
+                let p = format!("encoder.down.{l}.downsample.conv");
+                m.conv(&p, block_in, block_in, 3);
+            }
+        }
+        m.resnet("encoder.mid.block_1", block_in, block_in);
+        m.attn("encoder.mid.attn_1", block_in);
+        m.resnet("encoder.mid.block_2", block_in, block_in);
+        m.norm("encoder.norm_out", block_in);
+        m.conv("encoder.conv_out", self.z_channels, block_in, 3);
+    }
+
+    /// The decoder's tensors (see [`VqganConfig::expected_shapes`]).
+    fn decoder_shapes(&self, m: &mut ShapeTable) {
+        let levels = self.ch_mult.len();
+        let ch = self.ch;
+        let mut block_in = ch * self.ch_mult[levels - 1];
+        m.conv("decoder.conv_in", block_in, self.z_channels, 3);
+        m.resnet("decoder.mid.block_1", block_in, block_in);
+        m.attn("decoder.mid.attn_1", block_in);
+        m.resnet("decoder.mid.block_2", block_in, block_in);
+        for l in (0..levels).rev() {
+            let block_out = ch * self.ch_mult[l];
+            for b in 0..=self.num_res_blocks {
+                m.resnet(&format!("decoder.up.{l}.block.{b}"), block_in, block_out);
+                block_in = block_out;
+                if self.attn_levels.contains(&l) {
+                    m.attn(&format!("decoder.up.{l}.attn.{b}"), block_in);
+                }
+            }
+            if l != 0 {
+                let p = format!("decoder.up.{l}.upsample.conv");
+                m.conv(&p, block_in, block_in, 3);
+            }
+        }
+        m.norm("decoder.norm_out", block_in);
+        m.conv("decoder.conv_out", self.out_ch, block_in, 3);
     }
 
     /// Reads the architecture back from a state dict's tensor shapes (keys without
@@ -411,6 +366,49 @@ impl VqganConfig {
             n_embed,
             quantizer,
         })
+    }
+}
+
+/// Builds a state dict's tensor shapes layer by layer, with the official
+/// key names (`<prefix>.weight`, `<prefix>.bias`, …).
+#[derive(Default)]
+struct ShapeTable(BTreeMap<String, Vec<i64>>);
+
+impl ShapeTable {
+    fn tensor(&mut self, key: &str, shape: Vec<i64>) {
+        self.0.insert(key.to_string(), shape);
+    }
+
+    /// A `k × k` convolution from `i` to `o` channels.
+    fn conv(&mut self, p: &str, o: i64, i: i64, k: i64) {
+        self.tensor(&format!("{p}.weight"), vec![o, i, k, k]);
+        self.tensor(&format!("{p}.bias"), vec![o]);
+    }
+
+    /// A group norm over `c` channels.
+    fn norm(&mut self, p: &str, c: i64) {
+        self.tensor(&format!("{p}.weight"), vec![c]);
+        self.tensor(&format!("{p}.bias"), vec![c]);
+    }
+
+    /// A residual block from `i` to `o` channels (a 1×1 shortcut when they
+    /// differ).
+    fn resnet(&mut self, p: &str, i: i64, o: i64) {
+        self.norm(&format!("{p}.norm1"), i);
+        self.conv(&format!("{p}.conv1"), o, i, 3);
+        self.norm(&format!("{p}.norm2"), o);
+        self.conv(&format!("{p}.conv2"), o, o, 3);
+        if i != o {
+            self.conv(&format!("{p}.nin_shortcut"), o, i, 1);
+        }
+    }
+
+    /// A single-head attention block over `c` channels.
+    fn attn(&mut self, p: &str, c: i64) {
+        self.norm(&format!("{p}.norm"), c);
+        for n in ["q", "k", "v", "proj_out"] {
+            self.conv(&format!("{p}.{n}"), c, c, 1);
+        }
     }
 }
 

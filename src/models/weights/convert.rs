@@ -242,18 +242,7 @@ pub fn import_file(
         )));
     }
     // Validate --as before any slow work.
-    let claimed = match &opts.as_name {
-        Some(n) => match store.manifest.find(None, n) {
-            Some(e) => Some(Claim::Known(e)),
-            None if is_safe_file_name(n) => Some(Claim::Custom(n.clone())),
-            None => {
-                return Err(Error::input(format!(
-                    "--as {n:?}: not a known model, and not usable as a file name (use letters, digits and ._@+-)"
-                )))
-            }
-        },
-        None => None,
-    };
+    let claimed = claim(store, opts)?;
     fs::create_dir_all(&store.dir).map_err(|e| {
         Error::io(
             format!("creating the weights folder {}", store.dir.display()),
@@ -261,20 +250,7 @@ pub fn import_file(
         )
     })?;
 
-    let (raw, container, _temp) = match sniff(input)? {
-        Sniffed::Safetensors => (input.to_path_buf(), "safetensors".to_string(), None),
-        Sniffed::Torch => {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let unique = format!(
-                ".import-{}-{}.safetensors",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let tmp = TempFile(Some(store.dir.join(unique)));
-            let container = run_converter(input, tmp.path())?;
-            (tmp.path().to_path_buf(), container, Some(tmp))
-        }
-    };
+    let (raw, container, _temp) = as_safetensors(store, input)?;
     let bytes = fs::read(&raw).map_err(|e| Error::io(format!("reading {}", raw.display()), e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
         Error::weights(format!(
@@ -291,8 +267,100 @@ pub fn import_file(
         .map(|(k, _)| k.to_string())
         .collect();
     dropped.sort();
+    let shapes = official_shapes(&st, &mapping, &raw)?;
+
+    let (kind, description) = checked_kind(checks, input, &shapes)?;
+
+    // Which model it is.
+    let (name, dest, entry) = destination(store, claimed, kind, input, &shapes)?;
+
+    // A known source with a published checksum: say whether this is that file.
+    let provenance = provenance(opts, input, &container, entry, &name)?;
+
+    let dir = dest.parent().unwrap_or(&store.dir);
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let tmp = TempFile(Some(with_suffix(&dest, ".tmp")));
+    if identity && container == "safetensors" {
+        drop(st);
+        drop(bytes);
+        if opts.consume_input {
+            fs::rename(input, tmp.path())
+        } else {
+            fs::copy(input, tmp.path()).map(|_| ())
+        }
+        .map_err(|e| Error::io(format!("writing {}", tmp.path().display()), e))?;
+    } else {
+        write_renamed(&st, &mapping, &raw, tmp.path())?;
+    }
+    let sha256 = sha256_file(tmp.path())?;
+    let tmp_path = tmp.keep();
+    fs::rename(&tmp_path, &dest).map_err(|e| {
+        let _ = fs::remove_file(&tmp_path);
+        Error::io(
+            format!("renaming {} to {}", tmp_path.display(), dest.display()),
+            e,
+        )
+    })?;
+    write_sidecar(&dest, &sha256, &provenance)?;
+    Ok(ImportReport {
+        kind,
+        name,
+        path: dest,
+        container,
+        tensors: shapes.len(),
+        dropped,
+        description,
+        sha256,
+    })
+}
+
+/// The model `--as` names: a manifest model, else a custom file name.
+fn claim<'a>(store: &'a WeightsStore, opts: &ImportOptions) -> Result<Option<Claim<'a>>> {
+    Ok(match &opts.as_name {
+        Some(n) => match store.manifest.find(None, n) {
+            Some(e) => Some(Claim::Known(e)),
+            None if is_safe_file_name(n) => Some(Claim::Custom(n.clone())),
+            None => {
+                return Err(Error::input(format!(
+                    "--as {n:?}: not a known model, and not usable as a file name (use letters, digits and ._@+-)"
+                )))
+            }
+        },
+        None => None,
+    })
+}
+
+/// `input` as a safetensors file: itself, or (PyTorch formats) a temporary
+/// conversion in the weights folder, deleted when the returned guard drops.
+/// Also returns the container's name.
+fn as_safetensors(
+    store: &WeightsStore,
+    input: &Path,
+) -> Result<(PathBuf, String, Option<TempFile>)> {
+    Ok(match sniff(input)? {
+        Sniffed::Safetensors => (input.to_path_buf(), "safetensors".to_string(), None),
+        Sniffed::Torch => {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!(
+                ".import-{}-{}.safetensors",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let tmp = TempFile(Some(store.dir.join(unique)));
+            let container = run_converter(input, tmp.path())?;
+            (tmp.path().to_path_buf(), container, Some(tmp))
+        }
+    })
+}
+
+/// The shapes of the tensors kept, under their official names.
+fn official_shapes(
+    st: &safetensors::SafeTensors<'_>,
+    mapping: &[(&str, Option<String>)],
+    raw: &Path,
+) -> Result<BTreeMap<String, Vec<i64>>> {
     let mut shapes = BTreeMap::new();
-    for (k, n) in &mapping {
+    for (k, n) in mapping {
         if let Some(n) = n {
             let t = st
                 .tensor(k)
@@ -303,23 +371,42 @@ pub fn import_file(
             );
         }
     }
+    Ok(shapes)
+}
 
-    let Some(kind) = detect_kind(&shapes) else {
+/// Which kind of model `shapes` hold, and the kind's shape check's
+/// description of them.
+fn checked_kind(
+    checks: &ShapeChecks,
+    input: &Path,
+    shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<(ModelKind, String)> {
+    let Some(kind) = detect_kind(shapes) else {
         let sample: Vec<&String> = shapes.keys().take(5).collect();
         return Err(Error::weights(format!(
             "{} holds neither a CLIP model (visual.*, token_embedding.weight) nor a VQGAN (encoder.*, decoder.*, quantize.*); its keys begin {sample:?}",
             input.display()
         )));
     };
-    let description = (checks.for_kind(kind))(&shapes).map_err(|e| {
+    let description = (checks.for_kind(kind))(shapes).map_err(|e| {
         Error::weights(format!(
             "{} is not a usable {kind} model: {}",
             input.display(),
             e.message
         ))
     })?;
+    Ok((kind, description))
+}
 
-    // Which model it is.
+/// Which model the import is (claimed with `--as`, else recognised), where it
+/// goes, and its manifest entry; a manifest model must match its signature.
+fn destination<'a>(
+    store: &'a WeightsStore,
+    claimed: Option<Claim<'a>>,
+    kind: ModelKind,
+    input: &Path,
+    shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<(String, PathBuf, Option<&'a ManifestEntry>)> {
     let (name, dest, entry): (String, PathBuf, Option<&ManifestEntry>) = match claimed {
         Some(Claim::Known(e)) => {
             if e.kind != kind {
@@ -334,12 +421,12 @@ pub fn import_file(
         }
         Some(Claim::Custom(n)) => (n.clone(), store.custom_path(kind, &n), None),
         None => {
-            let e = identify(store, kind, input, &shapes)?;
+            let e = identify(store, kind, input, shapes)?;
             (e.name.clone(), store.path_of(e), Some(e))
         }
     };
     if let Some(e) = entry {
-        let bad = e.signature_mismatches(&shapes);
+        let bad = e.signature_mismatches(shapes);
         if !bad.is_empty() {
             return Err(Error::weights(format!(
                 "{} is not {}: {}. Import it under another name with --as NAME if it is a different model.",
@@ -350,7 +437,19 @@ pub fn import_file(
         }
     }
 
-    // A known source with a published checksum: say whether this is that file.
+    Ok((name, dest, entry))
+}
+
+/// The provenance lines recorded beside the model: the caller's, else where
+/// it was imported from and whether it is byte-identical to the official
+/// download when the manifest publishes that file's checksum.
+fn provenance(
+    opts: &ImportOptions,
+    input: &Path,
+    container: &str,
+    entry: Option<&ManifestEntry>,
+    name: &str,
+) -> Result<Vec<String>> {
     let mut provenance = opts.provenance.clone();
     if provenance.is_empty() {
         let mut line = format!(
@@ -381,53 +480,28 @@ pub fn import_file(
         }
         provenance.push(line);
     }
+    Ok(provenance)
+}
 
-    let dir = dest.parent().unwrap_or(&store.dir);
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let tmp = TempFile(Some(with_suffix(&dest, ".tmp")));
-    if identity && container == "safetensors" {
-        drop(st);
-        drop(bytes);
-        if opts.consume_input {
-            fs::rename(input, tmp.path())
-        } else {
-            fs::copy(input, tmp.path()).map(|_| ())
+/// Writes the kept tensors of `st` under their official names to `out`.
+fn write_renamed(
+    st: &safetensors::SafeTensors<'_>,
+    mapping: &[(&str, Option<String>)],
+    raw: &Path,
+    out: &Path,
+) -> Result<()> {
+    let mut views: Vec<(String, TensorView<'_>)> = Vec::with_capacity(mapping.len());
+    for (k, n) in mapping {
+        if let Some(n) = n {
+            let t = st
+                .tensor(k)
+                .map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
+            views.push((n.clone(), t));
         }
-        .map_err(|e| Error::io(format!("writing {}", tmp.path().display()), e))?;
-    } else {
-        let mut views: Vec<(String, TensorView<'_>)> = Vec::with_capacity(shapes.len());
-        for (k, n) in &mapping {
-            if let Some(n) = n {
-                let t = st
-                    .tensor(k)
-                    .map_err(|e| Error::weights(format!("{}: {e}", raw.display())))?;
-                views.push((n.clone(), t));
-            }
-        }
-        let info: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        safetensors::serialize_to_file(views, &Some(info), tmp.path())
-            .map_err(|e| Error::io(format!("writing {}", tmp.path().display()), e))?;
     }
-    let sha256 = sha256_file(tmp.path())?;
-    let tmp_path = tmp.keep();
-    fs::rename(&tmp_path, &dest).map_err(|e| {
-        let _ = fs::remove_file(&tmp_path);
-        Error::io(
-            format!("renaming {} to {}", tmp_path.display(), dest.display()),
-            e,
-        )
-    })?;
-    write_sidecar(&dest, &sha256, &provenance)?;
-    Ok(ImportReport {
-        kind,
-        name,
-        path: dest,
-        container,
-        tensors: shapes.len(),
-        dropped,
-        description,
-        sha256,
-    })
+    let info: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    safetensors::serialize_to_file(views, &Some(info), out)
+        .map_err(|e| Error::io(format!("writing {}", out.display()), e))
 }
 
 enum Claim<'a> {

@@ -60,24 +60,7 @@ pub fn fetch(
     opts: &FetchOptions,
     checks: &ShapeChecks,
 ) -> Result<FetchReport> {
-    let entry = store.manifest.find(None, name).ok_or_else(|| {
-        let hint = store
-            .manifest
-            .suggest(None, name)
-            .map(|s| format!("did you mean {s}? "))
-            .unwrap_or_default();
-        Error::input(format!(
-            "unknown model {name:?}: {hint}fetch knows the CLIP models {} and the VQGANs {}",
-            store.manifest.names(super::ModelKind::Clip),
-            store.manifest.names(super::ModelKind::Vqgan)
-        ))
-    })?;
-    if entry.is_generated() {
-        return Err(Error::input(format!(
-            "{} is not downloaded: it is generated locally: run `zoetrope weights tiny`",
-            entry.name
-        )));
-    }
+    let entry = fetchable_entry(store, name)?;
     let dest = store.path_of(entry);
     let mut report = FetchReport {
         name: entry.name.clone(),
@@ -89,35 +72,11 @@ pub fn fetch(
         source_kept: None,
         import: None,
     };
-    if dest.is_file() && !opts.force {
-        if let Some(recorded) = read_sidecar(&dest) {
-            if sha256_file(&dest)? == recorded {
-                report.already_present = true;
-                return Ok(report);
-            }
-            eprintln!(
-                "{} does not match its recorded checksum; downloading it again",
-                dest.display()
-            );
-        } else {
-            // A file put there by hand: never replaced without being asked.
-            return Err(Error::weights(format!(
-                "{} already exists but has no recorded checksum ({} is missing). Record one by importing it (`zoetrope weights import {} --as {}`), or replace it with `zoetrope weights fetch --force {}`.",
-                dest.display(),
-                super::sidecar_path(&dest).display(),
-                dest.display(),
-                entry.name,
-                entry.name
-            )));
-        }
+    if dest.is_file() && !opts.force && already_present(&dest, entry)? {
+        report.already_present = true;
+        return Ok(report);
     }
-    let expected = match opts.sha256.as_deref().or(entry.source_sha256.as_deref()) {
-        Some(s) if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
-            Some(s.to_ascii_lowercase())
-        }
-        Some(s) => return Err(Error::input(format!("--sha256 {s:?} is not 64 hex digits"))),
-        None => None,
-    };
+    let expected = expected_sha256(opts, entry)?;
     let dir = dest.parent().unwrap_or(&store.dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let source = dir.join(format!(
@@ -126,60 +85,8 @@ pub fn fetch(
         entry.format.extension()
     ));
     let part = with_suffix(&source, ".part");
-
-    let urls: Vec<&str> = match &opts.url {
-        Some(u) => vec![u.as_str()],
-        None => std::iter::once(entry.url.as_str())
-            .chain(entry.mirrors.iter().map(String::as_str))
-            .collect(),
-    };
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(120))
-        .build();
-    let mut failures = Vec::new();
-    let mut used = None;
-    for url in &urls {
-        match download(&agent, entry, url, &part, opts.progress) {
-            Ok(()) => {
-                used = Some(url.to_string());
-                break;
-            }
-            Err(e) => failures.push(format!("{url}: {}", e.message)),
-        }
-    }
-    let Some(url) = used else {
-        let keep = if part.is_file() {
-            format!(
-                "\n  The partial download is kept in {}; run the same command again to resume it.",
-                part.display()
-            )
-        } else {
-            String::new()
-        };
-        return Err(Error::weights(format!(
-            "could not download {}:\n  {}{keep}",
-            entry.name,
-            failures.join("\n  ")
-        )));
-    };
-
-    let got = sha256_file(&part)?;
-    if let Some(want) = &expected {
-        if &got != want {
-            let _ = fs::remove_file(&part);
-            return Err(Error::weights(format!(
-                "the download of {} from {url} has SHA-256 {got}, but {want} was expected: the file is damaged or not the official one. It was deleted; nothing was installed.",
-                entry.name
-            )));
-        }
-    }
-    fs::rename(&part, &source).map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", part.display(), source.display()),
-            e,
-        )
-    })?;
+    let url = download_any(entry, opts, &part)?;
+    let got = verify_download(entry, &url, &part, &source, expected.as_deref())?;
     report.source_verified = expected.is_some();
     let provenance = vec![
         format!("downloaded from {url}"),
@@ -223,6 +130,128 @@ pub fn fetch(
     Ok(report)
 }
 
+/// The manifest entry `name` names, if it is one that can be downloaded.
+fn fetchable_entry<'a>(store: &'a WeightsStore, name: &str) -> Result<&'a ManifestEntry> {
+    let entry = store.manifest.find(None, name).ok_or_else(|| {
+        let hint = store
+            .manifest
+            .suggest(None, name)
+            .map(|s| format!("did you mean {s}? "))
+            .unwrap_or_default();
+        Error::input(format!(
+            "unknown model {name:?}: {hint}fetch knows the CLIP models {} and the VQGANs {}",
+            store.manifest.names(super::ModelKind::Clip),
+            store.manifest.names(super::ModelKind::Vqgan)
+        ))
+    })?;
+    if entry.is_generated() {
+        return Err(Error::input(format!(
+            "{} is not downloaded: it is generated locally: run `zoetrope weights tiny`",
+            entry.name
+        )));
+    }
+    Ok(entry)
+}
+
+/// Whether the existing `dest` matches its recorded checksum (nothing to
+/// do); false when it does not (it is downloaded again). A file without a
+/// recorded checksum was put there by hand and is never replaced unasked.
+fn already_present(dest: &Path, entry: &ManifestEntry) -> Result<bool> {
+    let Some(recorded) = read_sidecar(dest) else {
+        return Err(Error::weights(format!(
+            "{} already exists but has no recorded checksum ({} is missing). Record one by importing it (`zoetrope weights import {} --as {}`), or replace it with `zoetrope weights fetch --force {}`.",
+            dest.display(),
+            super::sidecar_path(dest).display(),
+            dest.display(),
+            entry.name,
+            entry.name
+        )));
+    };
+    if sha256_file(dest)? == recorded {
+        return Ok(true);
+    }
+    eprintln!(
+        "{} does not match its recorded checksum; downloading it again",
+        dest.display()
+    );
+    Ok(false)
+}
+
+/// The SHA-256 the download must have (`--sha256`, else the manifest's), in
+/// lower case; `None` when none is published.
+fn expected_sha256(opts: &FetchOptions, entry: &ManifestEntry) -> Result<Option<String>> {
+    match opts.sha256.as_deref().or(entry.source_sha256.as_deref()) {
+        Some(s) if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Ok(Some(s.to_ascii_lowercase()))
+        }
+        Some(s) => Err(Error::input(format!("--sha256 {s:?} is not 64 hex digits"))),
+        None => Ok(None),
+    }
+}
+
+/// Downloads `entry` into `part` from `--url`, else its URL and then its
+/// mirrors in turn; returns the URL that worked.
+fn download_any(entry: &ManifestEntry, opts: &FetchOptions, part: &Path) -> Result<String> {
+    let urls: Vec<&str> = match &opts.url {
+        Some(u) => vec![u.as_str()],
+        None => std::iter::once(entry.url.as_str())
+            .chain(entry.mirrors.iter().map(String::as_str))
+            .collect(),
+    };
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(120))
+        .build();
+    let mut failures = Vec::new();
+    for url in &urls {
+        match download(&agent, entry, url, part, opts.progress) {
+            Ok(()) => return Ok(url.to_string()),
+            Err(e) => failures.push(format!("{url}: {}", e.message)),
+        }
+    }
+    let keep = if part.is_file() {
+        format!(
+            "\n  The partial download is kept in {}; run the same command again to resume it.",
+            part.display()
+        )
+    } else {
+        String::new()
+    };
+    Err(Error::weights(format!(
+        "could not download {}:\n  {}{keep}",
+        entry.name,
+        failures.join("\n  ")
+    )))
+}
+
+/// Checks the finished download `part` against `expected` (deleting it on a
+/// mismatch) and renames it to `source`; returns its SHA-256.
+fn verify_download(
+    entry: &ManifestEntry,
+    url: &str,
+    part: &Path,
+    source: &Path,
+    expected: Option<&str>,
+) -> Result<String> {
+    let got = sha256_file(part)?;
+    if let Some(want) = expected {
+        if got != want {
+            let _ = fs::remove_file(part);
+            return Err(Error::weights(format!(
+                "the download of {} from {url} has SHA-256 {got}, but {want} was expected: the file is damaged or not the official one. It was deleted; nothing was installed.",
+                entry.name
+            )));
+        }
+    }
+    fs::rename(part, source).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", part.display(), source.display()),
+            e,
+        )
+    })?;
+    Ok(got)
+}
+
 /// `bytes a-b/total` → (a, total).
 fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes")?.trim();
@@ -246,140 +275,192 @@ fn download(
 ) -> Result<()> {
     for attempt in 0..2 {
         let offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let mut req = agent.get(url);
-        if offset > 0 {
-            req = req.set("Range", &format!("bytes={offset}-"));
-        }
-        let resp = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(416, r)) if offset > 0 => {
-                // Nothing past our end: complete if the sizes agree, else start over.
-                let total = r
-                    .header("Content-Range")
-                    .and_then(parse_content_range)
-                    .and_then(|c| c.1);
-                if total == Some(offset) {
-                    return Ok(());
-                }
-                if attempt == 0 {
-                    fs::remove_file(part)
-                        .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
-                    continue;
-                }
-                return Err(Error::weights(format!(
-                    "the server refused the range request (HTTP 416) for {}",
-                    part.display()
-                )));
-            }
-            Err(ureq::Error::Status(code, r)) => {
-                return Err(Error::weights(format!("HTTP {code} {}", r.status_text())));
-            }
-            Err(ureq::Error::Transport(t)) => {
-                // (Its Display repeats the URL, which the caller already names.)
-                let mut what = match t.message() {
-                    Some(m) => format!("{}: {m}", t.kind()),
-                    None => t.kind().to_string(),
-                };
-                if let Some(src) = std::error::Error::source(&t) {
-                    what.push_str(&format!(" ({src})"));
-                }
-                return Err(Error::weights(what));
-            }
+        let resp = match request(agent, url, part, offset, attempt)? {
+            Answer::Body(resp) => *resp,
+            Answer::Complete => return Ok(()),
+            Answer::StartOver => continue,
         };
-        let length: Option<u64> = resp
-            .header("Content-Length")
-            .and_then(|v| v.trim().parse().ok());
-        let (start, total) = match resp.status() {
-            206 => {
-                let (start, total) = resp
-                    .header("Content-Range")
-                    .and_then(parse_content_range)
-                    .ok_or_else(|| Error::weights("HTTP 206 without a usable Content-Range"))?;
-                if start != offset {
-                    if attempt == 0 {
-                        fs::remove_file(part)
-                            .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
-                        continue;
-                    }
-                    return Err(Error::weights(format!(
-                        "asked to resume at byte {offset}, the server sent from byte {start}"
-                    )));
-                }
-                (start, total.or(length.map(|l| l + start)))
-            }
-            200 => (0, length),
-            code => {
-                return Err(Error::weights(format!(
-                    "unexpected HTTP {code} {}",
-                    resp.status_text()
-                )))
-            }
+        let Some((start, total)) = body_range(&resp, part, offset, attempt)? else {
+            continue;
         };
-        let file = if start == 0 {
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(part)
-        } else {
-            OpenOptions::new().append(true).open(part)
-        }
-        .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-
-        let bar = if progress {
-            ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(entry.name.clone());
-        bar.set_position(start);
-
-        let mut reader = resp.into_reader();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut have = start;
-        let interrupted = |have: u64, why: String| {
-            Error::weights(format!(
-                "the download was interrupted at {have}{} bytes ({why})",
-                total.map(|t| format!(" of {t}")).unwrap_or_default()
-            ))
-        };
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = out.flush();
-                    bar.abandon();
-                    return Err(interrupted(have, e.to_string()));
-                }
-            };
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-            have += n as u64;
-            bar.set_position(have);
-        }
-        out.flush()
-            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-        out.into_inner()
-            .map_err(|e| Error::io(format!("writing {}", part.display()), e.error()))?
-            .sync_all()
-            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-        bar.finish_and_clear();
-        if let Some(t) = total {
-            if have != t {
-                return Err(interrupted(have, "the connection closed early".into()));
-            }
-        }
-        return Ok(());
+        return save_body(resp, entry, part, start, total, progress);
     }
     Err(Error::weights(
         "the server's answers to the resumed download did not fit together",
     ))
+}
+
+/// What a (possibly ranged) request for the rest of a download got.
+enum Answer {
+    /// A body to append or write.
+    Body(Box<ureq::Response>),
+    /// Nothing lies past what `part` already holds, which is all of it.
+    Complete,
+    /// `part` was deleted; try again from the start.
+    StartOver,
+}
+
+/// Asks for `url` from byte `offset` on; a range the server cannot serve
+/// either means the file is complete or (on the first attempt) starts over.
+fn request(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    offset: u64,
+    attempt: u32,
+) -> Result<Answer> {
+    let mut req = agent.get(url);
+    if offset > 0 {
+        req = req.set("Range", &format!("bytes={offset}-"));
+    }
+    match req.call() {
+        Ok(r) => Ok(Answer::Body(Box::new(r))),
+        Err(ureq::Error::Status(416, r)) if offset > 0 => {
+            // Nothing past our end: complete if the sizes agree, else start over.
+            let total = r
+                .header("Content-Range")
+                .and_then(parse_content_range)
+                .and_then(|c| c.1);
+            if total == Some(offset) {
+                return Ok(Answer::Complete);
+            }
+            if attempt == 0 {
+                fs::remove_file(part)
+                    .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
+                return Ok(Answer::StartOver);
+            }
+            Err(Error::weights(format!(
+                "the server refused the range request (HTTP 416) for {}",
+                part.display()
+            )))
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            Err(Error::weights(format!("HTTP {code} {}", r.status_text())))
+        }
+        Err(ureq::Error::Transport(t)) => {
+            // (Its Display repeats the URL, which the caller already names.)
+            let mut what = match t.message() {
+                Some(m) => format!("{}: {m}", t.kind()),
+                None => t.kind().to_string(),
+            };
+            if let Some(src) = std::error::Error::source(&t) {
+                what.push_str(&format!(" ({src})"));
+            }
+            Err(Error::weights(what))
+        }
+    }
+}
+
+/// Where `resp`'s body starts in the file and the file's total size, if
+/// known; `None` when a resumed body starts elsewhere than `offset` on the
+/// first attempt (`part` is deleted: start over).
+fn body_range(
+    resp: &ureq::Response,
+    part: &Path,
+    offset: u64,
+    attempt: u32,
+) -> Result<Option<(u64, Option<u64>)>> {
+    let length: Option<u64> = resp
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse().ok());
+    match resp.status() {
+        206 => {
+            let (start, total) = resp
+                .header("Content-Range")
+                .and_then(parse_content_range)
+                .ok_or_else(|| Error::weights("HTTP 206 without a usable Content-Range"))?;
+            if start != offset {
+                if attempt == 0 {
+                    fs::remove_file(part)
+                        .map_err(|e| Error::io(format!("removing {}", part.display()), e))?;
+                    return Ok(None);
+                }
+                return Err(Error::weights(format!(
+                    "asked to resume at byte {offset}, the server sent from byte {start}"
+                )));
+            }
+            Ok(Some((start, total.or(length.map(|l| l + start)))))
+        }
+        200 => Ok(Some((0, length))),
+        code => Err(Error::weights(format!(
+            "unexpected HTTP {code} {}",
+            resp.status_text()
+        ))),
+    }
+}
+
+/// Writes `resp`'s body into `part` from byte `start` (appending when
+/// resuming), with a progress bar when asked, and syncs it; a body shorter
+/// than `total` is an interrupted download.
+fn save_body(
+    resp: ureq::Response,
+    entry: &ManifestEntry,
+    part: &Path,
+    start: u64,
+    total: Option<u64>,
+    progress: bool,
+) -> Result<()> {
+    let file = if start == 0 {
+        OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(part)
+    } else {
+        OpenOptions::new().append(true).open(part)
+    }
+    .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+
+    let bar = if progress {
+        ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(entry.name.clone());
+    bar.set_position(start);
+
+    let mut reader = resp.into_reader();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut have = start;
+    let interrupted = |have: u64, why: String| {
+        Error::weights(format!(
+            "the download was interrupted at {have}{} bytes ({why})",
+            total.map(|t| format!(" of {t}")).unwrap_or_default()
+        ))
+    };
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = out.flush();
+                bar.abandon();
+                return Err(interrupted(have, e.to_string()));
+            }
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+        have += n as u64;
+        bar.set_position(have);
+    }
+    out.flush()
+        .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+    out.into_inner()
+        .map_err(|e| Error::io(format!("writing {}", part.display()), e.error()))?
+        .sync_all()
+        .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+    bar.finish_and_clear();
+    if let Some(t) = total {
+        if have != t {
+            return Err(interrupted(have, "the connection closed early".into()));
+        }
+    }
+    Ok(())
 }
