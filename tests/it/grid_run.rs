@@ -4,7 +4,7 @@
 // The fake cells write their MP4s with the video feature.
 #![cfg(feature = "video")]
 
-mod grid_support;
+use crate::grid_support;
 
 use grid_support::*;
 use std::fs;
