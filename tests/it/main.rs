@@ -16,8 +16,6 @@ mod grid_cli;
 mod grid_render;
 mod grid_run;
 mod grid_spec;
-#[cfg(feature = "video")]
-mod grid_support;
 mod guidance_augment;
 mod guidance_cutouts;
 mod guidance_loss;
@@ -28,6 +26,7 @@ mod render_step;
 mod scene_grammar;
 mod score_cli;
 mod step_reference;
+mod support;
 mod tiny_models;
 mod tiny_render_step;
 mod video_frames;
