@@ -1,4 +1,4 @@
-"""Fixtures for tests/audio.rs: scipy's Butterworth band-passes and pytti-style band values.
+"""Fixtures for tests/it/audio.rs: scipy's Butterworth band-passes and pytti-style band values.
 
 pytti-core's audio reactivity (SPEC §14) designs each filter with
 `scipy.signal.butter(order, [lo/22050, hi/22050], btype='bandpass', output='sos')` and runs

@@ -1,4 +1,4 @@
-"""Fixtures for tests/guidance_augment.rs: pytti-core's cutout augmentations, run by kornia.
+"""Fixtures for tests/it/guidance_augment.rs: pytti-core's cutout augmentations, run by kornia.
 
 pytti-core (`Perceptor/cutouts/augs.py::pytti_classic`) augments every batch of cutouts with
 

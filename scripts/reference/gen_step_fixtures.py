@@ -1,4 +1,4 @@
-"""Fixtures for tests/render_step.rs: OpenAI CLIP's image preprocessing.
+"""Fixtures for tests/it/render_step.rs: OpenAI CLIP's image preprocessing.
 
 Writes tests/fixtures/step/{down,up}.png (small deterministic RGB images) and
 tests/fixtures/step/preprocess.safetensors holding what CLIP's official

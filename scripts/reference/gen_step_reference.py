@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference for tests/step_reference.rs: whole optimisation steps, official modules.
+"""Reference for tests/it/step_reference.rs: whole optimisation steps, official modules.
 
 Run from the repository root with the project venv (it needs `clip-anytorch`,
 `taming-transformers-rom1504` and torchvision, see README.md *Development*):
@@ -40,7 +40,7 @@ prompt through OpenAI's `_transform` (Resize of the short side, BICUBIC,
 CenterCrop, Normalize) done by torchvision on the float tensor (antialiased,
 as zoetrope does it) with the [0, 1] saturation PIL's uint8 output has, but
 without its rounding to 1/255 (zoetrope's preprocessing is checked against the
-PIL path itself by tests/render_step.rs).
+PIL path itself by tests/it/render_step.rs).
 
 Everything runs in float32 on the CPU. The fixed inputs (weights, start
 parameter, placements, prompts, targets, scene weights) and the results (the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the tiny weights fixtures used by tests/weights_*.rs.
+"""Generate the tiny weights fixtures used by tests/it/weights_*.rs.
 
 The fixtures imitate the official distribution formats that `zoetrope weights
 import` must read, with models small enough to commit (< 1 MB each):

@@ -4,9 +4,7 @@
 // The fake cells write their MP4s with the video feature.
 #![cfg(feature = "video")]
 
-mod grid_support;
-
-use grid_support::*;
+use crate::support::grid::*;
 use std::fs;
 use std::path::Path;
 use zoetrope::grid::assemble::{Layout, GAP};

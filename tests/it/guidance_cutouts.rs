@@ -1,16 +1,13 @@
 //! The pytti cutout sampler: placement formula, exact batched resampling,
 //! border fills, gradients, noise and seeding.
 
-use tch::{Device, Kind, Tensor};
+use crate::support::{max_abs_diff, opts};
+use tch::{Kind, Tensor};
 use zoetrope::guidance::cutouts::{
     clip_normalize, BorderFill, Crop, CutoutSampler, CLIP_MEAN, CLIP_STD,
 };
 use zoetrope::rng::Rng;
 use zoetrope::ErrorKind;
-
-fn opts() -> (Kind, Device) {
-    (Kind::Float, Device::Cpu)
-}
 
 /// `[1, 3, h, w]` with pixel (c, y, x) = c·10000 + y·100 + x.
 fn gradient_image(h: i64, w: i64) -> Tensor {
@@ -22,10 +19,6 @@ fn gradient_image(h: i64, w: i64) -> Tensor {
 
 fn sampler(cutouts: usize, cut_pow: f64, border: f64, r: i64) -> CutoutSampler {
     CutoutSampler::new(cutouts, cut_pow, border, r).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 #[test]

@@ -4,21 +4,16 @@
 //! The TorchScript and Lightning imports run the project virtualenv's PyTorch
 //! (two calls, a few seconds each); everything else runs without Python.
 
+use crate::support::weights_fixture as fixture;
 use safetensors::SafeTensors;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use zoetrope::models::weights::{
     import_file, read_sidecar, sha256_file, sidecar_path, verify_model, ChecksumState,
     ImportOptions, Manifest, ModelKind, ShapeChecks, WeightsStore,
 };
 use zoetrope::{ErrorKind, Result};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
-}
 
 fn store() -> (tempfile::TempDir, WeightsStore) {
     let dir = tempfile::tempdir().unwrap();

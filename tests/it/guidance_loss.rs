@@ -1,18 +1,15 @@
 //! Losses: spherical distance, the weight/stop gradient rule for positive and
 //! negative prompts, scene weighting, direct losses and the gradient tricks.
 
+use crate::support::opts;
 use std::f64::consts::PI;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use zoetrope::guidance::loss::{
     clamp_grad_rule, clamp_straight_through, scene_prompt_loss, spherical_distance,
     spherical_distances, straight_through, table_row, weighted_table, weighted_with_stop,
     ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts, WeightStop,
 };
 use zoetrope::ErrorKind;
-
-fn opts() -> (Kind, Device) {
-    (Kind::Float, Device::Cpu)
-}
 
 fn vals(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&t.to_kind(Kind::Double).flatten(0, -1)).unwrap()

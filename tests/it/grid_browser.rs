@@ -9,9 +9,7 @@
 // The fake cells write their MP4s with the video feature.
 #![cfg(feature = "video")]
 
-mod grid_support;
-
-use grid_support::*;
+use crate::support::grid::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use zoetrope::grid::{self, GridOptions, GridSpec};

@@ -1,19 +1,14 @@
 //! The manifest, model-name resolution, safetensors headers and shape checks.
 //! No network, no Python.
 
+use crate::support::weights_fixture as fixture;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zoetrope::models::weights::{
     basic_clip_check, basic_vqgan_check, detect_kind, normalize_name, official_keys, read_header,
     HeaderError, Manifest, ModelKind, SourceFormat, WeightsStore,
 };
 use zoetrope::ErrorKind;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
-}
 
 fn touch(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

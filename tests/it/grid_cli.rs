@@ -3,9 +3,8 @@
 // The fake cells write their MP4s with the video feature.
 #![cfg(feature = "video")]
 
-mod grid_support;
-
-use grid_support::*;
+use crate::support::grid::*;
+use crate::support::stderr;
 use std::process::{Command, Output};
 use zoetrope::grid::{self, GridOptions, GridSpec, Shard};
 
@@ -14,10 +13,6 @@ fn zoetrope(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run zoetrope")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::support::max_abs_diff;
 use tch::{nn, Device, Kind, Tensor};
 use zoetrope::guidance::cutouts::CutoutSampler;
 use zoetrope::guidance::loss::WeightStop;
@@ -195,10 +196,6 @@ fn distance(guide: &Guide, state: &ImageState) -> f64 {
 
 fn mse(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).square().mean(Kind::Float).double_value(&[])
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! stabilisation, and the errors a user hits.
 #![cfg(feature = "video")]
 
+use crate::support::{stderr, write_scene};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -33,10 +34,6 @@ fn run(args: &[&str]) -> Output {
     zoetrope(args, weights_dir()).output().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Two scenes, 6 frames of 4 steps, zoom + translation + rotation.
 const ANIMATED: &str = r#"
 scenes = "a lighthouse on a rocky coast || a red sunset over the sea"
@@ -59,12 +56,6 @@ translate_y = -1
 rotate_2d = "2*sin(t)"
 seed = 42
 "#;
-
-fn write_scene(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
     (1..=n)

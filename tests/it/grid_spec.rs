@@ -3,9 +3,7 @@
 // The fake cells write their MP4s with the video feature.
 #![cfg(feature = "video")]
 
-mod grid_support;
-
-use grid_support::*;
+use crate::support::grid::*;
 use std::fs;
 use zoetrope::grid::{cell_status, CellStatus, GridSpec, Shard, COMPLETE_MARKER};
 use zoetrope::output::frames::write_frame;

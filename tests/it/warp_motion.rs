@@ -1,6 +1,7 @@
 //! Pins the units and directions of the 2D warp (SPEC §5) with synthetic
 //! images whose feature positions are known.
 
+use crate::support::max_abs_diff;
 use tch::{Device, Kind, Tensor};
 use zoetrope::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
 use zoetrope::rng::Rng;
@@ -36,10 +37,6 @@ fn centroid(t: &Tensor) -> (f64, f64) {
 fn centroid_x_between(t: &Tensor, a: i64, b: i64) -> f64 {
     let part = t.narrow(3, a, b - a);
     centroid(&part).0 + a as f64
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 fn mv() -> Motion {

@@ -3,25 +3,16 @@
 //! 25 % of it, and `plan` and `render` warn before loading models when it
 //! exceeds the machine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::support::{stderr, write_scene};
 use serde_json::Value;
 
 fn zoetrope(args: &[&str], weights: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
     c.args(args).env("ZOETROPE_WEIGHTS", weights);
     c
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn write_scene(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 fn plan_json(scene: &Path, weights: &Path) -> Value {

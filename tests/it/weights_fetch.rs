@@ -3,10 +3,11 @@
 //! download cut off half-way, servers that ignore Range, checksum mismatches,
 //! mirrors, and the CLI with a manifest from ZOETROPE_MANIFEST.
 
+use crate::support::weights_fixture as fixture;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -15,12 +16,6 @@ use zoetrope::models::weights::{
     fetch, read_sidecar, sha256_file, FetchOptions, Manifest, ModelKind, ShapeChecks, WeightsStore,
 };
 use zoetrope::ErrorKind;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
