@@ -3,6 +3,7 @@
 //!
 //! The modules follow the data's path through a render:
 //!
+//! - [`catalog`]: the model names, spellings and "did you mean" (no libtorch);
 //! - [`scene`]: the TOML scene file, its settings, prompt grammar and expressions;
 //! - [`schedule`]: the scene compiler, turning scenes into a per-step timeline;
 //! - [`models`]: the CLIP perceptors, the VQGAN image models and their weights;
@@ -17,6 +18,7 @@
 
 pub mod atomic;
 pub mod audio;
+pub mod catalog;
 pub mod error;
 pub mod gpu;
 pub mod grid;

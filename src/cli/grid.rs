@@ -103,8 +103,8 @@ pub fn run(
     let out = match &args.out {
         Some(o) => o.clone(),
         None => {
-            let scene = Scene::load(&args.scene)?;
-            PathBuf::from(format!("{}_grid", scene.file_namespace))
+            let scene = Scene::load_with(&args.scene, &zoetrope::models::WeightsLookup)?;
+            PathBuf::from(format!("{}_grid", scene.output.file_namespace))
         }
     };
     let cells = spec.cells();

@@ -53,14 +53,14 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         check_chart_path(path)?;
     }
     let tuning = Tuning::from_specs(&args.tune)?;
-    let scene = Scene::load(&args.scene)?;
+    let scene = Scene::load_with(&args.scene, &zoetrope::models::WeightsLookup)?;
     for w in &scene.warnings {
         eprintln!("warning: {w}");
     }
     scene.check_files()?;
     let tl = Timeline::new(&scene)?;
     zoetrope::render::preflight::check(&scene, &tl)?;
-    memory::warn_if_short(&scene, tuning, DeviceChoice::of_setting(&scene.device));
+    memory::warn_if_short(&scene, tuning, DeviceChoice::of_setting(&scene.run.device));
     let estimate = memory::estimate(&Workload::of_scene(&scene, tuning));
     let doc = PlanDocument {
         scene: &scene,
@@ -221,20 +221,20 @@ fn write_table(
         tl.frames(),
         tl.steps_per_frame(),
         tl.total_steps(),
-        scene.frames_per_second,
-        tl.frames() as f64 / scene.frames_per_second,
-        scene.width,
-        scene.height,
-        scene.transition,
-        scene.interpolation_steps,
-        scene.seed
+        scene.timing.frames_per_second,
+        tl.frames() as f64 / scene.timing.frames_per_second,
+        scene.image.width,
+        scene.image.height,
+        scene.timing.transition,
+        scene.timing.interpolation_steps,
+        scene.optimizer.seed
     )?;
     writeln!(out, "{}", estimate.summary())?;
     if scene.seed_was_random {
         writeln!(
             out,
             "(seed drawn at random for this run; set seed = {} to repeat it)",
-            scene.seed
+            scene.optimizer.seed
         )?;
     }
     if tl.pre_animation_steps() > 0 {
@@ -430,7 +430,7 @@ fn draw_weights<'a>(
         .caption(
             format!(
                 "{name}: scene weights per frame ({:?} transition)",
-                scene.transition
+                scene.timing.transition
             ),
             ("sans-serif", 22),
         )

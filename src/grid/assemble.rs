@@ -256,8 +256,8 @@ pub fn assemble_prepared(
         None => default_sheet_frames(frames),
     };
     let first_scene = spec.cell_scene(scene, &cells[0])?;
-    let frame_w = first_scene.width * first_scene.pixel_size.max(1);
-    let frame_h = first_scene.height * first_scene.pixel_size.max(1);
+    let frame_w = first_scene.image.width * first_scene.image.pixel_size.max(1);
+    let frame_h = first_scene.image.height * first_scene.image.pixel_size.max(1);
     let layout = Layout::new(spec.rows() as u32, spec.cols() as u32, frame_w, frame_h);
 
     let statuses: Vec<CellStatus> = cells
@@ -333,7 +333,7 @@ fn write_video(
         &tmp,
         layout.width,
         layout.height,
-        scene.frames_per_second,
+        scene.timing.frames_per_second,
         &[("comment", &comment), ("title", "zoetrope grid")],
     )?;
     let part = writer.part_path().to_path_buf();
@@ -520,7 +520,7 @@ fn view_data(
     Ok(ViewData {
         title,
         frames,
-        fps: scene.frames_per_second,
+        fps: scene.timing.frames_per_second,
         tile_width: layout.tile_w,
         tile_height: layout.tile_h,
         vqgans: spec.vqgans.clone(),

@@ -48,8 +48,8 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::models::clip::MODEL_NAMES;
-use crate::models::vqgan::{VqganConfig, VQGAN_MODEL_NAMES};
+use crate::catalog::{self, PERCEPTORS as MODEL_NAMES, VQGAN_MODEL_NAMES};
+use crate::models::vqgan::VqganConfig;
 use crate::models::weights::{self, Manifest, ModelKind};
 use crate::output::frames::frame_file_name;
 use crate::scene::{ImageModel, Scene, VqganChoice, VqganModel};
@@ -150,12 +150,8 @@ fn safe_name(s: &str) -> String {
 
 /// `; did you mean "x"?` for the closest candidate, or nothing.
 fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    let lower = name.to_lowercase();
-    candidates
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_lowercase()), c))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .filter(|(s, _)| *s > 0.7)
-        .map(|(_, c)| format!("; did you mean \"{c}\"?"))
+    catalog::closest(name, candidates)
+        .map(|c| format!("; did you mean \"{c}\"?"))
         .unwrap_or_default()
 }
 
@@ -187,9 +183,8 @@ fn split_list<'a>(list: &'a str, option: &str, example: &str) -> Result<Vec<&'a 
 /// `-`/`_` insensitive), another model of the weights manifest (such as the
 /// untrained `tiny-vqgan`), or a `.safetensors` path unchanged.
 fn canonical_vqgan(name: &str) -> Result<String> {
-    let norm = |s: &str| s.to_lowercase().replace('-', "_");
-    if let Some(c) = VQGAN_MODEL_NAMES.iter().find(|c| norm(c) == norm(name)) {
-        return Ok(c.to_string());
+    if let Some(m) = VqganModel::find(name) {
+        return Ok(m.name().to_string());
     }
     if is_path_entry(name) {
         return Ok(name.to_string());
@@ -226,7 +221,7 @@ fn canonical_perceptor(name: &str) -> Result<String> {
         }
         return Ok(name.to_string());
     }
-    crate::scene::canonical_perceptor(name)
+    catalog::canonical_perceptor(name)
         .map(str::to_string)
         .or_else(|| {
             Manifest::builtin()
@@ -381,7 +376,7 @@ impl GridSpec {
     /// all cells share one frame size. Seed, prompts and schedule are the
     /// scene's own, so the cells differ only in the models.
     pub fn cell_scene(&self, scene: &Scene, cell: &Cell) -> Result<Scene> {
-        if scene.image_model != ImageModel::Vqgan {
+        if scene.image.image_model != ImageModel::Vqgan {
             return Err(Error::input(format!(
                 "{}: the grid compares VQGAN models, but the scene sets image_model = \
                  \"Unlimited Palette\"; set image_model = \"VQGAN\"",
@@ -389,11 +384,14 @@ impl GridSpec {
             )));
         }
         let mut s = scene.clone();
-        s.vqgan_model = vqgan_choice(&cell.vqgan)?;
-        s.perceptors = cell.perceptors.clone();
-        s.file_namespace = cell.name.clone();
+        s.image.vqgan_model = vqgan_choice(&cell.vqgan)?;
+        s.guidance.perceptors = cell.perceptors.clone();
+        s.output.file_namespace = cell.name.clone();
         let f = self.size_factor();
-        for (key, v) in [("width", &mut s.width), ("height", &mut s.height)] {
+        for (key, v) in [
+            ("width", &mut s.image.width),
+            ("height", &mut s.image.height),
+        ] {
             if *v % f != 0 {
                 let r = *v / f * f;
                 if r == 0 {
@@ -598,7 +596,7 @@ struct Prepared {
 }
 
 fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
-    let scene = Scene::load(scene_path)?;
+    let scene = Scene::load_with(scene_path, &crate::models::WeightsLookup)?;
     let cells = spec.cells();
     // The timeline does not depend on the models; any cell's scene gives it.
     let first = spec.cell_scene(&scene, &cells[0])?;

@@ -7,6 +7,9 @@
 pub mod attention;
 pub mod clip;
 pub mod lean;
+pub mod lookup;
 pub mod tiny;
 pub mod vqgan;
 pub mod weights;
+
+pub use lookup::WeightsLookup;

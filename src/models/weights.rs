@@ -341,14 +341,12 @@ impl Manifest {
 
     /// The known name closest to an unknown `name`, for "did you mean".
     pub fn suggest(&self, kind: Option<ModelKind>, name: &str) -> Option<&str> {
-        let n = normalize_name(name);
-        self.models
+        let names = self
+            .models
             .iter()
             .filter(|m| kind.is_none_or(|k| m.kind == k))
-            .map(|m| (strsim::jaro_winkler(&n, &normalize_name(&m.name)), m))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, m)| m.name.as_str())
+            .map(|m| m.name.as_str());
+        crate::catalog::closest(name, names)
     }
 
     /// The names of one kind, comma-separated, for messages.
@@ -360,15 +358,8 @@ impl Manifest {
     }
 }
 
-/// A model name reduced to lower-case letters and digits, so that `ViT-B/32`,
-/// `ViTB32` (pytti's flag), `ViT-B32` and `vit-b-32` compare equal, as do
-/// `ViT-L/14@336px` and `ViTL14_336px`.
-pub fn normalize_name(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
+/// The catalog's one model-name normaliser ([`crate::catalog::normalize`]).
+pub use crate::catalog::normalize as normalize_name;
 
 /// A name usable as a file name in the weights folder: ASCII letters, digits
 /// and `._@+-`, not starting with a dot.

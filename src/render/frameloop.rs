@@ -156,7 +156,7 @@ pub struct FrameRecord {
 
 /// Renders a scene file into a new run folder under `opts.out_dir`.
 pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
-    let scene = Scene::load(scene_path)?;
+    let scene = Scene::load_with(scene_path, &crate::models::WeightsLookup)?;
     if opts.progress != Progress::Quiet {
         for w in &scene.warnings {
             eprintln!("warning: {w}");
@@ -165,7 +165,11 @@ pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSumm
     scene.check_files()?;
     // Everything the plan checks, before any model loads or a folder is made.
     crate::render::preflight::check(&scene, &Timeline::new(&scene)?)?;
-    let run = RunDir::create(&opts.out_dir, &scene.file_namespace, scene.allow_overwrite)?;
+    let run = RunDir::create(
+        &opts.out_dir,
+        &scene.output.file_namespace,
+        scene.output.allow_overwrite,
+    )?;
     let scene_dir = scene_dir_of(scene_path);
     let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
     render_in(&scene, &scene_file, &scene_dir, run.clone(), false, opts).inspect_err(|_| {
@@ -195,8 +199,12 @@ pub fn resume(run_dir: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
         .map_err(|e| Error::io(format!("reading {}", settings_path.display()), e))?;
     // Image prompts keep their paths as written, relative to the scene
     // file's folder, so the settings are read as if from the scene file.
-    let scene = Scene::from_str(&text, &state.scene_file.display().to_string())
-        .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
+    let scene = Scene::from_str_with(
+        &text,
+        &state.scene_file.display().to_string(),
+        &crate::models::WeightsLookup,
+    )
+    .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
     if state.complete {
         eprintln!(
             "{} is already complete ({} frames); nothing to do",
@@ -252,14 +260,14 @@ pub struct LoadedModels {
 pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedModels> {
     let mut missing = Vec::new();
     let mut clip_paths = Vec::new();
-    for name in &scene.perceptors {
+    for name in &scene.guidance.perceptors {
         match weights::resolve(ModelKind::Clip, name) {
             Ok(p) => clip_paths.push((name.clone(), p)),
             Err(e) => missing.push(e.message),
         }
     }
-    let vqgan_path = if scene.image_model == scene::ImageModel::Vqgan {
-        let name = scene.vqgan_model.name();
+    let vqgan_path = if scene.image.image_model == scene::ImageModel::Vqgan {
+        let name = scene.image.vqgan_model.name();
         match weights::resolve(ModelKind::Vqgan, name) {
             Ok(p) => Some((name.to_string(), p)),
             Err(e) => {
@@ -278,9 +286,9 @@ pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedMo
     for (name, path) in clip_paths {
         let clip = Clip::load_as(&path, device, kind)?;
         let sampler = CutoutSampler::new(
-            scene.cutouts as usize,
-            scene.cut_pow,
-            scene.cutout_border,
+            scene.guidance.cutouts as usize,
+            scene.guidance.cut_pow,
+            scene.guidance.cutout_border,
             clip.input_resolution(),
         )?;
         perceptors.push(Perceptor {
@@ -363,10 +371,10 @@ fn explain_out_of_memory(
              blocks in the backward pass instead of keeping their activations), or free \
              memory other programs hold; `zoetrope plan` estimates the need.\n{kept}",
             e.message,
-            scene.width,
-            scene.height,
-            scene.cutouts,
-            scene.perceptors.join(", "),
+            scene.image.width,
+            scene.image.height,
+            scene.guidance.cutouts,
+            scene.guidance.perceptors.join(", "),
         ),
     )
 }
@@ -472,15 +480,15 @@ impl Video {
             let comment = format!(
                 "zoetrope {} | scenes: {}{}{}",
                 env!("CARGO_PKG_VERSION"),
-                scene.scene_prefix,
-                scene.scenes,
-                scene.scene_suffix
+                scene.text.scene_prefix,
+                scene.text.scenes,
+                scene.text.scene_suffix
             );
             let writer = crate::output::video::Mp4Writer::create(
                 &run.video_path(),
                 width,
                 height,
-                scene.frames_per_second,
+                scene.timing.frames_per_second,
                 &comment,
             )?;
             Ok(Video {
@@ -528,10 +536,10 @@ pub fn render_in(
 ) -> Result<RenderSummary> {
     let timeline = Timeline::new(scene)?;
     crate::render::preflight::check(scene, &timeline)?;
-    let device = resolve_device(&scene.device)?;
-    let kind = resolve_precision(precision_name(scene.precision), device)?;
-    let sampling = scene.sampling_mode;
-    let infill = scene.infill_mode;
+    let device = resolve_device(&scene.run.device)?;
+    let kind = resolve_precision(precision_name(scene.run.precision), device)?;
+    let sampling = scene.motion.sampling_mode;
+    let infill = scene.motion.infill_mode;
     let total_frames = timeline.frames();
     let spf = timeline.steps_per_frame();
 
@@ -625,12 +633,12 @@ pub fn render_in(
     let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)
         .map_err(oom("embedding the prompts".into(), done_before))?;
     guide.set_tuning(tuning)?;
-    let width = scene.width as i64;
-    let height = scene.height as i64;
+    let width = scene.image.width as i64;
+    let height = scene.image.height as i64;
 
     // The init image before anything in the folder changes.
-    let init_rgb = match &scene.init_image {
-        Some(p) => Some(load_image(p, scene.width, scene.height)?.f_to_device(device)?),
+    let init_rgb = match &scene.stabilization.init_image {
+        Some(p) => Some(load_image(p, scene.image.width, scene.image.height)?.f_to_device(device)?),
         None => None,
     };
 
@@ -646,7 +654,7 @@ pub fn render_in(
     }
 
     // The starting image, the init target and frame 0's random state.
-    let mut rng = Rng::new(scene.seed)?;
+    let mut rng = Rng::new(scene.optimizer.seed)?;
     rng.seed_device(device);
     let start_oom = || oom("making the starting image".into(), done_before);
     let mut state = match &init_rgb {
@@ -658,8 +666,8 @@ pub fn render_in(
         Some(rgb) => Some(guide.target_of_image(&state, rgb).map_err(start_oom())?),
         None => None,
     };
-    let lr = if scene.learning_rate > 0.0 {
-        scene.learning_rate
+    let lr = if scene.optimizer.learning_rate > 0.0 {
+        scene.optimizer.learning_rate
     } else {
         state.default_lr()
     };
@@ -672,7 +680,7 @@ pub fn render_in(
             version: env!("CARGO_PKG_VERSION").to_string(),
             frames_done,
             total_frames,
-            seed: scene.seed,
+            seed: scene.optimizer.seed,
             adam_step,
             scene_dir: scene_dir.to_path_buf(),
             scene_file: scene_file.to_path_buf(),
@@ -715,8 +723,8 @@ pub fn render_in(
     let mut video = Video::open(
         &run,
         scene,
-        scene.width * scene.pixel_size,
-        scene.height * scene.pixel_size,
+        scene.image.width * scene.image.pixel_size,
+        scene.image.height * scene.image.pixel_size,
     )?;
     for k in 1..first_frame {
         let img = crate::output::frames::read_rgb(&run.frame_path(k as usize))?;
@@ -724,9 +732,9 @@ pub fn render_in(
     }
 
     // Pre-animation steps on the first scene, not part of the video.
-    if previous.is_none() && scene.pre_animation_steps > 0 {
+    if previous.is_none() && scene.timing.pre_animation_steps > 0 {
         let weights = step_weights_at(scene, &timeline, 0, true, init_target.as_ref(), None)?;
-        for _ in 0..scene.pre_animation_steps {
+        for _ in 0..scene.timing.pre_animation_steps {
             let _ = guide
                 .step(&mut state, &mut adam, &weights, &mut rng)
                 .map_err(oom("a pre-animation step".into(), 0))?;
@@ -743,17 +751,17 @@ pub fn render_in(
     let mut frames_written = first_frame - 1;
     for k in first_frame..=total_frames {
         let frame_start = Instant::now();
-        rng = Rng::new(frame_seed(scene.seed, k))?;
+        rng = Rng::new(frame_seed(scene.optimizer.seed, k))?;
         rng.seed_device(device);
         reporter.start_frame(k);
         let warp_oom = || oom(format!("warping frame {} into frame {k}", k - 1), k - 1);
         if k > 1 {
             if scene.is_animated() {
                 let motion = timeline.motion(k - 1);
-                let wants_target = (scene.direct_stabilization_weight.is_some()
-                    || scene.semantic_stabilization_weight.is_some())
-                    && scene.stabilization_target == StabilizationTarget::Previous;
-                if scene.reencode_each_frame {
+                let wants_target = (scene.stabilization.direct_stabilization_weight.is_some()
+                    || scene.stabilization.semantic_stabilization_weight.is_some())
+                    && scene.stabilization.stabilization_target == StabilizationTarget::Previous;
+                if scene.optimizer.reencode_each_frame {
                     let img = state.image().map_err(warp_oom())?;
                     let warped = warp::warp(&img, &motion, sampling, infill).map_err(warp_oom())?;
                     state.set_image(&warped).map_err(warp_oom())?;
@@ -771,7 +779,7 @@ pub fn render_in(
                     }
                 }
             }
-            if scene.reset_lr_each_frame {
+            if scene.optimizer.reset_lr_each_frame {
                 adam.reset()?;
             }
         }
@@ -805,7 +813,7 @@ pub fn render_in(
                     format!("decoding the snapshot after step {}", step + 1),
                     k - 1,
                 ))?;
-                let img = tensor_to_rgb(&img, scene.pixel_size)?;
+                let img = tensor_to_rgb(&img, scene.image.pixel_size)?;
                 write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)?;
             }
             if opts.interrupt.load(Ordering::SeqCst) {
@@ -822,7 +830,7 @@ pub fn render_in(
         let img = state
             .image()
             .map_err(oom(format!("decoding frame {k}"), k - 1))?;
-        let img = tensor_to_rgb(&img, scene.pixel_size)?;
+        let img = tensor_to_rgb(&img, scene.image.pixel_size)?;
         write_frame(&run.path, k as usize, &img)?;
         video.push(&img)?;
         let loss = last_loss.f_double_value(&[])?;
@@ -851,7 +859,7 @@ pub fn render_in(
     let metadata = serde_json::json!({
         "zoetrope_version": env!("CARGO_PKG_VERSION"),
         "scene_file": scene_file.display().to_string(),
-        "seed": scene.seed,
+        "seed": scene.optimizer.seed,
         "device": format!("{device:?}"),
         "precision": format!("{kind:?}"),
         "speed_switches": tuning.describe(),
@@ -966,10 +974,26 @@ fn step_weights_at<'a>(
     Ok(StepWeights {
         scene_weights,
         prompt_weights,
-        direct_init: pair(&scene.direct_init_weight, init_target, init_active),
-        direct_stabilization: pair(&scene.direct_stabilization_weight, stab_target, true),
-        semantic_init: pair(&scene.semantic_init_weight, init_target, init_active),
-        semantic_stabilization: pair(&scene.semantic_stabilization_weight, stab_target, true),
+        direct_init: pair(
+            &scene.stabilization.direct_init_weight,
+            init_target,
+            init_active,
+        ),
+        direct_stabilization: pair(
+            &scene.stabilization.direct_stabilization_weight,
+            stab_target,
+            true,
+        ),
+        semantic_init: pair(
+            &scene.stabilization.semantic_init_weight,
+            init_target,
+            init_active,
+        ),
+        semantic_stabilization: pair(
+            &scene.stabilization.semantic_stabilization_weight,
+            stab_target,
+            true,
+        ),
     })
 }
 

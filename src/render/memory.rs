@@ -678,6 +678,7 @@ impl Workload {
         let mut tuning = tuning;
         tuning.lean_activations &= crate::gpu::shim_built();
         let perceptors = scene
+            .guidance
             .perceptors
             .iter()
             .map(|name| {
@@ -697,11 +698,11 @@ impl Workload {
                 }
             })
             .collect();
-        let image = match scene.image_model {
+        let image = match scene.image.image_model {
             SceneImageModel::UnlimitedPalette => ImageArch::Palette,
             SceneImageModel::Vqgan => {
-                let name = scene.vqgan_model.name().to_string();
-                let config = match &scene.vqgan_model {
+                let name = scene.image.vqgan_model.name().to_string();
+                let config = match &scene.image.vqgan_model {
                     VqganChoice::Named(m) => VqganConfig::named(m.name()).ok(),
                     VqganChoice::Other { .. } => match weights::resolve(ModelKind::Vqgan, &name) {
                         Ok(p) => weights::read_shapes(&p)
@@ -714,13 +715,13 @@ impl Workload {
             }
         };
         Workload {
-            width: scene.width as i64,
-            height: scene.height as i64,
-            cutouts: scene.cutouts as i64,
-            cutout_border: scene.cutout_border,
+            width: scene.image.width as i64,
+            height: scene.image.height as i64,
+            cutouts: scene.guidance.cutouts as i64,
+            cutout_border: scene.guidance.cutout_border,
             perceptors,
             image,
-            precision: scene.precision,
+            precision: scene.run.precision,
             tuning,
         }
     }
@@ -1377,7 +1378,12 @@ mod tests {
                  vqgan_model = \"tiny-vqgan\"\nwidth = 64\nheight = 32\ncutouts = 4\n"
             )
         };
-        let scene = Scene::from_str(&text("/nonexistent/clip.safetensors"), "x.toml").unwrap();
+        let scene = Scene::from_str_with(
+            &text("/nonexistent/clip.safetensors"),
+            "x.toml",
+            &crate::models::WeightsLookup,
+        )
+        .unwrap();
         let w = Workload::of_scene(&scene, Tuning::default());
         assert_eq!(w.perceptors[0].config, None);
         match estimate(&w) {
@@ -1389,7 +1395,9 @@ mod tests {
         assert_eq!(estimate(&w).mib()["cpu"], serde_json::Value::Null);
         assert!(estimate(&w).summary().contains("unknown"));
 
-        let scene = Scene::from_str(&text("tiny-clip"), "x.toml").unwrap();
+        let scene =
+            Scene::from_str_with(&text("tiny-clip"), "x.toml", &crate::models::WeightsLookup)
+                .unwrap();
         let w = Workload::of_scene(&scene, Tuning::default());
         assert_eq!(w.perceptors[0].config, Some(tiny_clip_config()));
         assert_eq!(

@@ -645,12 +645,8 @@ fn unknown_name(name: &str, col: usize) -> ExprError {
         .iter()
         .copied()
         .chain(FUNCTIONS.iter().map(|(n, _)| *n));
-    let best = all
-        .map(|n| (strsim::jaro_winkler(name, n), n))
-        .filter(|(s, _)| *s > 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let hint = match best {
-        Some((_, n)) => format!("did you mean `{n}`?"),
+    let hint = match crate::catalog::closest(name, all) {
+        Some(n) => format!("did you mean `{n}`?"),
         None => "known names are t (seconds), f (frame index), pi, e and the functions \
                  sin cos tan asin acos atan atan2 sinh cosh tanh exp ln log10 sqrt abs min \
                  max pow floor ceil round sign clamp"

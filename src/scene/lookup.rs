@@ -1,72 +1,51 @@
-//! The few questions the scene loader asks the weights module: which other
-//! model names exist (the weights manifest) and what a VQGAN file's factor is.
+//! The questions the scene loader asks about model files, answered by a
+//! lookup passed in: which other model names exist (the weights manifest)
+//! and what a VQGAN file's factor is.
 //!
-//! The fuzz crate (`fuzz/`) compiles the scene loader without the models, so
-//! under `cfg(fuzzing)` these answer "no such model" instead.
+//! The scene module does not read weights itself: the trait
+//! ([`ModelLookup`], defined in the catalog so that `models` implements it
+//! without importing `scene`) is answered by `models::WeightsLookup`, which
+//! reads the manifest and file headers (the CLI, grid and render pass it),
+//! or by [`NoFiles`] without any file (the fuzz crate, dry runs, tests).
 
-#[cfg(not(fuzzing))]
-mod real {
-    use crate::models::weights::{self, Manifest, ModelKind};
-    use crate::Result;
-    use std::path::{Path, PathBuf};
+pub use crate::catalog::ModelLookup;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
 
-    /// A perceptor that is not one of the nine OpenAI names: a CLIP model of
-    /// the weights manifest (such as the untrained `tiny-clip`), or a
-    /// `.safetensors` path (relative to the scene file's folder), made absolute.
-    pub fn other_perceptor(name: &str, base_dir: &Path) -> Option<String> {
-        let name = name.trim();
-        if name.ends_with(".safetensors") {
-            let p = Path::new(name);
-            let path = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base_dir.join(p)
-            };
-            return Some(path.display().to_string());
-        }
-        Manifest::builtin()
-            .find(Some(ModelKind::Clip), name)
-            .map(|e| e.name.clone())
-    }
+/// A lookup without weights: no other model names, and a VQGAN file's
+/// factor cannot be read (the scene says so when it names one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFiles;
 
-    /// A VQGAN of the weights manifest: its canonical name, and its file when present.
-    pub fn vqgan_in_manifest(name: &str) -> Option<(String, Option<PathBuf>)> {
-        let entry = Manifest::builtin()
-            .find(Some(ModelKind::Vqgan), name)?
-            .name
-            .clone();
-        let path = weights::resolve(ModelKind::Vqgan, &entry).ok();
-        Some((entry, path))
-    }
-
-    /// Factor and quantiser of a VQGAN weights file, from its tensor shapes.
-    pub fn vqgan_file_layout(path: &Path) -> Result<(u32, bool)> {
-        let shapes = weights::read_shapes(path)?;
-        let config =
-            crate::models::vqgan::VqganConfig::infer_from(&shapes, &path.display().to_string())?;
-        Ok((config.factor() as u32, config.is_gumbel()))
-    }
-}
-
-#[cfg(fuzzing)]
-mod real {
-    use crate::{Error, Result};
-    use std::path::{Path, PathBuf};
-
-    pub fn other_perceptor(_name: &str, _base_dir: &Path) -> Option<String> {
+impl ModelLookup for NoFiles {
+    fn other_perceptor(&self, _name: &str) -> Option<String> {
         None
     }
 
-    pub fn vqgan_in_manifest(_name: &str) -> Option<(String, Option<PathBuf>)> {
+    fn vqgan_by_name(&self, _name: &str) -> Option<(String, Option<PathBuf>)> {
         None
     }
 
-    pub fn vqgan_file_layout(path: &Path) -> Result<(u32, bool)> {
+    fn vqgan_file_layout(&self, path: &Path) -> Result<(u32, bool)> {
         Err(Error::input(format!(
-            "{}: weights files are not read in fuzzing builds",
+            "{}: reading a VQGAN file's factor needs its weights, which this run does not \
+             read",
             path.display()
         )))
     }
 }
 
-pub use real::*;
+/// A `.safetensors` perceptor path made absolute against the scene's folder.
+pub(crate) fn perceptor_path(name: &str, base_dir: &Path) -> Option<String> {
+    let name = name.trim();
+    if !name.ends_with(".safetensors") {
+        return None;
+    }
+    let p = Path::new(name);
+    let path = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    };
+    Some(path.display().to_string())
+}

@@ -109,12 +109,8 @@ fn parse_name<T: Copy>(
 }
 
 fn unknown_name(setting: &str, value: &str, names: &[&str]) -> Error {
-    let closest = names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(&value.to_lowercase(), n), *n))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .filter(|(score, _)| *score > 0.7)
-        .map(|(_, n)| format!(" (did you mean \"{n}\"?)"))
+    let closest = crate::catalog::closest(value, names.iter().copied())
+        .map(|n| format!(" (did you mean \"{n}\"?)"))
         .unwrap_or_default();
     Error::input(format!(
         "{setting} = \"{value}\" is not a known mode{closest}; use one of: {}",

@@ -111,7 +111,7 @@ impl Timeline {
                 .map_err(|e| Error::input(format!("{}: {}: {e}", scene.origin, w.label)))?;
         }
         if self.animated {
-            let (width, height) = (scene.width as f64, scene.height as f64);
+            let (width, height) = (scene.image.width as f64, scene.image.height as f64);
             // Frame k ≥ 2 starts from the previous frame warped by motion(k − 1).
             for index in 1..self.frames {
                 self.motion(index).check(width, height).map_err(|e| {
@@ -188,26 +188,30 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
     } else {
         all.clone()
     };
-    let stab_steps = match (&scene.init_image, scene.is_animated()) {
+    let stab_steps = match (&scene.stabilization.init_image, scene.is_animated()) {
         (Some(_), _) => all.clone(),
         (None, true) => first_frame.end.min(tl.total_steps)..tl.total_steps,
         (None, false) => 0..0,
     };
     let specs: [(&str, &Option<WeightSpec>, &Range<u64>); 4] = [
-        ("direct_init_weight", &scene.direct_init_weight, &init_steps),
+        (
+            "direct_init_weight",
+            &scene.stabilization.direct_init_weight,
+            &init_steps,
+        ),
         (
             "semantic_init_weight",
-            &scene.semantic_init_weight,
+            &scene.stabilization.semantic_init_weight,
             &init_steps,
         ),
         (
             "direct_stabilization_weight",
-            &scene.direct_stabilization_weight,
+            &scene.stabilization.direct_stabilization_weight,
             &stab_steps,
         ),
         (
             "semantic_stabilization_weight",
-            &scene.semantic_stabilization_weight,
+            &scene.stabilization.semantic_stabilization_weight,
             &stab_steps,
         ),
     ];

@@ -98,19 +98,19 @@ impl Timeline {
     /// Compiles a scene. The scene loader has validated the numbers; they are
     /// checked again here so a hand-built [`Scene`] cannot divide by zero.
     pub fn new(scene: &Scene) -> Result<Timeline> {
-        let s = scene.steps_per_scene;
-        let f = scene.steps_per_frame;
+        let s = scene.timing.steps_per_scene;
+        let f = scene.timing.steps_per_frame;
         let n = scene.prompts.len();
-        if n == 0 || s == 0 || f == 0 || s % f != 0 || scene.interpolation_steps > s {
+        if n == 0 || s == 0 || f == 0 || s % f != 0 || scene.timing.interpolation_steps > s {
             return Err(Error::input(format!(
                 "{}: the timeline needs at least one scene, steps_per_scene ({s}) a positive \
                  multiple of steps_per_frame ({f}) and interpolation_steps ({}) ≤ steps_per_scene",
-                scene.origin, scene.interpolation_steps
+                scene.origin, scene.timing.interpolation_steps
             )));
         }
-        if scene.frames_per_second.is_nan()
-            || scene.frames_per_second <= 0.0
-            || scene.save_every == 0
+        if scene.timing.frames_per_second.is_nan()
+            || scene.timing.frames_per_second <= 0.0
+            || scene.timing.save_every == 0
         {
             return Err(Error::input(format!(
                 "{}: frames_per_second and save_every must be above 0",
@@ -123,21 +123,21 @@ impl Timeline {
         Ok(Timeline {
             steps_per_scene: s,
             steps_per_frame: f,
-            interpolation_steps: scene.interpolation_steps,
-            transition: scene.transition,
+            interpolation_steps: scene.timing.interpolation_steps,
+            transition: scene.timing.transition,
             scene_count: n,
             total_steps,
             frames: total_steps / f,
-            fps: scene.frames_per_second,
-            save_every: scene.save_every,
-            pre_animation_steps: scene.pre_animation_steps,
+            fps: scene.timing.frames_per_second,
+            save_every: scene.timing.save_every,
+            pre_animation_steps: scene.timing.pre_animation_steps,
             animated: scene.is_animated(),
             motion: [
-                scene.translate_x.clone(),
-                scene.translate_y.clone(),
-                scene.rotate_2d.clone(),
-                scene.zoom_x_2d.clone(),
-                scene.zoom_y_2d.clone(),
+                scene.motion.translate_x.clone(),
+                scene.motion.translate_y.clone(),
+                scene.motion.rotate_2d.clone(),
+                scene.motion.zoom_x_2d.clone(),
+                scene.motion.zoom_y_2d.clone(),
             ],
             prompts: scene.prompts.clone(),
         })

@@ -66,17 +66,17 @@ impl<M: MemoryFields> Serialize for PlanDocument<'_, M> {
         st.serialize_field("scene", &sc.origin)?;
         st.serialize_field("total_steps", &tl.total_steps())?;
         st.serialize_field("frames", &tl.frames())?;
-        st.serialize_field("fps", &sc.frames_per_second)?;
-        st.serialize_field("width", &sc.width)?;
-        st.serialize_field("height", &sc.height)?;
-        st.serialize_field("steps_per_frame", &sc.steps_per_frame)?;
-        st.serialize_field("steps_per_scene", &sc.steps_per_scene)?;
-        st.serialize_field("interpolation_steps", &sc.interpolation_steps)?;
-        st.serialize_field("transition", &sc.transition)?;
+        st.serialize_field("fps", &sc.timing.frames_per_second)?;
+        st.serialize_field("width", &sc.image.width)?;
+        st.serialize_field("height", &sc.image.height)?;
+        st.serialize_field("steps_per_frame", &sc.timing.steps_per_frame)?;
+        st.serialize_field("steps_per_scene", &sc.timing.steps_per_scene)?;
+        st.serialize_field("interpolation_steps", &sc.timing.interpolation_steps)?;
+        st.serialize_field("transition", &sc.timing.transition)?;
         st.serialize_field("save_every", &tl.save_every())?;
         st.serialize_field("pre_animation_steps", &tl.pre_animation_steps())?;
-        st.serialize_field("seed", &sc.seed)?;
-        st.serialize_field("animation_mode", &sc.animation_mode)?;
+        st.serialize_field("seed", &sc.optimizer.seed)?;
+        st.serialize_field("animation_mode", &sc.motion.animation_mode)?;
         st.serialize_field("scenes", &scenes)?;
         st.serialize_field("warnings", &sc.warnings)?;
         if let Some(m) = self.memory {

@@ -185,21 +185,24 @@ fn cell_scenes_change_only_the_models_and_namespace() {
     let cells = spec.cells();
     let s = spec.cell_scene(&scene, &cells[0]).unwrap();
     assert_eq!(
-        s.vqgan_model,
+        s.image.vqgan_model,
         zoetrope::scene::VqganChoice::Named(VqganModel::Coco)
     );
-    assert_eq!(s.perceptors, ["RN50", "ViT-B/16"]);
-    assert_eq!(s.file_namespace, "coco__RN50+ViT-B-16");
-    assert_eq!(s.seed, scene.seed);
-    assert_eq!(s.scenes, scene.scenes);
-    assert_eq!(s.steps_per_frame, scene.steps_per_frame);
-    assert_eq!((s.width, s.height), (scene.width, scene.height));
+    assert_eq!(s.guidance.perceptors, ["RN50", "ViT-B/16"]);
+    assert_eq!(s.output.file_namespace, "coco__RN50+ViT-B-16");
+    assert_eq!(s.optimizer.seed, scene.optimizer.seed);
+    assert_eq!(s.text.scenes, scene.text.scenes);
+    assert_eq!(s.timing.steps_per_frame, scene.timing.steps_per_frame);
+    assert_eq!(
+        (s.image.width, s.image.height),
+        (scene.image.width, scene.image.height)
+    );
     let s2 = spec.cell_scene(&scene, &cells[1]).unwrap();
     assert_eq!(
-        s2.vqgan_model,
+        s2.image.vqgan_model,
         zoetrope::scene::VqganChoice::Named(VqganModel::Openimages)
     );
-    assert_eq!(s2.seed, scene.seed);
+    assert_eq!(s2.optimizer.seed, scene.optimizer.seed);
 
     // A scene sized for the f8 model is rounded down to 16 when the grid
     // also holds an f16 model, so every cell has the same size.
@@ -210,17 +213,17 @@ fn cell_scenes_change_only_the_models_and_namespace() {
     )
     .unwrap();
     let scene = Scene::load(&f8).unwrap();
-    assert_eq!((scene.width, scene.height), (200, 120));
+    assert_eq!((scene.image.width, scene.image.height), (200, 120));
     let spec = GridSpec::parse("openimages,imagenet", "RN50").unwrap();
     for c in spec.cells() {
         let s = spec.cell_scene(&scene, &c).unwrap();
-        assert_eq!((s.width, s.height), (192, 112), "{}", c.name);
+        assert_eq!((s.image.width, s.image.height), (192, 112), "{}", c.name);
         assert!(s.warnings.iter().any(|w| w.contains("rounded down to 192")));
     }
     // With only f8 models the size stays.
     let spec = GridSpec::parse("openimages", "RN50").unwrap();
     let s = spec.cell_scene(&scene, &spec.cells()[0]).unwrap();
-    assert_eq!((s.width, s.height), (200, 120));
+    assert_eq!((s.image.width, s.image.height), (200, 120));
 
     // The grid compares VQGANs: an Unlimited Palette scene is refused.
     let up = tmp.path().join("up.toml");

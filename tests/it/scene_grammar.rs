@@ -25,35 +25,52 @@ fn err(text: &str) -> String {
 #[test]
 fn defaults_are_spec_section_1() {
     let s = load("scenes = \"a\"\nseed = 3");
-    assert_eq!(s.steps_per_scene, 100);
-    assert_eq!(s.steps_per_frame, 50);
-    assert_eq!(s.interpolation_steps, 0);
-    assert_eq!(s.transition, Transition::Centered);
-    assert_eq!(s.save_every, 50);
-    assert_eq!(s.pre_animation_steps, 0);
-    assert_eq!(s.frames_per_second, 12.0);
-    assert_eq!((s.width, s.height, s.pixel_size), (256, 128, 1));
-    assert_eq!(s.image_model, ImageModel::Vqgan);
-    assert_eq!(s.vqgan_model, VqganChoice::Named(VqganModel::Imagenet));
-    assert_eq!(s.perceptors, vec!["ViT-B/32"]);
-    assert_eq!((s.cutouts, s.cut_pow, s.cutout_border), (40, 2.0, 0.25));
-    assert_eq!(s.learning_rate, 0.1);
-    assert!(s.reset_lr_each_frame && s.reencode_each_frame);
-    assert_eq!(s.seed, 3);
+    assert_eq!(s.timing.steps_per_scene, 100);
+    assert_eq!(s.timing.steps_per_frame, 50);
+    assert_eq!(s.timing.interpolation_steps, 0);
+    assert_eq!(s.timing.transition, Transition::Centered);
+    assert_eq!(s.timing.save_every, 50);
+    assert_eq!(s.timing.pre_animation_steps, 0);
+    assert_eq!(s.timing.frames_per_second, 12.0);
+    assert_eq!(
+        (s.image.width, s.image.height, s.image.pixel_size),
+        (256, 128, 1)
+    );
+    assert_eq!(s.image.image_model, ImageModel::Vqgan);
+    assert_eq!(
+        s.image.vqgan_model,
+        VqganChoice::Named(VqganModel::Imagenet)
+    );
+    assert_eq!(s.guidance.perceptors, vec!["ViT-B/32"]);
+    assert_eq!(
+        (
+            s.guidance.cutouts,
+            s.guidance.cut_pow,
+            s.guidance.cutout_border
+        ),
+        (40, 2.0, 0.25)
+    );
+    assert_eq!(s.optimizer.learning_rate, 0.1);
+    assert!(s.optimizer.reset_lr_each_frame && s.optimizer.reencode_each_frame);
+    assert_eq!(s.optimizer.seed, 3);
     assert!(!s.seed_was_random);
-    assert_eq!(s.animation_mode, AnimationMode::Off);
-    assert_eq!(s.zoom_x_2d.as_constant(), Some(0.0));
-    assert_eq!(s.file_namespace, "test");
-    assert!(!s.allow_overwrite);
-    assert_eq!(s.device, "auto");
-    assert!(s.init_image.is_none() && s.direct_init_weight.is_none());
+    assert_eq!(s.motion.animation_mode, AnimationMode::Off);
+    assert_eq!(s.motion.zoom_x_2d.as_constant(), Some(0.0));
+    assert_eq!(s.output.file_namespace, "test");
+    assert!(!s.output.allow_overwrite);
+    assert_eq!(s.run.device, "auto");
+    assert!(s.stabilization.init_image.is_none() && s.stabilization.direct_init_weight.is_none());
     // resolved learning-rate defaults per model
     assert_eq!(
-        load("scenes = \"a\"\nvqgan_model = \"openimages\"").learning_rate,
+        load("scenes = \"a\"\nvqgan_model = \"openimages\"")
+            .optimizer
+            .learning_rate,
         0.15
     );
     assert_eq!(
-        load("scenes = \"a\"\nimage_model = \"Unlimited Palette\"").learning_rate,
+        load("scenes = \"a\"\nimage_model = \"Unlimited Palette\"")
+            .optimizer
+            .learning_rate,
         0.02
     );
     assert!(load("scenes = \"a\"").seed_was_random);
@@ -97,7 +114,7 @@ fn unknown_keys_and_types_name_position_and_fix() {
 #[test]
 fn sizes_round_down_to_the_vqgan_factor() {
     let s = load("scenes = \"a\"\nwidth = 300\nheight = 130");
-    assert_eq!((s.width, s.height), (288, 128));
+    assert_eq!((s.image.width, s.image.height), (288, 128));
     assert_eq!(s.warnings.len(), 2);
     assert!(
         s.warnings[0].contains("rounded down to 288"),
@@ -105,9 +122,9 @@ fn sizes_round_down_to_the_vqgan_factor() {
         s.warnings
     );
     let s = load("scenes = \"a\"\nwidth = 300\nvqgan_model = \"openimages\"");
-    assert_eq!(s.width, 296);
+    assert_eq!(s.image.width, 296);
     let s = load("scenes = \"a\"\nwidth = 300\nimage_model = \"Unlimited Palette\"");
-    assert_eq!(s.width, 300);
+    assert_eq!(s.image.width, 300);
     assert!(s.warnings.is_empty());
     assert!(err("scenes = \"a\"\nwidth = 15").contains("smaller than the VQGAN factor"));
 }
@@ -115,10 +132,13 @@ fn sizes_round_down_to_the_vqgan_factor() {
 #[test]
 fn pytti_perceptor_flags() {
     let s = load("scenes = \"a\"\nViTB32 = true\nViTB16 = true\nRN50 = false\nuse_mmc = true");
-    assert_eq!(s.perceptors, vec!["ViT-B/32", "ViT-B/16"]);
+    assert_eq!(s.guidance.perceptors, vec!["ViT-B/32", "ViT-B/16"]);
     assert!(s.warnings.iter().any(|w| w.contains("use_mmc")));
     let s = load("scenes = \"a\"\nperceptors = [\"RN50\", \"vit-l/14@336px\"]\nRN101 = true");
-    assert_eq!(s.perceptors, vec!["RN50", "ViT-L/14@336px", "RN101"]);
+    assert_eq!(
+        s.guidance.perceptors,
+        vec!["RN50", "ViT-L/14@336px", "RN101"]
+    );
     let m = err("scenes = \"a\"\nViTB32 = false");
     assert!(m.contains("no perceptor left"), "{m}");
     let m = err("scenes = \"a\"\nperceptors = [\"ViT-B/31\"]");
@@ -193,16 +213,25 @@ fn expressions_and_keyframes_in_settings() {
          direct_stabilization_weight = \"0.3:0.1\"\ninit_image = \"x.png\"\n\
          direct_init_weight = \"max(0, 1 - t)\"",
     );
-    assert_eq!(s.rotate_2d.eval(9.0, 9.0), 2.5);
-    assert!((s.zoom_x_2d.eval(std::f64::consts::FRAC_PI_2, 0.0) - 2.0).abs() < 1e-12);
-    assert_eq!(s.translate_x.eval(0.0, 5.0), 2.5);
-    assert_eq!(s.translate_x.eval(4.0, 15.0), 4.5);
-    assert_eq!(s.translate_x.eval(7.0, 99.0), 7.0);
-    let w = s.direct_stabilization_weight.as_ref().unwrap();
+    assert_eq!(s.motion.rotate_2d.eval(9.0, 9.0), 2.5);
+    assert!((s.motion.zoom_x_2d.eval(std::f64::consts::FRAC_PI_2, 0.0) - 2.0).abs() < 1e-12);
+    assert_eq!(s.motion.translate_x.eval(0.0, 5.0), 2.5);
+    assert_eq!(s.motion.translate_x.eval(4.0, 15.0), 4.5);
+    assert_eq!(s.motion.translate_x.eval(7.0, 99.0), 7.0);
+    let w = s
+        .stabilization
+        .direct_stabilization_weight
+        .as_ref()
+        .unwrap();
     assert_eq!((w.weight.eval(0.0, 0.0), w.stop_at(0.0, 0.0)), (0.3, 0.1));
-    let w = s.direct_init_weight.as_ref().unwrap();
+    let w = s.stabilization.direct_init_weight.as_ref().unwrap();
     assert_eq!(w.weight.eval(0.25, 0.0), 0.75);
-    assert!(s.init_image.as_ref().unwrap().ends_with("dir/x.png"));
+    assert!(s
+        .stabilization
+        .init_image
+        .as_ref()
+        .unwrap()
+        .ends_with("dir/x.png"));
 
     // errors: file line and column of the offending character, setting name
     let m = err("scenes = \"a\"\nzoom_x_2d = \"1 + sine(t)\"\n");
@@ -319,7 +348,7 @@ fn resolved_settings_round_trip() {
     let b = Scene::from_str(&written, "scenes/keyframes_orbit.toml").unwrap();
     assert_eq!(a.to_toml().unwrap(), b.to_toml().unwrap());
     assert_eq!(a.prompts, b.prompts);
-    assert_eq!(b.rotate_2d.eval(0.0, 30.0), 1.0);
+    assert_eq!(b.motion.rotate_2d.eval(0.0, 30.0), 1.0);
     let json = serde_json::to_value(&a).unwrap();
     assert_eq!(json["transition"], "pytti");
     assert_eq!(json["animation_mode"], "2D");
@@ -334,17 +363,21 @@ fn recorded_settings_reload_from_elsewhere() {
     ))
     .unwrap();
     a.check_files().unwrap();
-    assert!(a.init_image.as_ref().unwrap().is_absolute());
+    assert!(a.stabilization.init_image.as_ref().unwrap().is_absolute());
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("settings.toml");
     std::fs::write(&p, a.to_toml().unwrap()).unwrap();
     let b = Scene::load(&p).unwrap();
-    assert_eq!(a.init_image, b.init_image);
+    assert_eq!(a.stabilization.init_image, b.stabilization.init_image);
     b.check_files().unwrap();
-    assert_eq!(b.seed, 12345);
-    assert_eq!(b.file_namespace, "spring_to_winter");
+    assert_eq!(b.optimizer.seed, 12345);
+    assert_eq!(b.output.file_namespace, "spring_to_winter");
     assert_eq!(
-        b.direct_stabilization_weight.unwrap().weight.as_constant(),
+        b.stabilization
+            .direct_stabilization_weight
+            .unwrap()
+            .weight
+            .as_constant(),
         Some(0.3)
     );
 }

@@ -70,7 +70,7 @@ pub struct ClipConfig {
 
 /// The names of the nine released OpenAI CLIP models, in the order users know
 /// them: the scene file's perceptor names.
-pub const MODEL_NAMES: [&str; 9] = crate::scene::PERCEPTORS;
+pub const MODEL_NAMES: [&str; 9] = crate::catalog::PERCEPTORS;
 
 /// State-dict entries that are metadata in OpenAI's archives, not parameters
 /// (`build_model` deletes them before loading).

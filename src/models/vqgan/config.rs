@@ -50,15 +50,8 @@ pub struct VqganConfig {
     pub quantizer: QuantizerKind,
 }
 
-/// The `vqgan_model` names of the scene file, in the order the docs list them.
-pub const VQGAN_MODEL_NAMES: [&str; 6] = [
-    "imagenet",
-    "imagenet_1024",
-    "coco",
-    "wikiart",
-    "sflckr",
-    "openimages",
-];
+/// The `vqgan_model` names of the scene file (from the catalog).
+pub use crate::catalog::VQGAN_MODEL_NAMES;
 
 impl VqganConfig {
     /// Builds a config from taming's own `ddconfig` vocabulary, turning
@@ -149,13 +142,8 @@ impl VqganConfig {
                 QuantizerKind::Gumbel,
             )),
             other => {
-                let closest = VQGAN_MODEL_NAMES
-                    .iter()
-                    .max_by(|a, b| {
-                        strsim::jaro_winkler(a, other).total_cmp(&strsim::jaro_winkler(b, other))
-                    })
-                    .copied()
-                    .unwrap_or("imagenet");
+                let closest =
+                    crate::catalog::closest(other, VQGAN_MODEL_NAMES).unwrap_or("imagenet");
                 Err(Error::input(format!(
                     "unknown vqgan_model \"{other}\" (did you mean \"{closest}\"?); \
                      known models: {}",

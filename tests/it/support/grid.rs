@@ -91,14 +91,14 @@ impl FakeRender {
     /// Renders `scene` into `dir` as the real render would lay it out.
     pub fn render(&self, scene: &Scene, dir: &Path, resume: bool) -> Result<()> {
         self.calls.borrow_mut().push(Call {
-            cell: scene.file_namespace.clone(),
+            cell: scene.output.file_namespace.clone(),
             resume,
-            vqgan: scene.vqgan_model.name().to_string(),
-            perceptors: scene.perceptors.clone(),
-            seed: scene.seed,
+            vqgan: scene.image.vqgan_model.name().to_string(),
+            perceptors: scene.guidance.perceptors.clone(),
+            seed: scene.optimizer.seed,
         });
         let n = Timeline::new(scene)?.frames();
-        let name = &scene.file_namespace;
+        let name = &scene.output.file_namespace;
         assert_eq!(dir.file_name().unwrap().to_str().unwrap(), name);
         let start = if resume {
             grid::frames_done(dir, n) + 1
@@ -107,8 +107,8 @@ impl FakeRender {
         };
         zoetrope::output::write_atomic(&dir.join("settings.toml"), scene.to_toml()?.as_bytes())?;
         let (w, h) = (
-            scene.width * scene.pixel_size,
-            scene.height * scene.pixel_size,
+            scene.image.width * scene.image.pixel_size,
+            scene.image.height * scene.image.pixel_size,
         );
         let limit = self.fail_after.borrow_mut().take();
         for k in start..=n {
@@ -132,7 +132,7 @@ impl FakeRender {
         write_mp4_from_pngs(
             &frames,
             &dir.join(format!("{name}.mp4")),
-            scene.frames_per_second,
+            scene.timing.frames_per_second,
             "fake",
         )?;
         Ok(())

@@ -1,0 +1,210 @@
+//! The image being optimised: its model (VQGAN or pixels) and size.
+
+use super::super::reader::{suggest, Reader};
+use crate::catalog::{VqganModel, VQGAN_MODEL_NAMES};
+use crate::Result;
+use serde::Serialize;
+use std::path::Path;
+
+/// The settings this section reads.
+pub const KEYS: &[&str] = &[
+    "width",
+    "height",
+    "pixel_size",
+    "image_model",
+    "vqgan_model",
+];
+
+/// What is optimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ImageModel {
+    /// The VQGAN latent grid `z`.
+    #[serde(rename = "VQGAN")]
+    Vqgan,
+    /// RGB pixels directly.
+    #[serde(rename = "Unlimited Palette")]
+    UnlimitedPalette,
+}
+
+/// The `vqgan_model` setting: one of pytti's six names, or another model —
+/// a name from the weights manifest (such as the untrained `tiny-vqgan`) or a
+/// path to a `.safetensors` file, whose factor is read from its shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VqganChoice {
+    Named(VqganModel),
+    Other {
+        /// The manifest name, or the file's absolute path.
+        name: String,
+        factor: u32,
+        gumbel: bool,
+    },
+}
+
+impl VqganChoice {
+    /// The name or path the weights are resolved from.
+    pub fn name(&self) -> &str {
+        match self {
+            VqganChoice::Named(m) => m.name(),
+            VqganChoice::Other { name, .. } => name,
+        }
+    }
+    /// Gumbel quantiser (default learning rate 0.15).
+    pub fn is_gumbel(&self) -> bool {
+        match self {
+            VqganChoice::Named(m) => m.is_gumbel(),
+            VqganChoice::Other { gumbel, .. } => *gumbel,
+        }
+    }
+    /// Downsampling factor: image sizes must be multiples of it.
+    pub fn factor(&self) -> u32 {
+        match self {
+            VqganChoice::Named(m) => m.factor(),
+            VqganChoice::Other { factor, .. } => *factor,
+        }
+    }
+}
+
+impl Serialize for VqganChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The image's model and size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    /// After rounding down to the VQGAN factor.
+    pub width: u32,
+    pub height: u32,
+    pub pixel_size: u32,
+    pub image_model: ImageModel,
+    pub vqgan_model: VqganChoice,
+}
+
+impl Image {
+    /// Reads the image settings; sizes are rounded down to the VQGAN factor
+    /// (with a warning).
+    pub(in crate::scene) fn read(r: &Reader, warnings: &mut Vec<String>) -> Result<Image> {
+        let image_model = r.choice(
+            "image_model",
+            ImageModel::Vqgan,
+            &[
+                ("VQGAN", ImageModel::Vqgan),
+                ("Unlimited Palette", ImageModel::UnlimitedPalette),
+            ],
+        )?;
+        let vqgan_model = vqgan_choice(r, warnings)?;
+        let mut width = r.int_or("width", 256, 1, 16384)? as u32;
+        let mut height = r.int_or("height", 128, 1, 16384)? as u32;
+        if image_model == ImageModel::Vqgan {
+            let f = vqgan_model.factor();
+            for (key, v) in [("width", &mut width), ("height", &mut height)] {
+                if *v % f != 0 {
+                    let rounded = *v / f * f;
+                    if rounded == 0 {
+                        return Err(r.doc.err(
+                            r.span_of(key),
+                            key,
+                            format!(
+                                "{v} is smaller than the VQGAN factor {f} ({}); use at least {f}",
+                                vqgan_model.name()
+                            ),
+                        ));
+                    }
+                    warnings.push(format!(
+                        "{key} {v} is not a multiple of {f} (the {} VQGAN's factor): rounded \
+                         down to {rounded}",
+                        vqgan_model.name()
+                    ));
+                    *v = rounded;
+                }
+            }
+        }
+        let pixel_size = r.int_or("pixel_size", 1, 1, 64)? as u32;
+        Ok(Image {
+            width,
+            height,
+            pixel_size,
+            image_model,
+            vqgan_model,
+        })
+    }
+}
+
+/// `vqgan_model`: pytti's six names, a weights-manifest name, or a path.
+fn vqgan_choice(r: &Reader, warnings: &mut Vec<String>) -> Result<VqganChoice> {
+    let Some((span, s)) = r.string("vqgan_model")? else {
+        return Ok(VqganChoice::Named(VqganModel::Imagenet));
+    };
+    let wanted = s.trim();
+    if let Some(m) = VqganModel::find(wanted) {
+        return Ok(VqganChoice::Named(m));
+    }
+    let layout = |path: &Path| {
+        r.lookup
+            .vqgan_file_layout(path)
+            .map_err(|e| r.doc.err(span.clone(), "vqgan_model", e.message))
+    };
+    if wanted.ends_with(".safetensors") || wanted.contains('/') {
+        let p = Path::new(wanted);
+        let path = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            r.base_dir().join(p)
+        };
+        if !path.is_file() {
+            return Err(r.doc.err(
+                span,
+                "vqgan_model",
+                format!(
+                    "the weights file {} does not exist (paths are relative to the scene \
+                     file's folder)",
+                    path.display()
+                ),
+            ));
+        }
+        let (factor, gumbel) = layout(&path)?;
+        return Ok(VqganChoice::Other {
+            name: path.display().to_string(),
+            factor,
+            gumbel,
+        });
+    }
+    if let Some((name, path)) = r.lookup.vqgan_by_name(wanted) {
+        return Ok(match path {
+            Some(path) => {
+                let (factor, gumbel) = layout(&path)?;
+                VqganChoice::Other {
+                    name,
+                    factor,
+                    gumbel,
+                }
+            }
+            None => {
+                warnings.push(format!(
+                    "vqgan_model \"{name}\": its weights are not present, so its factor is \
+                     taken as 16 for now; render checks the real one"
+                ));
+                VqganChoice::Other {
+                    name,
+                    factor: 16,
+                    gumbel: false,
+                }
+            }
+        });
+    }
+    Err(r.doc.err(
+        span,
+        "vqgan_model",
+        format!(
+            "\"{s}\" is not one of {} (or a weights-manifest name, or a path to a \
+             .safetensors file){}",
+            VQGAN_MODEL_NAMES
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            suggest(&s, VQGAN_MODEL_NAMES)
+        ),
+    ))
+}
