@@ -8,6 +8,8 @@
 //! - [`models`]: the CLIP perceptors, the VQGAN image models and their weights;
 //! - [`guidance`]: cutouts and the losses that steer the image;
 //! - [`render`]: the frame loop (warps, stabilisation, optimisation steps);
+//! - [`bench`]: `zoetrope bench`, the step's speed at real sizes with random weights;
+//! - [`tuning`]: the speed and memory switches (`--tune`), one table;
 //! - [`audio`]: audio reactivity: decoding, band-pass filters, per-frame band values;
 //! - [`output`]: run folders, PNG frames and the MP4;
 //! - [`grid`]: the VQGAN × perceptor comparison batch and its outputs.
@@ -15,6 +17,7 @@
 //! The `zoetrope` binary is a thin command line over these.
 
 pub mod audio;
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod grid;
@@ -26,5 +29,6 @@ pub mod render;
 pub mod rng;
 pub mod scene;
 pub mod schedule;
+pub mod tuning;
 
 pub use error::{Error, ErrorKind, Result};
