@@ -119,11 +119,12 @@ impl Tuning {
         "it measured slower than libtorch's group norm on the H100 (BENCHMARKS.md, run 5)",
     )];
 
-    /// The help text of `bench --tune`, listing every switch.
+    /// The help text of `bench --tune`, listing every switch (as clap
+    /// showed the doc comment it replaces: no final period).
     pub fn help() -> String {
         format!(
             "Turn one speed or memory switch on or off, to measure what it brings: {} \
-             (or all), as NAME=on|off; repeatable. Default: the render's settings.",
+             (or all), as NAME=on|off; repeatable. Default: the render's settings",
             Self::NAMES.join(", ")
         )
     }
