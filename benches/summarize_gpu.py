@@ -125,7 +125,7 @@ def main():
                   f"| {x['flops_per_step'] / 1e9:.1f} | {x['achieved_tflops']:.1f} "
                   f"| {fmt(None if share is None else 100 * share, '.1f')}{'' if share is None else ' %'} | {speedup} |")
     print()
-    print("zoetrope's GFLOP/step is its analytic count (src/render/bench.rs); the "
+    print("zoetrope's GFLOP/step is its analytic count (src/bench/flops.rs); the "
           "reference's is measured by torch.utils.flop_counter.FlopCounterMode on "
           "one extra step. TFLOP/s = GFLOP/step ÷ time per step.\n")
 

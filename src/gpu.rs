@@ -13,7 +13,7 @@ use crate::Result;
 
 static ASYNC_UPLOADS: AtomicBool = AtomicBool::new(true);
 
-/// Chooses how [`upload`] copies to a GPU (process-wide; [`crate::render::device::Tuning`] sets it).
+/// Chooses how [`upload`] copies to a GPU (process-wide; [`crate::render::device::apply_device_switches`] sets it from [`crate::tuning::Tuning`]).
 pub fn set_async_uploads(on: bool) {
     ASYNC_UPLOADS.store(on, Ordering::Relaxed);
 }
@@ -346,6 +346,84 @@ pub fn empty_cache(device: Device) {
     }
     #[cfg(not(zoetrope_shim))]
     let _ = device;
+}
+
+/// Device memory in use as the CUDA driver sees it, through `cuMemGetInfo`
+/// from `libcuda.so.1` opened at run time (tch exposes no allocator
+/// statistics, and linking the driver would break CPU-only machines).
+pub mod driver {
+    use std::ffi::{c_char, c_int, c_void, CString};
+    use tch::Device;
+
+    extern "C" {
+        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    }
+    const RTLD_NOW: c_int = 2;
+    const CUDA_ERROR_INVALID_CONTEXT: c_int = 201;
+
+    type Init = unsafe extern "C" fn(u32) -> c_int;
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
+    type PrimaryCtxRetain = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
+    type CtxPush = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type CtxPop = unsafe extern "C" fn(*mut *mut c_void) -> c_int;
+    type PrimaryCtxRelease = unsafe extern "C" fn(c_int) -> c_int;
+
+    fn sym(handle: *mut c_void, name: &str) -> Option<*mut c_void> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: `handle` is a live dlopen handle and `name` a C string.
+        let p = unsafe { dlsym(handle, name.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    }
+
+    /// `total − free` bytes of device `device`, or `None` on the CPU or
+    /// when the driver cannot be asked.
+    pub fn used_bytes(device: Device) -> Option<u64> {
+        let Device::Cuda(index) = device else {
+            return None;
+        };
+        let lib = CString::new("libcuda.so.1").ok()?;
+        // SAFETY: dlopen with a valid C string; the handle is never closed
+        // (the driver stays loaded for the process anyway).
+        let handle = unsafe { dlopen(lib.as_ptr(), RTLD_NOW) };
+        if handle.is_null() {
+            return None;
+        }
+        // SAFETY: the symbols have the driver API's documented signatures.
+        unsafe {
+            // Idempotent; needed when libtorch has not touched the driver yet.
+            let init: Init = std::mem::transmute(sym(handle, "cuInit")?);
+            if init(0) != 0 {
+                return None;
+            }
+            let get: MemGetInfo = std::mem::transmute(sym(handle, "cuMemGetInfo_v2")?);
+            let (mut free, mut total) = (0usize, 0usize);
+            let rc = get(&mut free, &mut total);
+            if rc == 0 {
+                return Some((total - free) as u64);
+            }
+            if rc != CUDA_ERROR_INVALID_CONTEXT {
+                return None;
+            }
+            // No current context on this thread: use the device's primary
+            // context (the one libtorch's runtime calls use).
+            let retain: PrimaryCtxRetain =
+                std::mem::transmute(sym(handle, "cuDevicePrimaryCtxRetain")?);
+            let push: CtxPush = std::mem::transmute(sym(handle, "cuCtxPushCurrent_v2")?);
+            let pop: CtxPop = std::mem::transmute(sym(handle, "cuCtxPopCurrent_v2")?);
+            let release: PrimaryCtxRelease =
+                std::mem::transmute(sym(handle, "cuDevicePrimaryCtxRelease_v2")?);
+            let mut ctx = std::ptr::null_mut();
+            if retain(&mut ctx, index as c_int) != 0 {
+                return None;
+            }
+            let ok = push(ctx) == 0 && get(&mut free, &mut total) == 0;
+            let mut popped = std::ptr::null_mut();
+            pop(&mut popped);
+            release(index as c_int);
+            ok.then_some((total - free) as u64)
+        }
+    }
 }
 
 #[cfg(test)]

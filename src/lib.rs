@@ -9,6 +9,8 @@
 //! - [`models`]: the CLIP perceptors, the VQGAN image models and their weights;
 //! - [`guidance`]: cutouts and the losses that steer the image;
 //! - [`render`]: the frame loop (warps, stabilisation, optimisation steps);
+//! - [`bench`]: `zoetrope bench`, the step's speed at real sizes with random weights;
+//! - [`tuning`]: the speed and memory switches (`--tune`), one table;
 //! - [`audio`]: audio reactivity: decoding, band-pass filters, per-frame band values;
 //! - [`output`]: run folders, PNG frames and the MP4;
 //! - `media`: FFmpeg initialisation and file-name helpers shared by `audio` and `output`;
@@ -19,6 +21,7 @@
 pub mod atomic;
 pub mod audio;
 pub mod catalog;
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod grid;
@@ -32,5 +35,6 @@ pub mod render;
 pub mod rng;
 pub mod scene;
 pub mod schedule;
+pub mod tuning;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,12 +1,13 @@
 //! `zoetrope bench`: times the full optimisation step at real sizes with
-//! random weights (see `zoetrope::render::bench`).
+//! random weights (see `zoetrope::bench`).
 
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use zoetrope::render::bench::{
+use zoetrope::bench::{
     run_bench, write_loss_curve, BenchOptions, BenchResult, BenchSpec, H100_BF16_PEAK_TFLOPS,
 };
-use zoetrope::render::device::{resolve_device, resolve_precision, Tuning};
+use zoetrope::render::device::{resolve_device, resolve_precision};
+use zoetrope::tuning::Tuning;
 use zoetrope::{Error, Result};
 
 /// Output format of `zoetrope bench`.
@@ -53,13 +54,8 @@ pub struct BenchArgs {
     /// several configurations the name gets `-a`, `-b`, `-c` before the extension.
     #[arg(long, value_name = "FILE.csv")]
     pub loss_curve: Option<PathBuf>,
-    /// Turn one speed or memory switch on or off, to measure what it brings:
-    /// cudnn-benchmark, low-precision-cutouts, async-uploads, channels-last,
-    /// cuda-graphs, lean-activations, fold-quick-gelu,
-    /// checkpoint-perceptors, deterministic (or all), as NAME=on|off;
-    /// repeatable.
-    /// Default: the render's settings.
-    #[arg(long, value_name = "NAME=on|off")]
+    // The help text lists the switches of `Tuning`'s table.
+    #[arg(long, value_name = "NAME=on|off", help = Tuning::help())]
     pub tune: Vec<String>,
     /// After the timed steps, run as many steps again with the device
     /// synchronised between phases and report each phase's ms/step.

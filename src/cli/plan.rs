@@ -14,10 +14,10 @@ use clap::{Args, ValueEnum};
 use plotters::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use zoetrope::render::device::Tuning;
 use zoetrope::render::memory::{self, DeviceChoice, MemoryEstimate, Workload};
 use zoetrope::scene::Scene;
 use zoetrope::schedule::{FramePlan, PlanDocument, Timeline};
+use zoetrope::tuning::Tuning;
 use zoetrope::{Error, Result};
 
 /// Arguments of `zoetrope plan`.

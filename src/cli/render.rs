@@ -2,8 +2,8 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use zoetrope::render::device::Tuning;
 use zoetrope::render::frameloop::{self, Progress, RenderOptions};
+use zoetrope::tuning::Tuning;
 use zoetrope::{Error, Result};
 
 /// Arguments of `zoetrope render`.

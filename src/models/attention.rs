@@ -10,34 +10,26 @@
 //! runs only matrix products and a softmax, whose results do not depend on
 //! scheduling.
 //!
-//! Process-wide switch ([`set_deterministic`], set by
-//! [`crate::render::device::Tuning`]'s `deterministic`, which also puts
-//! cuDNN in its deterministic mode).
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! Chosen per model when it is built
+//! ([`crate::models::ModelOptions::deterministic_attention`], from
+//! [`crate::tuning::Tuning`]'s `deterministic`, which also puts cuDNN in its
+//! deterministic mode).
 
 use tch::{Kind, Tensor};
 
 use crate::Result;
 
-static DETERMINISTIC: AtomicBool = AtomicBool::new(false);
-
-/// Makes every model's attention take the explicit form (on) or libtorch's
-/// fused kernels (off, the default) for the whole process.
-pub fn set_deterministic(on: bool) {
-    DETERMINISTIC.store(on, Ordering::Relaxed);
-}
-
-/// Whether attention takes the explicit, deterministic form.
-pub fn deterministic() -> bool {
-    DETERMINISTIC.load(Ordering::Relaxed)
-}
-
 /// `softmax(q kᵀ / √d) v` over `[N, heads, L, d]` tensors (`q` may have its own
 /// length), masking later positions when `causal`: libtorch's fused kernels,
-/// or the explicit form when [`deterministic`].
-pub(crate) fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    if deterministic() {
+/// or the explicit form when `deterministic`.
+pub(crate) fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    causal: bool,
+    deterministic: bool,
+) -> Result<Tensor> {
+    if deterministic {
         explicit(q, k, v, causal)
     } else {
         Ok(Tensor::f_scaled_dot_product_attention(

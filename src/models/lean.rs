@@ -12,26 +12,16 @@
 //! instead of three, and none at all for a bare convolution (the decoder's
 //! up-sampling convolutions, whose input is 4× their block's map).
 //!
-//! Process-wide switch ([`set_enabled`], set by
-//! [`crate::render::device::Tuning`]'s `lean-activations`); without the shim
+//! Chosen per model when it is built
+//! ([`crate::models::ModelOptions::lean_activations`], from
+//! [`crate::tuning::Tuning`]'s `lean-activations`); without the shim
 //! (a libtorch without CUDA, or headers missing at build time) the layers
 //! take libtorch's path and nothing else changes.
 
+#[cfg(zoetrope_shim)]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Tensor;
-
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the lean convolutions on or off for the whole process.
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Whether the lean `conv` will be used (switch on and the shim built).
-pub fn available() -> bool {
-    ENABLED.load(Ordering::Relaxed) && crate::gpu::shim_built()
-}
 
 /// A group norm's parameters for [`conv`]: affine weight and bias, number of
 /// groups, epsilon.
@@ -61,13 +51,18 @@ pub(crate) struct Conv<'a> {
 /// saved anyway), or a weight that is trainable (its gradient would be
 /// lost), or should the shim fail (said once on stderr) for any reason but
 /// memory running out, which is returned as the error it is.
-pub(crate) fn conv(x: &Tensor, norm: Option<Norm>, c: Conv) -> Option<crate::Result<Tensor>> {
+pub(crate) fn conv(
+    x: &Tensor,
+    norm: Option<Norm>,
+    c: Conv,
+    enabled: bool,
+) -> Option<crate::Result<Tensor>> {
     let trainable = c.weight.requires_grad()
         || c.bias.is_some_and(Tensor::requires_grad)
         || norm
             .as_ref()
             .is_some_and(|n| n.weight.requires_grad() || n.bias.requires_grad());
-    if !available() || !x.requires_grad() || trainable {
+    if !enabled || !crate::gpu::shim_built() || !x.requires_grad() || trainable {
         return None;
     }
     // Should the shim fail, libtorch's path takes over (and reports a real
@@ -239,8 +234,8 @@ pub(crate) mod tests {
         y.sum(Kind::Float).backward();
         assert!(!w.grad().defined());
         let trainable = w.detach().set_requires_grad(true);
-        assert!(conv(&x, None, conv3(&trainable, &b)).is_none());
+        assert!(conv(&x, None, conv3(&trainable, &b), true).is_none());
         // Nothing to save without a gradient: libtorch's path.
-        assert!(conv(&x0, None, conv3(&w, &b)).is_none());
+        assert!(conv(&x0, None, conv3(&w, &b), true).is_none());
     }
 }

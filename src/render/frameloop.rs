@@ -26,20 +26,22 @@ use crate::guidance::loss::WeightStop;
 use crate::models::clip::Clip;
 use crate::models::vqgan::Vqgan;
 use crate::models::weights::{self, ModelKind};
+use crate::models::ModelOptions;
 use crate::output::frames::{load_image, tensor_to_rgb, write_frame, write_png_atomic};
 use crate::output::run_dir::RunDir;
 use crate::output::write_json_atomic;
 use crate::render::adam::Adam;
-use crate::render::device::{resolve_device, resolve_precision, Tuning};
+use crate::render::device::{apply_device_switches, resolve_device, resolve_precision};
+use crate::render::progress::Reporter;
 use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
 use crate::render::warp;
 use crate::rng::Rng;
 use crate::scene::prompt::WeightSpec;
 use crate::scene::{self, Scene, StabilizationTarget};
 use crate::schedule::Timeline;
+use crate::tuning::Tuning;
 use crate::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -96,7 +98,7 @@ pub struct RenderOptions {
     /// the run's state. `None`: the defaults for a new render, and for a
     /// resumed one the switches it was started with (so a run started with
     /// `deterministic=on` resumes deterministic).
-    pub tuning: Option<crate::render::device::Tuning>,
+    pub tuning: Option<Tuning>,
 }
 
 impl Default for RenderOptions {
@@ -165,11 +167,7 @@ pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSumm
     scene.check_files()?;
     // Everything the plan checks, before any model loads or a folder is made.
     crate::render::preflight::check(&scene, &Timeline::new(&scene)?)?;
-    let run = RunDir::create(
-        &opts.out_dir,
-        &scene.output.file_namespace,
-        scene.output.allow_overwrite,
-    )?;
+    let run = RunDir::create(&opts.out_dir, &scene.output.file_namespace, scene.output.allow_overwrite)?;
     let scene_dir = scene_dir_of(scene_path);
     let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
     render_in(&scene, &scene_file, &scene_dir, run.clone(), false, opts).inspect_err(|_| {
@@ -204,7 +202,7 @@ pub fn resume(run_dir: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
         &state.scene_file.display().to_string(),
         &crate::models::WeightsLookup,
     )
-    .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
+        .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
     if state.complete {
         eprintln!(
             "{} is already complete ({} frames); nothing to do",
@@ -256,8 +254,14 @@ pub struct LoadedModels {
     pub files: Vec<(String, PathBuf)>,
 }
 
-/// Resolves and loads every model of `scene`, reporting all missing weights at once.
-pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedModels> {
+/// Resolves and loads every model of `scene` with the model-level switches
+/// `options`, reporting all missing weights at once.
+pub fn load_models(
+    scene: &Scene,
+    device: Device,
+    kind: Kind,
+    options: ModelOptions,
+) -> Result<LoadedModels> {
     let mut missing = Vec::new();
     let mut clip_paths = Vec::new();
     for name in &scene.guidance.perceptors {
@@ -284,7 +288,7 @@ pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedMo
     let mut files = Vec::new();
     let mut perceptors = Vec::new();
     for (name, path) in clip_paths {
-        let clip = Clip::load_as(&path, device, kind)?;
+        let clip = Clip::load_with(&path, device, kind, options)?;
         let sampler = CutoutSampler::new(
             scene.guidance.cutouts as usize,
             scene.guidance.cut_pow,
@@ -300,7 +304,7 @@ pub fn load_models(scene: &Scene, device: Device, kind: Kind) -> Result<LoadedMo
     }
     let image_model = match vqgan_path {
         Some((name, path)) => {
-            let vqgan = Vqgan::load_with_kind(&path, device, kind)?;
+            let vqgan = Vqgan::load_with(&path, device, kind, options)?;
             files.push((name, path));
             ImageModel::Vqgan(vqgan)
         }
@@ -379,94 +383,6 @@ fn explain_out_of_memory(
     )
 }
 
-/// Progress display: bars on a terminal, lines otherwise.
-struct Reporter {
-    mode: Progress,
-    frames: Option<indicatif::ProgressBar>,
-    steps: Option<indicatif::ProgressBar>,
-    _multi: Option<indicatif::MultiProgress>,
-}
-
-impl Reporter {
-    fn new(mode: Progress, total_frames: u64, done: u64, steps_per_frame: u64) -> Reporter {
-        let mode = match mode {
-            Progress::Auto if std::io::stderr().is_terminal() => Progress::Auto,
-            Progress::Auto => Progress::Lines,
-            m => m,
-        };
-        if mode != Progress::Auto {
-            return Reporter {
-                mode,
-                frames: None,
-                steps: None,
-                _multi: None,
-            };
-        }
-        let multi = indicatif::MultiProgress::new();
-        let frames = multi.add(indicatif::ProgressBar::new(total_frames));
-        frames.set_style(
-            indicatif::ProgressStyle::with_template(
-                "frames {pos}/{len} [{wide_bar}] {elapsed_precise} eta {eta_precise}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        frames.set_position(done);
-        let steps = multi.add(indicatif::ProgressBar::new(steps_per_frame));
-        steps.set_style(
-            indicatif::ProgressStyle::with_template(
-                "frame {prefix} steps {pos}/{len} [{bar:30}] {per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Reporter {
-            mode,
-            frames: Some(frames),
-            steps: Some(steps),
-            _multi: Some(multi),
-        }
-    }
-
-    fn start_frame(&self, k: u64) {
-        if let Some(s) = &self.steps {
-            s.set_prefix(k.to_string());
-            s.set_position(0);
-        }
-    }
-
-    fn step(&self, loss: Option<f64>) {
-        if let Some(s) = &self.steps {
-            s.inc(1);
-            if let Some(l) = loss {
-                s.set_message(format!("loss {l:.4}"));
-            }
-        }
-    }
-
-    fn frame_done(&self, k: u64, total: u64, loss: f64, secs: f64, steps: u64) {
-        match self.mode {
-            Progress::Auto => {
-                if let Some(f) = &self.frames {
-                    f.set_position(k);
-                }
-            }
-            Progress::Lines => eprintln!(
-                "frame {k}/{total}: loss {loss:.4}, {secs:.1}s ({:.2} steps/s)",
-                steps as f64 / secs.max(1e-9)
-            ),
-            Progress::Quiet => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(s) = &self.steps {
-            s.finish_and_clear();
-        }
-        if let Some(f) = &self.frames {
-            f.finish();
-        }
-    }
-}
-
 /// The MP4 being written, when the binary has the video feature.
 struct Video {
     #[cfg(feature = "video")]
@@ -512,91 +428,188 @@ impl Video {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Option<PathBuf>> {
+    fn finish(&mut self) -> Result<Option<PathBuf>> {
         #[cfg(feature = "video")]
         if let Some(w) = self.writer.take() {
             return w.finish().map(Some);
         }
         #[cfg(not(feature = "video"))]
-        let _ = &mut self;
+        let _ = self;
         Ok(None)
     }
 }
 
-/// Renders `scene` into `run` (a new folder, or an interrupted one when `resuming`).
-///
-/// This is the entry point the grid command uses for each cell.
-pub fn render_in(
-    scene: &Scene,
-    scene_file: &Path,
-    scene_dir: &Path,
+/// What a finished render records in `metadata.json`. The fields are in the
+/// order of their names: the file was written from a JSON map, which sorts
+/// its keys, and keeps that form.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMetadata {
+    pub device: String,
+    pub frames: Vec<FrameRecord>,
+    /// libtorch's allocator peaks over this session, MiB (CUDA only).
+    pub gpu_peak_allocated_mib: Option<f64>,
+    pub gpu_peak_reserved_mib: Option<f64>,
+    pub precision: String,
+    pub resumed: bool,
+    pub scene_file: String,
+    pub seed: u64,
+    /// The speed switches (`Tuning::describe`).
+    pub speed_switches: String,
+    pub total_seconds_this_session: f64,
+    pub video: Option<String>,
+    pub weights: Vec<WeightFile>,
+    pub zoetrope_version: String,
+}
+
+/// One weights file a render used, in [`RunMetadata`] (fields in name order).
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightFile {
+    pub file: String,
+    pub model: String,
+    /// From the file's `.sha256` sidecar, when it has one.
+    pub sha256: Option<String>,
+    /// Made by `zoetrope weights tiny`.
+    pub untrained: bool,
+}
+
+/// Everything a render settles before any model loads: the timeline, the
+/// device and compute kind, the state of the run it resumes and the speed
+/// switches (applied to the device here).
+struct RunSetup<'a> {
+    scene: &'a Scene,
+    scene_file: &'a Path,
+    scene_dir: &'a Path,
     run: RunDir,
     resuming: bool,
-    opts: &RenderOptions,
-) -> Result<RenderSummary> {
-    let timeline = Timeline::new(scene)?;
-    crate::render::preflight::check(scene, &timeline)?;
-    let device = resolve_device(&scene.run.device)?;
-    let kind = resolve_precision(precision_name(scene.run.precision), device)?;
-    let sampling = scene.motion.sampling_mode;
-    let infill = scene.motion.infill_mode;
-    let total_frames = timeline.frames();
-    let spf = timeline.steps_per_frame();
+    timeline: Timeline,
+    device: Device,
+    kind: Kind,
+    previous: Option<RunState>,
+    tuning: Tuning,
+    started: Instant,
+}
 
-    let previous = if resuming {
-        read_state(&run.path)?
-    } else {
-        None
-    };
-
-    let started = Instant::now();
-    // The speed switches measured in BENCHMARKS.md: --tune, else the
-    // resumed run's own, else the defaults.
-    let recorded = || -> Result<Option<Tuning>> {
-        let Some(specs) = previous.as_ref().and_then(|p| p.speed_switches.as_deref()) else {
-            return Ok(None);
+impl<'a> RunSetup<'a> {
+    fn new(
+        scene: &'a Scene,
+        scene_file: &'a Path,
+        scene_dir: &'a Path,
+        run: RunDir,
+        resuming: bool,
+        opts: &RenderOptions,
+    ) -> Result<RunSetup<'a>> {
+        let timeline = Timeline::new(scene)?;
+        crate::render::preflight::check(scene, &timeline)?;
+        let device = resolve_device(&scene.run.device)?;
+        let kind = resolve_precision(precision_name(scene.run.precision), device)?;
+        let previous = if resuming {
+            read_state(&run.path)?
+        } else {
+            None
         };
-        let state_file = run.path.join(STATE_FILE);
-        let (tuning, unknown) = Tuning::from_recorded(specs).map_err(|e| {
-            e.context(format!(
-                "the speed switches recorded in {} (resume with --tune NAME=on|off to use \
-                 the defaults and those switches instead)",
-                state_file.display()
-            ))
-        })?;
-        if !unknown.is_empty() {
-            eprintln!(
-                "warning: {} records speed switches this build does not have ({}); \
-                 resuming without them (they change speed and memory, not the result)",
-                state_file.display(),
-                unknown.join(", ")
-            );
-        }
-        Ok(Some(tuning))
-    };
-    let tuning = match opts.tuning {
-        Some(tuning) => tuning,
-        None => recorded()?.unwrap_or_default(),
-    };
-    tuning.apply_global(device);
-    // Before anything loads: say so when the estimate exceeds the device.
-    crate::render::memory::warn_if_short(
-        scene,
-        tuning,
-        match device {
-            Device::Cuda(i) => crate::render::memory::DeviceChoice::Cuda(i),
-            _ => crate::render::memory::DeviceChoice::Cpu,
-        },
-    );
-    // Out of memory anywhere below is explained: what ran out, during what,
-    // the settings that drive it, and what the run folder keeps.
-    let done_before = previous.as_ref().map_or(0, |p| p.frames_done);
-    let oom = |during: String, frames_done: u64| {
-        let folder = run.path.clone();
+        let started = Instant::now();
+        // The speed switches measured in BENCHMARKS.md: --tune, else the
+        // resumed run's own, else the defaults.
+        let tuning = match opts.tuning {
+            Some(tuning) => tuning,
+            None => recorded_tuning(previous.as_ref(), &run)?.unwrap_or_default(),
+        };
+        apply_device_switches(&tuning, device);
+        // Before anything loads: say so when the estimate exceeds the device.
+        crate::render::memory::warn_if_short(
+            scene,
+            tuning,
+            match device {
+                Device::Cuda(i) => crate::render::memory::DeviceChoice::Cuda(i),
+                _ => crate::render::memory::DeviceChoice::Cpu,
+            },
+        );
+        Ok(RunSetup {
+            scene,
+            scene_file,
+            scene_dir,
+            run,
+            resuming,
+            timeline,
+            device,
+            kind,
+            previous,
+            tuning,
+            started,
+        })
+    }
+
+    /// Frames the resumed run had finished (0 for a new run).
+    fn done_before(&self) -> u64 {
+        self.previous.as_ref().map_or(0, |p| p.frames_done)
+    }
+
+    /// Out of memory explained: what ran out, `during` what, the settings
+    /// that drive it, and what the run folder keeps after `frames_done`.
+    fn oom(&self, during: impl Into<String>, frames_done: u64) -> impl FnOnce(Error) -> Error + 'a {
+        let (during, scene, device) = (during.into(), self.scene, self.device);
+        let folder = self.run.path.clone();
         move |e: Error| explain_out_of_memory(e, &during, scene, device, &folder, frames_done)
+    }
+
+    /// `state.json` after `frames_done` frames (per frame, and once complete).
+    fn run_state(
+        &self,
+        frames_done: u64,
+        adam_step: i64,
+        records: &[FrameRecord],
+        complete: bool,
+    ) -> RunState {
+        RunState {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            frames_done,
+            total_frames: self.timeline.frames(),
+            seed: self.scene.optimizer.seed,
+            adam_step,
+            scene_dir: self.scene_dir.to_path_buf(),
+            scene_file: self.scene_file.to_path_buf(),
+            frames: records.to_vec(),
+            complete,
+            speed_switches: Some(self.tuning.describe()),
+        }
+    }
+}
+
+/// The switches an interrupted run recorded in its state, if any; names
+/// this build lacks are left out with a warning.
+fn recorded_tuning(previous: Option<&RunState>, run: &RunDir) -> Result<Option<Tuning>> {
+    let Some(specs) = previous.and_then(|p| p.speed_switches.as_deref()) else {
+        return Ok(None);
     };
-    let models =
-        load_models(scene, device, kind).map_err(oom("loading the models".into(), done_before))?;
+    let state_file = run.path.join(STATE_FILE);
+    let (tuning, unknown) = Tuning::from_recorded(specs).map_err(|e| {
+        e.context(format!(
+            "the speed switches recorded in {} (resume with --tune NAME=on|off to use \
+             the defaults and those switches instead)",
+            state_file.display()
+        ))
+    })?;
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: {} records speed switches this build does not have ({}); \
+             resuming without them (they change speed and memory, not the result)",
+            state_file.display(),
+            unknown.join(", ")
+        );
+    }
+    Ok(Some(tuning))
+}
+
+/// Loads the models with the run's switches and embeds the prompts: the
+/// guide, the image model and the weights files for the metadata.
+fn load_guide(
+    setup: &RunSetup,
+    opts: &RenderOptions,
+) -> Result<(Guide, ImageModel, Vec<WeightFile>)> {
+    let (scene, tuning, done_before) = (setup.scene, setup.tuning, setup.done_before());
+    let options = ModelOptions::of_tuning(&tuning);
+    let models = load_models(scene, setup.device, setup.kind, options)
+        .map_err(setup.oom("loading the models", done_before))?;
     if tuning.channels_last {
         for p in &models.perceptors {
             p.clip.make_channels_last()?;
@@ -605,16 +618,14 @@ pub fn render_in(
             v.make_channels_last()?;
         }
     }
-    let weight_files: Vec<serde_json::Value> = models
+    let weight_files: Vec<WeightFile> = models
         .files
         .iter()
-        .map(|(name, path)| {
-            serde_json::json!({
-                "model": name,
-                "file": path.display().to_string(),
-                "sha256": weights::read_sidecar(path),
-                "untrained": crate::models::tiny::is_untrained(path),
-            })
+        .map(|(name, path)| WeightFile {
+            file: path.display().to_string(),
+            model: name.clone(),
+            sha256: weights::read_sidecar(path),
+            untrained: crate::models::tiny::is_untrained(path),
         })
         .collect();
     let untrained: Vec<&str> = models
@@ -630,40 +641,106 @@ pub fn render_in(
             untrained.join(" and ")
         );
     }
-    let mut guide = Guide::new(models.perceptors, &scene.prompts, scene_dir)
-        .map_err(oom("embedding the prompts".into(), done_before))?;
+    let mut guide = Guide::new(models.perceptors, &scene.prompts, setup.scene_dir)
+        .map_err(setup.oom("embedding the prompts", done_before))?;
     guide.set_tuning(tuning)?;
-    let width = scene.image.width as i64;
-    let height = scene.image.height as i64;
+    Ok((guide, models.image_model, weight_files))
+}
 
+/// Settings and schedule, written once at the start of a new run, after
+/// the earlier run's files in the folder (allow_overwrite, or a grid cell's
+/// broken attempt) are gone; everything that can fail at the start (models,
+/// weights, prompts) has been checked by then.
+fn write_run_start(setup: &RunSetup) -> Result<()> {
+    let run = &setup.run;
+    run.remove_run_files(STATE_FILE, is_run_file)?;
+    crate::atomic::write_atomic(
+        &run.path.join(SETTINGS_FILE),
+        setup.scene.to_toml()?.as_bytes(),
+    )?;
+    let plan: Vec<_> = (1..=setup.timeline.frames())
+        .map(|k| setup.timeline.frame_plan(k))
+        .collect();
+    write_json_atomic(&run.path.join(SCHEDULE_FILE), &plan)
+}
+
+/// Restores the end of the resumed run's last completed frame into `state`
+/// and `adam`.
+fn restore(
+    setup: &RunSetup,
+    prev: &RunState,
+    state: &mut ImageState,
+    adam: &mut Adam,
+) -> Result<()> {
+    let run = &setup.run;
+    let tensors_path = run.path.join(state_tensors_file(prev.frames_done));
+    let tensors = Tensor::read_safetensors(&tensors_path).map_err(|e| {
+        Error::input(format!(
+            "{}: cannot read the saved state ({e}); the run cannot be resumed",
+            tensors_path.display()
+        ))
+    })?;
+    let get = |name: &str| -> Result<Tensor> {
+        let (_, t) = tensors.iter().find(|(n, _)| n == name).ok_or_else(|| {
+            Error::input(format!(
+                "{}: the saved state lacks `{name}`; the run cannot be resumed",
+                run.path.display()
+            ))
+        })?;
+        Ok(t.f_to_device(setup.device)?)
+    };
+    state.set_param(&get("param")?)?;
+    adam.restore(
+        &get("adam.exp_avg")?,
+        &get("adam.exp_avg_sq")?,
+        prev.adam_step,
+    )
+}
+
+/// Renders `scene` into `run` (a new folder, or an interrupted one when `resuming`).
+///
+/// This is the entry point the grid command uses for each cell.
+pub fn render_in(
+    scene: &Scene,
+    scene_file: &Path,
+    scene_dir: &Path,
+    run: RunDir,
+    resuming: bool,
+    opts: &RenderOptions,
+) -> Result<RenderSummary> {
+    let setup = RunSetup::new(scene, scene_file, scene_dir, run, resuming, opts)?;
+    let (guide, image_model, weight_files) = load_guide(&setup, opts)?;
+    let device = setup.device;
     // The init image before anything in the folder changes.
     let init_rgb = match &scene.stabilization.init_image {
         Some(p) => Some(load_image(p, scene.image.width, scene.image.height)?.f_to_device(device)?),
         None => None,
     };
-
-    // Settings and schedule are written once, at the start of a new run,
-    // after the earlier run's files in the folder (allow_overwrite, or a
-    // grid cell's broken attempt) are gone; everything that can fail at the
-    // start (models, weights, prompts) has been checked by now.
     if !resuming {
-        run.remove_run_files(STATE_FILE, is_run_file)?;
-        crate::atomic::write_atomic(&run.path.join(SETTINGS_FILE), scene.to_toml()?.as_bytes())?;
-        let plan: Vec<_> = (1..=total_frames).map(|k| timeline.frame_plan(k)).collect();
-        write_json_atomic(&run.path.join(SCHEDULE_FILE), &plan)?;
+        write_run_start(&setup)?;
     }
 
     // The starting image, the init target and frame 0's random state.
     let mut rng = Rng::new(scene.optimizer.seed)?;
     rng.seed_device(device);
-    let start_oom = || oom("making the starting image".into(), done_before);
+    let done_before = setup.done_before();
     let mut state = match &init_rgb {
-        Some(rgb) => ImageState::from_image(models.image_model, rgb),
-        None => ImageState::random(models.image_model, width, height, device, &mut rng),
+        Some(rgb) => ImageState::from_image(image_model, rgb),
+        None => ImageState::random(
+            image_model,
+            scene.image.width as i64,
+            scene.image.height as i64,
+            device,
+            &mut rng,
+        ),
     }
-    .map_err(start_oom())?;
+    .map_err(setup.oom("making the starting image", done_before))?;
     let init_target: Option<Target> = match &init_rgb {
-        Some(rgb) => Some(guide.target_of_image(&state, rgb).map_err(start_oom())?),
+        Some(rgb) => Some(
+            guide
+                .target_of_image(&state, rgb)
+                .map_err(setup.oom("making the starting image", done_before))?,
+        ),
         None => None,
     };
     let lr = if scene.optimizer.learning_rate > 0.0 {
@@ -672,212 +749,260 @@ pub fn render_in(
         state.default_lr()
     };
     let mut adam = Adam::new(state.param(), lr)?;
-
     let mut records: Vec<FrameRecord> = Vec::new();
-    // state.json after `frames_done` frames (per frame, and once complete).
-    let run_state =
-        |frames_done: u64, adam_step: i64, records: &[FrameRecord], complete: bool| RunState {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            frames_done,
-            total_frames,
-            seed: scene.optimizer.seed,
-            adam_step,
-            scene_dir: scene_dir.to_path_buf(),
-            scene_file: scene_file.to_path_buf(),
-            frames: records.to_vec(),
-            complete,
-            speed_switches: Some(tuning.describe()),
-        };
-    let mut first_frame = 1u64;
-    if let Some(prev) = &previous {
-        // Restore the end of the last completed frame.
-        let tensors_path = run.path.join(state_tensors_file(prev.frames_done));
-        let tensors = Tensor::read_safetensors(&tensors_path).map_err(|e| {
-            Error::input(format!(
-                "{}: cannot read the saved state ({e}); the run cannot be resumed",
-                tensors_path.display()
-            ))
-        })?;
-        let get = |name: &str| -> Result<Tensor> {
-            let (_, t) = tensors.iter().find(|(n, _)| n == name).ok_or_else(|| {
-                Error::input(format!(
-                    "{}: the saved state lacks `{name}`; the run cannot be resumed",
-                    run.path.display()
-                ))
-            })?;
-            Ok(t.f_to_device(device)?)
-        };
-        state.set_param(&get("param")?)?;
-        adam.restore(
-            &get("adam.exp_avg")?,
-            &get("adam.exp_avg_sq")?,
-            prev.adam_step,
-        )?;
-        first_frame = prev.frames_done + 1;
+    if let Some(prev) = &setup.previous {
+        restore(&setup, prev, &mut state, &mut adam)?;
         records = prev.frames.clone();
     }
-
-    let reporter = Reporter::new(opts.progress, total_frames, first_frame - 1, spf);
-
+    let first_frame = done_before + 1;
+    let total_frames = setup.timeline.frames();
+    let reporter = Reporter::new(
+        opts.progress,
+        total_frames,
+        first_frame - 1,
+        setup.timeline.steps_per_frame(),
+    );
     // The MP4 is rebuilt from the frames already on disk when resuming.
     let mut video = Video::open(
-        &run,
+        &setup.run,
         scene,
         scene.image.width * scene.image.pixel_size,
         scene.image.height * scene.image.pixel_size,
     )?;
     for k in 1..first_frame {
-        let img = crate::output::frames::read_rgb(&run.frame_path(k as usize))?;
+        let img = crate::output::frames::read_rgb(&setup.run.frame_path(k as usize))?;
         video.push(&img)?;
     }
+    let mut frames = FrameLoop {
+        setup: &setup,
+        opts,
+        guide,
+        state,
+        adam,
+        rng,
+        init_target,
+        stab_target: None,
+        records,
+        reporter,
+        video,
+        frames_written: first_frame - 1,
+    };
+    frames.pre_animation()?;
+    for k in first_frame..=total_frames {
+        frames.frame(k)?;
+    }
+    frames.finish(weight_files)
+}
 
-    // Pre-animation steps on the first scene, not part of the video.
-    if previous.is_none() && scene.timing.pre_animation_steps > 0 {
-        let weights = step_weights_at(scene, &timeline, 0, true, init_target.as_ref(), None)?;
+/// The per-frame loop's state: the guide, the image and its optimiser,
+/// the random state, the targets, the records and the outputs.
+struct FrameLoop<'s, 'a> {
+    setup: &'s RunSetup<'a>,
+    opts: &'s RenderOptions,
+    guide: Guide,
+    state: ImageState,
+    adam: Adam,
+    rng: Rng,
+    init_target: Option<Target>,
+    stab_target: Option<Target>,
+    records: Vec<FrameRecord>,
+    reporter: Reporter,
+    video: Video,
+    frames_written: u64,
+}
+
+impl FrameLoop<'_, '_> {
+    /// Pre-animation steps on the first scene, not part of the video (a new
+    /// run only).
+    fn pre_animation(&mut self) -> Result<()> {
+        let (setup, scene) = (self.setup, self.setup.scene);
+        if setup.previous.is_some() || scene.timing.pre_animation_steps == 0 {
+            return Ok(());
+        }
+        let weights = step_weights_at(
+            scene,
+            &setup.timeline,
+            0,
+            true,
+            self.init_target.as_ref(),
+            None,
+        )?;
         for _ in 0..scene.timing.pre_animation_steps {
-            let _ = guide
-                .step(&mut state, &mut adam, &weights, &mut rng)
-                .map_err(oom("a pre-animation step".into(), 0))?;
-            if opts.interrupt.load(Ordering::SeqCst) {
-                reporter.finish();
+            let _ = self
+                .guide
+                .step(&mut self.state, &mut self.adam, &weights, &mut self.rng)
+                .map_err(setup.oom("a pre-animation step", 0))?;
+            if self.opts.interrupt.load(Ordering::SeqCst) {
+                self.reporter.finish();
                 // No frame yet: this removes the empty video.
-                let _ = video.finish();
-                return Err(interrupted(&run, scene_file, 0));
+                let _ = self.video.finish();
+                return Err(interrupted(&setup.run, setup.scene_file, 0));
             }
         }
+        Ok(())
     }
 
-    let mut stab_target: Option<Target> = None;
-    let mut frames_written = first_frame - 1;
-    for k in first_frame..=total_frames {
+    /// Frame `k`: the warp from frame `k − 1`, the frame's steps, then the
+    /// frame and the state that reproduces it.
+    fn frame(&mut self, k: u64) -> Result<()> {
+        let setup = self.setup;
         let frame_start = Instant::now();
-        rng = Rng::new(frame_seed(scene.optimizer.seed, k))?;
-        rng.seed_device(device);
-        reporter.start_frame(k);
-        let warp_oom = || oom(format!("warping frame {} into frame {k}", k - 1), k - 1);
+        self.rng = Rng::new(frame_seed(setup.scene.optimizer.seed, k))?;
+        self.rng.seed_device(setup.device);
+        self.reporter.start_frame(k);
         if k > 1 {
-            if scene.is_animated() {
-                let motion = timeline.motion(k - 1);
-                let wants_target = (scene.stabilization.direct_stabilization_weight.is_some()
-                    || scene.stabilization.semantic_stabilization_weight.is_some())
-                    && scene.stabilization.stabilization_target == StabilizationTarget::Previous;
-                if scene.optimizer.reencode_each_frame {
-                    let img = state.image().map_err(warp_oom())?;
-                    let warped = warp::warp(&img, &motion, sampling, infill).map_err(warp_oom())?;
-                    state.set_image(&warped).map_err(warp_oom())?;
-                    if wants_target {
-                        // pytti's target: the warped frame itself, and its encoding.
-                        stab_target =
-                            Some(guide.target_of_image(&state, &warped).map_err(warp_oom())?);
-                    }
-                } else {
-                    state
-                        .warp_latent(&motion, sampling, infill)
-                        .map_err(warp_oom())?;
-                    if wants_target {
-                        stab_target = Some(guide.target(&state).map_err(warp_oom())?);
-                    }
+            self.warp_into(k)?;
+        }
+        let last_loss = self.steps(k)?;
+        // The frame is done: write it, then the state that reproduces it.
+        let img = self
+            .state
+            .image()
+            .map_err(setup.oom(format!("decoding frame {k}"), k - 1))?;
+        let img = tensor_to_rgb(&img, setup.scene.image.pixel_size)?;
+        write_frame(&setup.run.path, k as usize, &img)?;
+        self.video.push(&img)?;
+        let loss = last_loss.f_double_value(&[])?;
+        let secs = frame_start.elapsed().as_secs_f64();
+        self.records.push(FrameRecord {
+            frame: k,
+            loss,
+            seconds: secs,
+        });
+        self.frames_written = k;
+        let rs = setup.run_state(k, self.adam.step, &self.records, false);
+        save_state(&setup.run, &self.state, &self.adam, &rs)?;
+        let steps = setup.timeline.frame_steps(k);
+        let total = setup.timeline.frames();
+        self.reporter
+            .frame_done(k, total, loss, secs, steps.end - steps.start);
+        Ok(())
+    }
+
+    /// Warps frame `k − 1` by its motion when animating (docs/design.md:
+    /// motion and stabilisation) and resets Adam when the scene asks.
+    fn warp_into(&mut self, k: u64) -> Result<()> {
+        let (setup, scene) = (self.setup, self.setup.scene);
+        let warp_oom = || setup.oom(format!("warping frame {} into frame {k}", k - 1), k - 1);
+        if scene.is_animated() {
+            let motion = setup.timeline.motion(k - 1);
+            let (sampling, infill) = (scene.motion.sampling_mode, scene.motion.infill_mode);
+            let wants_target = (scene.stabilization.direct_stabilization_weight.is_some()
+                || scene.stabilization.semantic_stabilization_weight.is_some())
+                && scene.stabilization.stabilization_target == StabilizationTarget::Previous;
+            if scene.optimizer.reencode_each_frame {
+                let img = self.state.image().map_err(warp_oom())?;
+                let warped = warp::warp(&img, &motion, sampling, infill).map_err(warp_oom())?;
+                self.state.set_image(&warped).map_err(warp_oom())?;
+                if wants_target {
+                    // pytti's target: the warped frame itself, and its encoding.
+                    let target = self.guide.target_of_image(&self.state, &warped);
+                    self.stab_target = Some(target.map_err(warp_oom())?);
+                }
+            } else {
+                self.state
+                    .warp_latent(&motion, sampling, infill)
+                    .map_err(warp_oom())?;
+                if wants_target {
+                    self.stab_target = Some(self.guide.target(&self.state).map_err(warp_oom())?);
                 }
             }
-            if scene.optimizer.reset_lr_each_frame {
-                adam.reset()?;
-            }
         }
-        let steps = timeline.frame_steps(k);
-        let mut last_loss = Tensor::f_zeros([], (Kind::Float, device))?;
+        if scene.optimizer.reset_lr_each_frame {
+            self.adam.reset()?;
+        }
+        Ok(())
+    }
+
+    /// The optimisation steps of frame `k` (with their snapshots); the last
+    /// step's loss, on the device.
+    fn steps(&mut self, k: u64) -> Result<Tensor> {
+        let (setup, scene) = (self.setup, self.setup.scene);
+        let steps = setup.timeline.frame_steps(k);
+        let mut last_loss = Tensor::f_zeros([], (Kind::Float, setup.device))?;
         for step in steps.clone() {
             let before_first_warp = k == 1;
-            let stab = stab_target.as_ref().or(init_target.as_ref());
+            let stab = self.stab_target.as_ref().or(self.init_target.as_ref());
             let weights = step_weights_at(
                 scene,
-                &timeline,
+                &setup.timeline,
                 step,
                 before_first_warp || !scene.is_animated(),
-                init_target.as_ref(),
+                self.init_target.as_ref(),
                 stab,
             )?;
-            last_loss = guide
-                .step(&mut state, &mut adam, &weights, &mut rng)
-                .map_err(oom(format!("step {} (frame {k})", step + 1), k - 1))?;
-            let show = matches!(reporter.mode, Progress::Auto) && (step + 1) % 10 == 0;
-            reporter.step(if show {
+            last_loss = self
+                .guide
+                .step(&mut self.state, &mut self.adam, &weights, &mut self.rng)
+                .map_err(setup.oom(format!("step {} (frame {k})", step + 1), k - 1))?;
+            let show = self.reporter.shows_bars() && (step + 1) % 10 == 0;
+            self.reporter.step(if show {
                 Some(last_loss.f_double_value(&[])?)
             } else {
                 None
             });
-            if timeline.is_save_step(step) && (step + 1) != steps.end {
-                let snap_dir = run.path.join(SNAPSHOT_DIR);
-                std::fs::create_dir_all(&snap_dir)
-                    .map_err(|e| Error::io(format!("creating {}", snap_dir.display()), e))?;
-                let img = state.image().map_err(oom(
-                    format!("decoding the snapshot after step {}", step + 1),
-                    k - 1,
-                ))?;
-                let img = tensor_to_rgb(&img, scene.image.pixel_size)?;
-                write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)?;
+            if setup.timeline.is_save_step(step) && (step + 1) != steps.end {
+                self.snapshot(step, k)?;
             }
-            if opts.interrupt.load(Ordering::SeqCst) {
-                reporter.finish();
-                let video_path = video.finish().ok().flatten();
-                let mut e = interrupted(&run, scene_file, frames_written);
+            if self.opts.interrupt.load(Ordering::SeqCst) {
+                self.reporter.finish();
+                let video_path = self.video.finish().ok().flatten();
+                let mut e = interrupted(&setup.run, setup.scene_file, self.frames_written);
                 if let Some(v) = video_path {
                     e.message = format!("{}\nthe video so far: {}", e.message, v.display());
                 }
                 return Err(e);
             }
         }
-        // The frame is done: write it, then the state that reproduces it.
-        let img = state
-            .image()
-            .map_err(oom(format!("decoding frame {k}"), k - 1))?;
-        let img = tensor_to_rgb(&img, scene.image.pixel_size)?;
-        write_frame(&run.path, k as usize, &img)?;
-        video.push(&img)?;
-        let loss = last_loss.f_double_value(&[])?;
-        let secs = frame_start.elapsed().as_secs_f64();
-        records.push(FrameRecord {
-            frame: k,
-            loss,
-            seconds: secs,
-        });
-        frames_written = k;
-        save_state(
-            &run,
-            &state,
-            &adam,
-            &run_state(k, adam.step, &records, false),
-        )?;
-        reporter.frame_done(k, total_frames, loss, secs, steps.end - steps.start);
+        Ok(last_loss)
     }
-    reporter.finish();
-    let video_path = video.finish()?;
 
-    let final_state = run_state(total_frames, adam.step, &records, true);
-    write_json_atomic(&run.path.join(STATE_FILE), &final_state)?;
-    // libtorch's allocator peaks over this session, MiB (CUDA only).
-    let gpu_memory = crate::gpu::memory_stats(device);
-    let metadata = serde_json::json!({
-        "zoetrope_version": env!("CARGO_PKG_VERSION"),
-        "scene_file": scene_file.display().to_string(),
-        "seed": scene.optimizer.seed,
-        "device": format!("{device:?}"),
-        "precision": format!("{kind:?}"),
-        "speed_switches": tuning.describe(),
-        "gpu_peak_allocated_mib": gpu_memory.map(|m| m.peak_allocated_mib()),
-        "gpu_peak_reserved_mib": gpu_memory.map(|m| m.peak_reserved_mib()),
-        "weights": weight_files,
-        "frames": records,
-        "total_seconds_this_session": started.elapsed().as_secs_f64(),
-        "resumed": resuming,
-        "video": video_path.as_ref().map(|p| p.display().to_string()),
-    });
-    write_json_atomic(&run.path.join(METADATA_FILE), &metadata)?;
-    Ok(RenderSummary {
-        run_dir: run.path.clone(),
-        frames_written,
-        total_frames,
-        video: video_path,
-    })
+    /// The image after `step` (inside frame `k`) as `snapshots/step_NNNNNNN.png`.
+    fn snapshot(&self, step: u64, k: u64) -> Result<()> {
+        let setup = self.setup;
+        let snap_dir = setup.run.path.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&snap_dir)
+            .map_err(|e| Error::io(format!("creating {}", snap_dir.display()), e))?;
+        let img = self.state.image().map_err(setup.oom(
+            format!("decoding the snapshot after step {}", step + 1),
+            k - 1,
+        ))?;
+        let img = tensor_to_rgb(&img, setup.scene.image.pixel_size)?;
+        write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)
+    }
+
+    /// After the last frame: the MP4, the final state and `metadata.json`.
+    fn finish(mut self, weights: Vec<WeightFile>) -> Result<RenderSummary> {
+        let setup = self.setup;
+        self.reporter.finish();
+        let video_path = self.video.finish()?;
+        let total_frames = setup.timeline.frames();
+        let final_state = setup.run_state(total_frames, self.adam.step, &self.records, true);
+        write_json_atomic(&setup.run.path.join(STATE_FILE), &final_state)?;
+        let gpu_memory = crate::gpu::memory_stats(setup.device);
+        let metadata = RunMetadata {
+            device: format!("{:?}", setup.device),
+            frames: self.records,
+            gpu_peak_allocated_mib: gpu_memory.map(|m| m.peak_allocated_mib()),
+            gpu_peak_reserved_mib: gpu_memory.map(|m| m.peak_reserved_mib()),
+            precision: format!("{:?}", setup.kind),
+            resumed: setup.resuming,
+            scene_file: setup.scene_file.display().to_string(),
+            seed: setup.scene.optimizer.seed,
+            speed_switches: setup.tuning.describe(),
+            total_seconds_this_session: setup.started.elapsed().as_secs_f64(),
+            video: video_path.as_ref().map(|p| p.display().to_string()),
+            weights,
+            zoetrope_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        write_json_atomic(&setup.run.path.join(METADATA_FILE), &metadata)?;
+        Ok(RenderSummary {
+            run_dir: setup.run.path.clone(),
+            frames_written: self.frames_written,
+            total_frames,
+            video: video_path,
+        })
+    }
 }
 
 fn interrupted(run: &RunDir, scene_file: &Path, frames_done: u64) -> Error {
@@ -974,26 +1099,10 @@ fn step_weights_at<'a>(
     Ok(StepWeights {
         scene_weights,
         prompt_weights,
-        direct_init: pair(
-            &scene.stabilization.direct_init_weight,
-            init_target,
-            init_active,
-        ),
-        direct_stabilization: pair(
-            &scene.stabilization.direct_stabilization_weight,
-            stab_target,
-            true,
-        ),
-        semantic_init: pair(
-            &scene.stabilization.semantic_init_weight,
-            init_target,
-            init_active,
-        ),
-        semantic_stabilization: pair(
-            &scene.stabilization.semantic_stabilization_weight,
-            stab_target,
-            true,
-        ),
+        direct_init: pair(&scene.stabilization.direct_init_weight, init_target, init_active),
+        direct_stabilization: pair(&scene.stabilization.direct_stabilization_weight, stab_target, true),
+        semantic_init: pair(&scene.stabilization.semantic_init_weight, init_target, init_active),
+        semantic_stabilization: pair(&scene.stabilization.semantic_stabilization_weight, stab_target, true),
     })
 }
 

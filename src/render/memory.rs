@@ -89,8 +89,8 @@ use crate::models::clip::{ClipConfig, VisionConfig};
 use crate::models::tiny::{tiny_clip_config, tiny_vqgan_config, TINY_CLIP, TINY_VQGAN};
 use crate::models::vqgan::{VqganConfig, FIRST_STAGE_PREFIX};
 use crate::models::weights::{self, Manifest, ModelKind};
-use crate::render::device::Tuning;
 use crate::scene::{ImageModel as SceneImageModel, Precision, Scene, VqganChoice};
+use crate::tuning::Tuning;
 
 /// Bytes in a MiB.
 const MIB: f64 = 1024.0 * 1024.0;
@@ -754,36 +754,6 @@ fn strip_first_stage(shapes: BTreeMap<String, Vec<i64>>) -> BTreeMap<String, Vec
         .collect()
 }
 
-/// The workload of `zoetrope bench`'s configuration `spec` (models built in
-/// memory with random weights: no file is read).
-pub fn bench_workload(
-    spec: &crate::render::bench::BenchSpec,
-    precision: Precision,
-    tuning: Tuning,
-) -> Workload {
-    Workload {
-        width: spec.width,
-        height: spec.height,
-        cutouts: spec.cutouts as i64,
-        cutout_border: 0.25,
-        perceptors: spec
-            .perceptors
-            .iter()
-            .map(|(name, c)| PerceptorArch {
-                name: name.clone(),
-                config: Some(c.clone()),
-                file_bytes: Some(0),
-            })
-            .collect(),
-        image: ImageArch::Vqgan {
-            name: spec.vqgan_name.clone(),
-            config: Some(spec.vqgan.clone()),
-        },
-        precision,
-        tuning,
-    }
-}
-
 // ---------------------------------------------------------------- output
 
 /// Peak RSS of `zoetrope bench --config a --device cpu --steps 2 --warmup 1
@@ -1169,7 +1139,7 @@ pub fn warn_if_short(scene: &Scene, tuning: Tuning, device: DeviceChoice) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::bench::BenchSpec;
+    use crate::bench::{bench_workload, BenchSpec};
 
     fn bench(name: &str, precision: Precision, switches: &[&str]) -> MemoryEstimate {
         let spec = BenchSpec::named(name, false).unwrap();

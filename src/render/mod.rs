@@ -1,10 +1,10 @@
 //! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.
 
 pub mod adam;
-pub mod bench;
 pub mod device;
 pub mod frameloop;
 pub mod memory;
 pub mod preflight;
+pub mod progress;
 pub mod step;
 pub mod warp;

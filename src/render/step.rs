@@ -105,10 +105,10 @@ use crate::models::vqgan::{QuantizerKind, Vqgan};
 use crate::output::frames::read_rgb;
 use crate::output::frames::rgb_to_tensor;
 use crate::render::adam::Adam;
-use crate::render::device::Tuning;
 use crate::render::warp::{warp, warp_latent, InfillMode, Motion, SamplingMode};
 use crate::rng::Rng;
 use crate::scene::prompt::{Prompt, PromptSource};
+use crate::tuning::Tuning;
 use crate::{Error, Result};
 
 /// The image model named by `image_model`: a VQGAN whose latent is optimised,
@@ -671,7 +671,9 @@ impl Guide {
     /// Sets the speed switches the step reads (cutout precision) and, with
     /// `fold-quick-gelu` on, folds QuickGELU into the perceptors' image
     /// towers ([`Clip::fold_quick_gelu`]; once made, the fold stays). The
-    /// process-wide switches are set by [`Tuning::apply_global`].
+    /// model-level switches are the models' construction options
+    /// ([`crate::models::ModelOptions`]), the device-level ones are set by
+    /// [`crate::render::device::apply_device_switches`].
     pub fn set_tuning(&mut self, tuning: Tuning) -> Result<()> {
         if tuning.fold_quick_gelu {
             for p in &mut self.perceptors {

@@ -6,6 +6,7 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::models::ModelOptions;
 use crate::Result;
 
 /// Where parameters are registered, and whether to allocate them.
@@ -17,6 +18,8 @@ use crate::Result;
 pub(crate) struct Params<'a> {
     pub path: nn::Path<'a>,
     pub shape_only: bool,
+    /// How the layers built from here compute (their attention form).
+    pub options: ModelOptions,
 }
 
 impl<'a> Params<'a> {
@@ -24,6 +27,7 @@ impl<'a> Params<'a> {
         Params {
             path: self.path.sub(name.to_string()),
             shape_only: self.shape_only,
+            options: self.options,
         }
     }
 
@@ -186,6 +190,7 @@ pub(crate) fn attention(
     v: &Tensor,
     heads: i64,
     causal: bool,
+    deterministic: bool,
 ) -> Result<Tensor> {
     let (qs, ks) = (q.size(), k.size());
     let (n, lq, d, l) = match (qs.as_slice(), ks.as_slice()) {
@@ -201,7 +206,13 @@ pub(crate) fn attention(
     let split = |t: &Tensor, len: i64| -> Result<Tensor> {
         Ok(t.f_reshape([n, len, heads, dh])?.f_transpose(1, 2)?)
     };
-    let out = crate::models::attention::sdpa(&split(q, lq)?, &split(k, l)?, &split(v, l)?, causal)?;
+    let out = crate::models::attention::sdpa(
+        &split(q, lq)?,
+        &split(k, l)?,
+        &split(v, l)?,
+        causal,
+        deterministic,
+    )?;
     Ok(out.f_transpose(1, 2)?.f_reshape([n, lq, d])?)
 }
 
@@ -213,6 +224,8 @@ pub(crate) struct MultiheadAttention {
     in_proj_bias: Tensor,
     out_proj: Linear,
     heads: i64,
+    /// The explicit attention form ([`crate::models::attention`]).
+    deterministic: bool,
 }
 
 impl MultiheadAttention {
@@ -222,6 +235,7 @@ impl MultiheadAttention {
             in_proj_bias: p.float("in_proj_bias", &[3 * width])?,
             out_proj: Linear::new(&p.sub("out_proj"), width, width)?,
             heads,
+            deterministic: p.options.deterministic_attention,
         })
     }
 
@@ -234,7 +248,7 @@ impl MultiheadAttention {
                 parts.len()
             ))
         })?;
-        let out = attention(&q, &k, &v, self.heads, causal)?;
+        let out = attention(&q, &k, &v, self.heads, causal, self.deterministic)?;
         self.out_proj.forward(&out)
     }
 }

@@ -24,6 +24,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::models::ModelOptions;
 use crate::{Error, Result};
 use layers::{LayerNorm, Params, Transformer};
 use vision::{ModifiedResNet, VisionTransformer};
@@ -299,6 +300,7 @@ impl ClipConfig {
         let p = Params {
             path: vs.root(),
             shape_only: true,
+            options: ModelOptions::default(),
         };
         let _model = ClipModules::new(&p, self)?;
         Ok(vs
@@ -419,9 +421,15 @@ impl Clip {
     /// `vs` with the official key names; fill them with `VarStore::load` or
     /// [`Clip::load`]. Memory libtorch cannot allocate for them is an error.
     pub fn new(vs: &nn::Path, config: &ClipConfig) -> Result<Clip> {
+        Self::new_with(vs, config, ModelOptions::default())
+    }
+
+    /// [`Clip::new`] with the model-level switches `options`.
+    pub fn new_with(vs: &nn::Path, config: &ClipConfig, options: ModelOptions) -> Result<Clip> {
         let p = Params {
             path: vs.clone(),
             shape_only: false,
+            options,
         };
         Ok(Clip {
             config: config.clone(),
@@ -439,6 +447,16 @@ impl Clip {
 
     /// [`Clip::load`] straight into `kind` (`Float`, `BFloat16` or `Half`).
     pub fn load_as(path: &Path, device: Device, kind: Kind) -> Result<Clip> {
+        Self::load_with(path, device, kind, ModelOptions::default())
+    }
+
+    /// [`Clip::load_as`] with the model-level switches `options`.
+    pub fn load_with(
+        path: &Path,
+        device: Device,
+        kind: Kind,
+        options: ModelOptions,
+    ) -> Result<Clip> {
         let shown = path.display();
         let bytes = std::fs::read(path).map_err(|e| {
             Error::weights(format!(
@@ -467,7 +485,7 @@ impl Clip {
                 )))
             }
         }
-        let model = Clip::new(&vs.root(), &config)
+        let model = Clip::new_with(&vs.root(), &config, options)
             .map_err(|e| e.context(format!("building the CLIP model of {shown}")))?;
         let vars = vs.variables();
 

@@ -256,6 +256,8 @@ struct AttentionPool2d {
     v_proj: Linear,
     c_proj: Linear,
     heads: i64,
+    /// The explicit attention form ([`crate::models::attention`]).
+    deterministic: bool,
 }
 
 impl AttentionPool2d {
@@ -274,6 +276,7 @@ impl AttentionPool2d {
             v_proj: Linear::new(&p.sub("v_proj"), embed, embed)?,
             c_proj: Linear::new(&p.sub("c_proj"), embed, output)?,
             heads,
+            deterministic: p.options.deterministic_attention,
         })
     }
 
@@ -286,7 +289,7 @@ impl AttentionPool2d {
         let q = self.q_proj.forward(&x.f_narrow(1, 0, 1)?)?;
         let k = self.k_proj.forward(&x)?;
         let v = self.v_proj.forward(&x)?;
-        let out = attention(&q, &k, &v, self.heads, false)?;
+        let out = attention(&q, &k, &v, self.heads, false, self.deterministic)?;
         Ok(self.c_proj.forward(&out)?.f_squeeze_dim(1)?)
     }
 }

@@ -16,7 +16,7 @@ use tch::nn;
 use tch::Tensor;
 
 use super::config::VqganConfig;
-use crate::models::lean;
+use crate::models::{lean, ModelOptions};
 use crate::Result;
 
 /// `nn.Conv2d` (square kernel, one group) under its official variable names.
@@ -88,14 +88,14 @@ impl GroupNorm {
     /// `conv(swish(norm(x)))` for a 3×3, stride 1, padding 1 `conv`: as one
     /// lean autograd node where it applies ([`crate::models::lean`]: the
     /// backward pass then keeps `x` alone instead of three maps).
-    fn swish_conv(&self, conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    fn swish_conv(&self, conv: &Conv2d, x: &Tensor, opts: ModelOptions) -> Result<Tensor> {
         let norm = lean::Norm {
             weight: &self.weight,
             bias: &self.bias,
             groups: GROUPS,
             eps: EPS,
         };
-        if let Some(y) = lean::conv(x, Some(norm), conv.lean()) {
+        if let Some(y) = lean::conv(x, Some(norm), conv.lean(), opts.lean_activations) {
             return y;
         }
         conv.forward(&swish(&self.forward(x)?)?)
@@ -105,8 +105,8 @@ impl GroupNorm {
 /// A 3×3, stride 1, padding 1 convolution that keeps nothing for the
 /// backward pass where it applies ([`crate::models::lean`]); the decoder's
 /// up-sampling convolutions, whose input is 4× the map before it.
-fn lean_conv3(conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
-    lean::conv(x, None, conv.lean()).unwrap_or_else(|| conv.forward(x))
+fn lean_conv3(conv: &Conv2d, x: &Tensor, opts: ModelOptions) -> Result<Tensor> {
+    lean::conv(x, None, conv.lean(), opts.lean_activations).unwrap_or_else(|| conv.forward(x))
 }
 
 /// swish, as taming's `nonlinearity`.
@@ -137,9 +137,9 @@ impl ResnetBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.norm1.swish_conv(&self.conv1, x)?;
-        let h = self.norm2.swish_conv(&self.conv2, &h)?;
+    fn forward(&self, x: &Tensor, opts: ModelOptions) -> Result<Tensor> {
+        let h = self.norm1.swish_conv(&self.conv1, x, opts)?;
+        let h = self.norm2.swish_conv(&self.conv2, &h, opts)?;
         Ok(match &self.nin_shortcut {
             Some(s) => s.forward(x)?.f_add(&h)?,
             None => x.f_add(&h)?,
@@ -168,7 +168,7 @@ impl AttnBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, opts: ModelOptions) -> Result<Tensor> {
         let (b, c, h, w) = x.size4()?;
         let hn = self.norm.forward(x)?;
         // [B, C, H, W] -> [B, 1, HW, C]: one head; SDPA scales by C^-1/2 like the original
@@ -182,7 +182,7 @@ impl AttnBlock {
         let q = tokens(self.q.forward(&hn)?)?;
         let k = tokens(self.k.forward(&hn)?)?;
         let v = tokens(self.v.forward(&hn)?)?;
-        let a = crate::models::attention::sdpa(&q, &k, &v, false)?;
+        let a = crate::models::attention::sdpa(&q, &k, &v, false, opts.deterministic_attention)?;
         let a = a
             .f_squeeze_dim(1)?
             .f_transpose(1, 2)?
@@ -222,11 +222,11 @@ impl Level {
         Ok((res, attns))
     }
 
-    fn run_blocks(&self, mut h: Tensor) -> Result<Tensor> {
+    fn run_blocks(&self, mut h: Tensor, opts: ModelOptions) -> Result<Tensor> {
         for (i, block) in self.blocks.iter().enumerate() {
-            h = block.forward(&h)?;
+            h = block.forward(&h, opts)?;
             if let Some(a) = self.attns.get(i) {
-                h = a.forward(&h)?;
+                h = a.forward(&h, opts)?;
             }
         }
         Ok(h)
@@ -250,9 +250,10 @@ impl Mid {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.block_2
-            .forward(&self.attn_1.forward(&self.block_1.forward(x)?)?)
+    fn forward(&self, x: &Tensor, opts: ModelOptions) -> Result<Tensor> {
+        let h = self.block_1.forward(x, opts)?;
+        let h = self.attn_1.forward(&h, opts)?;
+        self.block_2.forward(&h, opts)
     }
 }
 
@@ -264,10 +265,12 @@ pub(crate) struct Encoder {
     mid: Mid,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// How the blocks compute (lean convolutions, attention form).
+    opts: ModelOptions,
 }
 
 impl Encoder {
-    pub fn new(vs: nn::Path, cfg: &VqganConfig) -> Result<Self> {
+    pub fn new(vs: nn::Path, cfg: &VqganConfig, opts: ModelOptions) -> Result<Self> {
         let levels = cfg.ch_mult.len();
         let conv_in = Conv2d::new(&vs / "conv_in", cfg.in_channels, cfg.ch, 3, 1, 1)?;
         let mut block_in = cfg.ch;
@@ -293,20 +296,21 @@ impl Encoder {
             mid: Mid::new(&vs / "mid", block_in)?,
             norm_out: normalize(&vs / "norm_out", block_in)?,
             conv_out: Conv2d::new(&vs / "conv_out", block_in, cfg.z_channels, 3, 1, 1)?,
+            opts,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.conv_in.forward(x)?;
         for level in &self.down {
-            h = level.run_blocks(h)?;
+            h = level.run_blocks(h, self.opts)?;
             if let Some(c) = &level.resample {
                 // No asymmetric padding in conv2d: pad right and bottom by one.
                 h = c.forward(&h.f_constant_pad_nd([0, 1, 0, 1])?)?;
             }
         }
-        let h = self.mid.forward(&h)?;
-        self.norm_out.swish_conv(&self.conv_out, &h)
+        let h = self.mid.forward(&h, self.opts)?;
+        self.norm_out.swish_conv(&self.conv_out, &h, self.opts)
     }
 }
 
@@ -319,10 +323,12 @@ pub(crate) struct Decoder {
     up: Vec<Level>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// How the blocks compute (lean convolutions, attention form).
+    opts: ModelOptions,
 }
 
 impl Decoder {
-    pub fn new(vs: nn::Path, cfg: &VqganConfig) -> Result<Self> {
+    pub fn new(vs: nn::Path, cfg: &VqganConfig, opts: ModelOptions) -> Result<Self> {
         let levels = cfg.ch_mult.len();
         let mut block_in = cfg.ch * cfg.ch_mult[levels - 1];
         let conv_in = Conv2d::new(&vs / "conv_in", cfg.z_channels, block_in, 3, 1, 1)?;
@@ -354,20 +360,22 @@ impl Decoder {
             up: up.into_iter().flatten().collect(),
             norm_out: normalize(&vs / "norm_out", block_in)?,
             conv_out: Conv2d::new(&vs / "conv_out", block_in, cfg.out_ch, 3, 1, 1)?,
+            opts,
         })
     }
 
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let h = self.conv_in.forward(z)?;
-        let mut h = self.mid.forward(&h)?;
+        let mut h = self.mid.forward(&h, self.opts)?;
         for level in self.up.iter().rev() {
-            h = level.run_blocks(h)?;
+            h = level.run_blocks(h, self.opts)?;
             if let Some(c) = &level.resample {
                 let (_, _, hh, ww) = h.size4()?;
-                h = lean_conv3(c, &h.f_upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0)?)?;
+                let up = h.f_upsample_nearest2d([hh * 2, ww * 2], 2.0, 2.0)?;
+                h = lean_conv3(c, &up, self.opts)?;
             }
         }
-        self.norm_out.swish_conv(&self.conv_out, &h)
+        self.norm_out.swish_conv(&self.conv_out, &h, self.opts)
     }
 }
 
@@ -386,6 +394,7 @@ mod tests {
         let decoder = Decoder::new(
             &vs.root() / "decoder",
             &crate::models::tiny::tiny_vqgan_config(),
+            ModelOptions::default(),
         )
         .unwrap();
         let mut rng = crate::rng::Rng::new(11).unwrap();

@@ -33,6 +33,7 @@ pub use config::{QuantizerKind, VqganConfig, VQGAN_MODEL_NAMES};
 use layers::{Conv2d, Decoder, Encoder};
 use safetensors_file::SafetensorsFile;
 
+use crate::models::ModelOptions;
 use crate::{Error, Result};
 
 /// The key prefix of the first stage inside a Net2NetTransformer checkpoint
@@ -81,8 +82,13 @@ impl Vqgan {
     /// root path so variable names equal the official keys. Fails (instead of
     /// panicking) when the weights cannot be allocated.
     pub fn new(vs: &nn::Path, config: &VqganConfig) -> Result<Vqgan> {
-        let encoder = Encoder::new(vs / "encoder", config)?;
-        let decoder = Decoder::new(vs / "decoder", config)?;
+        Self::new_with(vs, config, ModelOptions::default())
+    }
+
+    /// [`Vqgan::new`] with the model-level switches `options`.
+    pub fn new_with(vs: &nn::Path, config: &VqganConfig, options: ModelOptions) -> Result<Vqgan> {
+        let encoder = Encoder::new(vs / "encoder", config, options)?;
+        let decoder = Decoder::new(vs / "decoder", config, options)?;
         let c1 = |p: nn::Path, i, o| Conv2d::new(p, i, o, 1, 1, 0);
         let quant_conv = c1(vs / "quant_conv", config.z_channels, config.embed_dim)?;
         let post_quant_conv = c1(vs / "post_quant_conv", config.embed_dim, config.z_channels)?;
@@ -118,6 +124,16 @@ impl Vqgan {
     /// weights are converted to `kind` (fp32 or bf16) on `device` and frozen:
     /// the render loop optimises the latent, never the model.
     pub fn load_with_kind(path: &Path, device: Device, kind: Kind) -> Result<Vqgan> {
+        Self::load_with(path, device, kind, ModelOptions::default())
+    }
+
+    /// [`Vqgan::load_with_kind`] with the model-level switches `options`.
+    pub fn load_with(
+        path: &Path,
+        device: Device,
+        kind: Kind,
+        options: ModelOptions,
+    ) -> Result<Vqgan> {
         let shown = path.display().to_string();
         let mut file = SafetensorsFile::open(path)?;
         let prefix = if file
@@ -154,8 +170,8 @@ impl Vqgan {
 
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
-        let mut model =
-            Vqgan::new(&vs.root(), &config).map_err(|e| e.context(format!("loading {shown}")))?;
+        let mut model = Vqgan::new_with(&vs.root(), &config, options)
+            .map_err(|e| e.context(format!("loading {shown}")))?;
         for (name, mut var) in vs.variables() {
             let file_key = names
                 .get(&name)
