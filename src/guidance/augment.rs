@@ -563,39 +563,7 @@ impl AugmentParams {
             }
         }
 
-        let coin = uniforms(rng, &[nn])?;
-        let area = uniforms(rng, &[nn])?;
-        let ratio1 = uniforms(rng, &[nn])?;
-        let ratio2 = uniforms(rng, &[nn])?;
-        let choice = uniforms(rng, &[nn])?;
-        let xs = uniforms(rng, &[nn])?;
-        let ys = uniforms(rng, &[nn])?;
-        let (lo, hi) = config.erase_ratio;
-        for (i, c) in out.cutouts.iter_mut().enumerate() {
-            if coin[i] >= config.erase_p {
-                continue;
-            }
-            let area = uniform(area[i], config.erase_scale) * rf * rf;
-            // kornia: torch.round (half to even) of the choice picks U(lo, 1).
-            let ratio = if lo < 1.0 && hi > 1.0 {
-                if choice[i].round_ties_even() == 1.0 {
-                    uniform(ratio1[i], (lo, 1.0))
-                } else {
-                    uniform(ratio2[i], (1.0, hi))
-                }
-            } else {
-                uniform(ratio1[i], (lo, hi))
-            };
-            let side = |v: f64| v.sqrt().round_ties_even().max(1.0).min(rf);
-            let h = side(area * ratio);
-            let w = side(area / ratio);
-            c.erase = Some(EraseBox {
-                x: (xs[i] * (rf - w + 1.0)).floor() as i64,
-                y: (ys[i] * (rf - h + 1.0)).floor() as i64,
-                w: w as i64,
-                h: h as i64,
-            });
-        }
+        draw_erase(config, &mut out, nn, rf, rng)?;
         Ok(out)
     }
 
@@ -615,6 +583,52 @@ impl AugmentParams {
         }
         Ok(())
     }
+}
+
+/// The random erasing of [`AugmentParams::draw_with`] (the last draws of
+/// the module docs' order): per cutout, whether a box is erased and where.
+fn draw_erase(
+    config: &AugmentConfig,
+    out: &mut AugmentParams,
+    nn: i64,
+    rf: f64,
+    rng: &mut Rng,
+) -> Result<()> {
+    let uniform = |u: f64, (lo, hi): (f64, f64)| lo + u * (hi - lo);
+    let coin = uniforms(rng, &[nn])?;
+    let area = uniforms(rng, &[nn])?;
+    let ratio1 = uniforms(rng, &[nn])?;
+    let ratio2 = uniforms(rng, &[nn])?;
+    let choice = uniforms(rng, &[nn])?;
+    let xs = uniforms(rng, &[nn])?;
+    let ys = uniforms(rng, &[nn])?;
+    let (lo, hi) = config.erase_ratio;
+    for (i, c) in out.cutouts.iter_mut().enumerate() {
+        if coin[i] >= config.erase_p {
+            continue;
+        }
+        let area = uniform(area[i], config.erase_scale) * rf * rf;
+        // kornia: torch.round (half to even) of the choice picks U(lo, 1).
+        let ratio = if lo < 1.0 && hi > 1.0 {
+            if choice[i].round_ties_even() == 1.0 {
+                uniform(ratio1[i], (lo, 1.0))
+            } else {
+                uniform(ratio2[i], (1.0, hi))
+            }
+        } else {
+            uniform(ratio1[i], (lo, hi))
+        };
+        let side = |v: f64| v.sqrt().round_ties_even().max(1.0).min(rf);
+        let h = side(area * ratio);
+        let w = side(area / ratio);
+        c.erase = Some(EraseBox {
+            x: (xs[i] * (rf - w + 1.0)).floor() as i64,
+            y: (ys[i] * (rf - h + 1.0)).floor() as i64,
+            w: w as i64,
+            h: h as i64,
+        });
+    }
+    Ok(())
 }
 
 /// `rand(shape)` from `rng`, as f64 values.

@@ -56,14 +56,16 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::guidance::adam::Adam;
 use crate::guidance::cutouts::CutoutSampler;
+use crate::guidance::guide::{Guide, Perceptor, StepWeights};
+use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::WeightStop;
+use crate::guidance::phases::PhaseTimes;
 use crate::models::clip::{Clip, ClipConfig, VisionConfig};
 use crate::models::tiny::{tiny_clip_config, tiny_vqgan_config};
 use crate::models::vqgan::{Vqgan, VqganConfig};
-use crate::render::adam::Adam;
 use crate::render::device::Tuning;
-use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, PhaseTimes, StepWeights};
 use crate::rng::{randomize, Rng};
 use crate::scene::prompt::Prompt;
 use crate::{Error, Result};
