@@ -33,7 +33,7 @@ weights, **on fixed cutout placements and without cutout noise**:
    (`z.copy_(z.maximum(z_min).minimum(z_max))`, min/max over
    `quantize.embedding.weight`, GumbelVQ `quantize.embed.weight`). pytti-core
    itself does not clamp z; zoetrope follows the notebooks (see the module
-   docs of src/render/step.rs).
+   docs of src/guidance/step.rs).
 
 Prompt embeddings: text through `clip.tokenize` and `encode_text`; the image
 prompt through OpenAI's `_transform` (Resize of the short side, BICUBIC,

@@ -4,7 +4,7 @@
 //! Each image is prepared the way OpenAI's `clip.load` preprocessing does:
 //! resized (bicubic, antialiased) so its short side is the perceptor's input
 //! resolution, centre-cropped to a square, normalised with CLIP's mean and
-//! standard deviation ([`crate::render::step::clip_preprocess`], shared with
+//! standard deviation ([`crate::guidance::embed::clip_preprocess`], shared with
 //! the render loop's image prompts). Prompts are tokenized like
 //! `clip.tokenize` (77 tokens; a longer prompt is an error, as there).
 //!
@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use crate::guidance::embed::clip_preprocess;
 use crate::models::clip::{Clip, Tokenizer};
 use crate::models::weights::{resolve, ModelKind};
 use crate::output::frames::{read_rgb, rgb_to_tensor};
-use crate::render::step::clip_preprocess;
 use crate::Result;
 
 /// One image/prompt/perceptor similarity.

@@ -21,7 +21,10 @@
 //! (even `kill -9`) reproduces exactly the frames an uninterrupted run makes on
 //! the same device. Work done inside the interrupted frame is redone.
 
+use crate::guidance::adam::Adam;
 use crate::guidance::cutouts::CutoutSampler;
+use crate::guidance::guide::{Guide, Perceptor, StepWeights, Target};
+use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::WeightStop;
 use crate::models::clip::Clip;
 use crate::models::vqgan::Vqgan;
@@ -30,10 +33,8 @@ use crate::models::ModelOptions;
 use crate::output::frames::{load_image, tensor_to_rgb, write_frame, write_png_atomic};
 use crate::output::run_dir::RunDir;
 use crate::output::write_json_atomic;
-use crate::render::adam::Adam;
 use crate::render::device::{apply_device_switches, resolve_device, resolve_precision};
 use crate::render::progress::Reporter;
-use crate::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights, Target};
 use crate::render::warp;
 use crate::rng::Rng;
 use crate::scene::prompt::WeightSpec;

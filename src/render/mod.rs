@@ -1,10 +1,9 @@
 //! The frame loop: warps, stabilisation and CLIP-guided optimisation steps.
 
-pub mod adam;
 pub mod device;
 pub mod frameloop;
 pub mod memory;
 pub mod preflight;
 pub mod progress;
-pub mod step;
+pub mod state_warp;
 pub mod warp;

@@ -7,14 +7,14 @@ use std::path::Path;
 
 use crate::support::max_abs_diff;
 use tch::{nn, Device, Kind, Tensor};
+use zoetrope::guidance::adam::Adam;
 use zoetrope::guidance::cutouts::CutoutSampler;
+use zoetrope::guidance::embed::clip_preprocess;
+use zoetrope::guidance::guide::{Guide, Perceptor, StepWeights, Target};
+use zoetrope::guidance::image::{ImageModel, ImageState};
 use zoetrope::guidance::loss::WeightStop;
 use zoetrope::models::clip::{Clip, ClipConfig, VisionConfig};
 use zoetrope::models::vqgan::{QuantizerKind, Vqgan, VqganConfig};
-use zoetrope::render::adam::Adam;
-use zoetrope::render::step::{
-    clip_preprocess, Guide, ImageModel, ImageState, Perceptor, StepWeights, Target,
-};
 use zoetrope::rng::{randomize, Rng};
 use zoetrope::scene::prompt::Prompt;
 use zoetrope::ErrorKind;

@@ -32,12 +32,13 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use tch::{nn, Device, Kind, Tensor};
+use zoetrope::guidance::adam::Adam;
 use zoetrope::guidance::cutouts::{Crop, CutoutSampler};
+use zoetrope::guidance::guide::{Guide, Perceptor, StepWeights};
+use zoetrope::guidance::image::{ImageModel, ImageState};
 use zoetrope::guidance::loss::WeightStop;
 use zoetrope::models::clip::{Clip, ClipConfig};
 use zoetrope::models::vqgan::Vqgan;
-use zoetrope::render::adam::Adam;
-use zoetrope::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights};
 use zoetrope::rng::Rng;
 use zoetrope::scene::prompt::{Prompt, PromptSource};
 

@@ -5,14 +5,15 @@
 //! machine that has never downloaded a model.
 
 use tch::Device;
+use zoetrope::guidance::adam::Adam;
 use zoetrope::guidance::cutouts::CutoutSampler;
+use zoetrope::guidance::guide::{Guide, Perceptor, StepWeights};
+use zoetrope::guidance::image::{ImageModel, ImageState};
 use zoetrope::guidance::loss::WeightStop;
 use zoetrope::models::clip::Clip;
 use zoetrope::models::tiny::{is_untrained, write_tiny_models};
 use zoetrope::models::vqgan::Vqgan;
 use zoetrope::models::weights::{Manifest, ModelKind, WeightsStore};
-use zoetrope::render::adam::Adam;
-use zoetrope::render::step::{Guide, ImageModel, ImageState, Perceptor, StepWeights};
 use zoetrope::rng::Rng;
 use zoetrope::scene::prompt::parse_scenes;
 

@@ -1,0 +1,166 @@
+//! Prompt embedding: every prompt of every scene through every perceptor,
+//! once per render (text with CLIP's tokenizer and `encode_text`, image
+//! prompts with OpenAI's preprocessing, [`clip_preprocess`], and
+//! `encode_image`), and the image preprocessing that `zoetrope score` shares.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Kind, Tensor};
+
+use crate::guidance::cutouts::clip_normalize;
+use crate::guidance::guide::Perceptor;
+use crate::guidance::image::rgb_dims;
+use crate::guidance::loss::PromptLoss;
+use crate::models::clip::{Clip, Tokenizer};
+use crate::output::frames::{read_rgb, rgb_to_tensor};
+use crate::scene::prompt::{Prompt, PromptSource};
+use crate::{Error, Result};
+
+/// `clip.tokenize`-style rows for one prompt, on `device`.
+fn embed_text(clip: &Clip, text: &str) -> Result<Tensor> {
+    let tokens = Tokenizer::shared().tokenize(&[text], clip.context_length() as usize, false)?;
+    let tokens = tokens.f_to_device(clip.device())?;
+    let e = tch::no_grad(|| clip.encode_text(&tokens))?;
+    Ok(e.f_to_kind(Kind::Float)?.f_detach()?)
+}
+
+/// OpenAI CLIP's image preprocessing for an image `[1, 3, H, W]` in `[0, 1]`:
+/// bicubic resize of the short side to `r` (antialiased, as PIL and
+/// torchvision's `Resize(r, BICUBIC)` do; the long side `floor(r · long/short)`),
+/// centre crop `r × r` (offsets `round((side − r)/2)`), CLIP normalisation.
+/// Returns `[1, 3, r, r]` float32 on the image's device.
+pub fn clip_preprocess(rgb: &Tensor, r: i64) -> Result<Tensor> {
+    let (h, w) = rgb_dims(rgb, "CLIP preprocessing")?;
+    let (nh, nw) = if w <= h {
+        (((r as f64) * h as f64 / w as f64).floor() as i64, r)
+    } else {
+        (r, ((r as f64) * w as f64 / h as f64).floor() as i64)
+    };
+    let x = rgb.f_to_kind(Kind::Float)?;
+    let resized = if (nh, nw) == (h, w) {
+        x
+    } else {
+        x.f_internal_upsample_bicubic2d_aa([nh, nw], false, None, None)?
+    };
+    let top = ((nh - r) as f64 / 2.0).round_ties_even() as i64;
+    let left = ((nw - r) as f64 / 2.0).round_ties_even() as i64;
+    let crop = resized
+        .f_narrow(2, top, r)?
+        .f_narrow(3, left, r)?
+        .f_clamp(0.0, 1.0)?;
+    clip_normalize(&crop)
+}
+
+/// The whole image squeezed to `r × r` (antialiased bicubic), normalised.
+pub(crate) fn squeeze_to_input(rgb: &Tensor, r: i64) -> Result<Tensor> {
+    let x = rgb
+        .f_to_kind(Kind::Float)?
+        .f_internal_upsample_bicubic2d_aa([r, r], false, None, None)?
+        .f_clamp(0.0, 1.0)?;
+    clip_normalize(&x)
+}
+
+/// Reads an image prompt's file, naming the prompt and the file on failure.
+fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> {
+    let resolved = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    };
+    if !resolved.is_file() {
+        return Err(Error::input(format!(
+            "image prompt \"{raw}\": the file {} does not exist (relative paths are read from the scene file's folder {})",
+            resolved.display(),
+            base_dir.display()
+        )));
+    }
+    let img = read_rgb(&resolved).map_err(|e| e.context(format!("image prompt \"{raw}\"")))?;
+    rgb_to_tensor(&img)
+}
+
+/// Every prompt of every scene embedded by every perceptor, `[scene][prompt]`
+/// (identical prompts and image files are embedded once), and per perceptor
+/// every prompt's embedding stacked `[P, D]` (scenes in order, then prompts).
+pub(crate) fn embed_prompts(
+    perceptors: &[Perceptor],
+    scenes: &[Vec<Prompt>],
+    base_dir: &Path,
+) -> Result<(Vec<Vec<PromptLoss>>, Vec<Tensor>)> {
+    let mut cache: HashMap<(bool, String), Vec<Tensor>> = HashMap::new();
+    let mut images: HashMap<PathBuf, Tensor> = HashMap::new();
+    let mut prompts = Vec::with_capacity(scenes.len());
+    for scene in scenes {
+        let mut losses = Vec::with_capacity(scene.len());
+        for prompt in scene {
+            let key = match &prompt.source {
+                PromptSource::Text(t) => (false, t.clone()),
+                PromptSource::Image(p) => (true, p.to_string_lossy().into_owned()),
+            };
+            let embeds = match cache.get(&key) {
+                Some(e) => e.iter().map(|t| t.shallow_clone()).collect(),
+                None => {
+                    let mut embeds = Vec::with_capacity(perceptors.len());
+                    for p in perceptors {
+                        embeds.push(embed_prompt(p, prompt, &mut images, base_dir)?);
+                    }
+                    cache.insert(key, embeds.iter().map(|t| t.shallow_clone()).collect());
+                    embeds
+                }
+            };
+            losses.push(PromptLoss::new(prompt.raw.clone(), embeds)?);
+        }
+        prompts.push(losses);
+    }
+    let targets = stack_targets(perceptors, &prompts)?;
+    Ok((prompts, targets))
+}
+
+/// One prompt's embedding by one perceptor; image files are read once into
+/// `images`.
+fn embed_prompt(
+    p: &Perceptor,
+    prompt: &Prompt,
+    images: &mut HashMap<PathBuf, Tensor>,
+    base_dir: &Path,
+) -> Result<Tensor> {
+    Ok(match &prompt.source {
+        PromptSource::Text(text) => {
+            embed_text(&p.clip, text).map_err(|e| e.context(format!("perceptor {}", p.name)))?
+        }
+        PromptSource::Image(path) => {
+            let rgb = match images.get(path) {
+                Some(t) => t.shallow_clone(),
+                None => {
+                    let t = load_prompt_image(path, &prompt.raw, base_dir)?;
+                    images.insert(path.clone(), t.shallow_clone());
+                    t
+                }
+            };
+            let x = clip_preprocess(
+                &rgb.f_to_device(p.clip.device())?,
+                p.clip.input_resolution(),
+            )?;
+            tch::no_grad(|| p.clip.encode_image(&x))?.f_to_kind(Kind::Float)?
+        }
+    })
+}
+
+/// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in order,
+/// then prompts): the targets of one batched distance computation.
+fn stack_targets(perceptors: &[Perceptor], prompts: &[Vec<PromptLoss>]) -> Result<Vec<Tensor>> {
+    let mut targets = Vec::with_capacity(perceptors.len());
+    for (i, p) in perceptors.iter().enumerate() {
+        let rows = prompts
+            .iter()
+            .flatten()
+            .map(|l: &PromptLoss| l.embeds[i].f_reshape([1, -1]))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        targets.push(if rows.is_empty() {
+            Tensor::f_zeros([0, 1], (Kind::Float, p.clip.device()))?
+        } else {
+            Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?
+        });
+    }
+    Ok(targets)
+}
