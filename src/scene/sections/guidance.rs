@@ -51,8 +51,11 @@ impl Guidance {
     }
 }
 
+/// Perceptor names as written, each with its span.
+type Items = Vec<(Range<usize>, String)>;
+
 /// The `perceptors` value as written: one name or a list of names.
-fn perceptor_items(r: &Reader) -> Result<Option<Vec<(Range<usize>, String)>>> {
+fn perceptor_items(r: &Reader) -> Result<Option<Items>> {
     let Some((span, v)) = r.get("perceptors") else {
         return Ok(None);
     };
