@@ -20,8 +20,8 @@
 
 pub mod atomic;
 pub mod audio;
-pub mod catalog;
 pub mod bench;
+pub mod catalog;
 pub mod error;
 pub mod gpu;
 pub mod grid;

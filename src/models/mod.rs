@@ -12,8 +12,8 @@ pub mod tiny;
 pub mod vqgan;
 pub mod weights;
 
-pub use lookup::WeightsLookup;
 use crate::tuning::Tuning;
+pub use lookup::WeightsLookup;
 
 /// How the models compute, fixed when they are built: the model-level
 /// speed and memory switches of [`Tuning`] (`lean-activations`,

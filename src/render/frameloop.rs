@@ -168,7 +168,11 @@ pub fn render_file(scene_path: &Path, opts: &RenderOptions) -> Result<RenderSumm
     scene.check_files()?;
     // Everything the plan checks, before any model loads or a folder is made.
     crate::render::preflight::check(&scene, &Timeline::new(&scene)?)?;
-    let run = RunDir::create(&opts.out_dir, &scene.output.file_namespace, scene.output.allow_overwrite)?;
+    let run = RunDir::create(
+        &opts.out_dir,
+        &scene.output.file_namespace,
+        scene.output.allow_overwrite,
+    )?;
     let scene_dir = scene_dir_of(scene_path);
     let scene_file = std::path::absolute(scene_path).unwrap_or_else(|_| scene_path.to_path_buf());
     render_in(&scene, &scene_file, &scene_dir, run.clone(), false, opts).inspect_err(|_| {
@@ -203,7 +207,7 @@ pub fn resume(run_dir: &Path, opts: &RenderOptions) -> Result<RenderSummary> {
         &state.scene_file.display().to_string(),
         &crate::models::WeightsLookup,
     )
-        .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
+    .map_err(|e| e.context(format!("resuming from {}", settings_path.display())))?;
     if state.complete {
         eprintln!(
             "{} is already complete ({} frames); nothing to do",
@@ -1100,10 +1104,26 @@ fn step_weights_at<'a>(
     Ok(StepWeights {
         scene_weights,
         prompt_weights,
-        direct_init: pair(&scene.stabilization.direct_init_weight, init_target, init_active),
-        direct_stabilization: pair(&scene.stabilization.direct_stabilization_weight, stab_target, true),
-        semantic_init: pair(&scene.stabilization.semantic_init_weight, init_target, init_active),
-        semantic_stabilization: pair(&scene.stabilization.semantic_stabilization_weight, stab_target, true),
+        direct_init: pair(
+            &scene.stabilization.direct_init_weight,
+            init_target,
+            init_active,
+        ),
+        direct_stabilization: pair(
+            &scene.stabilization.direct_stabilization_weight,
+            stab_target,
+            true,
+        ),
+        semantic_init: pair(
+            &scene.stabilization.semantic_init_weight,
+            init_target,
+            init_active,
+        ),
+        semantic_stabilization: pair(
+            &scene.stabilization.semantic_stabilization_weight,
+            stab_target,
+            true,
+        ),
     })
 }
 
