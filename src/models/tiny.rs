@@ -24,7 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::models::clip::{ClipConfig, VisionConfig};
-use crate::models::vqgan::{QuantizerKind, VqganConfig};
+use crate::models::vqgan::VqganConfig;
 use crate::models::weights::{sha256_file, write_sidecar};
 use crate::{Error, Result};
 
@@ -80,18 +80,7 @@ pub fn tiny_clip_config() -> ClipConfig {
 /// 8), one residual block per level, attention at the lowest resolution,
 /// z_channels = embed_dim = 32 and a 256-entry VectorQuantizer codebook.
 pub fn tiny_vqgan_config() -> VqganConfig {
-    VqganConfig {
-        ch: 32,
-        ch_mult: vec![1, 1, 2, 2],
-        num_res_blocks: 1,
-        attn_levels: vec![3],
-        in_channels: 3,
-        out_ch: 3,
-        z_channels: 32,
-        embed_dim: 32,
-        n_embed: 256,
-        quantizer: QuantizerKind::Nearest,
-    }
+    VqganConfig::tiny()
 }
 
 /// One generated tensor: fp32 values in row-major order.

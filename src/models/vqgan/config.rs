@@ -54,6 +54,24 @@ pub struct VqganConfig {
 pub use crate::catalog::VQGAN_MODEL_NAMES;
 
 impl VqganConfig {
+    /// The tiny, untrained VQGAN that `zoetrope weights tiny` generates and
+    /// the tests build (a VQModel: 4 levels of 32-64 channels, attention at
+    /// the lowest, a 256-entry codebook of 32 dimensions).
+    pub fn tiny() -> VqganConfig {
+        VqganConfig {
+            ch: 32,
+            ch_mult: vec![1, 1, 2, 2],
+            num_res_blocks: 1,
+            attn_levels: vec![3],
+            in_channels: 3,
+            out_ch: 3,
+            z_channels: 32,
+            embed_dim: 32,
+            n_embed: 256,
+            quantizer: QuantizerKind::Nearest,
+        }
+    }
+
     /// Builds a config from taming's own `ddconfig` vocabulary, turning
     /// `attn_resolutions` + `resolution` into attention levels the way
     /// taming's Encoder does (`curr_res = resolution / 2^level`).

@@ -393,7 +393,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let decoder = Decoder::new(
             &vs.root() / "decoder",
-            &crate::models::tiny::tiny_vqgan_config(),
+            &crate::models::vqgan::VqganConfig::tiny(),
             ModelOptions::default(),
         )
         .unwrap();
