@@ -1,6 +1,6 @@
 """Fixtures for tests/it/audio.rs: scipy's Butterworth band-passes and pytti-style band values.
 
-pytti-core's audio reactivity (SPEC §14) designs each filter with
+pytti-core's audio reactivity (docs/design.md §12) designs each filter with
 `scipy.signal.butter(order, [lo/22050, hi/22050], btype='bandpass', output='sos')` and runs
 `scipy.signal.sosfilt` (zero initial state) over each frame's window. This script writes
 what scipy makes, for zoetrope's own design and filter to be compared against:
@@ -15,7 +15,7 @@ tests/fixtures/audio/pulse.wav
     2 s of 44.1 kHz mono 16-bit PCM (Python's `wave` module): a 60 Hz tone whose amplitude
     pulses at 2 Hz, 0.45 * (1 - cos(2 pi 2 t)) / 2, plus a steady 3 kHz tone at 0.2.
 tests/fixtures/audio/pulse_bands.json
-    SPEC §14's per-frame values of pulse.wav at 12 fps from offset 0.25 s, computed here
+    docs/design.md §12's per-frame values of pulse.wav at 12 fps from offset 0.25 s, computed here
     with scipy: window k (0-based) starts at floor((0.25 + k/12) * 44100) and is
     int(44100/12) = 3675 samples long; value = max|sosfilt(sos, window)| / the largest such
     peak over every whole window; windows that do not fit in the track are absent (0).

@@ -515,7 +515,7 @@ def main():
         sd["token_embedding.rows"] = m.token_embedding.weight[ids].half().contiguous()
         save_file(sd, os.path.join(FIX, f"clip_{k}.safetensors"))
 
-    # Scene weights per step: a cross-fade in progress (SPEC §3), fractional throughout.
+    # Scene weights per step: a cross-fade in progress (docs/design.md §3), fractional throughout.
     scene_weights = [[1 - (0.2 + 0.05 * s), 0.2 + 0.05 * s] for s in range(STEPS)]
     smooth = torch.linspace(0, 1, W).view(1, 1, 1, W) * torch.linspace(1, 0, H).view(1, 1, H, 1)
 

@@ -19,7 +19,7 @@
 //!
 //! [`zpk2sos`] follows scipy's general (digital, `nearest`) algorithm,
 //! including its special cases, so the sections come out in scipy's order and
-//! pairing, not merely as an equivalent filter; `tests/audio.rs` compares them
+//! pairing, not merely as an equivalent filter; `tests/it/audio.rs` compares them
 //! section by section with scipy's on `tests/fixtures/audio/`.
 //!
 //! [`sosfilt`] is `scipy.signal.sosfilt` with zero initial state: a cascade of

@@ -1,11 +1,11 @@
-//! Audio reactivity (SPEC §14): per-frame band levels of a soundtrack.
+//! Audio reactivity (docs/design.md §12): per-frame band levels of a soundtrack.
 //!
 //! [`AudioReactivity::load`] decodes `input_audio` to 44.1 kHz mono
 //! ([`decode::decode_mono_44k`]), designs one Butterworth band-pass per entry
 //! of `input_audio_filters` ([`filter::butter_bandpass`], scipy's design) and
 //! computes every frame's value of every filter up front:
 //!
-//! - frame `f` (0-based, the expressions' `f`; SPEC's `k = f + 1`) reads the
+//! - frame `f` (0-based, the expressions' `f`) reads the
 //!   window of `W = ⌊44100 / frames_per_second⌋` samples (pytti's
 //!   `int(1/fps · 44100)`: 3675 at 12 fps, 1837 at 24) starting at sample
 //!   `⌊44100 · (input_audio_offset + f / frames_per_second)⌋`;
@@ -22,7 +22,7 @@
 //! The floors take a 10⁻⁶-sample allowance for floating-point error, so that
 //! e.g. 30 fps windows start at exact multiples of 1470 samples.
 //!
-//! # Differences from pytti (deliberate, following SPEC §14)
+//! # Differences from pytti (deliberate, following docs/design.md §12)
 //!
 //! pytti-core's `SpectralAudioParser` (`src/pytti/AudioParse.py`, merged in
 //! its PR #140):

@@ -1,4 +1,4 @@
-//! The VQGAN × perceptor comparison grid (`zoetrope grid`, SPEC §10).
+//! The VQGAN × perceptor comparison grid (`zoetrope grid`, docs/grid.md).
 //!
 //! A grid renders one scene once per combination of a VQGAN model and a
 //! perceptor entry (one CLIP model, or several combined with `+`). Every
@@ -24,7 +24,7 @@
 //! The render itself is a callback ([`run_grid`]'s `render_cell`), so this
 //! module needs no model and is tested with fake cells.
 //!
-//! Decisions where SPEC is silent:
+//! Decisions where docs/design.md is silent:
 //! - Cell order is rows = VQGANs in the order given, columns = perceptor
 //!   entries in the order given; cell index = `row · columns + column`.
 //! - Folder names keep `[A-Za-z0-9._+-]` and replace anything else by `-`

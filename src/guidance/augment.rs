@@ -1,4 +1,4 @@
-//! pytti's cutout augmentations (SPEC §12), batched: one resample for the
+//! pytti's cutout augmentations (docs/design.md §11), batched: one resample for the
 //! geometric ones, tensor ops for colour jitter and erasing.
 //!
 //! pytti-core augments every batch of cutouts with kornia 0.6.2 modules
@@ -113,7 +113,7 @@
 //! a batch consumes depends only on `n`. kornia draws the application coins
 //! with `torch.bernoulli` and the values only for the applied cutouts, so
 //! seeded draws do not reproduce kornia's numbers; the distributions are the
-//! same (tests/guidance_augment.rs checks them statistically).
+//! same (tests/it/guidance_augment.rs checks them statistically).
 
 use nalgebra::{Matrix3, SMatrix, SVector};
 use tch::{Kind, Tensor};
@@ -178,7 +178,7 @@ impl AugmentConfig {
     /// - `RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1/0.3), p=0.7)`, a box per
     ///   cutout, filled with 0.
     ///
-    /// (SPEC §12 lists other numbers, which no pytti-core version uses; see
+    /// (The numbers first specified for the project differ; no pytti-core version uses them: see
     /// docs/augmentations.md.)
     pub fn pytti_classic() -> AugmentConfig {
         AugmentConfig {

@@ -52,7 +52,7 @@
 //! For checks against a reference computation,
 //! [`CutoutSampler::with_fixed_placements`] makes a sampler that draws
 //! nothing: every step gets the same given crops and no noise (no scene
-//! setting leads there; `tests/step_reference.rs` uses it to run the real step
+//! setting leads there; `tests/it/step_reference.rs` uses it to run the real step
 //! on the reference's placements).
 
 use tch::{Device, Kind, Tensor};

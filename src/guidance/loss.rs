@@ -5,7 +5,7 @@
 //! quantisation) is written here with `detach`, or, where that is provably
 //! impossible, with an explicit second backward pass ([`ClampWithGrad`]).
 //!
-//! # The weight/stop rule (SPEC §2)
+//! # The weight/stop rule (docs/design.md §2)
 //!
 //! For raw per-element losses `d` (CLIP distances per cutout, or one scalar
 //! MSE), a weight `w` and a stop `s` (absent = −∞), [`weighted_with_stop`]
@@ -228,7 +228,7 @@ pub fn spherical_distance(x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// `[N, D_p]` for one target per cutout (for example the target image cut at
 /// the same placements as the current image, which makes the comparison
 /// location-aware like pytti's semantic losses). Perceptors count equally: the
-/// distances of all cutouts of all perceptors are averaged together (SPEC §2).
+/// distances of all cutouts of all perceptors are averaged together (docs/design.md §2).
 #[derive(Debug)]
 pub struct PromptLoss {
     /// What the user wrote (the prompt text or image path), for messages.
@@ -259,7 +259,7 @@ impl PromptLoss {
         Ok(PromptLoss { label, embeds })
     }
 
-    /// The semantic init/stabilisation loss (SPEC §6): the target image's
+    /// The semantic init/stabilisation loss (docs/design.md §6): the target image's
     /// embeddings compared with the cutouts through the perceptors, with the
     /// same distance and weight/stop rule as a prompt. pytti adds a constant
     /// 0.7 offset to semantic distances; it changes neither the gradient nor
@@ -288,7 +288,7 @@ impl PromptLoss {
         Ok(Tensor::f_cat(&parts, 0)?)
     }
 
-    /// This prompt's loss for one step (weight/stop rule of SPEC §2, module docs).
+    /// This prompt's loss for one step (weight/stop rule of docs/design.md §2, module docs).
     pub fn loss(&self, cutout_embeds: &[Tensor], ws: WeightStop) -> Result<Tensor> {
         ws.validate(&format!("prompt \"{}\"", self.label))?;
         if ws.is_disabled() {
@@ -299,7 +299,7 @@ impl PromptLoss {
 }
 
 /// The prompts of one scene with their weight at the current step
-/// (from the timeline, SPEC §3) and each prompt's evaluated weight/stop.
+/// (from the timeline, docs/design.md §3) and each prompt's evaluated weight/stop.
 #[derive(Debug)]
 pub struct ScenePrompts<'a> {
     pub weight: f64,
@@ -371,7 +371,7 @@ pub enum DirectTarget {
     Rgb { rgb: Tensor },
 }
 
-/// The `direct_init_weight` / `direct_stabilization_weight` loss (SPEC §6).
+/// The `direct_init_weight` / `direct_stabilization_weight` loss (docs/design.md §6).
 ///
 /// VQGAN uses pytti's latent loss `MSE(z_q, z_q_target)/2 + MSE(rgb, rgb_target)/10`;
 /// Unlimited Palette uses the RGB MSE. The weight/stop rule applies to that
@@ -461,7 +461,7 @@ pub fn replace_grad(forward: &Tensor, backward: &Tensor) -> Result<Tensor> {
 
 /// Straight-through vector quantisation: the value of `z_q` (the nearest
 /// codebook vectors) with the gradient passed unchanged to `z`,
-/// `z + (z_q − z).detach()` (SPEC §7 step 1).
+/// `z + (z_q − z).detach()` (docs/design.md §7 step 1).
 pub fn straight_through(z: &Tensor, z_q: &Tensor) -> Result<Tensor> {
     if z.size() != z_q.size() {
         return Err(Error::internal(format!(
@@ -498,7 +498,7 @@ pub fn clamp_straight_through(x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
     replace_grad(&x.f_clamp(lo, hi)?, x)
 }
 
-/// pytti's `clamp_with_grad`, exact, in two backward passes (SPEC §7 step 2).
+/// pytti's `clamp_with_grad`, exact, in two backward passes (docs/design.md §7 step 2).
 ///
 /// [`ClampWithGrad::new`] cuts the graph: [`output`](Self::output) is the
 /// clamped value as a fresh leaf, which the losses consume. [`backward`](Self::backward)

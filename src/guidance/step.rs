@@ -37,7 +37,7 @@
 //!
 //! # Proof against the reference
 //!
-//! `tests/step_reference.rs` runs this step (with [`Adam`], on fixed cutout
+//! `tests/it/step_reference.rs` runs this step (with [`Adam`], on fixed cutout
 //! placements without noise, [`CutoutSampler::with_fixed_placements`]) for a
 //! VQModel, a GumbelVQ and the Unlimited Palette with two perceptors, text,
 //! negative-with-stop and image prompts, two scenes with fractional weights

@@ -1,4 +1,4 @@
-//! Outputs: run folders, PNG frames and the MP4 (SPEC §9).
+//! Outputs: run folders, PNG frames and the MP4 (docs/design.md §9).
 //!
 //! Everything here writes atomically (a temporary file in the same folder,
 //! then a rename), so an interrupted or failed write never leaves a truncated

@@ -1,4 +1,4 @@
-//! The run folder `<output dir>/<file_namespace>/` (SPEC §9).
+//! The run folder `<output dir>/<file_namespace>/` (docs/design.md §9).
 //!
 //! `allow_overwrite = false` (the default) must never touch an earlier run.
 //! Decision: when `<file_namespace>/` already exists and is not empty, the

@@ -8,7 +8,7 @@
 //! still flushes the encoder and writes the MP4 trailer, but into the `.part`
 //! file, which is kept for inspection and not renamed.
 //!
-//! Following the FFmpeg notes in STACK.md: the encoder gets the
+//! Following FFmpeg's muxing example (doc/examples/mux.c): the encoder gets the
 //! `GLOBAL_HEADER` flag before it is opened when the MP4 muxer asks for it,
 //! the stream parameters are copied from the opened encoder, the stream time
 //! base is read after `write_header` (the muxer may change it), pts increase by
@@ -23,7 +23,7 @@
 //! FFmpeg's own log is limited to errors, so libx264's informational lines do
 //! not interleave with the progress display.
 //!
-//! A soundtrack ([`Mp4Writer::create_with_soundtrack`], SPEC §14) adds an AAC
+//! A soundtrack ([`Mp4Writer::create_with_soundtrack`], docs/design.md §12) adds an AAC
 //! stream (FFmpeg's native `aac` encoder, 44.1 kHz mono, 128 kbit/s) holding
 //! the track from its offset on, cut to the video's length: as frames arrive
 //! the writer encodes the audio up to the end of the last frame pushed

@@ -3,9 +3,9 @@
 //! For every frame `k` (1-based) of the [`Timeline`]:
 //!
 //! 1. from frame 2 on, when animating, the previous frame is decoded, warped by
-//!    the frame's motion (SPEC §5) and re-encoded (`reencode_each_frame`), or
+//!    the frame's motion (docs/design.md §5) and re-encoded (`reencode_each_frame`), or
 //!    the latent grid itself is warped; the warped frame becomes the
-//!    stabilisation target (SPEC §6), and Adam is reset (`reset_lr_each_frame`);
+//!    stabilisation target (docs/design.md §6), and Adam is reset (`reset_lr_each_frame`);
 //! 2. the frame's `steps_per_frame` optimisation steps run ([`Guide::step`]),
 //!    each with the scene weights and prompt weights of its own step;
 //! 3. the frame is written as `frame_NNNNN.png`, appended to the MP4, and the

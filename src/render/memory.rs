@@ -1222,7 +1222,7 @@ mod tests {
     /// The CPU estimate against peak resident set sizes measured on the
     /// project's 2-core machine (BENCHMARKS.md, "Memory estimate"): within
     /// 25 %. The tiny models' render is measured live by
-    /// `tests/memory_estimate.rs`.
+    /// `tests/it/memory_estimate.rs`.
     #[test]
     fn cpu_estimate_matches_measured_peaks() {
         let rows: [(&str, &[&str], f64); 3] = [

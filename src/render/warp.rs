@@ -4,7 +4,7 @@
 //! turns those numbers into one affine map and resamples the image once, so a
 //! frame is never blurred by several successive interpolations.
 //!
-//! # Units and directions (SPEC §5)
+//! # Units and directions (docs/design.md §5)
 //!
 //! Coordinates are continuous pixel coordinates: x grows to the right, y grows
 //! downwards, pixel `(i, j)` covers `[i, i+1) × [j, j+1)` and its centre is

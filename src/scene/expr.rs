@@ -1,5 +1,5 @@
 //! Time-varying numbers: constants, expressions in `t` and `f`, and keyframe
-//! strings (SPEC §4).
+//! strings (docs/design.md §4).
 //!
 //! # Why a hand-written parser
 //!
@@ -11,7 +11,7 @@
 //! - `exmex` has float semantics but treats every unknown identifier as a
 //!   variable and reports errors without a column.
 //!
-//! SPEC §4 requires every syntax error and every unknown name to surface at
+//! docs/design.md §4 requires every syntax error and every unknown name to surface at
 //! load time with the setting name and the column, and the grammar we need is
 //! tiny (numbers, `t`, `f`, two constants, `+ - * / % ^`, a fixed list of
 //! functions). A ~300-line Pratt parser that compiles to a constant-folded

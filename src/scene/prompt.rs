@@ -1,4 +1,4 @@
-//! The prompt grammar (SPEC §2).
+//! The prompt grammar (docs/design.md §2).
 //!
 //! `scenes` holds scenes separated by `||`; each scene gets `scene_prefix`
 //! and `scene_suffix` around it and is split on `|` into prompts. A prompt
@@ -7,7 +7,7 @@
 //! prompt; colons and pipes inside brackets belong to the path. `\:` is a
 //! literal colon and `\|` a literal pipe.
 //!
-//! Decisions where SPEC is silent:
+//! Decisions where docs/design.md is silent:
 //! - A scene that holds no prompt of its own (only whitespace and `|`) is
 //!   dropped with a warning — usually a stray trailing `||` — rather than
 //!   becoming a scene of only prefix/suffix prompts.
@@ -46,7 +46,7 @@ pub struct Prompt {
     pub source: PromptSource,
     /// Multiplies the prompt's loss; negative pushes away. Default 1.
     pub weight: Param,
-    /// Distance threshold (SPEC §2); `None` is −∞ (never stops).
+    /// Distance threshold (docs/design.md §2); `None` is −∞ (never stops).
     pub stop: Option<Param>,
     /// The prompt as written (trimmed), for messages and metadata.
     pub raw: String,

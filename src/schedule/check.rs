@@ -1,4 +1,4 @@
-//! The dry run's promise (SPEC §10): every number `render` would evaluate is
+//! The dry run's promise (docs/design.md §4): every number `render` would evaluate is
 //! checked before anything loads, at every step and frame where `render`
 //! evaluates it, so a scene that `plan` accepts never fails half-way through
 //! a render on a bad value.

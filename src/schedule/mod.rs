@@ -1,14 +1,14 @@
 //! The scene compiler: scenes → a per-frame, per-step prompt-weight timeline.
 //!
 //! [`Timeline`] turns a resolved [`Scene`] into the numbers the frame loop
-//! needs (SPEC §3, §4): how many steps and frames, which steps make which
+//! needs (docs/design.md §3, §4): how many steps and frames, which steps make which
 //! frame, the clock `t`, every scene's weight at every step under either
 //! transition, the prompts' effective weights and stops, when to save
 //! snapshots, and the 2D motion of every frame. Everything is computed on
 //! demand in O(1) per step (no per-step tables), so a 100,000-frame plan
 //! costs nothing to build.
 //!
-//! Decisions where SPEC is silent:
+//! Decisions where docs/design.md is silent:
 //! - Steps and frames: `f` seen by expressions at step `s` is the 0-based
 //!   index of the frame the step belongs to, `floor(s / F)`; keyframes are
 //!   interpolated on it, so keyframed prompt weights change per frame while
@@ -30,7 +30,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::ops::Range;
 
-/// 2D motion of one frame in pytti units (SPEC §5): pixels, degrees, and
+/// 2D motion of one frame in pytti units (docs/design.md §5): pixels, degrees, and
 /// zoom pixels (`W − z` source width). All zero is the identity.
 /// `render::warp` turns it into the affine map it samples with.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
@@ -249,7 +249,7 @@ impl Timeline {
         [(j, 1.0), (j, 0.0)]
     }
 
-    /// Every scene's weight at `step` (SPEC §3), one number per scene.
+    /// Every scene's weight at `step` (docs/design.md §3), one number per scene.
     pub fn scene_weights(&self, step: u64) -> Vec<f64> {
         let mut w = vec![0.0; self.scene_count];
         for (j, x) in self.scene_mix(step) {

@@ -1,4 +1,4 @@
-//! Audio reactivity (SPEC §14): the band-pass design and filter against scipy
+//! Audio reactivity (docs/design.md §12): the band-pass design and filter against scipy
 //! (fixtures from scripts/reference/gen_audio_fixtures.py), the per-frame band
 //! values, decoding and resampling with FFmpeg, the errors, and the MP4's AAC
 //! soundtrack.

@@ -1,4 +1,4 @@
-//! `zoetrope plan` end to end: SPEC §3's acceptance example for both
+//! `zoetrope plan` end to end: docs/design.md §3's acceptance example for both
 //! transitions, read back from the binary's JSON, plus the other formats,
 //! the chart and exit codes.
 

@@ -1,4 +1,4 @@
-//! One optimisation step (SPEC §7) on tiny random models: real optimisation,
+//! One optimisation step (docs/design.md §7) on tiny random models: real optimisation,
 //! the straight-through quantiser, the exact clamp rule, scene and prompt
 //! weights, the direct and semantic losses, determinism, image prompts and
 //! the image state's conversions.

@@ -1,4 +1,4 @@
-//! The whole optimisation step (SPEC §7) against the reference computation.
+//! The whole optimisation step (docs/design.md §7) against the reference computation.
 //!
 //! `scripts/reference/gen_step_reference.py` runs ten steps of the VQGAN+CLIP
 //! "z + quantize" loop as the notebooks and pytti-core compute it, with the

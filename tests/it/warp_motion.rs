@@ -1,4 +1,4 @@
-//! Pins the units and directions of the 2D warp (SPEC §5) with synthetic
+//! Pins the units and directions of the 2D warp (docs/design.md §5) with synthetic
 //! images whose feature positions are known.
 
 use crate::support::max_abs_diff;

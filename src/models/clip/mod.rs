@@ -9,7 +9,7 @@
 //! `build_model` does ([`ClipConfig::infer`]).
 //!
 //! Parity with the official code is checked on random weights by
-//! `tests/clip_parity.rs` against fixtures made by
+//! `tests/it/clip_parity.rs` against fixtures made by
 //! `scripts/reference/gen_clip_fixtures.py`.
 
 #[rustfmt::skip]

@@ -11,7 +11,7 @@
 //! `quantize.embedding.weight`, ...), so a Lightning checkpoint converted to
 //! safetensors loads without renaming; the architecture is inferred from the
 //! tensor shapes ([`VqganConfig::infer`]). Parity with the official modules is
-//! proven by `tests/vqgan_parity.rs` against fixtures made by
+//! proven by `tests/it/vqgan_parity.rs` against fixtures made by
 //! `scripts/reference/gen_vqgan_fixtures.py`.
 //!
 //! GumbelVQ at inference: taming's `GumbelQuantize` draws Gumbel noise even in
