@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use zoetrope::bench::{
     run_bench, write_loss_curve, BenchOptions, BenchResult, BenchSpec, H100_BF16_PEAK_TFLOPS,
 };
-use zoetrope::render::device::{resolve_device, resolve_precision};
+use zoetrope::render::device::{resolve_device_flag, resolve_precision};
 use zoetrope::tuning::Tuning;
 use zoetrope::{Error, Result};
 
@@ -126,7 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )))
         }
     };
-    let device = resolve_device(&args.device).map_err(|e| e.context("--device"))?;
+    let device = resolve_device_flag(&args.device)?;
     let kind = resolve_precision(&args.precision, device).map_err(|e| e.context("--precision"))?;
     if !(args.peak_tflops.is_finite() && args.peak_tflops > 0.0) {
         return Err(Error::input(format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use zoetrope::guidance::score::{score_files, Similarity};
 use zoetrope::models::tiny::is_untrained;
 use zoetrope::models::weights::{resolve, ModelKind};
-use zoetrope::render::device::resolve_device;
+use zoetrope::render::device::resolve_device_flag;
 use zoetrope::{Error, Result};
 
 /// Arguments of `zoetrope score`.
@@ -54,8 +54,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             "--perceptors is empty: name at least one CLIP model (e.g. ViT-B/32)",
         ));
     }
-    let device = resolve_device(&args.device)
-        .map_err(|e| Error::input(e.message.replace("setting `device = ", "--device (")))?;
+    let device = resolve_device_flag(&args.device)?;
     let rows = score_files(&args.images, &args.prompts, &perceptors, device)?;
     match args.format {
         Format::Json => {

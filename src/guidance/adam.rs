@@ -6,7 +6,6 @@
 //! weight decay, no amsgrad) step for step; a test checks it against libtorch's own.
 
 use crate::{Error, Result};
-use std::path::Path;
 use tch::Tensor;
 
 /// Adam state for one parameter tensor.
@@ -119,12 +118,6 @@ impl Adam {
         })?;
         self.step = step;
         Ok(())
-    }
-
-    /// Saves the moments to a safetensors file (used by tests and resume).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        Tensor::write_safetensors(&self.tensors(), path)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 }
 

@@ -11,31 +11,62 @@ use tch::{Device, Kind};
 /// CUDA on a machine without it is an error that says so, rather than a silent
 /// CPU run that would take hours.
 pub fn resolve_device(setting: &str) -> Result<Device> {
+    resolve_device_as(setting, DeviceOrigin::Setting)
+}
+
+/// [`resolve_device`] for a command-line `--device` value: the messages name
+/// the flag and its spellings instead of the scene setting.
+pub fn resolve_device_flag(value: &str) -> Result<Device> {
+    resolve_device_as(value, DeviceOrigin::Flag)
+}
+
+/// Where a device name came from, which its messages name.
+#[derive(Clone, Copy)]
+enum DeviceOrigin {
+    Setting,
+    Flag,
+}
+
+fn resolve_device_as(setting: &str, origin: DeviceOrigin) -> Result<Device> {
     let s = setting.trim().to_ascii_lowercase();
     let cuda_count = tch::Cuda::device_count() as usize;
+    let (what, cpu, choices) = match origin {
+        DeviceOrigin::Setting => (
+            format!("setting `device = \"{setting}\"`"),
+            "`device = \"cpu\"` or \"auto\"",
+            "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"",
+        ),
+        DeviceOrigin::Flag => (
+            format!("--device {setting}"),
+            "`--device cpu` or `--device auto`",
+            "auto, cpu, cuda or cuda:N",
+        ),
+    };
     let need_cuda = |i: usize| -> Result<Device> {
         if i < cuda_count {
             Ok(Device::Cuda(i))
         } else if cuda_count == 0 {
             Err(Error::input(format!(
-                "setting `device = \"{setting}\"`: no CUDA GPU is visible to libtorch on this machine; use `device = \"cpu\"` or \"auto\""
+                "{what}: no CUDA GPU is visible to libtorch on this machine; use {cpu}"
             )))
         } else {
             Err(Error::input(format!(
-                "setting `device = \"{setting}\"`: this machine has {cuda_count} CUDA device(s), numbered 0..{}",
+                "{what}: this machine has {cuda_count} CUDA device(s), numbered 0..{}",
                 cuda_count - 1
             )))
         }
     };
     match s.as_str() {
-        "auto" => Ok(if cuda_count > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        "auto" => Ok(if cuda_count > 0 {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
         "cpu" => Ok(Device::Cpu),
         "cuda" => need_cuda(0),
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => need_cuda(i),
-            _ => Err(Error::input(format!(
-                "setting `device = \"{setting}\"`: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
-            ))),
+            _ => Err(Error::input(format!("{what}: expected {choices}"))),
         },
     }
 }
@@ -120,6 +151,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
+        let e = resolve_device_flag("gpu").unwrap_err();
+        assert_eq!(
+            e.message,
+            "--device gpu: expected auto, cpu, cuda or cuda:N"
+        );
+        assert_eq!(e.exit_code(), 2);
         let e = resolve_device("gpu").unwrap_err();
         assert!(e.message.contains("`device = \"gpu\"`"), "{e}");
         assert_eq!(e.exit_code(), 2);

@@ -1030,22 +1030,10 @@ fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> R
     // JSON that points at them, then the previous frame's tensors go. A crash
     // anywhere in between leaves a JSON whose tensors are on disk.
     let file = run.path.join(state_tensors_file(rs.frames_done));
-    let tmp = run
-        .path
-        .join(format!("{}.tmp", state_tensors_file(rs.frames_done)));
-    let param = state.param().f_detach()?.f_to_device(Device::Cpu)?;
+    let param = state.param().f_detach()?;
     let [(n1, m1), (n2, m2)] = adam.tensors();
-    let m1 = m1.f_to_device(Device::Cpu)?;
-    let m2 = m2.f_to_device(Device::Cpu)?;
-    Tensor::write_safetensors(&[("param", &param), (n1, &m1), (n2, &m2)], &tmp).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(
-            format!("writing {}", tmp.display()),
-            io_cause(&e.to_string()),
-        )
-    })?;
-    std::fs::rename(&tmp, &file)
-        .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+    let bytes = crate::ops::safetensors_bytes(&[("param", &param), (n1, m1), (n2, m2)])?;
+    crate::atomic::write_atomic(&file, &bytes).map_err(|e| plain_write_error(e, &file))?;
     write_json_atomic(&run.path.join(STATE_FILE), rs)?;
     if rs.frames_done > 1 {
         let _ = std::fs::remove_file(run.path.join(state_tensors_file(rs.frames_done - 1)));
@@ -1053,20 +1041,19 @@ fn save_state(run: &RunDir, state: &ImageState, adam: &Adam, rs: &RunState) -> R
     Ok(())
 }
 
-/// The cause of a failed write in plain words where libtorch's message
-/// wraps an OS error (`…IoError(Os { code: 28, … })`), else the message.
-fn io_cause(message: &str) -> String {
-    let code = message
-        .split("code: ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse::<i32>().ok());
-    match code {
-        Some(28) => {
-            "no space left on the device (free some space, then resume or render again)".to_string()
-        }
-        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
-        None => message.to_string(),
+/// A failed state write in plain words: a full disk says what to do, from
+/// the OS error kept as the cause; other errors pass unchanged.
+fn plain_write_error(e: Error, file: &Path) -> Error {
+    match e.io_cause().map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::StorageFull) => Error {
+            message: format!(
+                "writing {}: no space left on the device (free some space, then resume or \
+                 render again)",
+                file.display()
+            ),
+            ..e
+        },
+        _ => e,
     }
 }
 
@@ -1132,20 +1119,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn io_causes_read_plainly() {
-        let full = "safetensors error: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })";
-        assert!(
-            io_cause(full).starts_with("no space left"),
-            "{}",
-            io_cause(full)
+    fn a_full_disk_reads_plainly_and_keeps_its_cause() {
+        let file = Path::new("/run/state_00003.safetensors");
+        let full = Error::io("could not write x", std::io::Error::from_raw_os_error(28));
+        let e = plain_write_error(full, file);
+        assert_eq!(
+            e.message,
+            "writing /run/state_00003.safetensors: no space left on the device (free some \
+             space, then resume or render again)"
         );
-        let denied = "IoError(Os { code: 13, kind: PermissionDenied })";
-        assert!(
-            io_cause(denied).contains("ermission denied"),
-            "{}",
-            io_cause(denied)
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.io_cause().and_then(|c| c.raw_os_error()), Some(28));
+        let denied = Error::io("could not write x", std::io::Error::from_raw_os_error(13));
+        let e = plain_write_error(denied, file);
+        assert_eq!(
+            e.message,
+            "could not write x: Permission denied (os error 13)"
         );
-        assert_eq!(io_cause("something else"), "something else");
     }
 
     #[test]
