@@ -158,6 +158,8 @@ pub struct ManifestEntry {
     pub mirrors: Vec<String>,
     /// SHA-256 of the official download (not of the converted file).
     pub source_sha256: Option<String>,
+    /// Exact size in bytes of the official download, checked after it.
+    pub size: Option<u64>,
     /// Approximate download size in megabytes (information only).
     pub approx_mb: Option<u64>,
     /// Shapes that identify the model among its kind.
@@ -180,6 +182,12 @@ impl ManifestEntry {
     /// untrained model from `zoetrope weights tiny`) rather than downloaded.
     pub fn is_generated(&self) -> bool {
         self.format == SourceFormat::Generated
+    }
+
+    /// The host the download would come from first (`huggingface.co`):
+    /// that of `url`; `None` for generated models.
+    pub fn host(&self) -> Option<&str> {
+        url_host(&self.url)
     }
 
     /// The file name without folder and extension (`ViT-B-32`).
@@ -265,10 +273,14 @@ impl Manifest {
                 ));
             }
             if m.is_generated() {
-                if !m.url.is_empty() || !m.mirrors.is_empty() || m.source_sha256.is_some() {
+                if !m.url.is_empty()
+                    || !m.mirrors.is_empty()
+                    || m.source_sha256.is_some()
+                    || m.size.is_some()
+                {
                     return Err(bad(
                         m,
-                        "a generated model has no url, mirrors or source_sha256".into(),
+                        "a generated model has no url, mirrors, source_sha256 or size".into(),
                     ));
                 }
             } else if m.url.is_empty() {
@@ -279,6 +291,15 @@ impl Manifest {
                         m.format.name()
                     ),
                 ));
+            }
+            if let Some(url) = std::iter::once(&m.url)
+                .chain(&m.mirrors)
+                .find(|u| !u.is_empty() && url_host(u).is_none())
+            {
+                return Err(bad(m, format!("{url:?} is not an http(s) URL")));
+            }
+            if m.size == Some(0) {
+                return Err(bad(m, "size is in bytes and cannot be 0".into()));
             }
             if let Some(sha) = &m.source_sha256 {
                 if !is_sha256_hex(sha) {
@@ -363,6 +384,20 @@ pub use crate::catalog::normalize as normalize_name;
 
 /// A name usable as a file name in the weights folder: ASCII letters, digits
 /// and `._@+-`, not starting with a dot.
+/// The host of an `http://` or `https://` URL, without port or user.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 fn is_safe_file_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')

@@ -501,3 +501,185 @@ fn fetches_and_converts_a_torchscript_archive() {
         ]
     );
 }
+
+/// A manifest entry that also gives the download's exact size.
+fn sized_store(dir: &Path, url: &str, sha256: &str, size: usize, mirrors: &[&str]) -> WeightsStore {
+    let text = manifest_text(url, Some(sha256), mirrors) + &format!("size = {size}\n");
+    WeightsStore::new(
+        dir.join("weights"),
+        Manifest::parse(&text, "test manifest").unwrap(),
+    )
+}
+
+/// A URL nothing answers at (a port just released).
+fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/gone.safetensors", l.local_addr().unwrap())
+}
+
+#[test]
+fn a_mirror_entry_is_used_and_its_size_and_checksum_checked() {
+    let body = body();
+    let server = serve(body.clone(), Mode::Ranges, 1);
+    let dead = dead_url();
+    let t = tempfile::tempdir().unwrap();
+    let store = sized_store(t.path(), &dead, &sha(&body), body.len(), &[&server.url]);
+    let r = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
+    assert!(r.source_verified);
+    assert_eq!(r.url.as_deref(), Some(server.url.as_str()));
+    let dest = t.path().join("weights/clip/Tiny-8.safetensors");
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    let side =
+        std::fs::read_to_string(t.path().join("weights/clip/Tiny-8.safetensors.sha256")).unwrap();
+    assert!(
+        side.contains(&format!("downloaded from {}", server.url)),
+        "{side}"
+    );
+    assert!(side.contains("matches the published checksum"), "{side}");
+}
+
+#[test]
+fn a_wrong_size_deletes_the_part_file_and_says_so() {
+    let body = body();
+    let server = serve(body.clone(), Mode::Ranges, 1);
+    let t = tempfile::tempdir().unwrap();
+    let want = body.len() + 1;
+    let store = sized_store(t.path(), &server.url, &sha(&body), want, &[]);
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Weights);
+    let part = t.path().join("weights/clip/Tiny-8.source.safetensors.part");
+    assert!(
+        e.message.contains(&format!(
+            "is {} bytes, but {want} bytes were expected",
+            body.len()
+        )) && e
+            .message
+            .contains(&format!("{} was deleted", part.display()))
+            && e.message.contains("Tiny/8"),
+        "{}",
+        e.message
+    );
+    assert!(!part.exists());
+    assert!(listing(&t.path().join("weights/clip")).is_empty());
+}
+
+/// Through the binary: a size or checksum mismatch exits with the weights
+/// errors' code (3) naming the part file, expected and got; nothing is left.
+#[test]
+fn cli_size_and_checksum_mismatches_delete_the_part_file() {
+    let body = body();
+    let wrong_sha = sha(b"something else");
+    let cases = [
+        (
+            sha(&body),
+            body.len() - 1,
+            format!(
+                "is {} bytes, but {} bytes were expected",
+                body.len(),
+                body.len() - 1
+            ),
+        ),
+        (
+            wrong_sha.clone(),
+            body.len(),
+            format!("has SHA-256 {}, but {wrong_sha} was expected", sha(&body)),
+        ),
+    ];
+    for (sum, size, said) in cases {
+        let server = serve(body.clone(), Mode::Ranges, 1);
+        let t = tempfile::tempdir().unwrap();
+        let manifest = t.path().join("manifest.toml");
+        let text = manifest_text(&server.url, Some(&sum), &[]) + &format!("size = {size}\n");
+        std::fs::write(&manifest, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zoetrope"))
+            .args(["weights", "fetch", "Tiny/8"])
+            .env("ZOETROPE_WEIGHTS", t.path().join("w"))
+            .env("ZOETROPE_MANIFEST", &manifest)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        let part = t.path().join("w/clip/Tiny-8.source.safetensors.part");
+        assert!(
+            stderr.contains(&said)
+                && stderr.contains(&format!("{} was deleted", part.display()))
+                && stderr.contains("nothing was installed"),
+            "{stderr}"
+        );
+        assert!(listing(&t.path().join("w/clip")).is_empty());
+    }
+}
+
+/// `weights list` says where each model would come from and how big the
+/// download is: the test manifest's host, and the built-in mirror.
+#[test]
+fn list_shows_host_and_download_size() {
+    let t = tempfile::tempdir().unwrap();
+    let manifest = t.path().join("manifest.toml");
+    let text = manifest_text(
+        "http://127.0.0.1:9/tiny.safetensors",
+        Some(&sha(b"x")),
+        &["https://example.org/tiny.safetensors"],
+    ) + "size = 353976522\n";
+    std::fs::write(&manifest, text).unwrap();
+    let list = |manifest: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
+        cmd.args(["weights", "list", "--quick"])
+            .env("ZOETROPE_WEIGHTS", t.path().join("w"))
+            .env_remove("ZOETROPE_MANIFEST");
+        if let Some(m) = manifest {
+            cmd.env("ZOETROPE_MANIFEST", m);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = list(Some(&manifest));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("KIND") && l.contains(" FROM ") && l.contains(" DOWNLOAD ")),
+        "{text}"
+    );
+    let line = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    let row = line(&text, "Tiny/8");
+    assert!(
+        row.contains("127.0.0.1 +1 mirror") && row.contains("354.0 MB"),
+        "{row}"
+    );
+
+    let text = list(None);
+    let row = line(&text, "ViT-B/32");
+    assert!(
+        row.contains("openaipublic.azureedge.net +1 mirror") && row.contains("354.0 MB"),
+        "{row}"
+    );
+    let row = line(&text, "wikiart");
+    assert!(
+        row.contains("huggingface.co ") && row.contains("1.01 GB"),
+        "{row}"
+    );
+    let row = line(&text, "imagenet_1024");
+    assert!(
+        row.contains("heibox.uni-heidelberg.de") && row.contains("~958 MB"),
+        "{row}"
+    );
+    let row = line(&text, "tiny-clip");
+    assert!(row.contains("(generated)"), "{row}");
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use zoetrope::models::weights::{
     basic_clip_check, basic_vqgan_check, detect_kind, normalize_name, official_keys, read_header,
-    HeaderError, Manifest, ModelKind, SourceFormat, WeightsStore,
+    url_host, HeaderError, Manifest, ModelKind, SourceFormat, WeightsStore,
 };
 use zoetrope::ErrorKind;
 
@@ -120,6 +120,63 @@ fn builtin_manifest_lists_the_official_models() {
         m.find(None, "ViT-L/14@336px").unwrap().file,
         "clip/ViT-L-14-336px.safetensors"
     );
+}
+
+/// PyTTI Portable's public mirror (pxl-pshr/pytti `app/model_mirror.py`)
+/// backs up all nine CLIP archives and is the first source of the five
+/// VQGANs it holds, with their sizes and SHA-256; wikiart's dead host is gone.
+#[test]
+fn builtin_manifest_has_the_pytti_mirror() {
+    const HF: &str = "https://huggingface.co/pxlpshr/pytti-models/resolve/main/";
+    let m = Manifest::builtin();
+    for e in m.of_kind(ModelKind::Clip).filter(|e| !e.is_generated()) {
+        let sha = e.source_sha256.as_deref().unwrap();
+        assert_eq!(
+            e.mirrors,
+            [format!("{HF}clip/{sha}/{}.pt", e.slug())],
+            "{}",
+            e.name
+        );
+        assert!(e.size.is_some_and(|s| s > 200_000_000), "{}", e.name);
+        assert_eq!(e.host(), Some("openaipublic.azureedge.net"));
+    }
+    let mirrored = [
+        ("imagenet", "imagenet.ckpt", 980092370),
+        ("coco", "coco_first_stage.ckpt", 296030214),
+        ("wikiart", "wikiart.ckpt", 1005327541),
+        ("sflckr", "sflckr.ckpt", 4263525412),
+        ("openimages", "openimages.ckpt", 376581823),
+    ];
+    for (name, file, size) in mirrored {
+        let e = m.find(Some(ModelKind::Vqgan), name).unwrap();
+        assert_eq!(e.url, format!("{HF}vqgan/{file}"));
+        assert_eq!(e.host(), Some("huggingface.co"));
+        assert_eq!(e.size, Some(size), "{name}");
+        assert!(e.source_sha256.is_some(), "{name}");
+    }
+    assert_eq!(m.find(None, "ViT-B/32").unwrap().size, Some(353976522));
+    let i1024 = m.find(None, "imagenet_1024").unwrap();
+    assert!(i1024.size.is_none() && i1024.source_sha256.is_none());
+    for e in &m.models {
+        for u in std::iter::once(&e.url).chain(&e.mirrors) {
+            assert!(!u.contains("eaidata.bmk.sh"), "{}: {u}", e.name);
+        }
+    }
+    let wikiart = m.find(None, "wikiart").unwrap();
+    assert!(wikiart.mirrors.is_empty());
+}
+
+#[test]
+fn url_hosts() {
+    assert_eq!(
+        url_host("https://huggingface.co/a/b.ckpt"),
+        Some("huggingface.co")
+    );
+    assert_eq!(url_host("http://127.0.0.1:8080/x"), Some("127.0.0.1"));
+    assert_eq!(url_host("http://u:p@host.org?x=1"), Some("host.org"));
+    assert_eq!(url_host("http://[::1]:80/x"), Some("::1"));
+    assert_eq!(url_host("ftp://host/x"), None);
+    assert_eq!(url_host("https:///x"), None);
 }
 
 /// The CLIP URLs are exactly those of OpenAI's own loader (`clip/clip.py`
@@ -282,6 +339,19 @@ fn manifest_errors_name_the_problem() {
     )
     .unwrap_err();
     assert!(e.message.contains("64 hex digits"), "{}", e.message);
+
+    let e = Manifest::parse(&entry("A", "clip/a.safetensors", "size = 0"), "t").unwrap_err();
+    assert!(e.message.contains("size is in bytes"), "{}", e.message);
+    let e = Manifest::parse(
+        &entry("A", "clip/a.safetensors", "mirrors = [\"ftp://x/y.pt\"]"),
+        "t",
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("\"ftp://x/y.pt\" is not an http(s) URL"),
+        "{}",
+        e.message
+    );
 
     let e =
         Manifest::parse(&entry("A", "clip/a.safetensors", "colour = 1"), "mine.toml").unwrap_err();

@@ -3,9 +3,9 @@
 //! The download goes to `<kind dir>/<slug>.source.<ext>.part`, appended to
 //! with an HTTP `Range` request when a previous attempt was cut off, so a
 //! large download resumes where it stopped. Only a complete download whose
-//! SHA-256 matches the manifest is renamed to `<slug>.source.<ext>`; a
-//! checksum mismatch deletes the partial file (resuming it could never
-//! succeed). The converted model is written through a temporary name and a
+//! size and SHA-256 match the manifest is renamed to `<slug>.source.<ext>`;
+//! a size or checksum mismatch deletes the partial file (resuming it could
+//! never succeed). The converted model is written through a temporary name and a
 //! rename, so neither a half download nor a half conversion ever sits under
 //! the final file name.
 
@@ -77,6 +77,12 @@ pub fn fetch(
         return Ok(report);
     }
     let expected = expected_sha256(opts, entry)?;
+    // `--sha256` names another file than the manifest's: its size is unknown.
+    let expected_size = if opts.sha256.is_some() {
+        None
+    } else {
+        entry.size
+    };
     let dir = dest.parent().unwrap_or(&store.dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let source = dir.join(format!(
@@ -86,7 +92,11 @@ pub fn fetch(
     ));
     let part = with_suffix(&source, ".part");
     let url = download_any(entry, opts, &part)?;
-    let got = verify_download(entry, &url, &part, &source, expected.as_deref())?;
+    let want = Expected {
+        sha256: expected.as_deref(),
+        size: expected_size,
+    };
+    let got = verify_download(entry, &url, &part, &source, &want)?;
     report.source_verified = expected.is_some();
     let provenance = vec![
         format!("downloaded from {url}"),
@@ -224,23 +234,46 @@ fn download_any(entry: &ManifestEntry, opts: &FetchOptions, part: &Path) -> Resu
     )))
 }
 
-/// Checks the finished download `part` against `expected` (deleting it on a
-/// mismatch) and renames it to `source`; returns its SHA-256.
+/// What a finished download must be.
+struct Expected<'a> {
+    /// Its SHA-256 in lower case; `None` when none is published.
+    sha256: Option<&'a str>,
+    /// Its size in bytes; `None` when the manifest gives none.
+    size: Option<u64>,
+}
+
+/// Checks the finished download `part` against `want`, its size first
+/// (deleting it on a mismatch), and renames it to `source`; returns its
+/// SHA-256.
 fn verify_download(
     entry: &ManifestEntry,
     url: &str,
     part: &Path,
     source: &Path,
-    expected: Option<&str>,
+    want: &Expected,
 ) -> Result<String> {
+    let reject = |what: String| {
+        let deleted = match fs::remove_file(part) {
+            Ok(()) => format!("{} was deleted", part.display()),
+            Err(e) => format!("deleting {} failed too ({e})", part.display()),
+        };
+        Err(Error::weights(format!(
+            "the download of {} from {url} {what}: the file is damaged or not the official one. {deleted}; nothing was installed.",
+            entry.name
+        )))
+    };
+    if let Some(size) = want.size {
+        let got = fs::metadata(part)
+            .map_err(|e| Error::io(format!("reading {}", part.display()), e))?
+            .len();
+        if got != size {
+            return reject(format!("is {got} bytes, but {size} bytes were expected"));
+        }
+    }
     let got = sha256_file(part)?;
-    if let Some(want) = expected {
-        if got != want {
-            let _ = fs::remove_file(part);
-            return Err(Error::weights(format!(
-                "the download of {} from {url} has SHA-256 {got}, but {want} was expected: the file is damaged or not the official one. It was deleted; nothing was installed.",
-                entry.name
-            )));
+    if let Some(sha) = want.sha256 {
+        if got != sha {
+            return reject(format!("has SHA-256 {got}, but {sha} was expected"));
         }
     }
     fs::rename(part, source).map_err(|e| {
