@@ -25,6 +25,9 @@ enum Mode {
     CutFirstAt(usize),
     /// Always answer 200 with the whole file.
     IgnoreRanges,
+    /// Answer 200 with the whole file, its length not announced (the body
+    /// ends when the connection closes).
+    NoLength,
 }
 
 struct Server {
@@ -90,7 +93,7 @@ fn answer(
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok())
-        .filter(|_| mode != Mode::IgnoreRanges);
+        .filter(|_| mode != Mode::IgnoreRanges && mode != Mode::NoLength);
     let len = body.len();
     let (head, data): (String, &[u8]) = match start {
         Some(s) if s >= len => (
@@ -104,6 +107,10 @@ fn answer(
                 len - s
             ),
             &body[s..],
+        ),
+        None if mode == Mode::NoLength => (
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(),
+            body,
         ),
         None => (
             format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"),
@@ -547,7 +554,9 @@ fn a_mirror_entry_is_used_and_its_size_and_checksum_checked() {
 #[test]
 fn a_wrong_size_deletes_the_part_file_and_says_so() {
     let body = body();
-    let server = serve(body.clone(), Mode::Ranges, 1);
+    // A server that does not announce the length: the size is known only
+    // once the whole body is in the part file.
+    let server = serve(body.clone(), Mode::NoLength, 1);
     let t = tempfile::tempdir().unwrap();
     let want = body.len() + 1;
     let store = sized_store(t.path(), &server.url, &sha(&body), want, &[]);
@@ -575,6 +584,53 @@ fn a_wrong_size_deletes_the_part_file_and_says_so() {
     assert!(listing(&t.path().join("weights/clip")).is_empty());
 }
 
+/// A source that announces another size than the manifest's serves another
+/// file: it is passed over before its body is read, and the mirror is used.
+#[test]
+fn a_source_announcing_another_size_is_passed_over() {
+    let body = body();
+    let wrong = serve(b"<html>not the model</html>".to_vec(), Mode::Ranges, 1);
+    let good = serve(body.clone(), Mode::Ranges, 1);
+    let t = tempfile::tempdir().unwrap();
+    let store = sized_store(t.path(), &wrong.url, &sha(&body), body.len(), &[&good.url]);
+    let r = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap();
+    assert!(r.source_verified);
+    assert_eq!(r.url.as_deref(), Some(good.url.as_str()));
+    assert_eq!(
+        std::fs::read(t.path().join("weights/clip/Tiny-8.safetensors")).unwrap(),
+        body
+    );
+
+    // With no other source, the error says which source and both sizes.
+    let wrong = serve(b"<html>not the model</html>".to_vec(), Mode::Ranges, 1);
+    let t2 = tempfile::tempdir().unwrap();
+    let store = sized_store(t2.path(), &wrong.url, &sha(&body), body.len(), &[]);
+    let e = fetch(
+        &store,
+        "Tiny/8",
+        &FetchOptions::default(),
+        &ShapeChecks::basic(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Weights);
+    assert!(
+        e.message.contains(&format!(
+            "{}: it serves 26 bytes, but {} bytes were expected",
+            wrong.url,
+            body.len()
+        )),
+        "{}",
+        e.message
+    );
+    assert!(listing(&t2.path().join("weights/clip")).is_empty());
+}
+
 /// Through the binary: a size or checksum mismatch exits with the weights
 /// errors' code (3) naming the part file, expected and got; nothing is left.
 #[test]
@@ -598,7 +654,7 @@ fn cli_size_and_checksum_mismatches_delete_the_part_file() {
         ),
     ];
     for (sum, size, said) in cases {
-        let server = serve(body.clone(), Mode::Ranges, 1);
+        let server = serve(body.clone(), Mode::NoLength, 1);
         let t = tempfile::tempdir().unwrap();
         let manifest = t.path().join("manifest.toml");
         let text = manifest_text(&server.url, Some(&sum), &[]) + &format!("size = {size}\n");

@@ -91,7 +91,7 @@ pub fn fetch(
         entry.format.extension()
     ));
     let part = with_suffix(&source, ".part");
-    let url = download_any(entry, opts, &part)?;
+    let url = download_any(entry, opts, &part, expected_size)?;
     let want = Expected {
         sha256: expected.as_deref(),
         size: expected_size,
@@ -200,8 +200,14 @@ fn expected_sha256(opts: &FetchOptions, entry: &ManifestEntry) -> Result<Option<
 }
 
 /// Downloads `entry` into `part` from `--url`, else its URL and then its
-/// mirrors in turn; returns the URL that worked.
-fn download_any(entry: &ManifestEntry, opts: &FetchOptions, part: &Path) -> Result<String> {
+/// mirrors in turn; returns the URL that worked. A source that announces
+/// another size than `size` is passed over before its body is read.
+fn download_any(
+    entry: &ManifestEntry,
+    opts: &FetchOptions,
+    part: &Path,
+    size: Option<u64>,
+) -> Result<String> {
     let urls: Vec<&str> = match &opts.url {
         Some(u) => vec![u.as_str()],
         None => std::iter::once(entry.url.as_str())
@@ -214,7 +220,7 @@ fn download_any(entry: &ManifestEntry, opts: &FetchOptions, part: &Path) -> Resu
         .build();
     let mut failures = Vec::new();
     for url in &urls {
-        match download(&agent, entry, url, part, opts.progress) {
+        match download(&agent, entry, url, part, size, opts.progress) {
             Ok(()) => return Ok(url.to_string()),
             Err(e) => failures.push(format!("{url}: {}", e.message)),
         }
@@ -298,12 +304,14 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     Some((start, total))
 }
 
-/// Downloads `url` into `part`, resuming from its current length.
+/// Downloads `url` into `part`, resuming from its current length; refuses
+/// a body whose announced total is not `size` (another file).
 fn download(
     agent: &ureq::Agent,
     entry: &ManifestEntry,
     url: &str,
     part: &Path,
+    size: Option<u64>,
     progress: bool,
 ) -> Result<()> {
     for attempt in 0..2 {
@@ -316,6 +324,13 @@ fn download(
         let Some((start, total)) = body_range(&resp, part, offset, attempt)? else {
             continue;
         };
+        if let (Some(want), Some(got)) = (size, total) {
+            if got != want {
+                return Err(Error::weights(format!(
+                    "it serves {got} bytes, but {want} bytes were expected"
+                )));
+            }
+        }
         return save_body(resp, entry, part, start, total, progress);
     }
     Err(Error::weights(
