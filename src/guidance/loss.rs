@@ -143,6 +143,33 @@ pub fn weighted_table(raw: &Tensor, table: &Tensor) -> Result<Tensor> {
     Ok(per_term.f_mul(&scale)?.f_sum(Kind::Float)?)
 }
 
+/// pytti-core's smoothing loss (`LossAug/TVLossClass.py`, `tv_loss`): the
+/// L2 total variation of images `[N, C, H, W]`, one value per image `[N]`.
+///
+/// The image is padded by one pixel on the right and bottom by repeating the
+/// edge (so the last column has no horizontal and the last row no vertical
+/// difference), then
+/// `tv = mean over (c, y, x) of (I[y, x+1] − I[y, x])² + (I[y+1, x] − I[y, x])²`,
+/// the mean over all `C·H·W` positions. pytti applies it to the decoded
+/// training image in `[0, 1]` (after the clamp) and weights it by
+/// `smoothing_weight` with the usual weight rule ([`weighted_with_stop`]).
+pub fn tv_loss(image: &Tensor) -> Result<Tensor> {
+    let [_, _, h, w] = image.size()[..] else {
+        return Err(Error::internal(format!(
+            "smoothing loss: image shaped {:?}, expected [N, C, H, W]",
+            image.size()
+        )));
+    };
+    let padded = image.f_pad([0, 1, 0, 1], "replicate", None)?;
+    let corner = padded.f_narrow(2, 0, h)?.f_narrow(3, 0, w)?;
+    let right = padded.f_narrow(2, 0, h)?.f_narrow(3, 1, w)?;
+    let below = padded.f_narrow(2, 1, h)?.f_narrow(3, 0, w)?;
+    let dx = right.f_sub(&corner)?;
+    let dy = below.f_sub(&corner)?;
+    let sq = dx.f_square()?.f_add(&dy.f_square()?)?;
+    Ok(sq.f_mean_dim([1i64, 2, 3].as_slice(), false, sq.kind())?)
+}
+
 /// A `[K, 3]` host table row for [`weighted_table`]: `(scale, weight, stop)`
 /// with an absent stop as −∞.
 pub fn table_row(scale: f64, ws: WeightStop) -> [f32; 3] {

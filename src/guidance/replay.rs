@@ -119,6 +119,8 @@ struct GraphKey {
     param: usize,
     adam: [usize; 2],
     targets: [Option<(usize, usize)>; 4],
+    /// Whether the smoothing loss is in the step.
+    smoothing: bool,
     param_shape: Vec<i64>,
 }
 
@@ -133,6 +135,7 @@ impl GraphKey {
             param: ptr(state.param()),
             adam: [ptr(m), ptr(v)],
             targets,
+            smoothing: w.smoothing.is_some(),
             param_shape: state.param().size(),
         }
     }

@@ -67,7 +67,7 @@ use crate::guidance::guide::{Guide, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::{
     prompt_table_rows, spherical_distance, spherical_distances, straight_through, table_row,
-    weighted_table, ClampWithGrad, DirectLoss, ScenePrompts, WeightStop,
+    tv_loss, weighted_table, ClampWithGrad, DirectLoss, ScenePrompts, WeightStop,
 };
 use crate::guidance::phases::{mark, PhaseTimes};
 use crate::models::clip::VitCheckpoint;
@@ -167,6 +167,13 @@ impl Guide {
                 None => table.extend([0.0, 0.0, f32::NEG_INFINITY]),
             }
         }
+        match w.smoothing {
+            Some(ws) => {
+                ws.validate("smoothing_weight")?;
+                table.extend(table_row(1.0, ws));
+            }
+            None => table.extend([0.0, 0.0, f32::NEG_INFINITY]),
+        }
         let [step_size, bc2] = adam.advance();
         table.extend([step_size as f32, bc2 as f32]);
         let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
@@ -236,7 +243,14 @@ impl Guide {
         }
 
         // 4: direct losses toward pixels (and the latent, for a VQGAN).
-        let total = direct_losses(total, z_q.as_ref(), image, &table, p_count, w)?;
+        let mut total = direct_losses(total, z_q.as_ref(), image, &table, p_count, w)?;
+
+        // 5: pytti's smoothing loss, the total variation of the clamped image.
+        if w.smoothing.is_some() {
+            let raw = tv_loss(image)?.f_view([1, 1])?;
+            let row = table.f_narrow(0, p_count + SMOOTHING_ROW, 1)?;
+            total = total.f_add(&weighted_table(&raw, &row)?)?;
+        }
 
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
@@ -359,25 +373,34 @@ pub(super) fn optional_losses<'a>(
     ]
 }
 
+/// The smoothing loss's row in the weight table, after the prompts.
+const SMOOTHING_ROW: i64 = 4;
+/// Rows of the weight table after the prompts: the four optional losses and
+/// smoothing.
+const EXTRA_ROWS: i64 = 5;
+
 /// What a step uploads from the host, on the device ([`Guide::prepare`]).
 #[derive(Debug)]
 pub struct StepInputs {
     /// Per perceptor, the cutouts' pooling bins `[4, N, r]` int64 (empty
     /// when the step needs no cutouts).
     pub(super) bins: Vec<Tensor>,
-    /// float32: the weight table `[(P + 4) × 3]`, then Adam's two scalars.
+    /// float32: the weight table `[(P + 5) × 3]` (prompts, the four
+    /// init/stabilisation losses, smoothing), then Adam's two scalars.
     pub(super) packed: Tensor,
 }
 
 impl StepInputs {
-    /// The weight table `[P + 4, 3]`.
+    /// The weight table `[P + 5, 3]`.
     fn table(&self, prompts: usize) -> Result<Tensor> {
-        let rows = prompts as i64 + 4;
+        let rows = prompts as i64 + EXTRA_ROWS;
         Ok(self.packed.f_narrow(0, 0, rows * 3)?.f_view([rows, 3])?)
     }
 
     /// Adam's `[lr / bc1, bc2]`.
     fn adam(&self, prompts: usize) -> Result<Tensor> {
-        Ok(self.packed.f_narrow(0, (prompts as i64 + 4) * 3, 2)?)
+        Ok(self
+            .packed
+            .f_narrow(0, (prompts as i64 + EXTRA_ROWS) * 3, 2)?)
     }
 }

@@ -22,7 +22,7 @@
 //! the same device. Work done inside the interrupted frame is redone.
 
 use crate::guidance::adam::Adam;
-use crate::guidance::cutouts::CutoutSampler;
+use crate::guidance::cutouts::{BorderFill, CutoutSampler};
 use crate::guidance::guide::{Guide, Perceptor, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::WeightStop;
@@ -294,12 +294,13 @@ pub fn load_models(
     let mut perceptors = Vec::new();
     for (name, path) in clip_paths {
         let clip = Clip::load_with(&path, device, kind, options)?;
-        let sampler = CutoutSampler::new(
+        let mut sampler = CutoutSampler::new(
             scene.guidance.cutouts as usize,
             scene.guidance.cut_pow,
             scene.guidance.cutout_border,
             clip.input_resolution(),
         )?;
+        sampler.fill = BorderFill::from_name(&scene.guidance.border_mode, "border_mode")?;
         perceptors.push(Perceptor {
             name: name.clone(),
             clip,
@@ -1111,6 +1112,11 @@ fn step_weights_at<'a>(
             stab_target,
             true,
         ),
+        smoothing: scene
+            .stabilization
+            .smoothing_weight
+            .as_ref()
+            .map(|s| WeightStop::at(&s.weight, s.stop.as_ref(), t, f)),
     })
 }
 

@@ -193,7 +193,7 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
         (None, true) => first_frame.end.min(tl.total_steps)..tl.total_steps,
         (None, false) => 0..0,
     };
-    let specs: [(&str, &Option<WeightSpec>, &Range<u64>); 4] = [
+    let specs: [(&str, &Option<WeightSpec>, &Range<u64>); 5] = [
         (
             "direct_init_weight",
             &scene.stabilization.direct_init_weight,
@@ -213,6 +213,11 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
             "semantic_stabilization_weight",
             &scene.stabilization.semantic_stabilization_weight,
             &stab_steps,
+        ),
+        (
+            "smoothing_weight",
+            &scene.stabilization.smoothing_weight,
+            &all,
         ),
     ];
     for (name, spec, steps) in specs {

@@ -6,7 +6,7 @@ use std::f64::consts::PI;
 use tch::{Kind, Tensor};
 use zoetrope::guidance::loss::{
     clamp_grad_rule, clamp_straight_through, scene_prompt_loss, spherical_distance,
-    spherical_distances, straight_through, table_row, weighted_table, weighted_with_stop,
+    spherical_distances, straight_through, table_row, tv_loss, weighted_table, weighted_with_stop,
     ClampWithGrad, DirectLoss, PromptLoss, ScenePrompts, WeightStop,
 };
 use zoetrope::ErrorKind;
@@ -431,4 +431,72 @@ fn batched_distances_equal_per_prompt_distances() {
         assert!(diff < 1e-6, "prompt {p}: {diff}");
     }
     assert!(spherical_distances(&x, &rng.randn(&[3, 7]).unwrap()).is_err());
+}
+
+/// pytti's smoothing loss by hand on a 2×2 image `[[a, b], [c, d]] = [[0, 1],
+/// [2, 4]]`: with the replicated right column and bottom row the differences
+/// are `b−a, 0, d−c, 0` across and `c−a, d−b, 0, 0` down, so
+/// `tv = ((b−a)² + (d−c)² + (c−a)² + (d−b)²) / 4 = (1 + 4 + 4 + 9) / 4 = 4.5`
+/// and `∂tv = ((−2(b−a) − 2(c−a)), (2(b−a) − 2(d−b)), (2(c−a) − 2(d−c)),
+/// (2(d−c) + 2(d−b))) / 4 = (−1.5, −1, 0, 2.5)`.
+#[test]
+fn tv_loss_hand_computed() {
+    let img = Tensor::from_slice(&[0.0f64, 1.0, 2.0, 4.0])
+        .view([1, 1, 2, 2])
+        .set_requires_grad(true);
+    let tv = tv_loss(&img).unwrap();
+    assert_eq!(tv.size(), [1]);
+    assert!(close(vals(&tv)[0], 4.5, 1e-12));
+    tv.sum(Kind::Double).backward();
+    let g = vals(&img.grad());
+    for (got, want) in g.iter().zip([-1.5, -1.0, 0.0, 2.5]) {
+        assert!(close(*got, want, 1e-12), "{g:?}");
+    }
+    // Weighted as pytti's Loss.forward: value w · tv, gradient w · ∂tv.
+    let img = img.detach().set_requires_grad(true);
+    let loss = weighted_with_stop(&tv_loss(&img).unwrap(), WeightStop::weight(0.5)).unwrap();
+    assert!(close(vals(&loss)[0], 2.25, 1e-6));
+    loss.backward();
+    let g = vals(&img.grad());
+    for (got, want) in g.iter().zip([-0.75, -0.5, 0.0, 1.25]) {
+        assert!(close(*got, want, 1e-6), "{g:?}");
+    }
+}
+
+/// Against pytti-core's `tv_loss` (LossAug/TVLossClass.py) evaluated with
+/// torch in float64 on `sin(0.37 · i)` for the flat index `i` of a
+/// `[2, 3, 4, 5]` tensor: per-image values, the first gradients of
+/// `Σ tv` and the gradient's L1 norm.
+#[test]
+fn tv_loss_matches_pytti() {
+    let x = (Tensor::arange(120, (Kind::Double, tch::Device::Cpu)) * 0.37)
+        .sin()
+        .view([2, 3, 4, 5])
+        .set_requires_grad(true);
+    let tv = tv_loss(&x).unwrap();
+    let v = vals(&tv);
+    assert!(close(v[0], 1.002532501628, 1e-11), "{v:?}");
+    assert!(close(v[1], 1.002698742702, 1e-11), "{v:?}");
+    tv.sum(Kind::Double).backward();
+    let g = vals(&x.grad());
+    let want = [
+        -0.044096354498,
+        -0.012866902932,
+        0.008050175852,
+        0.027877701099,
+        0.042778588898,
+        0.087236542587,
+        0.071333123150,
+        0.046928621519,
+    ];
+    for (got, want) in g.iter().zip(want) {
+        assert!(close(*got, want, 1e-11), "{g:?}");
+    }
+    let l1: f64 = g.iter().map(|v| v.abs()).sum();
+    assert!(close(l1, 5.570317631368, 1e-10), "{l1}");
+}
+
+#[test]
+fn tv_loss_rejects_a_flat_tensor() {
+    assert!(tv_loss(&Tensor::zeros([4], opts())).is_err());
 }

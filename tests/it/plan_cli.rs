@@ -391,6 +391,10 @@ fn values_render_would_refuse_are_refused() {
             &["direct_stabilization_weight", "inf", "step 0"],
         ),
         (
+            "scenes = \"a cat\"\nsmoothing_weight = \"1/(t-0.25)\"\nframes_per_second = 4".into(),
+            &["smoothing_weight", "step 5 (frame 2", "inf"],
+        ),
+        (
             format!("scenes = \"{words}\""),
             &["scene 1", "122 tokens", "context of 77"],
         ),
@@ -411,4 +415,44 @@ fn values_render_would_refuse_are_refused() {
             assert!(err.contains(w), "{extra}: wanted {w:?} in {err}");
         }
     }
+}
+
+/// pytti's `smoothing_weight` and `border_mode`: values that are not a
+/// weight or not a border mode are bad input (exit 2) naming the setting;
+/// good ones plan.
+#[test]
+fn smoothing_and_border_mode_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.toml");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "smoothing_weight = \"soft\"",
+            &["s.toml:2", "smoothing_weight"],
+        ),
+        ("smoothing_weight = true", &["smoothing_weight", "weight"]),
+        (
+            "border_mode = \"reflect\"",
+            &["border_mode", "\"reflect\" is not one of", "\"smear\""],
+        ),
+    ];
+    for (line, wants) in cases {
+        std::fs::write(&p, format!("scenes = \"a cat\"\n{line}\n")).unwrap();
+        let out = plan(&[p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{line}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in wants {
+            assert!(err.contains(w), "{line}: {err}");
+        }
+    }
+    std::fs::write(
+        &p,
+        "scenes = \"a cat\"\nsmoothing_weight = \"0.02*t\"\nborder_mode = \"Wrap\"\n",
+    )
+    .unwrap();
+    let out = plan(&[p.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

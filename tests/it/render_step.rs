@@ -166,6 +166,7 @@ fn plain_weights<'a>(guide: &Guide, scene_weights: &[f64]) -> StepWeights<'a> {
         direct_stabilization: None,
         semantic_init: None,
         semantic_stabilization: None,
+        smoothing: None,
     }
 }
 
@@ -820,4 +821,42 @@ fn target_of_an_outside_image() {
     assert!(!t.z_q.as_ref().unwrap().requires_grad());
     let small = Rng::new(908).unwrap().rand(&[1, 3, H / 2, W]).unwrap();
     assert!(g.target_of_image(&vq, &small).is_err());
+}
+
+/// pytti's smoothing loss alone (scene weight 0) flattens the image: its
+/// total variation falls, and the step's loss is `smoothing_weight · tv`.
+#[test]
+fn smoothing_weight_lowers_total_variation() {
+    let g = guide(&[&["a red apple"]]);
+    let mut state = palette_state(5);
+    let tv = |s: &ImageState| {
+        zoetrope::guidance::loss::tv_loss(&s.image().unwrap())
+            .unwrap()
+            .double_value(&[0])
+    };
+    let before = tv(&state);
+    let mut w = plain_weights(&g, &[0.0]);
+    w.smoothing = Some(WeightStop::weight(2.0));
+    let mut rng = Rng::new(3).unwrap();
+    let losses = run(&g, &mut state, 0.05, 20, &w, &mut rng);
+    assert!(
+        (losses[0] - 2.0 * before).abs() < 1e-4 * before.max(1.0),
+        "{losses:?} vs tv {before}"
+    );
+    let after = tv(&state);
+    assert!(after < before * 0.5, "tv {before} -> {after}");
+
+    // Weight 0 changes nothing against no smoothing at all.
+    let go = |smoothing| {
+        let mut s = palette_state(6);
+        let mut w = plain_weights(&g, &[1.0]);
+        w.smoothing = smoothing;
+        let mut rng = Rng::new(8).unwrap();
+        run(&g, &mut s, 0.05, 3, &w, &mut rng);
+        s.param().copy()
+    };
+    assert_eq!(
+        max_abs_diff(&go(None), &go(Some(WeightStop::weight(0.0)))),
+        0.0
+    );
 }

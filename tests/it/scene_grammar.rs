@@ -381,3 +381,46 @@ fn recorded_settings_reload_from_elsewhere() {
         Some(0.3)
     );
 }
+
+/// `smoothing_weight` (pytti's TV loss weight): absent or 0 is off; a number,
+/// an expression in `t` or `weight:stop` is read as the other loss weights.
+/// `border_mode`: pytti's five names, any case, default `mirror`.
+#[test]
+fn smoothing_weight_and_border_mode() {
+    let s = load("scenes = \"a\"");
+    assert!(s.stabilization.smoothing_weight.is_none());
+    assert_eq!(s.guidance.border_mode, "mirror");
+    let s = load("scenes = \"a\"\nsmoothing_weight = 0");
+    assert!(s.stabilization.smoothing_weight.is_none());
+    let s = load("scenes = \"a\"\nsmoothing_weight = 0.02");
+    let w = s.stabilization.smoothing_weight.unwrap();
+    assert_eq!(w.weight.eval(0.0, 0.0), 0.02);
+    assert!(w.stop.is_none());
+    let s = load("scenes = \"a\"\nsmoothing_weight = \"0.5*t:0.1\"");
+    let w = s.stabilization.smoothing_weight.unwrap();
+    assert_eq!(w.weight.eval(2.0, 0.0), 1.0);
+    assert_eq!(w.stop.unwrap().eval(0.0, 0.0), 0.1);
+    let e = err("scenes = \"a\"\nsmoothing_weight = \"smooth\"");
+    assert!(e.contains("smoothing_weight"), "{e}");
+    let e = err("scenes = \"a\"\nsmoothing_weight = [1]");
+    assert!(e.contains("smoothing_weight"), "{e}");
+
+    for (written, mode) in [
+        ("clamp", "clamp"),
+        ("mirror", "mirror"),
+        ("WRAP", "wrap"),
+        ("black", "black"),
+        (" smear ", "smear"),
+    ] {
+        let s = load(&format!("scenes = \"a\"\nborder_mode = \"{written}\""));
+        assert_eq!(s.guidance.border_mode, mode);
+    }
+    let e = err("scenes = \"a\"\nborder_mode = \"reflect\"");
+    assert!(e.contains("border_mode"), "{e}");
+    assert!(
+        e.contains("\"clamp\", \"mirror\", \"wrap\", \"black\", \"smear\""),
+        "{e}"
+    );
+    let e = err("scenes = \"a\"\nborder_mode = 2");
+    assert!(e.contains("border_mode"), "{e}");
+}

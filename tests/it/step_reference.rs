@@ -263,6 +263,7 @@ fn run_case(case: &str) {
             direct_stabilization: Some((direct_stab, &stab)),
             semantic_init: None,
             semantic_stabilization: None,
+            smoothing: None,
         };
         let loss = guide
             .step(&mut state, &mut adam, &weights, &mut rng)

@@ -10,7 +10,19 @@ use toml::de::DeValue;
 
 /// The settings this section reads (pytti's perceptor flags, also read
 /// here, come from the catalog).
-pub const KEYS: &[&str] = &["perceptors", "cutouts", "cut_pow", "cutout_border"];
+pub const KEYS: &[&str] = &[
+    "perceptors",
+    "cutouts",
+    "cut_pow",
+    "cutout_border",
+    "border_mode",
+];
+
+/// pytti's `border_mode` names: what a crop sees where it hangs over the
+/// image edge (`clamp` keeps crops inside the image; `mirror`, `wrap`,
+/// `black` and `smear` pad the image by `cutout_border` with reflection,
+/// wrap-around, zeros or the repeated edge).
+pub const BORDER_MODES: [&str; 5] = ["clamp", "mirror", "wrap", "black", "smear"];
 
 /// The perceptors and how they look at the image.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +33,8 @@ pub struct Guidance {
     pub cutouts: u32,
     pub cut_pow: f64,
     pub cutout_border: f64,
+    /// One of [`BORDER_MODES`]; `mirror` unless the scene says otherwise.
+    pub border_mode: String,
 }
 
 impl Guidance {
@@ -42,11 +56,14 @@ impl Guidance {
                 "expected a fraction from 0 to 1, e.g. 0.25",
             ));
         }
+        let modes = BORDER_MODES.map(|m| (m, m));
+        let border_mode = r.choice("border_mode", "mirror", &modes)?.to_string();
         Ok(Guidance {
             perceptors,
             cutouts,
             cut_pow,
             cutout_border,
+            border_mode,
         })
     }
 }

@@ -15,6 +15,7 @@ pub const KEYS: &[&str] = &[
     "stabilization_target",
     "semantic_init_weight",
     "semantic_stabilization_weight",
+    "smoothing_weight",
 ];
 
 /// What `direct_stabilization_weight` pulls toward after the first warp.
@@ -52,6 +53,14 @@ pub struct Stabilization {
         serialize_with = "ser_weight_opt"
     )]
     pub semantic_stabilization_weight: Option<WeightSpec>,
+    /// pytti's `smoothing_weight`: the total-variation loss on the image
+    /// (`crate::guidance::loss::tv_loss`). `None` when absent or the constant
+    /// 0 (pytti skips the loss then), so renders without it are unchanged.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_weight_opt"
+    )]
+    pub smoothing_weight: Option<WeightSpec>,
 }
 
 /// Weight strings serialize as written (`"0.3"`, `"1:-.5"`).
@@ -92,6 +101,9 @@ impl Stabilization {
         )?;
         let semantic_init_weight = r.weight("semantic_init_weight")?;
         let semantic_stabilization_weight = r.weight("semantic_stabilization_weight")?;
+        let smoothing_weight = r
+            .weight("smoothing_weight")?
+            .filter(|w| w.weight.as_constant() != Some(0.0));
         if init_image.is_none() {
             let needs = [
                 ("direct_init_weight", direct_init_weight.is_some()),
@@ -117,6 +129,7 @@ impl Stabilization {
             stabilization_target,
             semantic_init_weight,
             semantic_stabilization_weight,
+            smoothing_weight,
         })
     }
 }
