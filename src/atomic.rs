@@ -3,9 +3,8 @@
 //! either the old file or the complete new one, never a half-written file;
 //! on any failure the temporary file is removed and the old file is left
 //! untouched. Frames, run state, plans, charts, weights sidecars and grid
-//! outputs all go through it; writers that need a path of their own (an
-//! encoder that picks the format from the extension) use
-//! [`write_atomic_via`].
+//! outputs all go through it; a writer that needs a path of its own (the
+//! grid's MP4 encoder) takes a name from [`temp_path`] and renames it.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -49,28 +48,6 @@ pub fn write_atomic_with(
         let _ = fs::remove_file(&tmp);
         Error::io(format!("could not write {}", path.display()), e)
     })
-}
-
-/// Writes `path` atomically through a writer that needs a file name of its
-/// own: `write` receives a temporary path in the target's folder ending in
-/// `suffix` (e.g. `.png`), and the file it leaves there is synced and
-/// renamed over `path`. On any failure the temporary file is removed.
-pub fn write_atomic_via(
-    path: &Path,
-    suffix: &str,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    let tmp = temp_path(path, suffix)?;
-    let result = write(&tmp).and_then(|()| {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .and_then(|()| fs::rename(&tmp, path))
-            .map_err(|e| Error::io(format!("could not write {}", path.display()), e))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// A unique temporary name in the target's folder (a rename across file
