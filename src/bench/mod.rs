@@ -63,6 +63,7 @@ use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::guidance::adam::Adam;
+use crate::guidance::augment::AugmentConfig;
 use crate::guidance::cutouts::CutoutSampler;
 use crate::guidance::guide::{Guide, Perceptor, StepWeights};
 use crate::guidance::image::{ImageModel, ImageState};
@@ -101,6 +102,12 @@ pub struct BenchOptions {
     /// Also time each phase of the step (extra synchronised steps after the
     /// timed ones; they change neither the timing nor the loss curve).
     pub breakdown: bool,
+    /// pytti's cutout augmentations on every batch (`cutout_augs = "pytti"`);
+    /// off by default, so that the step is the reference's.
+    pub augment: bool,
+    /// `gradient_accumulation_steps`: the passes the cutouts go through the
+    /// perceptors in (1: one pass).
+    pub passes: usize,
 }
 
 /// Everything a run of the benchmark made: the guide (perceptors and
@@ -114,13 +121,8 @@ struct Built {
 
 /// Builds the models of `spec` on `device` in `kind` with random weights, the
 /// prompts' embeddings and a random start, exactly as the render does.
-fn build(
-    spec: &BenchSpec,
-    device: Device,
-    kind: Kind,
-    tuning: Tuning,
-    rng: &mut Rng,
-) -> Result<Built> {
+fn build(spec: &BenchSpec, opts: &BenchOptions, rng: &mut Rng) -> Result<Built> {
+    let (device, kind, tuning) = (opts.device, opts.kind, opts.tuning);
     let options = ModelOptions::of_tuning(&tuning);
     let mut stores = Vec::new();
     let mut perceptors = Vec::new();
@@ -133,7 +135,9 @@ fn build(
         if tuning.channels_last {
             crate::gpu::make_channels_last(&vs)?;
         }
-        let sampler = CutoutSampler::new(spec.cutouts, CUT_POW, 0.25, clip.input_resolution())?;
+        let mut sampler =
+            CutoutSampler::new(spec.cutouts, CUT_POW, 0.25, clip.input_resolution())?;
+        sampler.augment = opts.augment.then(AugmentConfig::pytti_classic);
         perceptors.push(Perceptor {
             name: name.clone(),
             clip,
@@ -161,6 +165,7 @@ fn build(
         std::path::Path::new("."),
     )?;
     guide.set_tuning(tuning)?;
+    guide.set_gradient_accumulation_steps(opts.passes)?;
     let state = ImageState::random(
         ImageModel::Vqgan(vqgan),
         spec.width,
@@ -234,6 +239,10 @@ pub struct BenchResult {
     pub final_loss: f64,
     /// The speed switches, `name=on|off …`.
     pub tuning: String,
+    /// `pytti` with the cutout augmentations, else `none`.
+    pub cutout_augs: String,
+    /// The passes of `gradient_accumulation_steps`.
+    pub gradient_accumulation_steps: usize,
     /// With `--breakdown`: ms/step of each phase, device synchronised between phases.
     pub phases_ms: Option<Vec<(String, f64)>>,
     /// The loss of every step, warm-up steps first (not printed in JSON; see `--loss-curve`).
@@ -269,7 +278,7 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         mut state,
         prompts,
         _stores,
-    } = build(spec, opts.device, opts.kind, opts.tuning, &mut rng)
+    } = build(spec, opts, &mut rng)
         .map_err(|e| e.context(format!("building configuration {}", spec.name)))?;
     let weights = step_weights(&prompts);
     let mut adam = Adam::new(state.param(), state.default_lr())?;
@@ -346,6 +355,8 @@ pub fn run_bench(spec: &BenchSpec, opts: &BenchOptions) -> Result<BenchResult> {
         peak_tflops,
         final_loss: *losses.last().unwrap_or(&f64::NAN),
         tuning: opts.tuning.describe(),
+        cutout_augs: if opts.augment { "pytti" } else { "none" }.into(),
+        gradient_accumulation_steps: opts.passes,
         phases_ms,
         losses,
     })
@@ -428,6 +439,8 @@ mod switch_tests {
             peak_tflops: Some(H100_BF16_PEAK_TFLOPS),
             tuning: Tuning::from_specs(tune).unwrap(),
             breakdown: false,
+            augment: false,
+            passes: 1,
         };
         run_bench(&spec, &opts).unwrap().losses
     }

@@ -104,6 +104,8 @@ pub fn bench_workload(spec: &BenchSpec, precision: Precision, tuning: Tuning) ->
         width: spec.width,
         height: spec.height,
         cutouts: spec.cutouts as i64,
+        passes: 1,
+        augment: false,
         cutout_border: 0.25,
         perceptors: spec
             .perceptors

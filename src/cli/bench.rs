@@ -61,6 +61,14 @@ pub struct BenchArgs {
     /// synchronised between phases and report each phase's ms/step.
     #[arg(long)]
     pub breakdown: bool,
+    /// pytti's cutout augmentations on every batch (pytti) or not (none,
+    /// the default: the step the reference times).
+    #[arg(long, value_name = "pytti|none", default_value = "none")]
+    pub cutout_augs: String,
+    /// The passes each step's cutouts go through the perceptors in (the
+    /// scene setting of that name; 1 to the configuration's cutouts).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub gradient_accumulation_steps: usize,
 }
 
 fn curve_path(base: &std::path::Path, config: &str, several: bool) -> PathBuf {
@@ -103,7 +111,10 @@ fn print_line(r: &BenchResult) {
         r.achieved_tflops,
         r.final_loss,
     );
-    println!("  switches: {}", r.tuning);
+    println!(
+        "  switches: {}; cutout_augs {}, gradient_accumulation_steps {}",
+        r.tuning, r.cutout_augs, r.gradient_accumulation_steps
+    );
     if let Some(phases) = &r.phases_ms {
         let parts: Vec<String> = phases
             .iter()
@@ -135,6 +146,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )));
     }
     let tuning = Tuning::from_specs(&args.tune)?;
+    let augment = match args.cutout_augs.trim().to_ascii_lowercase().as_str() {
+        "pytti" => true,
+        "none" => false,
+        other => {
+            return Err(Error::input(format!(
+                "--cutout-augs {other}: expected pytti or none"
+            )))
+        }
+    };
+    if args.gradient_accumulation_steps == 0 {
+        return Err(Error::input(
+            "--gradient-accumulation-steps 0: a step needs at least one pass; use 1 or more",
+        ));
+    }
     let opts = BenchOptions {
         device,
         kind,
@@ -144,10 +169,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         peak_tflops: Some(args.peak_tflops),
         tuning,
         breakdown: args.breakdown,
+        augment,
+        passes: args.gradient_accumulation_steps,
     };
     let mut results = Vec::new();
     for name in &names {
         let spec = BenchSpec::named(name, args.small)?;
+        if args.gradient_accumulation_steps > spec.cutouts {
+            return Err(Error::input(format!(
+                "--gradient-accumulation-steps {}: configuration {name} has {} cutouts; each pass needs at least one",
+                args.gradient_accumulation_steps, spec.cutouts
+            )));
+        }
         let r = run_bench(&spec, &opts)?;
         if let Some(base) = &args.loss_curve {
             write_loss_curve(&curve_path(base, name, names.len() > 1), &r.losses)?;

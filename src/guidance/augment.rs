@@ -567,6 +567,34 @@ impl AugmentParams {
         Ok(out)
     }
 
+    /// The parameters of cutouts `start .. start + len` (the batch's shared
+    /// colour order and fill value kept): what a part of the batch gets when
+    /// the cutouts go through the perceptors in several passes
+    /// (`gradient_accumulation_steps`), so that the parts together are
+    /// augmented exactly as the whole batch would be.
+    pub fn slice(&self, start: usize, len: usize) -> Result<AugmentParams> {
+        let cutouts = self
+            .cutouts
+            .get(start..start + len)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "augmentations of cutouts {start}..{} out of a batch of {}",
+                    start + len,
+                    self.cutouts.len()
+                ))
+            })?
+            .to_vec();
+        Ok(AugmentParams {
+            cutouts,
+            ..self.clone()
+        })
+    }
+
+    /// Whether any cutout gets any augmentation.
+    pub fn is_identity(&self) -> bool {
+        self.cutouts.iter().all(|c| *c == CutoutAugment::NONE)
+    }
+
     fn check(&self, cutouts: &Tensor) -> Result<()> {
         let size = cutouts.size();
         let n = self.cutouts.len() as i64;

@@ -16,7 +16,13 @@
 //!   `F.adaptive_avg_pool2d(crop, r)` (bin `i` covers
 //!   `[floor(i·s/r), ceil((i+1)·s/r))`), so downscaled crops are anti-aliased
 //!   and upscaled ones are nearest-neighbour like pytti's;
-//! - per-crop noise `U(0, noise) · N(0, 1)` per pixel (`noise` = 0.1 as in pytti);
+//! - pytti's augmentations when the sampler has them (`cutout_augs = "pytti"`,
+//!   [`CutoutSampler::augment`]; [`crate::guidance::augment`]): flip, affine
+//!   and perspective in one resample of the batch, then colour jitter and
+//!   erasing as batched tensor ops, on the resampled crops as pytti applies
+//!   its kornia chain to them;
+//! - per-crop noise `U(0, noise) · N(0, 1)` per pixel (`noise` = 0.1 as in pytti),
+//!   after the augmentations as in pytti;
 //! - CLIP's normalisation.
 //!
 //! Differences from pytti, all deliberate:
@@ -40,14 +46,16 @@
 //! - In `clamp` mode pytti clamps offsets to `side − size + 1`, which makes the
 //!   last crop one pixel narrower than it is tall (Python slicing truncates);
 //!   here offsets are clamped to `side − size`, so crops are always square.
-//! - pytti also runs kornia augmentations (flips, affine, perspective, colour
-//!   jitter, random erasing) on the crops; the spec asks only for the noise, so
-//!   those are not applied.
+//! - The augmentations' geometric stages are one projective map per crop
+//!   sampled once (kornia resamples once per stage); see
+//!   [`crate::guidance::augment`] and docs/augmentations.md.
 //!
-//! Randomness: crop sizes and offsets, and the pixel noise, are drawn from the
-//! caller's [`Rng`] (on a GPU the noise from the device's generator, which
-//! the `Rng` seeds; see [`crate::rng`]), so seeded runs repeat on the same
-//! device.
+//! Randomness: crop sizes and offsets, the augmentations' values and the pixel
+//! noise are drawn from the caller's [`Rng`] (placements and augmentations on
+//! the host; on a GPU the noise from the device's generator, which the `Rng`
+//! seeds; see [`crate::rng`]), so seeded runs repeat on the same device. The
+//! noise of a batch is drawn whole ([`draw_noise`]), so a batch that goes
+//! through the perceptors in parts gets the same noise as in one pass.
 //!
 //! For checks against a reference computation,
 //! [`CutoutSampler::with_fixed_placements`] makes a sampler that draws
@@ -57,6 +65,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::guidance::augment::{self, AugmentConfig, AugmentParams};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -170,6 +179,10 @@ pub struct CutoutSampler {
     pub noise: f64,
     /// What fills the part of a crop hanging over the edge.
     pub fill: BorderFill,
+    /// The augmentations applied to every batch (`cutout_augs = "pytti"`:
+    /// [`AugmentConfig::pytti_classic`]); `None` applies none
+    /// (`cutout_augs = "none"`, and [`new`](Self::new)'s default).
+    pub augment: Option<AugmentConfig>,
     /// Placements given instead of drawn ([`with_fixed_placements`](Self::with_fixed_placements)).
     fixed: Option<Vec<Crop>>,
 }
@@ -185,6 +198,7 @@ impl CutoutSampler {
             resolution,
             noise: DEFAULT_NOISE,
             fill: BorderFill::default(),
+            augment: None,
             fixed: None,
         };
         sampler.validate()?;
@@ -194,7 +208,9 @@ impl CutoutSampler {
     /// This sampler with its randomness taken out, for checks against a
     /// reference computation: [`place`](Self::place) returns `crops` (checked
     /// against the image when they are resampled), `cutouts` becomes their
-    /// number and the noise 0. Not reachable from a scene file.
+    /// number and the noise 0. The augmentations stay as they were set (none
+    /// unless [`augment`](Self::augment) says otherwise). Not reachable from a
+    /// scene file.
     pub fn with_fixed_placements(self, crops: Vec<Crop>) -> Result<Self> {
         if crops.is_empty() {
             return Err(Error::internal(
@@ -303,29 +319,62 @@ impl CutoutSampler {
     }
 
     /// The whole per-step operation: random placements, batched resampling,
-    /// noise and CLIP normalisation. `image` is `[1, 3, H, W]` in `[0, 1]`;
-    /// the result is `[cutouts, 3, r, r]` and differentiable w.r.t. `image`.
+    /// the augmentations, noise and CLIP normalisation. `image` is
+    /// `[1, 3, H, W]` in `[0, 1]`; the result is `[cutouts, 3, r, r]` and
+    /// differentiable w.r.t. `image`.
     pub fn sample(&self, image: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         let (_, _, h, w) = image_dims(image)?;
         let crops = self.place(w, h, rng)?;
         self.sample_with(image, &crops, rng)
     }
 
-    /// Like [`sample`](Self::sample) with given placements: resamples,
-    /// adds this sampler's noise (none when `noise` is 0) and normalises.
+    /// Like [`sample`](Self::sample) with given placements: resamples, draws
+    /// and applies this sampler's augmentations (if any), adds its noise
+    /// (none when `noise` is 0) and normalises.
     pub fn sample_with(&self, image: &Tensor, crops: &[Crop], rng: &mut Rng) -> Result<Tensor> {
         let resampled = self.resample(image, crops)?;
-        let noisy = add_noise(&resampled, self.noise, rng)?;
+        let params = self.draw_augment(crops.len(), rng)?;
+        let augmented = augment_cutouts(&resampled, params.as_ref())?;
+        let noisy = add_noise(&augmented, self.noise, rng)?;
         clip_normalize(&noisy)
     }
 
     /// Like [`sample_with`](Self::sample_with) with the crops given as their
-    /// bins on the image's device ([`bins`](Self::bins)): nothing here reads
-    /// the host, so a CUDA graph can capture it and replay it with new bins.
-    pub fn sample_with_bins(&self, image: &Tensor, bins: &Tensor, rng: &mut Rng) -> Result<Tensor> {
-        let resampled = self.resample_bins(image, bins)?;
-        let noisy = add_noise(&resampled, self.noise, rng)?;
+    /// bins on the image's device ([`bins`](Self::bins)) and the
+    /// augmentations already drawn ([`draw_augment`](Self::draw_augment)).
+    /// Without augmentations nothing here reads the host, so a CUDA graph can
+    /// capture it and replay it with new bins.
+    pub fn sample_with_bins(
+        &self,
+        image: &Tensor,
+        bins: &Tensor,
+        augment: Option<&AugmentParams>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
+        let augmented = self.augmented_bins(image, bins, augment)?;
+        let noisy = add_noise(&augmented, self.noise, rng)?;
         clip_normalize(&noisy)
+    }
+
+    /// The augmentations of a batch of `n` crops drawn from `rng` (after the
+    /// placements, as a step draws them), or `None` when this sampler has
+    /// none.
+    pub fn draw_augment(&self, n: usize, rng: &mut Rng) -> Result<Option<AugmentParams>> {
+        self.augment
+            .as_ref()
+            .map(|config| AugmentParams::draw_with(config, n, self.resolution, rng))
+            .transpose()
+    }
+
+    /// Resampling by bins, then the drawn augmentations (no noise, no
+    /// normalisation): `[N, C, r, r]`.
+    pub fn augmented_bins(
+        &self,
+        image: &Tensor,
+        bins: &Tensor,
+        augment: Option<&AugmentParams>,
+    ) -> Result<Tensor> {
+        augment_cutouts(&self.resample_bins(image, bins)?, augment)
     }
 
     /// Deterministic batched resampling of `crops` to `r × r` (no noise, no
@@ -429,19 +478,46 @@ impl CutoutSampler {
     }
 }
 
+/// pytti's augmentations `params` applied to resampled crops (none when
+/// `params` is `None` or augments nothing). They run in float32 (the colour
+/// jitter's HSV round trips want it) and come back in the crops' kind.
+pub fn augment_cutouts(crops: &Tensor, params: Option<&AugmentParams>) -> Result<Tensor> {
+    match params {
+        Some(p) if !p.is_identity() => {
+            let kind = crops.kind();
+            let out = augment::apply(&crops.f_to_kind(Kind::Float)?, p)?;
+            Ok(out.f_to_kind(kind)?)
+        }
+        _ => Ok(crops.shallow_clone()),
+    }
+}
+
 /// Adds per-crop noise: crop `n` gets `σ_n · N(0, 1)` per pixel with
 /// `σ_n ~ U(0, noise)`, drawn on the crops' device (pytti's `noise_fac`).
 pub fn add_noise(crops: &Tensor, noise: f64, rng: &mut Rng) -> Result<Tensor> {
-    if noise == 0.0 {
-        return Ok(crops.shallow_clone());
+    match draw_noise(&crops.size(), noise, crops.kind(), crops.device(), rng)? {
+        Some(n) => Ok(crops.f_add(&n)?),
+        None => Ok(crops.shallow_clone()),
     }
-    let (kind, device) = (crops.kind(), crops.device());
-    let n = crops.size().first().copied().unwrap_or(0);
+}
+
+/// The noise [`add_noise`] adds to crops of shape `size` (`[N, C, r, r]`),
+/// drawn whole, or `None` when `noise` is 0 (nothing is drawn then).
+pub fn draw_noise(
+    size: &[i64],
+    noise: f64,
+    kind: Kind,
+    device: Device,
+    rng: &mut Rng,
+) -> Result<Option<Tensor>> {
+    if noise == 0.0 {
+        return Ok(None);
+    }
+    let n = size.first().copied().unwrap_or(0);
     let facs = rng
         .rand_on(&[n, 1, 1, 1], kind, device)?
         .f_mul_scalar(noise)?;
-    let noise = facs.f_mul(&rng.randn_on(&crops.size(), kind, device)?)?;
-    Ok(crops.f_add(&noise)?)
+    Ok(Some(facs.f_mul(&rng.randn_on(size, kind, device)?)?))
 }
 
 /// CLIP's input normalisation `(x − mean) / std` per RGB channel, for

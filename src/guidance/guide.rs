@@ -104,6 +104,9 @@ pub struct Guide {
     pub(super) targets: Vec<Tensor>,
     /// The speed switches the step reads (cutout precision, CUDA graphs).
     pub(super) tuning: Tuning,
+    /// `gradient_accumulation_steps`: the passes a step's cutouts are split
+    /// into, each back-propagated before the next (1: one pass).
+    pub(super) accumulation: usize,
     /// The captured step, on CUDA.
     pub(super) graph: std::cell::RefCell<GraphRun>,
 }
@@ -147,6 +150,7 @@ impl Guide {
             prompts,
             targets,
             tuning: Tuning::default(),
+            accumulation: 1,
             graph: std::cell::RefCell::new(GraphRun::default()),
         })
     }
@@ -165,6 +169,30 @@ impl Guide {
         }
         self.tuning = tuning;
         Ok(())
+    }
+
+    /// pytti's `gradient_accumulation_steps`: each step sends its cutouts
+    /// through the perceptors in `steps` passes (every perceptor's batch
+    /// split into nearly equal parts), back-propagating each pass before the
+    /// next, then makes one Adam update. The update is the one-pass update up
+    /// to float rounding (the loss is a mean over the cutouts, so each pass
+    /// adds its share); the perceptors' activations are held for one part at
+    /// a time. The placements, augmentations and noise are drawn for the
+    /// whole batch as in one pass, so the random numbers do not change.
+    pub fn set_gradient_accumulation_steps(&mut self, steps: usize) -> Result<()> {
+        if steps == 0 {
+            return Err(Error::input(
+                "gradient_accumulation_steps = 0: a step needs at least one pass; use 1 (the default) or more",
+            ));
+        }
+        self.accumulation = steps;
+        Ok(())
+    }
+
+    /// The passes a step's cutouts are split into
+    /// ([`set_gradient_accumulation_steps`](Self::set_gradient_accumulation_steps)).
+    pub fn gradient_accumulation_steps(&self) -> usize {
+        self.accumulation
     }
 
     /// The perceptors, in the scene's order.

@@ -91,6 +91,7 @@ impl StepInputs {
                 .iter()
                 .map(crate::ops::copy)
                 .collect::<Result<_>>()?,
+            augments: self.augments.clone(),
             packed: crate::ops::copy(&self.packed)?,
         })
     }

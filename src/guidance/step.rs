@@ -18,7 +18,15 @@
 //!    pushing saturated values further out of range, from where they need many
 //!    steps to come back.
 //! 3. For every perceptor, one batch of cutouts (its [`CutoutSampler`], one
-//!    batched resampling op) is encoded by CLIP.
+//!    batched resampling op, then pytti's augmentations when the sampler has
+//!    them, then the noise) is encoded by CLIP. With
+//!    `gradient_accumulation_steps = k` ([`Guide::set_gradient_accumulation_steps`])
+//!    steps 3–4's cutout losses run in `k` passes over parts of each batch,
+//!    each back-propagated to the image (weighted by its share of the
+//!    cutouts) before the next; the last pass joins the other losses, whose
+//!    backward goes on through the decoder once. Placements, augmentations
+//!    and noise are drawn for the whole batch first, so the update is the
+//!    one-pass update up to float rounding.
 //! 4. Loss = `Σ_scenes weight · Σ_prompts loss` (docs/design.md §2, §3) + the direct and
 //!    semantic init/stabilisation losses (docs/design.md §6); backward; Adam step on the
 //!    parameter.
@@ -62,7 +70,8 @@
 use tch::{Kind, Tensor};
 
 use crate::guidance::adam::Adam;
-use crate::guidance::cutouts::clip_normalize;
+use crate::guidance::augment::AugmentParams;
+use crate::guidance::cutouts::{clip_normalize, draw_noise};
 use crate::guidance::guide::{Guide, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::{
@@ -100,7 +109,8 @@ impl Guide {
         self.check_step(state, w)?;
         let inputs = self.prepare(state, adam, w, rng)?;
         let device = state.device();
-        if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::shim_built() {
+        let augmented = inputs.augments.iter().any(Option::is_some);
+        if self.tuning.cuda_graphs && device.is_cuda() && crate::gpu::shim_built() && !augmented {
             return self.step_graphed(state, adam, w, &inputs, rng);
         }
         self.device_step(state, adam, w, &inputs, rng, &mut None)
@@ -121,7 +131,9 @@ impl Guide {
         self.device_step(state, adam, w, &inputs, rng, &mut Some(phases))
     }
 
-    /// The host half of a step: draws the crop placements from `rng`, evaluates them into pooling bins, writes the weight table
+    /// The host half of a step: draws the crop placements (and, with
+    /// `cutout_augs`, each batch's augmentations) from `rng`, evaluates the
+    /// placements into pooling bins, writes the weight table
     /// (one row `(scene weight, weight, stop)` per prompt of every scene, then
     /// one row per init/stabilisation loss) and Adam's two scalars, and
     /// uploads it all without waiting on the GPU.
@@ -135,6 +147,7 @@ impl Guide {
         let device = state.device();
         let (wd, h) = (state.width(), state.height());
         let mut bins = Vec::new();
+        let mut augments = Vec::new();
         if self.needs_cutouts(w) {
             for p in &self.perceptors {
                 let crops = p.sampler.place(wd, h, rng)?;
@@ -145,6 +158,7 @@ impl Guide {
                     p.sampler.resolution,
                 ])?;
                 bins.push(crate::gpu::upload(&t, device)?);
+                augments.push(p.sampler.draw_augment(crops.len(), rng)?);
             }
         }
         let scenes: Vec<ScenePrompts<'_>> = self
@@ -177,7 +191,11 @@ impl Guide {
         let [step_size, bc2] = adam.advance();
         table.extend([step_size as f32, bc2 as f32]);
         let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
-        Ok(StepInputs { bins, packed })
+        Ok(StepInputs {
+            bins,
+            augments,
+            packed,
+        })
     }
 
     /// The device half of a step (module docs): reads only tensors, so a
@@ -214,32 +232,19 @@ impl Guide {
             .filter_map(|(k, (_, t))| t.map(|(_, target)| (k, target)))
             .collect();
         let mut checkpoints = Vec::new();
+        // The losses of the cutout passes before the last, already
+        // back-propagated to the image (gradient_accumulation_steps > 1).
+        let mut earlier: Option<Tensor> = None;
         if self.needs_cutouts(w) {
-            let (embeds, target_cuts) =
-                self.encode_cutouts(image, inputs, &semantic, rng, phases, &mut checkpoints)?;
-            if p_count > 0 {
-                let distances = self
-                    .targets
-                    .iter()
-                    .zip(&embeds)
-                    .map(|(t, e)| spherical_distances(e, t))
-                    .collect::<Result<Vec<_>>>()?;
-                let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ N]
-                total = total.f_add(&weighted_table(
-                    &distances,
-                    &table.f_narrow(0, 0, p_count)?,
-                )?)?;
-            }
-            for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
-                let raw = embeds
-                    .iter()
-                    .zip(&cuts)
-                    .map(|(e, t)| spherical_distance(e, t))
-                    .collect::<Result<Vec<_>>>()?;
-                let raw = Tensor::f_cat(&raw, 0)?.f_unsqueeze(0)?;
-                let row = table.f_narrow(0, p_count + *k as i64, 1)?;
-                total = total.f_add(&weighted_table(&raw, &row)?)?;
-            }
+            let scope = LossScope {
+                semantic: &semantic,
+                table: &table,
+                p_count,
+            };
+            let passes = self.cutout_loss(image, inputs, &scope, rng, phases)?;
+            total = total.f_add(&passes.last)?;
+            checkpoints = passes.checkpoints;
+            earlier = passes.earlier;
         }
 
         // 4: direct losses toward pixels (and the latent, for a VQGAN).
@@ -264,18 +269,137 @@ impl Guide {
         adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
         state.clamp_to_codebook()?;
         mark(phases, device, Some("adam"));
-        Ok(total.f_detach()?)
+        let total = total.f_detach()?;
+        Ok(match earlier {
+            Some(e) => total.f_add(&e)?,
+            None => total,
+        })
     }
 
-    /// Step 3's forward: per perceptor, one batch of cutouts of `image` and
-    /// its embeddings `[N, D]` (float32), and for each semantic loss the
-    /// embeddings of its target cut at the same placements (no gradient).
+    /// Steps 3–4 for the cutouts: the cutout losses (prompts and semantic
+    /// losses) in the passes of `gradient_accumulation_steps`. Every pass
+    /// but the last is weighted by its share of the cutouts and
+    /// back-propagated to the image (checkpointed segments included) here;
+    /// the last pass's loss and checkpoints are returned to join the other
+    /// losses' backward.
+    fn cutout_loss<'g>(
+        &'g self,
+        image: &Tensor,
+        inputs: &StepInputs,
+        scope: &LossScope<'_, '_>,
+        rng: &mut Rng,
+        phases: &mut Option<&mut PhaseTimes>,
+    ) -> Result<CutoutLoss<'g>> {
+        let noise = self.cutout_noise(image, inputs, rng)?;
+        let passes = self.cutout_passes(inputs)?;
+        let all: i64 = passes.iter().flatten().map(|&(_, len)| len).sum();
+        let mut earlier: Option<Tensor> = None;
+        for (k, parts) in passes.iter().enumerate() {
+            let pass = CutoutPass {
+                parts,
+                noise: &noise,
+            };
+            let mut checkpoints = Vec::new();
+            let (embeds, target_cuts) = self.encode_cutouts(
+                image,
+                inputs,
+                &pass,
+                scope.semantic,
+                phases,
+                &mut checkpoints,
+            )?;
+            let mut loss = cutout_losses(&embeds, &target_cuts, &self.targets, scope)?;
+            if passes.len() > 1 {
+                // This pass's share of the means over all cutouts.
+                let share: i64 = parts.iter().map(|&(_, len)| len).sum();
+                loss = loss.f_mul_scalar(share as f64 / all as f64)?;
+            }
+            if k + 1 == passes.len() {
+                return Ok(CutoutLoss {
+                    last: loss,
+                    checkpoints,
+                    earlier,
+                });
+            }
+            loss.f_backward()?;
+            for c in &checkpoints {
+                c.backward()?;
+            }
+            let value = loss.f_detach()?;
+            earlier = Some(match earlier {
+                Some(e) => e.f_add(&value)?,
+                None => value,
+            });
+        }
+        Err(Error::internal("a step with cutouts but no cutout pass"))
+    }
+
+    /// Per perceptor, the noise of its whole batch of cutouts (drawn from
+    /// `rng` in perceptor order, as one pass draws it), so that the passes of
+    /// `gradient_accumulation_steps` add the same noise as one pass.
+    fn cutout_noise(
+        &self,
+        image: &Tensor,
+        inputs: &StepInputs,
+        rng: &mut Rng,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let device = image.device();
+        self.perceptors
+            .iter()
+            .zip(&inputs.bins)
+            .map(|(p, bins)| {
+                let kind = self.cutout_kind(p);
+                let n = bins.size()[1];
+                let r = p.sampler.resolution;
+                draw_noise(&[n, 3, r, r], p.sampler.noise, kind, device, rng)
+            })
+            .collect()
+    }
+
+    /// The kind cutouts are resampled in for perceptor `p`: its model's with
+    /// `low-precision-cutouts` (bf16 models: tensor-core products; the
+    /// perceptor rounds its input to bf16 anyway), else float32.
+    fn cutout_kind(&self, p: &crate::guidance::guide::Perceptor) -> Kind {
+        if self.tuning.low_precision_cutouts && p.clip.kind() != Kind::Float {
+            p.clip.kind()
+        } else {
+            Kind::Float
+        }
+    }
+
+    /// The passes of `gradient_accumulation_steps`: per pass, per perceptor,
+    /// the range `(start, len)` of its batch of cutouts that goes through the
+    /// perceptor in that pass (each batch split into nearly equal parts; a
+    /// part may be empty for a perceptor with fewer cutouts than passes).
+    fn cutout_passes(&self, inputs: &StepInputs) -> Result<Vec<Vec<(i64, i64)>>> {
+        let k = self.accumulation.max(1) as i64;
+        let sizes: Vec<i64> = inputs.bins.iter().map(|b| b.size()[1]).collect();
+        let passes: Vec<Vec<(i64, i64)>> = (0..k)
+            .map(|i| {
+                sizes
+                    .iter()
+                    .map(|&n| (i * n / k, (i + 1) * n / k - i * n / k))
+                    .collect()
+            })
+            .filter(|pass: &Vec<(i64, i64)>| pass.iter().any(|&(_, len)| len > 0))
+            .collect();
+        if passes.is_empty() {
+            return Err(Error::internal("a step with cutouts but no cutout to pass"));
+        }
+        Ok(passes)
+    }
+
+    /// Step 3's forward for one pass: per perceptor, its part of the batch
+    /// of cutouts of `image` (resampled, augmented, with the noise drawn for
+    /// the batch, normalised) and their embeddings `[n, D]` (float32), and for
+    /// each semantic loss the embeddings of its target cut at the same
+    /// placements (no gradient, no augmentation).
     fn encode_cutouts<'g>(
         &'g self,
         image: &Tensor,
         inputs: &StepInputs,
+        pass: &CutoutPass<'_>,
         semantic: &[(usize, &Target)],
-        rng: &mut Rng,
         phases: &mut Option<&mut PhaseTimes>,
         checkpoints: &mut Vec<VitCheckpoint<'g>>,
     ) -> Result<(Vec<Tensor>, Vec<Vec<Tensor>>)> {
@@ -283,17 +407,29 @@ impl Guide {
         let mut embeds = Vec::with_capacity(self.perceptors.len());
         let mut target_cuts: Vec<Vec<Tensor>> = semantic.iter().map(|_| Vec::new()).collect();
         for (i, p) in self.perceptors.iter().enumerate() {
-            let bins = inputs.bins.get(i).ok_or_else(|| {
+            let all_bins = inputs.bins.get(i).ok_or_else(|| {
                 Error::internal(format!("no cutout bins for perceptor {}", p.name))
             })?;
-            // bf16 models: resample in bf16 (tensor-core products; the
-            // perceptor rounds its input to bf16 anyway).
-            let source = if self.tuning.low_precision_cutouts && p.clip.kind() != Kind::Float {
-                image.f_to_kind(p.clip.kind())?
+            let (start, len) = pass.parts.get(i).copied().unwrap_or((0, 0));
+            if len == 0 {
+                continue;
+            }
+            let bins = &all_bins.f_narrow(1, start, len)?;
+            let augment = match inputs.augments.get(i) {
+                Some(Some(a)) => Some(a.slice(start as usize, len as usize)?),
+                _ => None,
+            };
+            let kind = self.cutout_kind(p);
+            let source = if kind != image.kind() {
+                image.f_to_kind(kind)?
             } else {
                 image.shallow_clone()
             };
-            let cuts = p.sampler.sample_with_bins(&source, bins, rng)?;
+            let mut cuts = p.sampler.augmented_bins(&source, bins, augment.as_ref())?;
+            if let Some(Some(noise)) = pass.noise.get(i) {
+                cuts = cuts.f_add(&noise.f_narrow(0, start, len)?)?;
+            }
+            let cuts = clip_normalize(&cuts)?;
             mark(phases, device, Some("cutouts"));
             let e = if self.tuning.checkpoint_perceptors {
                 let (e, checkpoint) = p.clip.encode_image_checkpointed(&cuts)?;
@@ -315,6 +451,75 @@ impl Guide {
         }
         Ok((embeds, target_cuts))
     }
+}
+
+/// What the cutout losses read besides the embeddings: the active
+/// semantic losses (their weight-table row and target), the weight table
+/// and the number of prompts.
+struct LossScope<'a, 't> {
+    semantic: &'a [(usize, &'t Target)],
+    table: &'a Tensor,
+    p_count: i64,
+}
+
+/// The cutout losses of a step ([`Guide::cutout_loss`]).
+struct CutoutLoss<'g> {
+    /// The last pass's loss, still to be back-propagated.
+    last: Tensor,
+    /// The last pass's checkpointed perceptor segments.
+    checkpoints: Vec<VitCheckpoint<'g>>,
+    /// The detached sum of the earlier passes' losses (already
+    /// back-propagated), `None` with one pass.
+    earlier: Option<Tensor>,
+}
+
+/// One pass of a step's cutouts through the perceptors
+/// (`gradient_accumulation_steps`; one pass takes all of them).
+struct CutoutPass<'a> {
+    /// Per perceptor, `(start, len)` of its batch.
+    parts: &'a [(i64, i64)],
+    /// Per perceptor, the noise of its whole batch (`None` without noise).
+    noise: &'a [Option<Tensor>],
+}
+
+/// The prompt losses and semantic losses of one pass's embeddings
+/// (per perceptor, `[n, D]`), each a mean over the pass's cutouts of all
+/// perceptors, weighted by its rows of the weight table.
+fn cutout_losses(
+    embeds: &[Tensor],
+    target_cuts: &[Vec<Tensor>],
+    targets: &[Tensor],
+    scope: &LossScope<'_, '_>,
+) -> Result<Tensor> {
+    let (semantic, table, p_count) = (scope.semantic, scope.table, scope.p_count);
+    let mut total: Option<Tensor> = None;
+    let mut add = |t: Tensor| -> Result<()> {
+        total = Some(match total.take() {
+            Some(a) => a.f_add(&t)?,
+            None => t,
+        });
+        Ok(())
+    };
+    if p_count > 0 {
+        let distances = targets
+            .iter()
+            .zip(embeds)
+            .map(|(t, e)| spherical_distances(e, t))
+            .collect::<Result<Vec<_>>>()?;
+        let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ n]
+        add(weighted_table(&distances, &table.f_narrow(0, 0, p_count)?)?)?;
+    }
+    for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
+        let raw = embeds
+            .iter()
+            .zip(cuts)
+            .map(|(e, t)| spherical_distance(e, t))
+            .collect::<Result<Vec<_>>>()?;
+        let raw = Tensor::f_cat(&raw, 0)?.f_unsqueeze(0)?;
+        let row = table.f_narrow(0, p_count + *k as i64, 1)?;
+        add(weighted_table(&raw, &row)?)?;
+    }
+    total.ok_or_else(|| Error::internal("a step with cutouts but no loss on them"))
 }
 
 /// Steps 1–2's forward before the clamp: the image `(decode(z_q) + 1)/2`
@@ -385,6 +590,10 @@ pub struct StepInputs {
     /// Per perceptor, the cutouts' pooling bins `[4, N, r]` int64 (empty
     /// when the step needs no cutouts).
     pub(super) bins: Vec<Tensor>,
+    /// Per perceptor, its batch's drawn augmentations (`None` without
+    /// `cutout_augs`); host values, so a step with augmentations is not
+    /// captured as a CUDA graph.
+    pub(super) augments: Vec<Option<AugmentParams>>,
     /// float32: the weight table `[(P + 5) × 3]` (prompts, the four
     /// init/stabilisation losses, smoothing), then Adam's two scalars.
     pub(super) packed: Tensor,

@@ -22,6 +22,7 @@
 //! the same device. Work done inside the interrupted frame is redone.
 
 use crate::guidance::adam::Adam;
+use crate::guidance::augment::AugmentConfig;
 use crate::guidance::cutouts::{BorderFill, CutoutSampler};
 use crate::guidance::guide::{Guide, Perceptor, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
@@ -301,6 +302,10 @@ pub fn load_models(
             clip.input_resolution(),
         )?;
         sampler.fill = BorderFill::from_name(&scene.guidance.border_mode, "border_mode")?;
+        sampler.augment = match scene.guidance.cutout_augs.as_str() {
+            "none" => None,
+            _ => Some(AugmentConfig::pytti_classic()),
+        };
         perceptors.push(Perceptor {
             name: name.clone(),
             clip,
@@ -650,6 +655,7 @@ fn load_guide(
     let mut guide = Guide::new(models.perceptors, &scene.prompts, setup.scene_dir)
         .map_err(setup.oom("embedding the prompts", done_before))?;
     guide.set_tuning(tuning)?;
+    guide.set_gradient_accumulation_steps(scene.guidance.gradient_accumulation_steps as usize)?;
     Ok((guide, models.image_model, weight_files))
 }
 

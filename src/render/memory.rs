@@ -103,6 +103,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// models. BENCHMARKS.md, "Memory estimate".
 pub const CPU_BASELINE_MIB: f64 = 530.0;
 
+/// What pytti's cutout augmentations (`cutout_augs = "pytti"`) keep for the
+/// backward pass, in units of one float32 batch of cutouts (`N·3·r²·4`
+/// bytes): the resample's input, grid and weight, the clamps' inputs and the
+/// two HSV round trips' planes and gather indices of the colour jitter
+/// (applied to 70 % of the cutouts), the erasing mask. Counted from the
+/// operations in `guidance::augment`; BENCHMARKS.md compares it with a
+/// measured peak.
+pub const AUGMENT_UNITS: f64 = 8.0;
+
 /// glibc's overhead on the memory a step allocates on the CPU: the
 /// resident set grows by about this factor × the live tensors (freed
 /// blocks stay resident, and the next step's tensors do not always fit
@@ -186,6 +195,13 @@ pub struct Workload {
     pub height: i64,
     /// Cutouts per perceptor per step.
     pub cutouts: i64,
+    /// `gradient_accumulation_steps`: the passes the cutouts go through the
+    /// perceptors in (1: one pass); the perceptors' activations are held
+    /// for one pass's part at a time.
+    pub passes: i64,
+    /// `cutout_augs = "pytti"`: the augmentations keep their own tensors for
+    /// the backward pass ([`AUGMENT_UNITS`]).
+    pub augment: bool,
     /// `cutout_border`: the image is padded by this fraction per side
     /// before cutting.
     pub cutout_border: f64,
@@ -464,6 +480,10 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     let e = target.element_bytes(w.precision);
     let tuning = &w.tuning;
     let n = w.cutouts.max(1) as f64;
+    // The cutouts of one pass (gradient_accumulation_steps): what the
+    // perceptors' graph holds at once.
+    let passes = w.passes.clamp(1, w.cutouts.max(1));
+    let n_pass = (w.cutouts.max(1) + passes - 1).div_euclid(passes) as f64;
     let (width, height) = (w.width as f64, w.height as f64);
     let pixels = width * height;
 
@@ -493,10 +513,18 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     let mut cutouts = 0.0;
     let mut towers = 0.0;
     let mut tower_transient: f64 = 0.0;
+    let mut augment = 0.0;
     for c in &m.perceptors {
         let r = c.image_resolution as f64;
-        cutouts += n * 3.0 * r * r * e + n * r * (wp + hp) * pool_bytes;
-        let k = tower_kept(c, n, tuning);
+        cutouts += n_pass * 3.0 * r * r * e + n_pass * r * (wp + hp) * pool_bytes;
+        if passes > 1 {
+            // The noise is drawn for the whole batch, then added part by part.
+            cutouts += n * 3.0 * r * r * e;
+        }
+        if w.augment {
+            augment += AUGMENT_UNITS * n_pass * 3.0 * r * r * 4.0;
+        }
+        let k = tower_kept(c, n_pass, tuning);
         towers += k.saved * e;
         tower_transient = tower_transient.max(k.transient * e);
     }
@@ -518,6 +546,7 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     perceptors.extend([
         ("decoder activations".to_string(), dec_saved),
         ("cutouts".to_string(), cutouts),
+        ("cutout augmentations".to_string(), augment),
         ("perceptor activations".to_string(), towers),
         ("perceptor backward".to_string(), tower_transient),
         ("image".to_string(), image),
@@ -718,6 +747,8 @@ impl Workload {
             width: scene.image.width as i64,
             height: scene.image.height as i64,
             cutouts: scene.guidance.cutouts as i64,
+            passes: scene.guidance.gradient_accumulation_steps as i64,
+            augment: scene.guidance.cutout_augs != "none",
             cutout_border: scene.guidance.cutout_border,
             perceptors,
             image,
@@ -1249,6 +1280,43 @@ mod tests {
         }
     }
 
+    /// `gradient_accumulation_steps` holds the perceptors' activations for
+    /// one pass's cutouts (the estimate falls, by about the share of the
+    /// towers it no longer holds); the augmentations add their tensors.
+    #[test]
+    fn passes_and_augmentations_move_the_estimate() {
+        let spec = BenchSpec::named("a", false).unwrap();
+        let w = bench_workload(&spec, Precision::Fp32, Tuning::default());
+        let at = |w: &Workload| mib(&estimate(w), Target::Cpu);
+        // A part of the moment the perceptors' backward starts, bytes → MiB.
+        let part = |w: &Workload, name: &str| {
+            let m = KnownModels {
+                perceptors: w.perceptors.iter().map(|p| p.config.clone().unwrap()).collect(),
+                file_bytes: vec![None; w.perceptors.len()],
+                vqgan: match &w.image {
+                    ImageArch::Vqgan { config, .. } => config.clone(),
+                    ImageArch::Palette => None,
+                },
+            };
+            let p = phases(w, &m, Target::Cpu).perceptors;
+            p.iter().find(|(n, _)| n == name).map_or(0.0, |p| p.1 / (1024.0 * 1024.0))
+        };
+        let four = Workload { passes: 4, ..w.clone() };
+        let towers = part(&w, "perceptor activations");
+        assert!(towers > 500.0, "{towers}");
+        // 60 cutouts in 4 passes: 15 at a time.
+        let ratio = part(&four, "perceptor activations") / towers;
+        assert!((ratio - 0.25).abs() < 0.01, "{ratio}");
+        assert!(at(&four) < at(&w) - 500.0, "{} against {}", at(&four), at(&w));
+        // More passes than cutouts count as one cutout per pass.
+        let many = Workload { passes: 1000, ..w.clone() };
+        let sixty = Workload { passes: 60, ..w.clone() };
+        assert_eq!(at(&many), at(&sixty));
+        let aug = Workload { augment: true, ..w.clone() };
+        assert_eq!(part(&w, "cutout augmentations"), 0.0);
+        assert!(at(&aug) > at(&w) + 100.0);
+    }
+
     /// Each switch moves the estimate the way it moves memory.
     #[test]
     fn switches_and_precision_move_the_estimate() {
@@ -1300,6 +1368,8 @@ mod tests {
             width: 128,
             height: 128,
             cutouts: 1,
+            passes: 1,
+            augment: false,
             cutout_border: 0.25,
             perceptors: vec![PerceptorArch {
                 name: "ViT-L/14".into(),

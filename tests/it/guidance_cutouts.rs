@@ -403,3 +403,50 @@ fn settings_are_validated_with_their_names() {
     let image = rng.rand(&[2, 3, 16, 16]).unwrap();
     assert!(s.sample(&image, &mut rng).is_err());
 }
+
+/// With `cutout_augs = "pytti"` the sampler augments each batch after
+/// resampling and before the noise, as pytti does: the augmentations drawn
+/// from the rng right after the placements (`AugmentParams::draw`, the
+/// kornia-checked module) applied to the resampled crops, then the noise.
+/// Without augmentations nothing extra is drawn.
+#[test]
+fn augmented_sampling_is_resample_then_augment_then_noise() {
+    use zoetrope::guidance::augment::{self, AugmentConfig, AugmentParams};
+    let mut image_rng = Rng::new(5).unwrap();
+    let image = image_rng.rand(&[1, 3, 40, 56]).unwrap();
+    let mut s = sampler(12, 1.0, 0.25, 16);
+    s.augment = Some(AugmentConfig::pytti_classic());
+
+    let mut rng = Rng::new(77).unwrap();
+    let got = s.sample(&image, &mut rng).unwrap();
+
+    let mut rng = Rng::new(77).unwrap();
+    let crops = s.place(56, 40, &mut rng).unwrap();
+    let params = AugmentParams::draw(12, 16, &mut rng).unwrap();
+    assert!(!params.is_identity());
+    let augmented = augment::apply(&s.resample(&image, &crops).unwrap(), &params).unwrap();
+    let noisy = zoetrope::guidance::cutouts::add_noise(&augmented, s.noise, &mut rng).unwrap();
+    let want = clip_normalize(&noisy).unwrap();
+    assert!(max_abs_diff(&got, &want) < 1e-6);
+
+    // Off: the cutouts are the plain ones, and the rng is where it was.
+    s.augment = None;
+    let mut rng = Rng::new(77).unwrap();
+    let plain = s.sample(&image, &mut rng).unwrap();
+    assert!(max_abs_diff(&plain, &got) > 0.1);
+    let mut rng = Rng::new(77).unwrap();
+    let crops = s.place(56, 40, &mut rng).unwrap();
+    let noisy = zoetrope::guidance::cutouts::add_noise(
+        &s.resample(&image, &crops).unwrap(),
+        s.noise,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(max_abs_diff(&plain, &clip_normalize(&noisy).unwrap()), 0.0);
+
+    // A part of a batch is augmented as in the whole batch.
+    let part = params.slice(4, 5).unwrap();
+    assert_eq!(part.cutouts[..], params.cutouts[4..9]);
+    assert_eq!(part.jitter_order, params.jitter_order);
+    assert!(params.slice(10, 5).is_err());
+}

@@ -456,3 +456,54 @@ fn smoothing_and_border_mode_through_the_binary() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `cutout_augs` and `gradient_accumulation_steps` through the binary: bad
+/// values exit 2 naming the file, line and setting; good ones plan, and the
+/// memory estimate shrinks with more passes.
+#[test]
+fn cutout_augs_and_accumulation_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.toml");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "cutout_augs = \"kornia\"",
+            &["a.toml:3", "cutout_augs", "\"pytti\""],
+        ),
+        (
+            "gradient_accumulation_steps = 41",
+            &["a.toml:3", "gradient_accumulation_steps", "at most 40"],
+        ),
+        (
+            "gradient_accumulation_steps = 0",
+            &["gradient_accumulation_steps"],
+        ),
+    ];
+    for (line, wants) in cases {
+        std::fs::write(&p, format!("scenes = \"a cat\"\ncutouts = 40\n{line}\n")).unwrap();
+        let out = plan(&[p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{line}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{line}: {err}");
+        for w in wants {
+            assert!(err.contains(w), "{line}: wanted {w:?} in {err}");
+        }
+    }
+    let cpu_mib = |extra: &str| -> f64 {
+        std::fs::write(&p, format!("scenes = \"a cat\"\ncutouts = 40\n{extra}\n")).unwrap();
+        let out = plan(&[p.to_str().unwrap(), "--format", "json"]);
+        assert!(
+            out.status.success(),
+            "{extra}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["memory_estimate_mib"]["cpu"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no CPU estimate in {}", v["memory_estimate_mib"]))
+    };
+    let one = cpu_mib("");
+    let four = cpu_mib("gradient_accumulation_steps = 4");
+    let plain = cpu_mib("cutout_augs = \"none\"");
+    assert!(four < one - 100.0, "{four} against {one}");
+    assert!(plain < one, "{plain} against {one}");
+}

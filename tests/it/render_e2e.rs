@@ -143,11 +143,15 @@ fn animated_render_writes_frames_mp4_and_run_files() {
 #[test]
 fn killed_render_resumes_to_the_same_frames() {
     let t = tempfile::tempdir().unwrap();
-    // Slow enough per frame that the kill lands inside the run.
+    // Slow enough per frame that the kill lands inside the run. pytti's
+    // cutout augmentations are on (the default), and the cutouts go through
+    // the perceptor in two passes: both draw from the render's seeded rng
+    // and must resume exactly.
     let text = ANIMATED
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
-        .replace("interpolation_steps = 4", "interpolation_steps = 8");
+        .replace("interpolation_steps = 4", "interpolation_steps = 8")
+        .replace("cutouts = 6", "cutouts = 6\ngradient_accumulation_steps = 2");
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
     // Both runs with a switch off its default; the resume is given none and
@@ -162,6 +166,12 @@ fn killed_render_resumes_to_the_same_frames() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = frames_of(&whole.join("killed"), 6);
+    let settings = std::fs::read_to_string(whole.join("killed").join("settings.toml")).unwrap();
+    assert!(
+        settings.contains("cutout_augs = \"pytti\"")
+            && settings.contains("gradient_accumulation_steps = 2"),
+        "{settings}"
+    );
 
     // A pseudo-random kill point: after frame 1..=4 is on disk, plus a delay.
     let nanos = std::time::SystemTime::now()

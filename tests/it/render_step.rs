@@ -860,3 +860,78 @@ fn smoothing_weight_lowers_total_variation() {
         0.0
     );
 }
+
+/// `gradient_accumulation_steps`: the cutouts in several passes give the
+/// one-pass step up to float rounding (losses, and the parameter after
+/// Adam), with pytti's augmentations and the noise on, prompts with negative
+/// weights and stops and a semantic loss; the passes draw the same random
+/// numbers, so the next steps agree too.
+#[test]
+fn gradient_accumulation_matches_one_pass() {
+    use zoetrope::guidance::augment::AugmentConfig;
+    let mut p = perceptor(7);
+    p.sampler.augment = Some(AugmentConfig::pytti_classic());
+    let mut g = Guide::new(
+        vec![p],
+        &prompts(&[&["a red apple", "blurry:-0.5:-0.9", "a cat:2:0.1"]]),
+        Path::new("."),
+    )
+    .unwrap();
+    for (state_of, steps) in [
+        (vqgan_state as fn(i64) -> ImageState, 1),
+        (palette_state, 3),
+    ] {
+        let target = {
+            let s = state_of(40);
+            g.target(&s).unwrap()
+        };
+        let mut go = |passes: usize| {
+            g.set_gradient_accumulation_steps(passes).unwrap();
+            let mut s = state_of(41);
+            let mut rng = Rng::new(42).unwrap();
+            let mut w = plain_weights(&g, &[1.0]);
+            w.prompt_weights[0][1] = WeightStop::new(-0.5, Some(-0.9));
+            w.prompt_weights[0][2] = WeightStop::new(2.0, Some(0.1));
+            w.semantic_stabilization = Some((WeightStop::weight(0.7), &target));
+            let losses = run(&g, &mut s, 0.05, steps, &w, &mut rng);
+            (losses, s.param().copy())
+        };
+        let (l1, p1) = go(1);
+        for passes in [3, 8] {
+            let (lk, pk) = go(passes);
+            for (a, b) in l1.iter().zip(&lk) {
+                assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{passes}: {a} vs {b}");
+            }
+            let diff = max_abs_diff(&p1, &pk);
+            assert!(diff < 1e-5, "{passes} passes: parameters differ by {diff}");
+        }
+        // And the step moved the parameter at all.
+        assert!(max_abs_diff(&p1, state_of(41).param()) > 1e-3);
+    }
+    assert!(g.set_gradient_accumulation_steps(0).is_err());
+}
+
+/// pytti's augmentations in the step: seeded (the same seed gives the same
+/// parameters), and they change what the perceptors see (another path than
+/// without them from the same seed).
+#[test]
+fn augmented_steps_repeat_with_the_seed() {
+    use zoetrope::guidance::augment::AugmentConfig;
+    let mut p = perceptor(7);
+    p.sampler.augment = Some(AugmentConfig::pytti_classic());
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    let go = |g: &Guide| {
+        let mut s = vqgan_state(12);
+        let mut rng = Rng::new(13).unwrap();
+        let l = run(g, &mut s, 0.1, 4, &plain_weights(g, &[1.0]), &mut rng);
+        (l, s.param().copy())
+    };
+    let (l1, p1) = go(&g);
+    let (l2, p2) = go(&g);
+    assert_eq!(l1, l2);
+    assert_eq!(max_abs_diff(&p1, &p2), 0.0);
+    let plain = guide(&[&["a red apple"]]);
+    let (l3, p3) = go(&plain);
+    assert_ne!(l1, l3);
+    assert!(max_abs_diff(&p1, &p3) > 0.0);
+}

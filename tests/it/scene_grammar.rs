@@ -424,3 +424,37 @@ fn smoothing_weight_and_border_mode() {
     let e = err("scenes = \"a\"\nborder_mode = 2");
     assert!(e.contains("border_mode"), "{e}");
 }
+
+/// `cutout_augs`: pytti's augmentations on by default, `none` turns them
+/// off, anything else is an error naming the setting and the choices.
+/// `gradient_accumulation_steps`: 1 by default, a whole number from 1 to
+/// `cutouts`.
+#[test]
+fn cutout_augs_and_gradient_accumulation_steps() {
+    let s = load("scenes = \"a\"");
+    assert_eq!(s.guidance.cutout_augs, "pytti");
+    assert_eq!(s.guidance.gradient_accumulation_steps, 1);
+    let s = load("scenes = \"a\"\ncutout_augs = \"None\"");
+    assert_eq!(s.guidance.cutout_augs, "none");
+    let s = load("scenes = \"a\"\ncutout_augs = \"PYTTI\"");
+    assert_eq!(s.guidance.cutout_augs, "pytti");
+    let e = err("scenes = \"a\"\ncutout_augs = \"kornia\"");
+    assert!(
+        e.contains("cutout_augs") && e.contains("\"kornia\"") && e.contains("\"none\""),
+        "{e}"
+    );
+    let e = err("scenes = \"a\"\ncutout_augs = true");
+    assert!(e.contains("cutout_augs"), "{e}");
+
+    let s = load("scenes = \"a\"\ncutouts = 8\ngradient_accumulation_steps = 8");
+    assert_eq!(s.guidance.gradient_accumulation_steps, 8);
+    let e = err("scenes = \"a\"\ncutouts = 8\ngradient_accumulation_steps = 9");
+    assert!(
+        e.contains("gradient_accumulation_steps") && e.contains("at most 8"),
+        "{e}"
+    );
+    for bad in ["0", "1.5", "\"two\"", "-1"] {
+        let e = err(&format!("scenes = \"a\"\ngradient_accumulation_steps = {bad}"));
+        assert!(e.contains("gradient_accumulation_steps"), "{bad}: {e}");
+    }
+}

@@ -16,6 +16,8 @@ pub const KEYS: &[&str] = &[
     "cut_pow",
     "cutout_border",
     "border_mode",
+    "cutout_augs",
+    "gradient_accumulation_steps",
 ];
 
 /// pytti's `border_mode` names: what a crop sees where it hangs over the
@@ -23,6 +25,11 @@ pub const KEYS: &[&str] = &[
 /// `black` and `smear` pad the image by `cutout_border` with reflection,
 /// wrap-around, zeros or the repeated edge).
 pub const BORDER_MODES: [&str; 5] = ["clamp", "mirror", "wrap", "black", "smear"];
+
+/// `cutout_augs` values: `pytti` augments every cutout as pytti-core's
+/// default sampler does (flip, affine, perspective, colour jitter, random
+/// erasing; docs/augmentations.md), `none` leaves the cutouts as cut.
+pub const CUTOUT_AUGS: [&str; 2] = ["pytti", "none"];
 
 /// The perceptors and how they look at the image.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +42,12 @@ pub struct Guidance {
     pub cutout_border: f64,
     /// One of [`BORDER_MODES`]; `mirror` unless the scene says otherwise.
     pub border_mode: String,
+    /// One of [`CUTOUT_AUGS`]; `pytti` (on, as in pytti) unless the scene
+    /// says otherwise.
+    pub cutout_augs: String,
+    /// pytti's `gradient_accumulation_steps`: the passes a step's cutouts
+    /// are split into (1 to `cutouts`; 1: one pass).
+    pub gradient_accumulation_steps: u32,
 }
 
 impl Guidance {
@@ -58,12 +71,28 @@ impl Guidance {
         }
         let modes = BORDER_MODES.map(|m| (m, m));
         let border_mode = r.choice("border_mode", "mirror", &modes)?.to_string();
+        let augs = CUTOUT_AUGS.map(|m| (m, m));
+        let cutout_augs = r.choice("cutout_augs", "pytti", &augs)?.to_string();
+        let gradient_accumulation_steps =
+            r.int_or("gradient_accumulation_steps", 1, 1, 4096)? as u32;
+        if gradient_accumulation_steps > cutouts {
+            let span = r.span_of("gradient_accumulation_steps");
+            return Err(r.doc.err(
+                span,
+                "gradient_accumulation_steps",
+                format!(
+                    "{gradient_accumulation_steps} passes for {cutouts} cutouts: each pass needs at least one cutout; use at most {cutouts} (or raise cutouts)"
+                ),
+            ));
+        }
         Ok(Guidance {
             perceptors,
             cutouts,
             cut_pow,
             cutout_border,
             border_mode,
+            cutout_augs,
+            gradient_accumulation_steps,
         })
     }
 }
