@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 use tch::Kind;
-use zoetrope::guidance::augment::{apply, AugmentParams};
+use zoetrope::guidance::augment::{apply, erase, geometric, jitter, AugmentParams};
 use zoetrope::rng::Rng;
 
 const ROUNDS: usize = 7;
@@ -53,6 +53,19 @@ fn main() -> zoetrope::Result<()> {
         let _ = x.f_grad()?.f_sum(Kind::Float)?.f_double_value(&[])?;
         plain.push(start.elapsed().as_secs_f64());
     }
+    // Each part's forward alone, on the last round's parameters.
+    let params = AugmentParams::draw(n as usize, r, &mut rng)?;
+    let part = |f: &dyn Fn() -> zoetrope::Result<tch::Tensor>| -> zoetrope::Result<f64> {
+        let start = Instant::now();
+        let _ = f()?;
+        Ok(start.elapsed().as_secs_f64() * 1000.0)
+    };
+    println!(
+        "forward parts: geometric {:.1} ms, jitter {:.1} ms, erase {:.1} ms",
+        part(&|| geometric(&base, &params))?,
+        part(&|| jitter(&base, &params))?,
+        part(&|| erase(&base, &params))?,
+    );
     println!(
         "{n} cutouts of {r}²: augment forward {:.1} ms (median {:.1}), forward + backward {:.1} ms (median {:.1}); unaugmented sum + backward {:.1} ms; {} threads",
         best(&fwd_times),

@@ -135,8 +135,7 @@ fn build(spec: &BenchSpec, opts: &BenchOptions, rng: &mut Rng) -> Result<Built> 
         if tuning.channels_last {
             crate::gpu::make_channels_last(&vs)?;
         }
-        let mut sampler =
-            CutoutSampler::new(spec.cutouts, CUT_POW, 0.25, clip.input_resolution())?;
+        let mut sampler = CutoutSampler::new(spec.cutouts, CUT_POW, 0.25, clip.input_resolution())?;
         sampler.augment = opts.augment.then(AugmentConfig::pytti_classic);
         perceptors.push(Perceptor {
             name: name.clone(),

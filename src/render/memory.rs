@@ -105,12 +105,14 @@ pub const CPU_BASELINE_MIB: f64 = 530.0;
 
 /// What pytti's cutout augmentations (`cutout_augs = "pytti"`) keep for the
 /// backward pass, in units of one float32 batch of cutouts (`N·3·r²·4`
-/// bytes): the resample's input, grid and weight, the clamps' inputs and the
-/// two HSV round trips' planes and gather indices of the colour jitter
-/// (applied to 70 % of the cutouts), the erasing mask. Counted from the
-/// operations in `guidance::augment`; BENCHMARKS.md compares it with a
-/// measured peak.
-pub const AUGMENT_UNITS: f64 = 8.0;
+/// bytes): the resample's input, grid, positions and weight, the clamps'
+/// inputs, the two HSV round trips' planes, masks and gather indices of the
+/// colour jitter, the index copies and the erasing mask. Fitted to one
+/// measured peak: `zoetrope bench --config a --device cpu` grew from 3062
+/// to 4369 MiB of peak RSS with `--cutout-augs pytti` (2026-12-06,
+/// BENCHMARKS.md), 1307 MiB = 1.3 × 29.2 × 34.5 MiB; the 8 units first
+/// counted from the operations were far too few.
+pub const AUGMENT_UNITS: f64 = 29.0;
 
 /// glibc's overhead on the memory a step allocates on the CPU: the
 /// resident set grows by about this factor × the live tensors (freed
@@ -474,16 +476,61 @@ struct Phases {
     decoder: Vec<(String, f64)>,
 }
 
+/// The perceptors' part of a step, in bytes of the compute kind `e`.
+struct PerceptorTerms {
+    cutouts: f64,
+    augment: f64,
+    towers: f64,
+    tower_transient: f64,
+}
+
+/// Cutouts (the patch convolution's input in the compute kind, the pooling
+/// matrices in the image's kind: the compute kind with
+/// low-precision-cutouts, else float32), the augmentations' saved tensors,
+/// and what the image towers keep, for one pass of
+/// `gradient_accumulation_steps` (the perceptors' graph holds one pass's
+/// cutouts at once; the noise is drawn for the whole batch).
+fn perceptor_terms(w: &Workload, m: &KnownModels, e: f64) -> PerceptorTerms {
+    let n = w.cutouts.max(1) as f64;
+    let passes = w.passes.clamp(1, w.cutouts.max(1));
+    let n_pass = (w.cutouts.max(1) + passes - 1).div_euclid(passes) as f64;
+    let pool_bytes = if w.tuning.low_precision_cutouts {
+        e
+    } else {
+        4.0
+    };
+    let border = w.cutout_border.max(0.0);
+    let (wp, hp) = (
+        w.width as f64 * (1.0 + 2.0 * border),
+        w.height as f64 * (1.0 + 2.0 * border),
+    );
+    let mut t = PerceptorTerms {
+        cutouts: 0.0,
+        augment: 0.0,
+        towers: 0.0,
+        tower_transient: 0.0,
+    };
+    for c in &m.perceptors {
+        let r = c.image_resolution as f64;
+        t.cutouts += n_pass * 3.0 * r * r * e + n_pass * r * (wp + hp) * pool_bytes;
+        if passes > 1 {
+            t.cutouts += n * 3.0 * r * r * e;
+        }
+        if w.augment {
+            t.augment += AUGMENT_UNITS * n_pass * 3.0 * r * r * 4.0;
+        }
+        let k = tower_kept(c, n_pass, &w.tuning);
+        t.towers += k.saved * e;
+        t.tower_transient = t.tower_transient.max(k.transient * e);
+    }
+    t
+}
+
 /// The three moments of a render of `w` on `target` (module docs), each
 /// as named parts in bytes, before the process and overhead terms.
 fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     let e = target.element_bytes(w.precision);
     let tuning = &w.tuning;
-    let n = w.cutouts.max(1) as f64;
-    // The cutouts of one pass (gradient_accumulation_steps): what the
-    // perceptors' graph holds at once.
-    let passes = w.passes.clamp(1, w.cutouts.max(1));
-    let n_pass = (w.cutouts.max(1) + passes - 1).div_euclid(passes) as f64;
     let (width, height) = (w.width as f64, w.height as f64);
     let pixels = width * height;
 
@@ -504,30 +551,12 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     // the decoder's output cast to float32.
     let image = 4.0 * 4.0 * 3.0 * pixels;
 
-    // Cutouts: the patch convolution's input in the compute kind, and the
-    // pooling matrices in the image's kind (the compute kind with
-    // low-precision-cutouts, else float32).
-    let pool_bytes = if tuning.low_precision_cutouts { e } else { 4.0 };
-    let border = w.cutout_border.max(0.0);
-    let (wp, hp) = (width * (1.0 + 2.0 * border), height * (1.0 + 2.0 * border));
-    let mut cutouts = 0.0;
-    let mut towers = 0.0;
-    let mut tower_transient: f64 = 0.0;
-    let mut augment = 0.0;
-    for c in &m.perceptors {
-        let r = c.image_resolution as f64;
-        cutouts += n_pass * 3.0 * r * r * e + n_pass * r * (wp + hp) * pool_bytes;
-        if passes > 1 {
-            // The noise is drawn for the whole batch, then added part by part.
-            cutouts += n * 3.0 * r * r * e;
-        }
-        if w.augment {
-            augment += AUGMENT_UNITS * n_pass * 3.0 * r * r * 4.0;
-        }
-        let k = tower_kept(c, n_pass, tuning);
-        towers += k.saved * e;
-        tower_transient = tower_transient.max(k.transient * e);
-    }
+    let PerceptorTerms {
+        cutouts,
+        augment,
+        towers,
+        tower_transient,
+    } = perceptor_terms(w, m, e);
     let dec = match &m.vqgan {
         Some(c) => {
             let f = c.factor() as f64;
@@ -1291,7 +1320,11 @@ mod tests {
         // A part of the moment the perceptors' backward starts, bytes → MiB.
         let part = |w: &Workload, name: &str| {
             let m = KnownModels {
-                perceptors: w.perceptors.iter().map(|p| p.config.clone().unwrap()).collect(),
+                perceptors: w
+                    .perceptors
+                    .iter()
+                    .map(|p| p.config.clone().unwrap())
+                    .collect(),
                 file_bytes: vec![None; w.perceptors.len()],
                 vqgan: match &w.image {
                     ImageArch::Vqgan { config, .. } => config.clone(),
@@ -1299,20 +1332,39 @@ mod tests {
                 },
             };
             let p = phases(w, &m, Target::Cpu).perceptors;
-            p.iter().find(|(n, _)| n == name).map_or(0.0, |p| p.1 / (1024.0 * 1024.0))
+            p.iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |p| p.1 / (1024.0 * 1024.0))
         };
-        let four = Workload { passes: 4, ..w.clone() };
+        let four = Workload {
+            passes: 4,
+            ..w.clone()
+        };
         let towers = part(&w, "perceptor activations");
         assert!(towers > 500.0, "{towers}");
         // 60 cutouts in 4 passes: 15 at a time.
         let ratio = part(&four, "perceptor activations") / towers;
         assert!((ratio - 0.25).abs() < 0.01, "{ratio}");
-        assert!(at(&four) < at(&w) - 500.0, "{} against {}", at(&four), at(&w));
+        assert!(
+            at(&four) < at(&w) - 500.0,
+            "{} against {}",
+            at(&four),
+            at(&w)
+        );
         // More passes than cutouts count as one cutout per pass.
-        let many = Workload { passes: 1000, ..w.clone() };
-        let sixty = Workload { passes: 60, ..w.clone() };
+        let many = Workload {
+            passes: 1000,
+            ..w.clone()
+        };
+        let sixty = Workload {
+            passes: 60,
+            ..w.clone()
+        };
         assert_eq!(at(&many), at(&sixty));
-        let aug = Workload { augment: true, ..w.clone() };
+        let aug = Workload {
+            augment: true,
+            ..w.clone()
+        };
         assert_eq!(part(&w, "cutout augmentations"), 0.0);
         assert!(at(&aug) > at(&w) + 100.0);
     }

@@ -151,7 +151,10 @@ fn killed_render_resumes_to_the_same_frames() {
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
         .replace("interpolation_steps = 4", "interpolation_steps = 8")
-        .replace("cutouts = 6", "cutouts = 6\ngradient_accumulation_steps = 2");
+        .replace(
+            "cutouts = 6",
+            "cutouts = 6\ngradient_accumulation_steps = 2",
+        );
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
     // Both runs with a switch off its default; the resume is given none and

@@ -900,7 +900,10 @@ fn gradient_accumulation_matches_one_pass() {
         for passes in [3, 8] {
             let (lk, pk) = go(passes);
             for (a, b) in l1.iter().zip(&lk) {
-                assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{passes}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{passes}: {a} vs {b}"
+                );
             }
             let diff = max_abs_diff(&p1, &pk);
             assert!(diff < 1e-5, "{passes} passes: parameters differ by {diff}");

@@ -454,7 +454,9 @@ fn cutout_augs_and_gradient_accumulation_steps() {
         "{e}"
     );
     for bad in ["0", "1.5", "\"two\"", "-1"] {
-        let e = err(&format!("scenes = \"a\"\ngradient_accumulation_steps = {bad}"));
+        let e = err(&format!(
+            "scenes = \"a\"\ngradient_accumulation_steps = {bad}"
+        ));
         assert!(e.contains("gradient_accumulation_steps"), "{bad}: {e}");
     }
 }
