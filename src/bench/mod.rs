@@ -181,7 +181,7 @@ fn build(
 fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
     let ws = prompts
         .iter()
-        .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), 0.0, 0.0))
+        .map(|p| WeightStop::of_prompt(p, 0.0, 0.0))
         .collect();
     StepWeights {
         scene_weights: vec![1.0],

@@ -38,9 +38,10 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::guidance::cutouts::CutoutSampler;
-use crate::guidance::embed::{embed_prompts, squeeze_to_input};
+use crate::guidance::embed::{embed_prompts, prompt_masks, squeeze_to_input};
 use crate::guidance::image::{rgb_dims, ImageModel, ImageState};
 use crate::guidance::loss::{PromptLoss, WeightStop};
+use crate::guidance::mask::MaskTarget;
 use crate::guidance::replay::GraphRun;
 use crate::guidance::step::optional_losses;
 use crate::models::clip::Clip;
@@ -102,6 +103,8 @@ pub struct Guide {
     /// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in
     /// order, then prompts): the targets of one batched distance computation.
     pub(super) targets: Vec<Tensor>,
+    /// Every prompt's mask, in the weight table's order (docs/design.md §2a).
+    pub(super) masks: Vec<MaskTarget>,
     /// The speed switches the step reads (cutout precision, CUDA graphs).
     pub(super) tuning: Tuning,
     /// The captured step, on CUDA.
@@ -138,6 +141,7 @@ impl Guide {
             }
         }
         let (prompts, targets) = embed_prompts(&perceptors, scenes, base_dir)?;
+        let masks = prompt_masks(&perceptors, scenes)?;
         // Every prompt of every scene is embedded: the text towers are done.
         for p in &mut perceptors {
             p.clip.release_text_tower()?;
@@ -146,6 +150,7 @@ impl Guide {
             perceptors,
             prompts,
             targets,
+            masks,
             tuning: Tuning::default(),
             graph: std::cell::RefCell::new(GraphRun::default()),
         })
@@ -329,6 +334,12 @@ impl Guide {
             }
         }
         Ok(())
+    }
+
+    /// Whether any prompt has a mask other than `a` (the step then uploads
+    /// per-crop mask rows).
+    pub(super) fn has_masks(&self) -> bool {
+        self.masks.iter().any(|m| !m.is_all())
     }
 
     /// Number of prompts of all scenes together (the weight table's prompt rows).

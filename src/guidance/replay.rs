@@ -92,6 +92,7 @@ impl StepInputs {
                 .map(crate::ops::copy)
                 .collect::<Result<_>>()?,
             packed: crate::ops::copy(&self.packed)?,
+            masks: self.masks.as_ref().map(crate::ops::copy).transpose()?,
         })
     }
 
@@ -107,6 +108,17 @@ impl StepInputs {
                 s.shallow_clone().f_copy_(o)?;
             }
             self.packed.shallow_clone().f_copy_(&other.packed)?;
+            match (&self.masks, &other.masks) {
+                (Some(s), Some(o)) => {
+                    s.shallow_clone().f_copy_(o)?;
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(Error::internal(
+                        "prompt masks in one step's inputs but not in the captured step's",
+                    ))
+                }
+            }
             Ok(())
         })
     }

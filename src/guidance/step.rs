@@ -67,8 +67,10 @@ use crate::guidance::guide::{Guide, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::{
     prompt_table_rows, spherical_distance, spherical_distances, straight_through, table_row,
-    tv_loss, weighted_table, ClampWithGrad, DirectLoss, ScenePrompts, WeightStop,
+    tv_loss, weighted_table, weighted_table_masked, ClampWithGrad, DirectLoss, ScenePrompts,
+    WeightStop,
 };
+use crate::guidance::mask::{mask_rows, semantic_floors, CropPlace, MaskTarget};
 use crate::guidance::phases::{mark, PhaseTimes};
 use crate::models::clip::VitCheckpoint;
 use crate::rng::Rng;
@@ -135,9 +137,11 @@ impl Guide {
         let device = state.device();
         let (wd, h) = (state.width(), state.height());
         let mut bins = Vec::new();
+        let mut places = Vec::new();
         if self.needs_cutouts(w) {
             for p in &self.perceptors {
                 let crops = p.sampler.place(wd, h, rng)?;
+                places.extend(crops.iter().map(|c| CropPlace::of(c, wd, h)));
                 let b = p.sampler.bins(&crops, wd, h)?;
                 let t = Tensor::f_from_slice(&b)?.f_view([
                     4,
@@ -177,7 +181,58 @@ impl Guide {
         let [step_size, bc2] = adam.advance();
         table.extend([step_size as f32, bc2 as f32]);
         let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
-        Ok(StepInputs { bins, packed })
+        let masks = self.upload_masks(w, &places, device)?;
+        Ok(StepInputs {
+            bins,
+            packed,
+            masks,
+        })
+    }
+
+    /// The step's prompt-mask rows `[2, P, ΣN]` (weight factors, stop
+    /// floors; docs/design.md §2a), uploaded, when a prompt has a mask and
+    /// the step has cutouts.
+    fn upload_masks(
+        &self,
+        w: &StepWeights<'_>,
+        places: &[CropPlace],
+        device: tch::Device,
+    ) -> Result<Option<Tensor>> {
+        if !self.has_masks() || places.is_empty() {
+            return Ok(None);
+        }
+        let thresholds = w.prompt_weights.iter().flatten().map(|ws| ws.mask_threshold);
+        let masks: Vec<_> = self.masks.iter().zip(thresholds).collect();
+        let rows = mask_rows(&masks, places);
+        let t = Tensor::f_from_slice(&rows)?.f_view([2, masks.len() as i64, places.len() as i64])?;
+        Ok(Some(crate::gpu::upload(&t, device)?))
+    }
+
+    /// The prompts' loss over the distances `[P, ΣN]`: the weight table's
+    /// rule, with the masks' factors and floors when the step has them
+    /// (semantic floors computed here from the cutout embeddings).
+    fn prompt_losses(
+        &self,
+        distances: &Tensor,
+        table: &Tensor,
+        masks: Option<&Tensor>,
+        embeds: &[Tensor],
+    ) -> Result<Tensor> {
+        let Some(masks) = masks else {
+            return weighted_table(distances, table);
+        };
+        let factors = masks.f_select(0, 0)?;
+        let host_floors = masks.f_select(0, 1)?;
+        let mut floors = Vec::with_capacity(self.masks.len());
+        for (k, mask) in self.masks.iter().enumerate() {
+            let row = host_floors.f_select(0, k as i64)?;
+            floors.push(match mask {
+                MaskTarget::Semantic(text) => semantic_floors(embeds, text, &row)?,
+                _ => row,
+            });
+        }
+        let floors = Tensor::f_stack(&floors, 0)?;
+        weighted_table_masked(distances, table, &factors, &floors)
     }
 
     /// The device half of a step (module docs): reads only tensors, so a
@@ -225,9 +280,11 @@ impl Guide {
                     .map(|(t, e)| spherical_distances(e, t))
                     .collect::<Result<Vec<_>>>()?;
                 let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ N]
-                total = total.f_add(&weighted_table(
+                total = total.f_add(&self.prompt_losses(
                     &distances,
                     &table.f_narrow(0, 0, p_count)?,
+                    inputs.masks.as_ref(),
+                    &embeds,
                 )?)?;
             }
             for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
@@ -388,6 +445,10 @@ pub struct StepInputs {
     /// float32: the weight table `[(P + 5) × 3]` (prompts, the four
     /// init/stabilisation losses, smoothing), then Adam's two scalars.
     pub(super) packed: Tensor,
+    /// float32 `[2, P, ΣN]`: every prompt's mask weight factors and stop
+    /// floors per cutout (docs/design.md §2a); `None` when no prompt has a
+    /// mask or the step has no cutouts.
+    pub(super) masks: Option<Tensor>,
 }
 
 impl StepInputs {

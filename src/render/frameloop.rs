@@ -1076,7 +1076,7 @@ fn step_weights_at<'a>(
         .map(|prompts| {
             prompts
                 .iter()
-                .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), t, f))
+                .map(|p| WeightStop::of_prompt(p, t, f))
                 .collect()
         })
         .collect();

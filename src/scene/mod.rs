@@ -40,7 +40,7 @@ pub use crate::catalog::VqganModel;
 pub use expr::Param;
 pub use lookup::{ModelLookup, NoFiles};
 pub use modes::{InfillMode, SamplingMode};
-pub use prompt::{Prompt, PromptSource, WeightSpec};
+pub use prompt::{Prompt, PromptMask, PromptSource, WeightSpec};
 pub use sections::image::{ImageModel, VqganChoice};
 pub use sections::motion::AnimationMode;
 pub use sections::run::Precision;
@@ -199,6 +199,13 @@ impl Scene {
                     check_image(
                         p,
                         &format!("scenes: scene {}, prompt \"{}\"", j + 1, prompt.raw),
+                        &self.origin,
+                    )?;
+                }
+                if let PromptMask::Image { path, .. } = &prompt.mask {
+                    check_image(
+                        path,
+                        &format!("scenes: scene {}, the mask of prompt \"{}\"", j + 1, prompt.raw),
                         &self.origin,
                     )?;
                 }

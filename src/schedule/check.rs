@@ -180,6 +180,14 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
                 stop: p.stop.as_ref(),
                 steps: all.clone(),
             });
+            if let Some(th) = &p.mask_threshold {
+                out.push(Weighted {
+                    label: format!("scene {}, prompt \"{}\", its mask threshold", j + 1, p.raw),
+                    weight: th,
+                    stop: None,
+                    steps: all.clone(),
+                });
+            }
         }
     }
     let first_frame = tl.frame_steps(1);

@@ -143,11 +143,19 @@ fn animated_render_writes_frames_mp4_and_run_files() {
 #[test]
 fn killed_render_resumes_to_the_same_frames() {
     let t = tempfile::tempdir().unwrap();
-    // Slow enough per frame that the kill lands inside the run.
+    // Slow enough per frame that the kill lands inside the run; with prompt
+    // masks of each kind (geometric, image, semantic).
     let text = ANIMATED
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
-        .replace("interpolation_steps = 4", "interpolation_steps = 8");
+        .replace("interpolation_steps = 4", "interpolation_steps = 8")
+        .replace(
+            "blurry:-0.5:-0.9",
+            "blurry:-0.5_u_0.4:-0.9 | a lamp:1_[mask.png] | waves:1_a storm",
+        );
+    image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([((x + y) * 4) as u8; 3]))
+        .save(t.path().join("mask.png"))
+        .unwrap();
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
     // Both runs with a switch off its default; the resume is given none and
