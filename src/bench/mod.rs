@@ -191,6 +191,7 @@ fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
         semantic_init: None,
         semantic_stabilization: None,
         smoothing: None,
+        direct_images: Vec::new(),
     }
 }
 

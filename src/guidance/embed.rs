@@ -177,7 +177,11 @@ pub(crate) fn prompt_masks(
     let mut out = Vec::new();
     for (j, scene) in scenes.iter().enumerate() {
         for prompt in scene {
-            let what = format!("scenes: scene {}, the mask of prompt \"{}\"", j + 1, prompt.raw);
+            let what = format!(
+                "scenes: scene {}, the mask of prompt \"{}\"",
+                j + 1,
+                prompt.raw
+            );
             out.push(match &prompt.mask {
                 PromptMask::All => MaskTarget::All,
                 PromptMask::Image { path, inverted } => {
@@ -186,9 +190,7 @@ pub(crate) fn prompt_masks(
                 PromptMask::Semantic(text) => MaskTarget::Semantic(
                     perceptors
                         .iter()
-                        .map(|p| {
-                            embed_text(&p.clip, text).map_err(|e| e.context(what.clone()))
-                        })
+                        .map(|p| embed_text(&p.clip, text).map_err(|e| e.context(what.clone())))
                         .collect::<Result<_>>()?,
                 ),
                 m => MaskTarget::Geometric(m.clone()),

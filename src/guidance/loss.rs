@@ -486,9 +486,20 @@ pub struct DirectLoss {
     /// Which setting this is (`direct_init_weight`, …), for messages.
     pub label: String,
     pub target: DirectTarget,
+    /// pytti's mask of a direct image prompt: `[1, 1, H, W]` over the image
+    /// and (VQGAN) `[1, 1, h, w]` over the latent; both sides of each MSE
+    /// are multiplied by it.
+    pub masks: Option<(Tensor, Option<Tensor>)>,
 }
 
 impl DirectLoss {
+    /// The loss with a mask (docs/design.md §6a): `rgb` multiplies the image
+    /// term's both sides, `latent` the latent term's.
+    pub fn with_masks(mut self, rgb: &Tensor, latent: Option<&Tensor>) -> Self {
+        self.masks = Some((rgb.detach(), latent.map(Tensor::detach)));
+        self
+    }
+
     /// A VQGAN latent loss toward `z_q_target` and `rgb_target` (detached).
     pub fn latent(label: impl Into<String>, z_q_target: &Tensor, rgb_target: &Tensor) -> Self {
         DirectLoss {
@@ -497,6 +508,7 @@ impl DirectLoss {
                 z_q: z_q_target.detach(),
                 rgb: rgb_target.detach(),
             },
+            masks: None,
         }
     }
 
@@ -507,12 +519,28 @@ impl DirectLoss {
             target: DirectTarget::Rgb {
                 rgb: rgb_target.detach(),
             },
+            masks: None,
         }
     }
 
     /// The raw scalar loss of the current `z_q` (VQGAN) and `rgb` image.
     pub fn raw(&self, z_q: Option<&Tensor>, rgb: &Tensor) -> Result<Tensor> {
-        let rgb_term = mse(rgb, self.target_rgb(), &self.label, "image")?;
+        let masked = |x: &Tensor, m: Option<&Tensor>| -> Result<Tensor> {
+            Ok(match m {
+                Some(m) => x.f_mul(&m.f_to_device(x.device())?)?,
+                None => x.shallow_clone(),
+            })
+        };
+        let (rgb_mask, latent_mask) = match &self.masks {
+            Some((r, l)) => (Some(r), l.as_ref()),
+            None => (None, None),
+        };
+        let rgb_term = mse(
+            &masked(rgb, rgb_mask)?,
+            &masked(self.target_rgb(), rgb_mask)?,
+            &self.label,
+            "image",
+        )?;
         match &self.target {
             DirectTarget::Rgb { .. } => Ok(rgb_term),
             DirectTarget::Latent { z_q: target, .. } => {
@@ -522,7 +550,12 @@ impl DirectLoss {
                         self.label
                     ))
                 })?;
-                let latent_term = mse(z_q, target, &self.label, "latent")?;
+                let latent_term = mse(
+                    &masked(z_q, latent_mask)?,
+                    &masked(target, latent_mask)?,
+                    &self.label,
+                    "latent",
+                )?;
                 Ok(latent_term
                     .f_div_scalar(2.0)?
                     .f_add(&rgb_term.f_div_scalar(10.0)?)?)

@@ -153,6 +153,17 @@ impl ImageMask {
         ImageMask::new(img.width() as usize, img.height() as usize, values)
     }
 
+    /// The grey levels as a `[1, 1, H, W]` float32 tensor (a direct image
+    /// prompt's mask).
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::f_from_slice(&self.values)?.f_view([
+            1,
+            1,
+            self.height as i64,
+            self.width as i64,
+        ])?)
+    }
+
     /// The weight factor of each crop (pytti's `mask_image`): the mask's mean
     /// over the pixels `[floor(x·Wm), floor((x + w)·Wm))` ×
     /// `[floor(y·Hm), floor((y + h)·Hm))`, both ends clamped into the mask,
@@ -165,7 +176,9 @@ impl ImageMask {
             return vec![0.0; places.len()];
         }
         let (wm, hm) = (self.width as f32, self.height as f32);
-        let px = |v: f32, size: f32, max: usize| ((v * size).floor() as i64).clamp(0, max as i64 - 1) as usize;
+        let px = |v: f32, size: f32, max: usize| {
+            ((v * size).floor() as i64).clamp(0, max as i64 - 1) as usize
+        };
         let root = self.mean.sqrt();
         places
             .iter()

@@ -133,6 +133,8 @@ struct GraphKey {
     targets: [Option<(usize, usize)>; 4],
     /// Whether the smoothing loss is in the step.
     smoothing: bool,
+    /// How many direct image prompts weigh in.
+    direct_images: usize,
     param_shape: Vec<i64>,
 }
 
@@ -148,6 +150,7 @@ impl GraphKey {
             adam: [ptr(m), ptr(v)],
             targets,
             smoothing: w.smoothing.is_some(),
+            direct_images: w.direct_images.len(),
             param_shape: state.param().size(),
         }
     }

@@ -178,6 +178,10 @@ impl Guide {
             }
             None => table.extend([0.0, 0.0, f32::NEG_INFINITY]),
         }
+        for (ws, d) in w.direct_images.iter().zip(&self.direct_images) {
+            ws.validate(&format!("direct_image_prompts \"{}\"", d.label))?;
+            table.extend(table_row(1.0, *ws));
+        }
         let [step_size, bc2] = adam.advance();
         table.extend([step_size as f32, bc2 as f32]);
         let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
@@ -201,10 +205,15 @@ impl Guide {
         if !self.has_masks() || places.is_empty() {
             return Ok(None);
         }
-        let thresholds = w.prompt_weights.iter().flatten().map(|ws| ws.mask_threshold);
+        let thresholds = w
+            .prompt_weights
+            .iter()
+            .flatten()
+            .map(|ws| ws.mask_threshold);
         let masks: Vec<_> = self.masks.iter().zip(thresholds).collect();
         let rows = mask_rows(&masks, places);
-        let t = Tensor::f_from_slice(&rows)?.f_view([2, masks.len() as i64, places.len() as i64])?;
+        let t =
+            Tensor::f_from_slice(&rows)?.f_view([2, masks.len() as i64, places.len() as i64])?;
         Ok(Some(crate::gpu::upload(&t, device)?))
     }
 
@@ -249,7 +258,7 @@ impl Guide {
         let device = state.device();
         let prompt_count = self.prompt_count();
         let p_count = prompt_count as i64;
-        let table = inputs.table(prompt_count)?;
+        let table = inputs.table(prompt_count, self.direct_images.len())?;
         mark(phases, device, None);
 
         // 1–2: the image, with the straight-through z_q kept for the latent loss.
@@ -309,6 +318,9 @@ impl Guide {
             total = total.f_add(&weighted_table(&raw, &row)?)?;
         }
 
+        // 6: the direct image prompts, as the direct losses.
+        let total = self.direct_image_losses(total, z_q.as_ref(), image, &table, p_count)?;
+
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
             for c in &checkpoints {
@@ -318,10 +330,46 @@ impl Guide {
             Ok(())
         })?;
         mark(phases, device, Some("backward: image → latent"));
-        adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
+        adam.apply(
+            state.param_mut(),
+            &inputs.adam(prompt_count, self.direct_images.len())?,
+        )?;
         state.clamp_to_codebook()?;
         mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
+    }
+
+    /// Step 6: adds each direct image prompt's loss (docs/design.md §6a;
+    /// the direct losses' rule, with its mask) weighted by its row of the
+    /// weight table, after the prompts, the optional losses and smoothing.
+    fn direct_image_losses(
+        &self,
+        mut total: Tensor,
+        z_q: Option<&Tensor>,
+        image: &Tensor,
+        table: &Tensor,
+        p_count: i64,
+    ) -> Result<Tensor> {
+        for (k, d) in self.direct_images.iter().enumerate() {
+            let label = format!("direct_image_prompts \"{}\"", d.label);
+            let loss = match (z_q, &d.target.z_q) {
+                (Some(_), Some(tz)) => DirectLoss::latent(label, tz, &d.target.rgb),
+                (None, _) => DirectLoss::rgb(label, &d.target.rgb),
+                (Some(_), None) => {
+                    return Err(Error::internal(format!(
+                        "{label}: a VQGAN render needs a target with a latent"
+                    )))
+                }
+            };
+            let loss = match &d.masks {
+                Some((rgb, latent)) => loss.with_masks(rgb, latent.as_ref()),
+                None => loss,
+            };
+            let raw = loss.raw(z_q, image)?.f_view([1, 1])?;
+            let row = table.f_narrow(0, p_count + EXTRA_ROWS + k as i64, 1)?;
+            total = total.f_add(&weighted_table(&raw, &row)?)?;
+        }
+        Ok(total)
     }
 
     /// Step 3's forward: per perceptor, one batch of cutouts of `image` and
@@ -452,16 +500,16 @@ pub struct StepInputs {
 }
 
 impl StepInputs {
-    /// The weight table `[P + 5, 3]`.
-    fn table(&self, prompts: usize) -> Result<Tensor> {
-        let rows = prompts as i64 + EXTRA_ROWS;
+    /// The weight table `[P + 5 + direct, 3]`.
+    fn table(&self, prompts: usize, direct: usize) -> Result<Tensor> {
+        let rows = prompts as i64 + EXTRA_ROWS + direct as i64;
         Ok(self.packed.f_narrow(0, 0, rows * 3)?.f_view([rows, 3])?)
     }
 
     /// Adam's `[lr / bc1, bc2]`.
-    fn adam(&self, prompts: usize) -> Result<Tensor> {
+    fn adam(&self, prompts: usize, direct: usize) -> Result<Tensor> {
         Ok(self
             .packed
-            .f_narrow(0, (prompts as i64 + EXTRA_ROWS) * 3, 2)?)
+            .f_narrow(0, (prompts as i64 + EXTRA_ROWS + direct as i64) * 3, 2)?)
     }
 }

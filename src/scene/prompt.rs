@@ -105,7 +105,9 @@ impl PromptMask {
                     None => (false, inner),
                 };
                 if path.is_empty() {
-                    return Err("the image mask names no file; write [mask.png] or [-mask.png]".into());
+                    return Err(
+                        "the image mask names no file; write [mask.png] or [-mask.png]".into(),
+                    );
                 }
                 if path.to_ascii_lowercase().ends_with(".mp4") {
                     return Err("video masks (pytti's rotoscoped .mp4) are not supported; use an image mask [mask.png]".into());
@@ -174,7 +176,8 @@ impl Prompt {
             Some(weight_field) => split_mask(raw, weight_field)?,
             None => (PromptMask::All, None),
         };
-        let weight = param_field(raw, fields.get(1), "weight")?.unwrap_or_else(|| Param::constant(1.0));
+        let weight =
+            param_field(raw, fields.get(1), "weight")?.unwrap_or_else(|| Param::constant(1.0));
         let stop = param_field(raw, fields.get(2), "stop")?;
         Ok(Prompt {
             source,

@@ -11,6 +11,7 @@ mod bench_cli;
 mod clip_keys;
 mod clip_parity;
 mod clip_tokenizer;
+mod direct_images;
 mod grid_browser;
 mod grid_cli;
 mod grid_render;

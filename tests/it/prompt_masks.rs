@@ -27,9 +27,21 @@ fn close_all(got: &[f64], want: &[f64], tol: f64) -> bool {
 /// Shorter sides: 0.2, 0.4, 0.2.
 fn places() -> Vec<CropPlace> {
     [
-        Crop { x: 0, y: 0, size: 20 },
-        Crop { x: 60, y: 10, size: 40 },
-        Crop { x: 40, y: -5, size: 20 },
+        Crop {
+            x: 0,
+            y: 0,
+            size: 20,
+        },
+        Crop {
+            x: 60,
+            y: 10,
+            size: 40,
+        },
+        Crop {
+            x: 40,
+            y: -5,
+            size: 20,
+        },
     ]
     .iter()
     .map(|c| CropPlace::of(c, 100, 50))
@@ -95,10 +107,26 @@ fn image_mask_factors_on_hand_worked_crops() {
     // R (−10, 0) side 20: columns [floor(−0.4) → 0, floor(0.4) = 0): empty → 0.
     // S (0, 0) side 25: columns [0, 1), rows [0, 1): 1.
     let p: Vec<CropPlace> = [
-        Crop { x: 0, y: 0, size: 50 },
-        Crop { x: 50, y: 0, size: 50 },
-        Crop { x: -10, y: 0, size: 20 },
-        Crop { x: 0, y: 0, size: 25 },
+        Crop {
+            x: 0,
+            y: 0,
+            size: 50,
+        },
+        Crop {
+            x: 50,
+            y: 0,
+            size: 50,
+        },
+        Crop {
+            x: -10,
+            y: 0,
+            size: 20,
+        },
+        Crop {
+            x: 0,
+            y: 0,
+            size: 25,
+        },
     ]
     .iter()
     .map(|c| CropPlace::of(c, 100, 50))
@@ -120,7 +148,10 @@ fn image_mask_factors_on_hand_worked_crops() {
         .iter()
         .map(|&v| v as f64)
         .collect();
-    assert!(close_all(&got, &[0.0, 1.0 / root, 0.0, 0.0], 1e-6), "{got:?}");
+    assert!(
+        close_all(&got, &[0.0, 1.0 / root, 0.0, 0.0], 1e-6),
+        "{got:?}"
+    );
     // A black mask turns the prompt off (pytti: mean under 0.001).
     let black = ImageMask::new(4, 2, vec![0.0; 8]).unwrap();
     assert_eq!(black.factors(&p), vec![0.0; 4]);
@@ -167,13 +198,13 @@ fn image_masks_read_as_pytti_grey_and_invert() {
     assert!((got - red / mean.sqrt()).abs() < 1e-6, "{got}");
     let inv_mean = ((1.0 - red) + 0.0) / 2.0;
     let got = ImageMask::load(&path, true, "m").unwrap().factors(&whole)[0] as f64;
-    assert!(
-        (got - (1.0 - red) / inv_mean.sqrt()).abs() < 1e-6,
-        "{got}"
-    );
+    assert!((got - (1.0 - red) / inv_mean.sqrt()).abs() < 1e-6, "{got}");
     let e = ImageMask::load(&t.path().join("none.png"), false, "scene 1").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Input);
-    assert!(e.message.contains("none.png") && e.message.contains("scene 1"), "{e}");
+    assert!(
+        e.message.contains("none.png") && e.message.contains("scene 1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -208,7 +239,8 @@ fn semantic_floors_are_the_distance_to_the_mask_text() {
     let text = Tensor::from_slice(&[2.0f32, 0.0]).view([1, 2]);
     let d = [0.0, PI * PI / 8.0, PI * PI / 2.0];
     let nan = Tensor::from_slice(&[f32::NAN; 3]);
-    let got = vals(&semantic_floors(&[embeds.shallow_clone()], &[text.shallow_clone()], &nan).unwrap());
+    let got =
+        vals(&semantic_floors(&[embeds.shallow_clone()], &[text.shallow_clone()], &nan).unwrap());
     assert!(close_all(&got, &d, 1e-5), "{got:?}");
     let at = Tensor::from_slice(&[1.0f32; 3]);
     let got = vals(&semantic_floors(&[embeds], &[text], &at).unwrap());
@@ -267,27 +299,54 @@ fn masked_loss_value_and_gradient_by_hand() {
 /// embeddings and crops, value and gradient against the reference's.
 #[test]
 fn masked_loss_matches_the_python_reference() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/masks/masked_loss.json");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/masks/masked_loss.json"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let floats = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
     };
     let (n, d) = (doc["n"].as_i64().unwrap(), doc["d"].as_i64().unwrap());
     let embeds = Tensor::from_slice(&floats(&doc["embeds"])).view([n, d]);
     let target = Tensor::from_slice(&floats(&doc["target"]));
     let text = Tensor::from_slice(&floats(&doc["text"])).view([1, d]);
-    let (w, h) = (doc["width"].as_i64().unwrap(), doc["height"].as_i64().unwrap());
+    let (w, h) = (
+        doc["width"].as_i64().unwrap(),
+        doc["height"].as_i64().unwrap(),
+    );
     let places: Vec<CropPlace> = doc["crops"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| {
-            let c: Vec<i64> = c.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-            CropPlace::of(&Crop { x: c[0], y: c[1], size: c[2] }, w, h)
+            let c: Vec<i64> = c
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            CropPlace::of(
+                &Crop {
+                    x: c[0],
+                    y: c[1],
+                    size: c[2],
+                },
+                w,
+                h,
+            )
         })
         .collect();
     let grey = floats(&doc["mask"]);
-    let (mw, mh) = (doc["mask_width"].as_u64().unwrap() as usize, doc["mask_height"].as_u64().unwrap() as usize);
+    let (mw, mh) = (
+        doc["mask_width"].as_u64().unwrap() as usize,
+        doc["mask_height"].as_u64().unwrap() as usize,
+    );
     for case in doc["cases"].as_array().unwrap() {
         let kind = case["mask"].as_str().unwrap();
         let mask = match kind {
@@ -304,19 +363,33 @@ fn masked_loss_matches_the_python_reference() {
         let masks = Tensor::from_slice(&rows).view([2, 1, n]);
         let x = embeds.copy().set_requires_grad(true);
         let floors = match &mask {
-            MaskTarget::Semantic(t) => semantic_floors(&[x.shallow_clone()], t, &masks.get(1).get(0)).unwrap().view([1, n]),
+            MaskTarget::Semantic(t) => {
+                semantic_floors(&[x.shallow_clone()], t, &masks.get(1).get(0))
+                    .unwrap()
+                    .view([1, n])
+            }
             _ => masks.get(1),
         };
-        let dist = zoetrope::guidance::loss::spherical_distance(&x, &target).unwrap().view([1, n]);
+        let dist = zoetrope::guidance::loss::spherical_distance(&x, &target)
+            .unwrap()
+            .view([1, n]);
         let table = Tensor::from_slice(&table_row(1.0, ws)).view([1, 3]);
         let loss = weighted_table_masked(&dist, &table, &masks.get(0), &floors).unwrap();
         loss.backward();
         let want = case["value"].as_f64().unwrap();
         let got = loss.double_value(&[]);
         assert!((got - want).abs() < 1e-5, "{kind}: value {got} vs {want}");
-        let want: Vec<f64> = case["grad"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let want: Vec<f64> = case["grad"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let got = vals(&x.grad());
-        assert!(close_all(&got, &want, 1e-5), "{kind}: gradient {got:?} vs {want:?}");
+        assert!(
+            close_all(&got, &want, 1e-5),
+            "{kind}: gradient {got:?} vs {want:?}"
+        );
     }
 }
 
@@ -430,7 +503,9 @@ fn grammar_errors_mark_the_mask_and_threshold() {
         .expect_err("bad threshold");
     assert_eq!(e.kind, ErrorKind::Input);
     assert!(
-        e.message.contains("dir/s.toml") && e.message.contains("scene 2") && e.message.contains("oops"),
+        e.message.contains("dir/s.toml")
+            && e.message.contains("scene 2")
+            && e.message.contains("oops"),
         "{e}"
     );
 }
@@ -450,16 +525,28 @@ fn thresholds_are_checked_and_shown_by_plan() {
         s.prompts[0][1].mask
     );
     let tl = zoetrope::schedule::Timeline::new(&s).unwrap();
-    let e = tl.check_values(&s).expect_err("1/(t − 1) is infinite at t = 1");
-    assert!(e.message.contains("mask threshold") && e.message.contains("frame 2"), "{e}");
+    let e = tl
+        .check_values(&s)
+        .expect_err("1/(t − 1) is infinite at t = 1");
+    assert!(
+        e.message.contains("mask threshold") && e.message.contains("frame 2"),
+        "{e}"
+    );
     let plan = tl.frame_plan(1);
     assert_eq!(plan.prompts[0].mask, "l");
     assert_eq!(plan.prompts[0].mask_threshold, Some(-1.0));
-    assert!(plan.prompts[1].mask.ends_with("dir/m.png]"), "{}", plan.prompts[1].mask);
+    assert!(
+        plan.prompts[1].mask.ends_with("dir/m.png]"),
+        "{}",
+        plan.prompts[1].mask
+    );
     assert_eq!(plan.prompts[1].mask_threshold, None);
     // A missing mask file is refused before any model loads.
     let e = s.check_files().expect_err("no dir/m.png");
-    assert!(e.message.contains("m.png") && e.message.contains("mask"), "{e}");
+    assert!(
+        e.message.contains("m.png") && e.message.contains("mask"),
+        "{e}"
+    );
 }
 
 /// Renders through the binary on the tiny models (`weights tiny`).
@@ -473,10 +560,8 @@ mod through_the_binary {
     fn weights_dir() -> &'static Path {
         static DIR: OnceLock<PathBuf> = OnceLock::new();
         DIR.get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!(
-                "zoetrope-masks-weights-{}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("zoetrope-masks-weights-{}", std::process::id()));
             zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
             dir
         })
@@ -510,10 +595,22 @@ seed = 7
         image::RgbImage::from_fn(64, 32, |x, _| image::Rgb([if x < 32 { 255 } else { 0 }; 3]))
             .save(dir.join("mask.png"))
             .unwrap();
-        image::RgbImage::new(8, 8).save(dir.join("black.png")).unwrap();
-        let scene = write_scene(dir, &format!("{name}.toml"), &BASE.replace("{scenes}", scenes));
+        image::RgbImage::new(8, 8)
+            .save(dir.join("black.png"))
+            .unwrap();
+        let scene = write_scene(
+            dir,
+            &format!("{name}.toml"),
+            &BASE.replace("{scenes}", scenes),
+        );
         let out = dir.join("out");
-        let o = run(&["render", scene.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]);
+        let o = run(&[
+            "render",
+            scene.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         (1..=2)
             .map(|k| std::fs::read(out.join(name).join(format!("frame_{k:05}.png"))).unwrap())
@@ -536,13 +633,21 @@ seed = 7
         let o = run(&["plan", scene.to_str().unwrap(), "--format", "json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let prompts = |frame: usize| doc["timeline"][frame]["prompts"].as_array().unwrap().clone();
+        let prompts = |frame: usize| {
+            doc["timeline"][frame]["prompts"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
         let masks: Vec<String> = prompts(0)
             .iter()
             .map(|p| p["mask"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(masks[..6], ["l", "r", "u", "d", "n", "f"]);
-        assert!(masks[6].ends_with("mask.png]") && masks[7].contains("[-"), "{masks:?}");
+        assert!(
+            masks[6].ends_with("mask.png]") && masks[7].contains("[-"),
+            "{masks:?}"
+        );
         assert_eq!(masks[8..], ["a sunset", "water"]);
         assert_eq!(prompts(0)[1]["mask_threshold"], 0.3);
         assert!(prompts(0)[0]["mask_threshold"].is_null());
@@ -550,7 +655,10 @@ seed = 7
         assert!(th(1) > th(0), "{} {}", th(0), th(1));
         let table = run(&["plan", scene.to_str().unwrap()]);
         let text = String::from_utf8_lossy(&table.stdout);
-        assert!(text.contains("(mask l)") && text.contains("(mask r at 0.300)"), "{text}");
+        assert!(
+            text.contains("(mask l)") && text.contains("(mask r at 0.300)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -571,7 +679,13 @@ seed = 7
         ] {
             let scene = write_scene(t.path(), "bad.toml", &BASE.replace("{scenes}", scenes));
             let out = t.path().join("out");
-            let o = run(&["render", scene.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]);
+            let o = run(&[
+                "render",
+                scene.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "-q",
+            ]);
             assert_eq!(o.status.code(), Some(2), "{scenes}: {}", stderr(&o));
             let err = stderr(&o);
             assert!(err.contains("bad.toml"), "{err}");
