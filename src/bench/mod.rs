@@ -185,7 +185,7 @@ fn build(spec: &BenchSpec, opts: &BenchOptions, rng: &mut Rng) -> Result<Built> 
 fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
     let ws = prompts
         .iter()
-        .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), 0.0, 0.0))
+        .map(|p| WeightStop::of_prompt(p, 0.0, 0.0))
         .collect();
     StepWeights {
         scene_weights: vec![1.0],
@@ -195,6 +195,7 @@ fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
         semantic_init: None,
         semantic_stabilization: None,
         smoothing: None,
+        direct_images: Vec::new(),
     }
 }
 

@@ -329,9 +329,14 @@ fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
             } else {
                 String::new()
             };
+            let mask = match (p.mask.as_str(), p.mask_threshold) {
+                ("a", _) => String::new(),
+                (m, Some(th)) => format!(" (mask {} at {th:.3})", short(m, 20)),
+                (m, None) => format!(" (mask {})", short(m, 20)),
+            };
             match p.stop {
-                Some(s) => format!("{tag}{text} {:+.3} (stop {s})", p.weight),
-                None => format!("{tag}{text} {:+.3}", p.weight),
+                Some(s) => format!("{tag}{text} {:+.3} (stop {s}){mask}", p.weight),
+                None => format!("{tag}{text} {:+.3}{mask}", p.weight),
             }
         })
         .collect();

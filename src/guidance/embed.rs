@@ -12,9 +12,10 @@ use crate::guidance::cutouts::clip_normalize;
 use crate::guidance::guide::Perceptor;
 use crate::guidance::image::rgb_dims;
 use crate::guidance::loss::PromptLoss;
+use crate::guidance::mask::{ImageMask, MaskTarget};
 use crate::models::clip::{Clip, Tokenizer};
 use crate::output::frames::{read_rgb, rgb_to_tensor};
-use crate::scene::prompt::{Prompt, PromptSource};
+use crate::scene::prompt::{Prompt, PromptMask, PromptSource};
 use crate::{Error, Result};
 
 /// `clip.tokenize`-style rows for one prompt, on `device`.
@@ -163,4 +164,38 @@ fn stack_targets(perceptors: &[Perceptor], prompts: &[Vec<PromptLoss>]) -> Resul
         });
     }
     Ok(targets)
+}
+
+/// Every prompt's mask (docs/design.md §2a), in weight-table order (scenes,
+/// then prompts): image masks read (relative paths were resolved when the
+/// scene loaded), semantic masks' texts embedded by every perceptor (so this
+/// runs before the text towers are released).
+pub(crate) fn prompt_masks(
+    perceptors: &[Perceptor],
+    scenes: &[Vec<Prompt>],
+) -> Result<Vec<MaskTarget>> {
+    let mut out = Vec::new();
+    for (j, scene) in scenes.iter().enumerate() {
+        for prompt in scene {
+            let what = format!(
+                "scenes: scene {}, the mask of prompt \"{}\"",
+                j + 1,
+                prompt.raw
+            );
+            out.push(match &prompt.mask {
+                PromptMask::All => MaskTarget::All,
+                PromptMask::Image { path, inverted } => {
+                    MaskTarget::Image(ImageMask::load(path, *inverted, &what)?)
+                }
+                PromptMask::Semantic(text) => MaskTarget::Semantic(
+                    perceptors
+                        .iter()
+                        .map(|p| embed_text(&p.clip, text).map_err(|e| e.context(what.clone())))
+                        .collect::<Result<_>>()?,
+                ),
+                m => MaskTarget::Geometric(m.clone()),
+            });
+        }
+    }
+    Ok(out)
 }

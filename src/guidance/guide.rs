@@ -38,9 +38,10 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::guidance::cutouts::CutoutSampler;
-use crate::guidance::embed::{embed_prompts, squeeze_to_input};
+use crate::guidance::embed::{embed_prompts, prompt_masks, squeeze_to_input};
 use crate::guidance::image::{rgb_dims, ImageModel, ImageState};
 use crate::guidance::loss::{PromptLoss, WeightStop};
+use crate::guidance::mask::MaskTarget;
 use crate::guidance::replay::GraphRun;
 use crate::guidance::step::optional_losses;
 use crate::models::clip::Clip;
@@ -90,6 +91,20 @@ pub struct StepWeights<'a> {
     /// pytti's smoothing (total-variation) loss on the image, when
     /// `smoothing_weight` is set ([`crate::guidance::loss::tv_loss`]).
     pub smoothing: Option<WeightStop>,
+    /// One weight per direct image prompt of the guide
+    /// ([`Guide::set_direct_images`]), in order.
+    pub direct_images: Vec<WeightStop>,
+}
+
+/// A direct image prompt's target (docs/design.md §6a): the image at the
+/// render's size as a [`Target`], and its mask resized to the image and
+/// (VQGAN) to the latent.
+#[derive(Debug)]
+pub struct DirectImageTarget {
+    /// The entry as written, for messages.
+    pub label: String,
+    pub target: Target,
+    pub masks: Option<(Tensor, Option<Tensor>)>,
 }
 
 /// The perceptors and the embedded prompts of every scene: everything that
@@ -102,6 +117,10 @@ pub struct Guide {
     /// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in
     /// order, then prompts): the targets of one batched distance computation.
     pub(super) targets: Vec<Tensor>,
+    /// Every prompt's mask, in the weight table's order (docs/design.md §2a).
+    pub(super) masks: Vec<MaskTarget>,
+    /// `direct_image_prompts`' targets ([`Guide::set_direct_images`]).
+    pub(super) direct_images: Vec<DirectImageTarget>,
     /// The speed switches the step reads (cutout precision, CUDA graphs).
     pub(super) tuning: Tuning,
     /// `gradient_accumulation_steps`: the passes a step's cutouts are split
@@ -141,6 +160,7 @@ impl Guide {
             }
         }
         let (prompts, targets) = embed_prompts(&perceptors, scenes, base_dir)?;
+        let masks = prompt_masks(&perceptors, scenes)?;
         // Every prompt of every scene is embedded: the text towers are done.
         for p in &mut perceptors {
             p.clip.release_text_tower()?;
@@ -149,6 +169,8 @@ impl Guide {
             perceptors,
             prompts,
             targets,
+            masks,
+            direct_images: Vec::new(),
             tuning: Tuning::default(),
             accumulation: 1,
             graph: std::cell::RefCell::new(GraphRun::default()),
@@ -245,6 +267,44 @@ impl Guide {
         Ok(Target { rgb, z_q, embeds })
     }
 
+    /// Sets the direct image prompts (docs/design.md §6a): per entry its
+    /// label, its image `[1, 3, H, W]` in `[0, 1]` at the render's size and
+    /// an optional grey mask `[1, 1, h, w]` in `[0, 1]` of any size, which is
+    /// resized (bilinear, antialiased, as torchvision's `resize`) to the image
+    /// and, for a VQGAN, to the latent grid.
+    pub fn set_direct_images(
+        &mut self,
+        state: &ImageState,
+        images: Vec<(String, Tensor, Option<Tensor>)>,
+    ) -> Result<()> {
+        let mut out = Vec::with_capacity(images.len());
+        for (label, rgb, mask) in images {
+            let target = self.target_of_image(state, &rgb)?;
+            let masks = match mask {
+                None => None,
+                Some(m) => {
+                    let m = m.f_to_device(state.device())?.f_to_kind(Kind::Float)?;
+                    let resize = |h: i64, w: i64| -> Result<Tensor> {
+                        Ok(m.f_internal_upsample_bilinear2d_aa([h, w], false, None, None)?)
+                    };
+                    let image_mask = resize(state.height(), state.width())?;
+                    let latent_mask = match &target.z_q {
+                        Some(z) => Some(resize(z.size()[2], z.size()[3])?),
+                        None => None,
+                    };
+                    Some((image_mask, latent_mask))
+                }
+            };
+            out.push(DirectImageTarget {
+                label,
+                target,
+                masks,
+            });
+        }
+        self.direct_images = out;
+        Ok(())
+    }
+
     /// Per perceptor, the embedding `[1, D]` of the whole image squeezed to
     /// the perceptor's input.
     fn global_embeds(&self, rgb: &Tensor) -> Result<Vec<Tensor>> {
@@ -318,6 +378,13 @@ impl Guide {
                 self.prompts.len()
             )));
         }
+        if w.direct_images.len() != self.direct_images.len() {
+            return Err(Error::internal(format!(
+                "{} direct image prompt weights for {} direct image prompts",
+                w.direct_images.len(),
+                self.direct_images.len()
+            )));
+        }
         for (i, (ws, ps)) in w.prompt_weights.iter().zip(&self.prompts).enumerate() {
             if ws.len() != ps.len() {
                 return Err(Error::internal(format!(
@@ -357,6 +424,12 @@ impl Guide {
             }
         }
         Ok(())
+    }
+
+    /// Whether any prompt has a mask other than `a` (the step then uploads
+    /// per-crop mask rows).
+    pub(super) fn has_masks(&self) -> bool {
+        self.masks.iter().any(|m| !m.is_all())
     }
 
     /// Number of prompts of all scenes together (the weight table's prompt rows).

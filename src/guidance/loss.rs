@@ -42,12 +42,28 @@ use crate::{Error, Result};
 pub struct WeightStop {
     pub weight: f64,
     pub stop: Option<f64>,
+    /// A prompt's mask threshold at this step (docs/design.md §2a); `None`
+    /// is pytti's default. Other losses have none.
+    pub mask_threshold: Option<f64>,
 }
 
 impl WeightStop {
     /// A weight with an optional stop.
     pub fn new(weight: f64, stop: Option<f64>) -> Self {
-        WeightStop { weight, stop }
+        WeightStop {
+            weight,
+            stop,
+            mask_threshold: None,
+        }
+    }
+
+    /// A prompt's weight, stop and mask threshold evaluated at time `t` and
+    /// frame `f`.
+    pub fn of_prompt(p: &crate::scene::Prompt, t: f64, f: f64) -> Self {
+        WeightStop {
+            mask_threshold: p.mask_threshold.as_ref().map(|m| m.eval(t, f)),
+            ..WeightStop::at(&p.weight, p.stop.as_ref(), t, f)
+        }
     }
 
     /// A scene file's weight and optional stop (a prompt's, or a weight
@@ -63,7 +79,7 @@ impl WeightStop {
 
     /// A weight without a stop (pytti's default stop −∞).
     pub fn weight(weight: f64) -> Self {
-        WeightStop { weight, stop: None }
+        WeightStop::new(weight, None)
     }
 
     /// Weight 0 disables the term.
@@ -75,7 +91,13 @@ impl WeightStop {
     /// error tells the user which expression misbehaved.
     pub fn validate(&self, what: &str) -> Result<()> {
         crate::schedule::weight_rule(self.weight, self.stop)
-            .map_err(|e| Error::input(format!("{what}, at this step: {e}")))
+            .map_err(|e| Error::input(format!("{what}, at this step: {e}")))?;
+        match self.mask_threshold {
+            Some(th) if !th.is_finite() => Err(Error::input(format!(
+                "{what}, at this step: the mask threshold evaluated to {th}; it must be a finite number"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -138,6 +160,62 @@ pub fn weighted_table(raw: &Tensor, table: &Tensor) -> Result<Tensor> {
         .f_mul(&active)?
         .f_add(&signed.f_mul(&inactive)?.f_detach()?)?;
     let per_term = term
+        .f_mean_dim(1, false, Kind::Float)?
+        .f_mul(&weight.f_squeeze_dim(1)?.f_abs()?)?;
+    Ok(per_term.f_mul(&scale)?.f_sum(Kind::Float)?)
+}
+
+/// [`weighted_table`] with prompt masks (docs/design.md §2a,
+/// [`crate::guidance::mask`]): `factors` and `floors` are `[K, N]`, each
+/// element's weight factor and stop floor. Element `(k, n)` weighs
+/// `W = weight_k · factor` and stops at `max(floor + min(sign W, 0), stop_k)`;
+/// the value is `Σ_k scale_k · mean_n(W · raw)`, the gradient that of
+/// `Σ_k scale_k · mean_n(|W| · max(sign W · raw, that stop))` (pytti's
+/// `Prompt.forward`). With factors 1 and floors −∞ it equals
+/// [`weighted_table`] bit for bit.
+pub fn weighted_table_masked(
+    raw: &Tensor,
+    table: &Tensor,
+    factors: &Tensor,
+    floors: &Tensor,
+) -> Result<Tensor> {
+    if factors.size() != raw.size() || floors.size() != raw.size() {
+        return Err(Error::internal(format!(
+            "masked loss table: raw losses {:?} with mask factors {:?} and floors {:?}",
+            raw.size(),
+            factors.size(),
+            floors.size()
+        )));
+    }
+    if table.size() != [raw.size()[0], 3] {
+        return Err(Error::internal(format!(
+            "masked loss table: {:?} raw losses but a weight table shaped {:?}",
+            raw.size(),
+            table.size()
+        )));
+    }
+    let raw = raw.f_to_kind(Kind::Float)?;
+    let table = table.f_to_kind(Kind::Float)?;
+    let factors = factors.f_to_kind(Kind::Float)?;
+    let scale = table.f_select(1, 0)?;
+    let weight = table.f_select(1, 1)?.f_unsqueeze(1)?;
+    let stop = table.f_select(1, 2)?.f_unsqueeze(1)?;
+    let sign = weight.f_sign()?.f_mul(&factors.f_sign()?)?;
+    let signed = raw.f_mul(&sign)?;
+    let floor = floors
+        .f_to_kind(Kind::Float)?
+        .f_add(&sign.f_clamp_max(0.0)?)?
+        .f_maximum(&stop.f_expand_as(&raw)?)?;
+    let active = signed
+        .f_detach()?
+        .f_gt_tensor(&floor)?
+        .f_to_kind(Kind::Float)?;
+    let inactive = active.f_neg()?.f_add_scalar(1.0)?;
+    let term = signed
+        .f_mul(&active)?
+        .f_add(&signed.f_mul(&inactive)?.f_detach()?)?;
+    let per_term = term
+        .f_mul(&factors.f_abs()?)?
         .f_mean_dim(1, false, Kind::Float)?
         .f_mul(&weight.f_squeeze_dim(1)?.f_abs()?)?;
     Ok(per_term.f_mul(&scale)?.f_sum(Kind::Float)?)
@@ -408,9 +486,20 @@ pub struct DirectLoss {
     /// Which setting this is (`direct_init_weight`, …), for messages.
     pub label: String,
     pub target: DirectTarget,
+    /// pytti's mask of a direct image prompt: `[1, 1, H, W]` over the image
+    /// and (VQGAN) `[1, 1, h, w]` over the latent; both sides of each MSE
+    /// are multiplied by it.
+    pub masks: Option<(Tensor, Option<Tensor>)>,
 }
 
 impl DirectLoss {
+    /// The loss with a mask (docs/design.md §6a): `rgb` multiplies the image
+    /// term's both sides, `latent` the latent term's.
+    pub fn with_masks(mut self, rgb: &Tensor, latent: Option<&Tensor>) -> Self {
+        self.masks = Some((rgb.detach(), latent.map(Tensor::detach)));
+        self
+    }
+
     /// A VQGAN latent loss toward `z_q_target` and `rgb_target` (detached).
     pub fn latent(label: impl Into<String>, z_q_target: &Tensor, rgb_target: &Tensor) -> Self {
         DirectLoss {
@@ -419,6 +508,7 @@ impl DirectLoss {
                 z_q: z_q_target.detach(),
                 rgb: rgb_target.detach(),
             },
+            masks: None,
         }
     }
 
@@ -429,12 +519,28 @@ impl DirectLoss {
             target: DirectTarget::Rgb {
                 rgb: rgb_target.detach(),
             },
+            masks: None,
         }
     }
 
     /// The raw scalar loss of the current `z_q` (VQGAN) and `rgb` image.
     pub fn raw(&self, z_q: Option<&Tensor>, rgb: &Tensor) -> Result<Tensor> {
-        let rgb_term = mse(rgb, self.target_rgb(), &self.label, "image")?;
+        let masked = |x: &Tensor, m: Option<&Tensor>| -> Result<Tensor> {
+            Ok(match m {
+                Some(m) => x.f_mul(&m.f_to_device(x.device())?)?,
+                None => x.shallow_clone(),
+            })
+        };
+        let (rgb_mask, latent_mask) = match &self.masks {
+            Some((r, l)) => (Some(r), l.as_ref()),
+            None => (None, None),
+        };
+        let rgb_term = mse(
+            &masked(rgb, rgb_mask)?,
+            &masked(self.target_rgb(), rgb_mask)?,
+            &self.label,
+            "image",
+        )?;
         match &self.target {
             DirectTarget::Rgb { .. } => Ok(rgb_term),
             DirectTarget::Latent { z_q: target, .. } => {
@@ -444,7 +550,12 @@ impl DirectLoss {
                         self.label
                     ))
                 })?;
-                let latent_term = mse(z_q, target, &self.label, "latent")?;
+                let latent_term = mse(
+                    &masked(z_q, latent_mask)?,
+                    &masked(target, latent_mask)?,
+                    &self.label,
+                    "latent",
+                )?;
                 Ok(latent_term
                     .f_div_scalar(2.0)?
                     .f_add(&rgb_term.f_div_scalar(10.0)?)?)

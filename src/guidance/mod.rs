@@ -16,6 +16,7 @@
 //! - [`loss`]: spherical CLIP distances, the prompt weight/stop rule, the
 //!   direct (pixel/latent) and semantic losses, and the gradient tricks of the
 //!   optimisation step (`clamp_with_grad`, straight-through quantisation);
+//! - [`mask`]: prompt masks, the per-crop weight factors and stop floors;
 //! - [`score`]: CLIP similarity of image files to prompts (`zoetrope score`).
 
 pub mod adam;
@@ -25,6 +26,7 @@ pub mod embed;
 pub mod guide;
 pub mod image;
 pub mod loss;
+pub mod mask;
 pub mod phases;
 pub mod replay;
 pub mod score;

@@ -93,6 +93,7 @@ impl StepInputs {
                 .collect::<Result<_>>()?,
             augments: self.augments.clone(),
             packed: crate::ops::copy(&self.packed)?,
+            masks: self.masks.as_ref().map(crate::ops::copy).transpose()?,
         })
     }
 
@@ -108,6 +109,17 @@ impl StepInputs {
                 s.shallow_clone().f_copy_(o)?;
             }
             self.packed.shallow_clone().f_copy_(&other.packed)?;
+            match (&self.masks, &other.masks) {
+                (Some(s), Some(o)) => {
+                    s.shallow_clone().f_copy_(o)?;
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(Error::internal(
+                        "prompt masks in one step's inputs but not in the captured step's",
+                    ))
+                }
+            }
             Ok(())
         })
     }
@@ -122,6 +134,8 @@ struct GraphKey {
     targets: [Option<(usize, usize)>; 4],
     /// Whether the smoothing loss is in the step.
     smoothing: bool,
+    /// How many direct image prompts weigh in.
+    direct_images: usize,
     param_shape: Vec<i64>,
 }
 
@@ -137,6 +151,7 @@ impl GraphKey {
             adam: [ptr(m), ptr(v)],
             targets,
             smoothing: w.smoothing.is_some(),
+            direct_images: w.direct_images.len(),
             param_shape: state.param().size(),
         }
     }

@@ -76,8 +76,10 @@ use crate::guidance::guide::{Guide, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::{
     prompt_table_rows, spherical_distance, spherical_distances, straight_through, table_row,
-    tv_loss, weighted_table, ClampWithGrad, DirectLoss, ScenePrompts, WeightStop,
+    tv_loss, weighted_table, weighted_table_masked, ClampWithGrad, DirectLoss, ScenePrompts,
+    WeightStop,
 };
+use crate::guidance::mask::{mask_rows, semantic_floors, CropPlace, MaskTarget};
 use crate::guidance::phases::{mark, PhaseTimes};
 use crate::models::clip::VitCheckpoint;
 use crate::rng::Rng;
@@ -148,9 +150,11 @@ impl Guide {
         let (wd, h) = (state.width(), state.height());
         let mut bins = Vec::new();
         let mut augments = Vec::new();
+        let mut places = Vec::new();
         if self.needs_cutouts(w) {
             for p in &self.perceptors {
                 let crops = p.sampler.place(wd, h, rng)?;
+                places.extend(crops.iter().map(|c| CropPlace::of(c, wd, h)));
                 let b = p.sampler.bins(&crops, wd, h)?;
                 let t = Tensor::f_from_slice(&b)?.f_view([
                     4,
@@ -188,14 +192,78 @@ impl Guide {
             }
             None => table.extend([0.0, 0.0, f32::NEG_INFINITY]),
         }
+        for (ws, d) in w.direct_images.iter().zip(&self.direct_images) {
+            ws.validate(&format!("direct_image_prompts \"{}\"", d.label))?;
+            table.extend(table_row(1.0, *ws));
+        }
         let [step_size, bc2] = adam.advance();
         table.extend([step_size as f32, bc2 as f32]);
         let packed = crate::gpu::upload(&Tensor::f_from_slice(&table)?, device)?;
+        let masks = self.upload_masks(w, &places, device)?;
         Ok(StepInputs {
             bins,
             augments,
             packed,
+            masks,
         })
+    }
+
+    /// The step's prompt-mask rows `[2, P, ΣN]` (weight factors, stop
+    /// floors; docs/design.md §2a), uploaded, when a prompt has a mask and
+    /// the step has cutouts.
+    fn upload_masks(
+        &self,
+        w: &StepWeights<'_>,
+        places: &[CropPlace],
+        device: tch::Device,
+    ) -> Result<Option<Tensor>> {
+        if !self.has_masks() || places.is_empty() {
+            return Ok(None);
+        }
+        let thresholds = w
+            .prompt_weights
+            .iter()
+            .flatten()
+            .map(|ws| ws.mask_threshold);
+        let masks: Vec<_> = self.masks.iter().zip(thresholds).collect();
+        let rows = mask_rows(&masks, places);
+        let t =
+            Tensor::f_from_slice(&rows)?.f_view([2, masks.len() as i64, places.len() as i64])?;
+        Ok(Some(crate::gpu::upload(&t, device)?))
+    }
+
+    /// The prompts' loss over one pass's distances `[P, Σn]`: the weight
+    /// table's rule, with the masks' factors and floors when the step has
+    /// them (`masks`: the pass's columns of [`StepInputs::masks`]; semantic
+    /// floors computed here from the pass's cutout embeddings, `present`
+    /// naming the perceptors that have cutouts in the pass).
+    fn prompt_losses(
+        &self,
+        distances: &Tensor,
+        table: &Tensor,
+        masks: Option<&Tensor>,
+        embeds: &[Tensor],
+        present: &[usize],
+    ) -> Result<Tensor> {
+        let Some(masks) = masks else {
+            return weighted_table(distances, table);
+        };
+        let factors = masks.f_select(0, 0)?;
+        let host_floors = masks.f_select(0, 1)?;
+        let mut floors = Vec::with_capacity(self.masks.len());
+        for (k, mask) in self.masks.iter().enumerate() {
+            let row = host_floors.f_select(0, k as i64)?;
+            floors.push(match mask {
+                MaskTarget::Semantic(text) => {
+                    let text: Vec<Tensor> =
+                        present.iter().map(|&i| text[i].shallow_clone()).collect();
+                    semantic_floors(embeds, &text, &row)?
+                }
+                _ => row,
+            });
+        }
+        let floors = Tensor::f_stack(&floors, 0)?;
+        weighted_table_masked(distances, table, &factors, &floors)
     }
 
     /// The device half of a step (module docs): reads only tensors, so a
@@ -212,7 +280,7 @@ impl Guide {
         let device = state.device();
         let prompt_count = self.prompt_count();
         let p_count = prompt_count as i64;
-        let table = inputs.table(prompt_count)?;
+        let table = inputs.table(prompt_count, self.direct_images.len())?;
         mark(phases, device, None);
 
         // 1–2: the image, with the straight-through z_q kept for the latent loss.
@@ -257,6 +325,9 @@ impl Guide {
             total = total.f_add(&weighted_table(&raw, &row)?)?;
         }
 
+        // 6: the direct image prompts, as the direct losses.
+        let total = self.direct_image_losses(total, z_q.as_ref(), image, &table, p_count)?;
+
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
             for c in &checkpoints {
@@ -266,7 +337,10 @@ impl Guide {
             Ok(())
         })?;
         mark(phases, device, Some("backward: image → latent"));
-        adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
+        adam.apply(
+            state.param_mut(),
+            &inputs.adam(prompt_count, self.direct_images.len())?,
+        )?;
         state.clamp_to_codebook()?;
         mark(phases, device, Some("adam"));
         let total = total.f_detach()?;
@@ -275,6 +349,40 @@ impl Guide {
             None => total,
         })
     }
+
+    /// Step 6: adds each direct image prompt's loss (docs/design.md §6a;
+    /// the direct losses' rule, with its mask) weighted by its row of the
+    /// weight table, after the prompts, the optional losses and smoothing.
+    fn direct_image_losses(
+        &self,
+        mut total: Tensor,
+        z_q: Option<&Tensor>,
+        image: &Tensor,
+        table: &Tensor,
+        p_count: i64,
+    ) -> Result<Tensor> {
+        for (k, d) in self.direct_images.iter().enumerate() {
+            let label = format!("direct_image_prompts \"{}\"", d.label);
+            let loss = match (z_q, &d.target.z_q) {
+                (Some(_), Some(tz)) => DirectLoss::latent(label, tz, &d.target.rgb),
+                (None, _) => DirectLoss::rgb(label, &d.target.rgb),
+                (Some(_), None) => {
+                    return Err(Error::internal(format!(
+                        "{label}: a VQGAN render needs a target with a latent"
+                    )))
+                }
+            };
+            let loss = match &d.masks {
+                Some((rgb, latent)) => loss.with_masks(rgb, latent.as_ref()),
+                None => loss,
+            };
+            let raw = loss.raw(z_q, image)?.f_view([1, 1])?;
+            let row = table.f_narrow(0, p_count + EXTRA_ROWS + k as i64, 1)?;
+            total = total.f_add(&weighted_table(&raw, &row)?)?;
+        }
+        Ok(total)
+    }
+
 
     /// Steps 3–4 for the cutouts: the cutout losses (prompts and semantic
     /// losses) in the passes of `gradient_accumulation_steps`. Every pass
@@ -308,7 +416,13 @@ impl Guide {
                 phases,
                 &mut checkpoints,
             )?;
-            let mut loss = cutout_losses(&embeds, &target_cuts, &self.targets, scope)?;
+            let masks = pass_masks(inputs, parts)?;
+            let present: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].1 > 0).collect();
+            let prompts = PassPrompts {
+                masks: masks.as_ref(),
+                present: &present,
+            };
+            let mut loss = self.cutout_losses(&embeds, &target_cuts, scope, &prompts)?;
             if passes.len() > 1 {
                 // This pass's share of the means over all cutouts.
                 let share: i64 = parts.iter().map(|&(_, len)| len).sum();
@@ -332,6 +446,53 @@ impl Guide {
             });
         }
         Err(Error::internal("a step with cutouts but no cutout pass"))
+    }
+
+    /// The prompt losses and semantic losses of one pass's embeddings
+    /// (per perceptor, `[n, D]`), each a mean over the pass's cutouts of all
+    /// perceptors, weighted by its rows of the weight table.
+    fn cutout_losses(
+        &self,
+        embeds: &[Tensor],
+        target_cuts: &[Vec<Tensor>],
+        scope: &LossScope<'_, '_>,
+        prompts: &PassPrompts<'_>,
+    ) -> Result<Tensor> {
+        let (semantic, table, p_count) = (scope.semantic, scope.table, scope.p_count);
+        let mut total: Option<Tensor> = None;
+        let mut add = |t: Tensor| -> Result<()> {
+            total = Some(match total.take() {
+                Some(a) => a.f_add(&t)?,
+                None => t,
+            });
+            Ok(())
+        };
+        if p_count > 0 {
+            let present = prompts.present.iter().map(|&i| &self.targets[i]);
+            let distances = present
+                .zip(embeds)
+                .map(|(t, e)| spherical_distances(e, t))
+                .collect::<Result<Vec<_>>>()?;
+            let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ n]
+            add(self.prompt_losses(
+                &distances,
+                &table.f_narrow(0, 0, p_count)?,
+                prompts.masks,
+                embeds,
+                prompts.present,
+            )?)?;
+        }
+        for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
+            let raw = embeds
+                .iter()
+                .zip(cuts)
+                .map(|(e, t)| spherical_distance(e, t))
+                .collect::<Result<Vec<_>>>()?;
+            let raw = Tensor::f_cat(&raw, 0)?.f_unsqueeze(0)?;
+            let row = table.f_narrow(0, p_count + *k as i64, 1)?;
+            add(weighted_table(&raw, &row)?)?;
+        }
+        total.ok_or_else(|| Error::internal("a step with cutouts but no loss on them"))
     }
 
     /// Per perceptor, the noise of its whole batch of cutouts (drawn from
@@ -473,6 +634,33 @@ struct CutoutLoss<'g> {
     earlier: Option<Tensor>,
 }
 
+/// What one pass's prompt losses read besides the embeddings.
+struct PassPrompts<'a> {
+    /// The pass's columns of the step's masks ([`pass_masks`]).
+    masks: Option<&'a Tensor>,
+    /// The perceptors with cutouts in the pass, in order (the embeddings'
+    /// perceptors).
+    present: &'a [usize],
+}
+
+/// The columns of the step's masks `[2, P, ΣN]` that belong to one pass's
+/// cutouts (per perceptor `(start, len)` of its batch; the columns are the
+/// perceptors' batches one after the other).
+fn pass_masks(inputs: &StepInputs, parts: &[(i64, i64)]) -> Result<Option<Tensor>> {
+    let Some(masks) = &inputs.masks else {
+        return Ok(None);
+    };
+    let mut offset = 0;
+    let mut columns = Vec::new();
+    for (bins, &(start, len)) in inputs.bins.iter().zip(parts) {
+        if len > 0 {
+            columns.push(masks.f_narrow(2, offset + start, len)?);
+        }
+        offset += bins.size()[1];
+    }
+    Ok(Some(Tensor::f_cat(&columns, 2)?))
+}
+
 /// One pass of a step's cutouts through the perceptors
 /// (`gradient_accumulation_steps`; one pass takes all of them).
 struct CutoutPass<'a> {
@@ -482,45 +670,6 @@ struct CutoutPass<'a> {
     noise: &'a [Option<Tensor>],
 }
 
-/// The prompt losses and semantic losses of one pass's embeddings
-/// (per perceptor, `[n, D]`), each a mean over the pass's cutouts of all
-/// perceptors, weighted by its rows of the weight table.
-fn cutout_losses(
-    embeds: &[Tensor],
-    target_cuts: &[Vec<Tensor>],
-    targets: &[Tensor],
-    scope: &LossScope<'_, '_>,
-) -> Result<Tensor> {
-    let (semantic, table, p_count) = (scope.semantic, scope.table, scope.p_count);
-    let mut total: Option<Tensor> = None;
-    let mut add = |t: Tensor| -> Result<()> {
-        total = Some(match total.take() {
-            Some(a) => a.f_add(&t)?,
-            None => t,
-        });
-        Ok(())
-    };
-    if p_count > 0 {
-        let distances = targets
-            .iter()
-            .zip(embeds)
-            .map(|(t, e)| spherical_distances(e, t))
-            .collect::<Result<Vec<_>>>()?;
-        let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ n]
-        add(weighted_table(&distances, &table.f_narrow(0, 0, p_count)?)?)?;
-    }
-    for ((k, _), cuts) in semantic.iter().zip(target_cuts) {
-        let raw = embeds
-            .iter()
-            .zip(cuts)
-            .map(|(e, t)| spherical_distance(e, t))
-            .collect::<Result<Vec<_>>>()?;
-        let raw = Tensor::f_cat(&raw, 0)?.f_unsqueeze(0)?;
-        let row = table.f_narrow(0, p_count + *k as i64, 1)?;
-        add(weighted_table(&raw, &row)?)?;
-    }
-    total.ok_or_else(|| Error::internal("a step with cutouts but no loss on them"))
-}
 
 /// Steps 1–2's forward before the clamp: the image `(decode(z_q) + 1)/2`
 /// through the straight-through quantiser with that `z_q` (VQGAN), or the
@@ -594,22 +743,27 @@ pub struct StepInputs {
     /// `cutout_augs`); host values, so a step with augmentations is not
     /// captured as a CUDA graph.
     pub(super) augments: Vec<Option<AugmentParams>>,
-    /// float32: the weight table `[(P + 5) × 3]` (prompts, the four
-    /// init/stabilisation losses, smoothing), then Adam's two scalars.
+    /// float32: the weight table `[(P + 5 + D) × 3]` (prompts, the four
+    /// init/stabilisation losses, smoothing, the direct image prompts), then
+    /// Adam's two scalars.
     pub(super) packed: Tensor,
+    /// float32 `[2, P, ΣN]`: every prompt's mask weight factors and stop
+    /// floors per cutout (docs/design.md §2a); `None` when no prompt has a
+    /// mask or the step has no cutouts.
+    pub(super) masks: Option<Tensor>,
 }
 
 impl StepInputs {
-    /// The weight table `[P + 5, 3]`.
-    fn table(&self, prompts: usize) -> Result<Tensor> {
-        let rows = prompts as i64 + EXTRA_ROWS;
+    /// The weight table `[P + 5 + direct, 3]`.
+    fn table(&self, prompts: usize, direct: usize) -> Result<Tensor> {
+        let rows = prompts as i64 + EXTRA_ROWS + direct as i64;
         Ok(self.packed.f_narrow(0, 0, rows * 3)?.f_view([rows, 3])?)
     }
 
     /// Adam's `[lr / bc1, bc2]`.
-    fn adam(&self, prompts: usize) -> Result<Tensor> {
+    fn adam(&self, prompts: usize, direct: usize) -> Result<Tensor> {
         Ok(self
             .packed
-            .f_narrow(0, (prompts as i64 + EXTRA_ROWS) * 3, 2)?)
+            .f_narrow(0, (prompts as i64 + EXTRA_ROWS + direct as i64) * 3, 2)?)
     }
 }

@@ -755,6 +755,10 @@ pub fn render_in(
         ),
         None => None,
     };
+    let mut guide = guide;
+    guide
+        .set_direct_images(&state, load_direct_images(scene, device)?)
+        .map_err(setup.oom("loading direct_image_prompts", done_before))?;
     let lr = if scene.optimizer.learning_rate > 0.0 {
         scene.optimizer.learning_rate
     } else {
@@ -1064,6 +1068,33 @@ fn plain_write_error(e: Error, file: &Path) -> Error {
     }
 }
 
+/// `direct_image_prompts`' images at the render's size and their grey masks
+/// (docs/design.md §6a), on `device`.
+fn load_direct_images(
+    scene: &Scene,
+    device: tch::Device,
+) -> Result<Vec<(String, Tensor, Option<Tensor>)>> {
+    let (w, h) = (scene.image.width, scene.image.height);
+    scene
+        .stabilization
+        .direct_image_prompts
+        .iter()
+        .map(|d| {
+            let what = format!("direct_image_prompts \"{}\"", d.raw);
+            let rgb = load_image(&d.path, w, h)
+                .map_err(|e| e.context(what.clone()))?
+                .f_to_device(device)?;
+            let mask = match &d.mask {
+                Some((path, inverted)) => Some(
+                    crate::guidance::mask::ImageMask::load(path, *inverted, &what)?.to_tensor()?,
+                ),
+                None => None,
+            };
+            Ok((d.raw.clone(), rgb, mask))
+        })
+        .collect()
+}
+
 /// Weights of every loss at `step`.
 fn step_weights_at<'a>(
     scene: &Scene,
@@ -1082,7 +1113,7 @@ fn step_weights_at<'a>(
         .map(|prompts| {
             prompts
                 .iter()
-                .map(|p| WeightStop::at(&p.weight, p.stop.as_ref(), t, f))
+                .map(|p| WeightStop::of_prompt(p, t, f))
                 .collect()
         })
         .collect();
@@ -1123,6 +1154,12 @@ fn step_weights_at<'a>(
             .smoothing_weight
             .as_ref()
             .map(|s| WeightStop::at(&s.weight, s.stop.as_ref(), t, f)),
+        direct_images: scene
+            .stabilization
+            .direct_image_prompts
+            .iter()
+            .map(|d| WeightStop::at(&d.weight, d.stop.as_ref(), t, f))
+            .collect(),
     })
 }
 

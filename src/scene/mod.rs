@@ -29,6 +29,7 @@
 //! - `direct_init_weight`, `semantic_init_weight` and
 //!   `stabilization_target = "init"` need an `init_image`: an error otherwise.
 
+pub mod direct;
 pub mod expr;
 mod lookup;
 mod modes;
@@ -37,10 +38,11 @@ mod reader;
 pub mod sections;
 
 pub use crate::catalog::VqganModel;
+pub use direct::DirectImagePrompt;
 pub use expr::Param;
 pub use lookup::{ModelLookup, NoFiles};
 pub use modes::{InfillMode, SamplingMode};
-pub use prompt::{Prompt, PromptSource, WeightSpec};
+pub use prompt::{Prompt, PromptMask, PromptSource, WeightSpec};
 pub use sections::image::{ImageModel, VqganChoice};
 pub use sections::motion::AnimationMode;
 pub use sections::run::Precision;
@@ -193,12 +195,30 @@ impl Scene {
         if let Some(p) = &self.stabilization.init_image {
             check_image(p, "init_image", &self.origin)?;
         }
+        for d in &self.stabilization.direct_image_prompts {
+            let what = format!("direct_image_prompts \"{}\"", d.raw);
+            check_image(&d.path, &what, &self.origin)?;
+            if let Some((mask, _)) = &d.mask {
+                check_image(mask, &format!("{what}, its mask"), &self.origin)?;
+            }
+        }
         for (j, scene) in self.prompts.iter().enumerate() {
             for prompt in scene {
                 if let PromptSource::Image(p) = &prompt.source {
                     check_image(
                         p,
                         &format!("scenes: scene {}, prompt \"{}\"", j + 1, prompt.raw),
+                        &self.origin,
+                    )?;
+                }
+                if let PromptMask::Image { path, .. } = &prompt.mask {
+                    check_image(
+                        path,
+                        &format!(
+                            "scenes: scene {}, the mask of prompt \"{}\"",
+                            j + 1,
+                            prompt.raw
+                        ),
                         &self.origin,
                     )?;
                 }

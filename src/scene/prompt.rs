@@ -40,6 +40,88 @@ impl fmt::Display for PromptSource {
     }
 }
 
+/// Where a prompt acts: pytti's prompt masks (`text:weight_mask_threshold:stop`,
+/// docs/design.md §2a). The geometric masks compare each crop's centre or
+/// size, in fractions of the image, with the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptMask {
+    /// `a`, the default: every crop.
+    All,
+    /// `l`: crops whose centre is left of the threshold (x < threshold).
+    Left,
+    /// `r`: crops whose centre is right of the threshold.
+    Right,
+    /// `u`: crops whose centre is above the threshold (y < threshold, y down).
+    Up,
+    /// `d`: crops whose centre is below the threshold.
+    Down,
+    /// `n`: large crops (shorter side, as a fraction, at or above the threshold).
+    Near,
+    /// `f`: small crops (at or below the threshold).
+    Far,
+    /// `[path]` or `[-path]`: an image mask (white acts), inverted with `-`.
+    Image { path: PathBuf, inverted: bool },
+    /// Any other text: the crops CLIP finds close to this text.
+    Semantic(String),
+}
+
+impl PromptMask {
+    /// pytti's default threshold (`0.5000873264`, its "no threshold given"
+    /// marker, which the geometric masks use as the number it is).
+    pub const DEFAULT_THRESHOLD: f64 = 0.5000873264;
+
+    /// The mask as the prompt grammar writes it.
+    pub fn code(&self) -> String {
+        match self {
+            PromptMask::All => "a".into(),
+            PromptMask::Left => "l".into(),
+            PromptMask::Right => "r".into(),
+            PromptMask::Up => "u".into(),
+            PromptMask::Down => "d".into(),
+            PromptMask::Near => "n".into(),
+            PromptMask::Far => "f".into(),
+            PromptMask::Image { path, inverted } => {
+                format!("[{}{}]", if *inverted { "-" } else { "" }, path.display())
+            }
+            PromptMask::Semantic(t) => t.clone(),
+        }
+    }
+
+    /// Reads a mask field (trimmed, non-empty): a letter, `[image]` or a text.
+    fn parse(s: &str) -> std::result::Result<PromptMask, String> {
+        Ok(match s {
+            "a" => PromptMask::All,
+            "l" => PromptMask::Left,
+            "r" => PromptMask::Right,
+            "u" => PromptMask::Up,
+            "d" => PromptMask::Down,
+            "n" => PromptMask::Near,
+            "f" => PromptMask::Far,
+            _ if s.starts_with('[') && s.ends_with(']') && s.len() >= 2 => {
+                let inner = s[1..s.len() - 1].trim();
+                let (inverted, path) = match inner.strip_prefix('-') {
+                    Some(p) => (true, p.trim()),
+                    None => (false, inner),
+                };
+                if path.is_empty() {
+                    return Err(
+                        "the image mask names no file; write [mask.png] or [-mask.png]".into(),
+                    );
+                }
+                if path.to_ascii_lowercase().ends_with(".mp4") {
+                    return Err("video masks (pytti's rotoscoped .mp4) are not supported; use an image mask [mask.png]".into());
+                }
+                PromptMask::Image {
+                    path: PathBuf::from(path),
+                    inverted,
+                }
+            }
+            _ => PromptMask::Semantic(unescape(s)),
+        })
+    }
+}
+
 /// One prompt with its weight and stop.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prompt {
@@ -48,6 +130,11 @@ pub struct Prompt {
     pub weight: Param,
     /// Distance threshold (docs/design.md §2); `None` is −∞ (never stops).
     pub stop: Option<Param>,
+    /// Which crops the prompt acts on (`weight_mask`); default all.
+    pub mask: PromptMask,
+    /// The mask's threshold (`weight_mask_threshold`), an expression in `t`
+    /// and `f`; `None` is pytti's default ([`PromptMask::DEFAULT_THRESHOLD`]).
+    pub mask_threshold: Option<Param>,
     /// The prompt as written (trimmed), for messages and metadata.
     pub raw: String,
 }
@@ -62,11 +149,20 @@ impl Prompt {
         }
     }
 
-    /// Parses one prompt (`text:weight:stop`). The error message quotes the
-    /// prompt and marks the field.
+    /// The mask threshold at `(t, f)` (pytti's default when none was given).
+    #[inline]
+    pub fn mask_threshold_at(&self, t: f64, f: f64) -> f64 {
+        match &self.mask_threshold {
+            Some(p) => p.eval(t, f),
+            None => PromptMask::DEFAULT_THRESHOLD,
+        }
+    }
+
+    /// Parses one prompt (`text:weight_mask_threshold:stop`). The error
+    /// message quotes the prompt and marks the field.
     pub fn parse(raw: &str) -> std::result::Result<Prompt, String> {
         let raw = raw.trim();
-        let fields = split_fields(raw);
+        let mut fields = split_fields(raw);
         if fields.len() > 3 {
             let (col, _) = fields[3];
             return Err(mark(
@@ -75,18 +171,38 @@ impl Prompt {
                 "too many `:` (a prompt is text:weight:stop); write `\\:` for a literal colon",
             ));
         }
-        let (text_col, text_raw) = &fields[0];
-        let _ = text_col;
-        let text = unescape(text_raw.trim());
-        if text.is_empty() {
-            return Err(mark(
-                raw,
-                1,
-                "the prompt has no text; write text:weight:stop or [image path]:weight",
-            ));
-        }
-        let trimmed = text_raw.trim();
-        let source = if trimmed.starts_with('[') && trimmed.ends_with(']') && trimmed.len() >= 2 {
+        let source = parse_source(raw, &fields[0].1)?;
+        let (mask, mask_threshold) = match fields.get_mut(1) {
+            Some(weight_field) => split_mask(raw, weight_field)?,
+            None => (PromptMask::All, None),
+        };
+        let weight =
+            param_field(raw, fields.get(1), "weight")?.unwrap_or_else(|| Param::constant(1.0));
+        let stop = param_field(raw, fields.get(2), "stop")?;
+        Ok(Prompt {
+            source,
+            weight,
+            stop,
+            mask,
+            mask_threshold,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+/// The text field: a text, or `[path]` for an image prompt.
+fn parse_source(raw: &str, text_raw: &str) -> std::result::Result<PromptSource, String> {
+    let text = unescape(text_raw.trim());
+    if text.is_empty() {
+        return Err(mark(
+            raw,
+            1,
+            "the prompt has no text; write text:weight:stop or [image path]:weight",
+        ));
+    }
+    let trimmed = text_raw.trim();
+    Ok(
+        if trimmed.starts_with('[') && trimmed.ends_with(']') && trimmed.len() >= 2 {
             let path = trimmed[1..trimmed.len() - 1].trim();
             if path.is_empty() {
                 return Err(mark(raw, 1, "the image prompt `[]` names no file"));
@@ -94,32 +210,78 @@ impl Prompt {
             PromptSource::Image(PathBuf::from(path))
         } else {
             PromptSource::Text(text)
-        };
-        let field = |i: usize, name: &str| -> std::result::Result<Option<Param>, String> {
-            let Some((col, s)) = fields.get(i) else {
-                return Ok(None);
-            };
-            if s.trim().is_empty() {
-                return Ok(None);
-            }
-            let lead = s.chars().take_while(|c| c.is_whitespace()).count();
-            Param::parse(s.trim()).map(Some).map_err(|e: ExprError| {
-                mark(
-                    raw,
-                    col + lead + e.column - 1,
-                    &format!("the {name} `{}` does not parse: {}", s.trim(), e.message),
-                )
-            })
-        };
-        let weight = field(1, "weight")?.unwrap_or_else(|| Param::constant(1.0));
-        let stop = field(2, "stop")?;
-        Ok(Prompt {
-            source,
-            weight,
-            stop,
-            raw: raw.to_string(),
-        })
+        },
+    )
+}
+
+/// An expression field `(column, text)` of `raw`: `None` when absent or
+/// blank, a caret error at the offending character when it does not parse.
+fn param_field(
+    raw: &str,
+    field: Option<&(usize, String)>,
+    name: &str,
+) -> std::result::Result<Option<Param>, String> {
+    let Some((col, s)) = field else {
+        return Ok(None);
+    };
+    if s.trim().is_empty() {
+        return Ok(None);
     }
+    let lead = s.chars().take_while(|c| c.is_whitespace()).count();
+    Param::parse(s.trim()).map(Some).map_err(|e: ExprError| {
+        mark(
+            raw,
+            col + lead + e.column - 1,
+            &format!("the {name} `{}` does not parse: {}", s.trim(), e.message),
+        )
+    })
+}
+
+/// Splits the weight field `weight_mask_threshold` (pytti splits it on `_`
+/// outside brackets) into the mask and its threshold, leaving the weight part
+/// (with its column) in `field`.
+fn split_mask(
+    raw: &str,
+    field: &mut (usize, String),
+) -> std::result::Result<(PromptMask, Option<Param>), String> {
+    let col = field.0;
+    let parts = split_underscores(&field.1);
+    if parts.len() > 3 {
+        return Err(mark(
+            raw,
+            col + parts[3].0 - 2,
+            "too many `_` in the weight (it is weight_mask_threshold, e.g. 1_l_0.3)",
+        ));
+    }
+    *field = (col + parts[0].0 - 1, parts[0].1.clone());
+    let Some((mcol, m)) = parts.get(1) else {
+        return Ok((PromptMask::All, None));
+    };
+    let lead = m.chars().take_while(|c| c.is_whitespace()).count();
+    let at = col + mcol - 1 + lead;
+    if m.trim().is_empty() {
+        return Err(mark(
+            raw,
+            at,
+            "the mask after `_` is empty; write a, l, r, u, d, n, f, [mask.png], [-mask.png] or a text",
+        ));
+    }
+    let mask = PromptMask::parse(m.trim()).map_err(|e| mark(raw, at, &e))?;
+    let threshold = match parts.get(2) {
+        None => None,
+        Some((tcol, t)) => {
+            let tf = (col + tcol - 1, t.clone());
+            if t.trim().is_empty() {
+                return Err(mark(
+                    raw,
+                    tf.0,
+                    "the mask threshold after `_` is empty; write a number, e.g. 1_l_0.3",
+                ));
+            }
+            param_field(raw, Some(&tf), "mask threshold")?
+        }
+    };
+    Ok((mask, threshold))
 }
 
 /// A weight string (`direct_init_weight` etc.): `weight` or `weight:stop`,
@@ -283,6 +445,30 @@ fn split_fields(s: &str) -> Vec<(usize, String)> {
             '[' => depth += 1,
             ']' => depth = (depth - 1).max(0),
             ':' if depth == 0 => {
+                out.push((cur_col, std::mem::take(&mut cur)));
+                cur_col = i + 2;
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push((cur_col, cur));
+    out
+}
+
+/// Splits a weight field on `_` outside brackets (pytti's `_(?![^\[]*\])`);
+/// each part with its 1-based character column in the field.
+fn split_underscores(s: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut cur_col = 1;
+    let mut depth = 0i32;
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = (depth - 1).max(0),
+            '_' if depth == 0 => {
                 out.push((cur_col, std::mem::take(&mut cur)));
                 cur_col = i + 2;
                 continue;

@@ -180,6 +180,14 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
                 stop: p.stop.as_ref(),
                 steps: all.clone(),
             });
+            if let Some(th) = &p.mask_threshold {
+                out.push(Weighted {
+                    label: format!("scene {}, prompt \"{}\", its mask threshold", j + 1, p.raw),
+                    weight: th,
+                    stop: None,
+                    steps: all.clone(),
+                });
+            }
         }
     }
     let first_frame = tl.frame_steps(1);
@@ -220,6 +228,14 @@ fn weighted<'a>(scene: &'a Scene, tl: &Timeline) -> Vec<Weighted<'a>> {
             &all,
         ),
     ];
+    for d in &scene.stabilization.direct_image_prompts {
+        out.push(Weighted {
+            label: format!("direct_image_prompts \"{}\"", d.raw),
+            weight: &d.weight,
+            stop: d.stop.as_ref(),
+            steps: all.clone(),
+        });
+    }
     for (name, spec, steps) in specs {
         if let Some(spec) = spec {
             out.push(Weighted {

@@ -382,6 +382,8 @@ impl Timeline {
                     } else {
                         Some(stop)
                     },
+                    mask: p.mask.code(),
+                    mask_threshold: p.mask_threshold.as_ref().map(|m| m.eval(t, f)),
                 });
             }
         }
@@ -412,6 +414,11 @@ pub struct PlanPrompt {
     pub prompt_weight: f64,
     /// The stop at the frame's start; `None` (JSON null) is −∞.
     pub stop: Option<f64>,
+    /// The prompt's mask as written (`a` for none; docs/design.md §2a).
+    pub mask: String,
+    /// The mask threshold at the frame's start; `None` (JSON null) is
+    /// pytti's default.
+    pub mask_threshold: Option<f64>,
 }
 
 /// One row of the plan: frame `k`'s steps, time, weights, prompts, motion.

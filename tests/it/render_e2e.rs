@@ -144,9 +144,10 @@ fn animated_render_writes_frames_mp4_and_run_files() {
 fn killed_render_resumes_to_the_same_frames() {
     let t = tempfile::tempdir().unwrap();
     // Slow enough per frame that the kill lands inside the run. pytti's
-    // cutout augmentations are on (the default), and the cutouts go through
-    // the perceptor in two passes: both draw from the render's seeded rng
-    // and must resume exactly.
+    // cutout augmentations are on (the default), the cutouts go through the
+    // perceptor in two passes, and there are prompt masks of each kind
+    // (geometric, image, semantic): all draw from or depend on the render's
+    // seeded rng and must resume exactly.
     let text = ANIMATED
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
@@ -154,7 +155,14 @@ fn killed_render_resumes_to_the_same_frames() {
         .replace(
             "cutouts = 6",
             "cutouts = 6\ngradient_accumulation_steps = 2",
+        )
+        .replace(
+            "blurry:-0.5:-0.9",
+            "blurry:-0.5_u_0.4:-0.9 | a lamp:1_[mask.png] | waves:1_a storm",
         );
+    image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([((x + y) * 4) as u8; 3]))
+        .save(t.path().join("mask.png"))
+        .unwrap();
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
     // Both runs with a switch off its default; the resume is given none and

@@ -167,6 +167,7 @@ fn plain_weights<'a>(guide: &Guide, scene_weights: &[f64]) -> StepWeights<'a> {
         semantic_init: None,
         semantic_stabilization: None,
         smoothing: None,
+        direct_images: Vec::new(),
     }
 }
 

@@ -264,6 +264,7 @@ fn run_case(case: &str) {
             semantic_init: None,
             semantic_stabilization: None,
             smoothing: None,
+            direct_images: Vec::new(),
         };
         let loss = guide
             .step(&mut state, &mut adam, &weights, &mut rng)

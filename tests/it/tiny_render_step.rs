@@ -49,6 +49,7 @@ fn tiny_models_run_guided_steps_and_reduce_the_prompt_distance() {
         semantic_init: None,
         semantic_stabilization: None,
         smoothing: None,
+        direct_images: Vec::new(),
     };
     let mean_distance = |state: &ImageState, rng: &mut Rng| {
         (0..4)

@@ -1,6 +1,7 @@
 //! The init image and the losses toward it and toward the previous frame
 //! (docs/design.md §6).
 
+use super::super::direct::{parse_direct_image_prompts, DirectImagePrompt};
 use super::super::reader::Reader;
 use super::super::WeightSpec;
 use crate::Result;
@@ -16,6 +17,7 @@ pub const KEYS: &[&str] = &[
     "semantic_init_weight",
     "semantic_stabilization_weight",
     "smoothing_weight",
+    "direct_image_prompts",
 ];
 
 /// What `direct_stabilization_weight` pulls toward after the first warp.
@@ -61,6 +63,22 @@ pub struct Stabilization {
         serialize_with = "ser_weight_opt"
     )]
     pub smoothing_weight: Option<WeightSpec>,
+    /// pytti's `direct_image_prompts` (docs/design.md §6a), paths resolved
+    /// against the scene file's folder; serialized as written.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "ser_direct_images"
+    )]
+    pub direct_image_prompts: Vec<DirectImagePrompt>,
+}
+
+/// `direct_image_prompts` serializes as written, entries joined by ` | `.
+fn ser_direct_images<S: serde::Serializer>(
+    d: &[DirectImagePrompt],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let raw: Vec<&str> = d.iter().map(|d| d.raw.as_str()).collect();
+    s.serialize_str(&raw.join(" | "))
 }
 
 /// Weight strings serialize as written (`"0.3"`, `"1:-.5"`).
@@ -104,6 +122,7 @@ impl Stabilization {
         let smoothing_weight = r
             .weight("smoothing_weight")?
             .filter(|w| w.weight.as_constant() != Some(0.0));
+        let direct_image_prompts = read_direct_images(r)?;
         if init_image.is_none() {
             let needs = [
                 ("direct_init_weight", direct_init_weight.is_some()),
@@ -130,6 +149,23 @@ impl Stabilization {
             semantic_init_weight,
             semantic_stabilization_weight,
             smoothing_weight,
+            direct_image_prompts,
         })
     }
+}
+
+/// Reads `direct_image_prompts`; errors carry the setting's file position.
+fn read_direct_images(r: &Reader) -> Result<Vec<DirectImagePrompt>> {
+    let Some((span, text)) = r.string("direct_image_prompts")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = parse_direct_image_prompts(&text)
+        .map_err(|m| crate::Error::input(m).context(r.doc.at(span)))?;
+    for d in &mut out {
+        d.path = r.resolve_path(&d.path);
+        if let Some((mask, _)) = &mut d.mask {
+            *mask = r.resolve_path(mask);
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! The prompts: `scenes` and the text added around every prompt.
 
-use super::super::prompt::{self, Prompt, PromptSource};
+use super::super::prompt::{self, Prompt, PromptMask, PromptSource};
 use super::super::reader::Reader;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -40,6 +40,9 @@ impl Text {
             for p in scene {
                 if let PromptSource::Image(path) = &p.source {
                     p.source = PromptSource::Image(r.resolve_path(path));
+                }
+                if let PromptMask::Image { path, .. } = &mut p.mask {
+                    *path = r.resolve_path(path);
                 }
             }
         }
