@@ -252,6 +252,12 @@ impl Guide {
             total = total.f_add(&weighted_table(&raw, &row)?)?;
         }
 
+        // 6: the Limited Palette's own losses (HDR, palette normalisation),
+        // constant weights.
+        if let Some(extra) = state.image_losses()? {
+            total = total.f_add(&extra)?;
+        }
+
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
             for c in &checkpoints {
@@ -262,7 +268,7 @@ impl Guide {
         })?;
         mark(phases, device, Some("backward: image → latent"));
         adam.apply(state.param_mut(), &inputs.adam(prompt_count)?)?;
-        state.clamp_to_codebook()?;
+        state.clamp_after_step()?;
         mark(phases, device, Some("adam"));
         Ok(total.f_detach()?)
     }
@@ -319,10 +325,14 @@ impl Guide {
 
 /// Steps 1–2's forward before the clamp: the image `(decode(z_q) + 1)/2`
 /// through the straight-through quantiser with that `z_q` (VQGAN), or the
-/// Palette's pixels (no latent).
+/// Palette's pixels, or the Limited Palette's decoded image (no latent).
 fn forward_image(state: &ImageState) -> Result<(Tensor, Option<Tensor>)> {
     Ok(match state.model() {
         ImageModel::Palette => (state.param().shallow_clone(), None),
+        ImageModel::LimitedPalette { model, .. } => {
+            let layout = model.layout(state.height(), state.width());
+            (model.decode(state.param(), layout)?, None)
+        }
         ImageModel::Vqgan(vqgan) => {
             let (codes, _) = vqgan.quantize(state.param())?;
             let z_q = straight_through(state.param(), &codes.f_to_kind(Kind::Float)?)?;

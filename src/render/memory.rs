@@ -177,6 +177,9 @@ pub enum ImageArch {
     },
     /// The Unlimited Palette: RGB pixels, no model.
     Palette,
+    /// The Limited Palette: `palettes` palettes of `palette_size` colours,
+    /// a brightness and `palettes` weights per pixel, no model.
+    LimitedPalette { palette_size: i64, palettes: i64 },
 }
 
 /// Everything that sets a render's memory.
@@ -477,12 +480,23 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
             let f = c.factor() as f64;
             c.embed_dim as f64 * (height / f).floor() * (width / f).floor()
         }
-        None => 3.0 * pixels,
+        None => match w.image {
+            ImageArch::LimitedPalette {
+                palette_size,
+                palettes,
+            } => (1 + palettes) as f64 * pixels + (palette_size * palettes * 3) as f64,
+            _ => 3.0 * pixels,
+        },
     };
     let state = 4.0 * 4.0 * latent;
     // The image in float32: the clamp's input and output, its gradient and
-    // the decoder's output cast to float32.
-    let image = 4.0 * 4.0 * 3.0 * pixels;
+    // the decoder's output cast to float32. The Limited Palette's decode
+    // keeps about eight `[H, W, palettes, 3]` float32 tensors for backward.
+    let palette_decode = match w.image {
+        ImageArch::LimitedPalette { palettes, .. } => 4.0 * 8.0 * 3.0 * palettes as f64 * pixels,
+        _ => 0.0,
+    };
+    let image = 4.0 * 4.0 * 3.0 * pixels + palette_decode;
 
     // Cutouts: the patch convolution's input in the compute kind, and the
     // pooling matrices in the image's kind (the compute kind with
@@ -645,7 +659,7 @@ pub fn estimate(w: &Workload) -> MemoryEstimate {
                 None
             }
         },
-        ImageArch::Palette => None,
+        ImageArch::Palette | ImageArch::LimitedPalette { .. } => None,
     };
     if !unknown.is_empty() {
         return MemoryEstimate::Unknown {
@@ -700,6 +714,10 @@ impl Workload {
             .collect();
         let image = match scene.image.image_model {
             SceneImageModel::UnlimitedPalette => ImageArch::Palette,
+            SceneImageModel::LimitedPalette => ImageArch::LimitedPalette {
+                palette_size: scene.image.palette.palette_size as i64,
+                palettes: scene.image.palette.palettes as i64,
+            },
             SceneImageModel::Vqgan => {
                 let name = scene.image.vqgan_model.name().to_string();
                 let config = match &scene.image.vqgan_model {

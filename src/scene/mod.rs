@@ -193,6 +193,11 @@ impl Scene {
         if let Some(p) = &self.stabilization.init_image {
             check_image(p, "init_image", &self.origin)?;
         }
+        if let Some(p) = &self.image.palette.target_palette {
+            if self.image.image_model == ImageModel::LimitedPalette {
+                check_image(p, "target_palette", &self.origin)?;
+            }
+        }
         for (j, scene) in self.prompts.iter().enumerate() {
             for prompt in scene {
                 if let PromptSource::Image(p) = &prompt.source {

@@ -20,6 +20,7 @@ mod guidance_augment;
 mod guidance_cutouts;
 mod guidance_loss;
 mod memory_estimate;
+mod palette;
 mod plan_cli;
 mod render_e2e;
 mod render_step;
