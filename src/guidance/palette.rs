@@ -408,7 +408,7 @@ impl LimitedPalette {
                 .f_norm_scalaropt_dim(2, [1i64].as_slice(), false)?)
         })?;
         let [a, b, _] = layout.sizes();
-        let mut param = crate::ops::copy(&start.f_detach()?.f_to_kind(Kind::Float)?)?;
+        let param = crate::ops::copy(&start.f_detach()?.f_to_kind(Kind::Float)?)?;
         let _ = param
             .f_narrow(0, a, b)?
             .f_copy_(&brightness.f_reshape([-1])?)?;

@@ -461,6 +461,38 @@ struct Phases {
     decoder: Vec<(String, f64)>,
 }
 
+/// Elements of the optimised tensor: the VQGAN's latent grid, the Unlimited
+/// Palette's RGB pixels, or the Limited Palette's palettes, brightness and
+/// palette weights.
+fn optimised_elements(w: &Workload, m: &KnownModels) -> f64 {
+    let (width, height) = (w.width as f64, w.height as f64);
+    match (&m.vqgan, &w.image) {
+        (Some(c), _) => {
+            let f = c.factor() as f64;
+            c.embed_dim as f64 * (height / f).floor() * (width / f).floor()
+        }
+        (
+            None,
+            ImageArch::LimitedPalette {
+                palette_size,
+                palettes,
+            },
+        ) => (1 + palettes) as f64 * width * height + (palette_size * palettes * 3) as f64,
+        (None, _) => 3.0 * width * height,
+    }
+}
+
+/// The Limited Palette's decode keeps about eight `[H, W, palettes, 3]`
+/// float32 tensors for backward; 0 for the other image models.
+fn palette_decode_bytes(w: &Workload) -> f64 {
+    match w.image {
+        ImageArch::LimitedPalette { palettes, .. } => {
+            4.0 * 8.0 * 3.0 * palettes as f64 * (w.width * w.height) as f64
+        }
+        _ => 0.0,
+    }
+}
+
 /// The three moments of a render of `w` on `target` (module docs), each
 /// as named parts in bytes, before the process and overhead terms.
 fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
@@ -475,28 +507,10 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     let vqgan = m.vqgan.as_ref().map_or(0.0, |c| vqgan_params(c) as f64);
 
     // The optimised tensor (float32) with its gradient and Adam's moments.
-    let latent = match &m.vqgan {
-        Some(c) => {
-            let f = c.factor() as f64;
-            c.embed_dim as f64 * (height / f).floor() * (width / f).floor()
-        }
-        None => match w.image {
-            ImageArch::LimitedPalette {
-                palette_size,
-                palettes,
-            } => (1 + palettes) as f64 * pixels + (palette_size * palettes * 3) as f64,
-            _ => 3.0 * pixels,
-        },
-    };
-    let state = 4.0 * 4.0 * latent;
+    let state = 4.0 * 4.0 * optimised_elements(w, m);
     // The image in float32: the clamp's input and output, its gradient and
-    // the decoder's output cast to float32. The Limited Palette's decode
-    // keeps about eight `[H, W, palettes, 3]` float32 tensors for backward.
-    let palette_decode = match w.image {
-        ImageArch::LimitedPalette { palettes, .. } => 4.0 * 8.0 * 3.0 * palettes as f64 * pixels,
-        _ => 0.0,
-    };
-    let image = 4.0 * 4.0 * 3.0 * pixels + palette_decode;
+    // the decoder's output cast to float32 (and the Limited Palette's decode).
+    let image = 4.0 * 4.0 * 3.0 * pixels + palette_decode_bytes(w);
 
     // Cutouts: the patch convolution's input in the compute kind, and the
     // pooling matrices in the image's kind (the compute kind with
