@@ -356,6 +356,70 @@ fn a_target_palette_locks_the_render_palette() {
     );
 }
 
+/// `init_image`: the start is the random state (as pytti's `encode_random`)
+/// encoded toward the image: brightness = the image's HSP brightness, and
+/// after the smart encode the image decodes closer to it than the random
+/// start did.
+#[test]
+fn an_init_image_is_encoded_as_pytti_encodes_it() {
+    let (w, h) = (8i64, 6i64);
+    let (image, _, _) = red_and_blue(w, h);
+    let mut c = config();
+    c.palette_size = 4;
+    c.palettes = 3;
+    let model = |c| ImageModel::LimitedPalette {
+        model: LimitedPalette::new(c).unwrap(),
+        target: None,
+    };
+    let random =
+        ImageState::start(model(c), w, h, Device::Cpu, &mut Rng::new(4).unwrap(), None).unwrap();
+    let init = ImageState::start(
+        model(c),
+        w,
+        h,
+        Device::Cpu,
+        &mut Rng::new(4).unwrap(),
+        Some(&image),
+    )
+    .unwrap();
+    let layout = init.layout().unwrap();
+    let [_, v, _] = layout.parts(&init.param().detach()).unwrap();
+    let hsp = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([1, 3, 1, 1]);
+    let brightness = (&image * &image * hsp)
+        .sum_dim_intlist(1, false, Kind::Float)
+        .sqrt();
+    close("init brightness", &v, &brightness.view([h, w]), 1e-6);
+    let err = |s: &ImageState| {
+        (s.image().unwrap() - &image)
+            .abs()
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
+    assert!(
+        err(&init) < 0.5 * err(&random),
+        "{} vs {}",
+        err(&init),
+        err(&random)
+    );
+}
+
+/// The grid compares VQGAN models: a Limited Palette scene is refused as
+/// the Unlimited Palette is, naming the model.
+#[test]
+fn the_grid_refuses_a_limited_palette_scene() {
+    let scene = Scene::from_str(
+        "scenes = \"a\"\nimage_model = \"Limited Palette\"\n",
+        "dir/p.toml",
+    )
+    .unwrap();
+    let spec = zoetrope::grid::GridSpec::parse("imagenet", "RN50").unwrap();
+    let e = spec.cell_scene(&scene, &spec.cells()[0]).unwrap_err();
+    assert!(
+        e.message.contains("image_model") && e.message.contains("Limited Palette"),
+        "{e}"
+    );
+}
+
 /// The settings, their defaults (pytti-core's default.yaml) and pytti's
 /// learning rate 0.02.
 #[test]
