@@ -379,8 +379,9 @@ impl GridSpec {
         if scene.image.image_model != ImageModel::Vqgan {
             return Err(Error::input(format!(
                 "{}: the grid compares VQGAN models, but the scene sets image_model = \
-                 \"Unlimited Palette\"; set image_model = \"VQGAN\"",
-                scene.origin
+                 \"{}\"; set image_model = \"VQGAN\"",
+                scene.origin,
+                scene.image.image_model.name()
             )));
         }
         let mut s = scene.clone();

@@ -260,7 +260,7 @@ impl Guide {
             .f_to_kind(Kind::Float)?
             .f_clamp(0.0, 1.0)?;
         let z_q = match state.model() {
-            ImageModel::Palette => None,
+            ImageModel::Palette | ImageModel::LimitedPalette { .. } => None,
             ImageModel::Vqgan(_) => Some(state.model().encode(&rgb, device)?.f_detach()?),
         };
         let embeds = self.global_embeds(&rgb)?;

@@ -1,5 +1,7 @@
 //! The optimised image: a VQGAN's latent grid `z` (Crowson's "z + quantize"
-//! method) or the Unlimited Palette's RGB pixels (pytti's `RGBImage`).
+//! method), the Unlimited Palette's RGB pixels (pytti's `RGBImage`) or the
+//! Limited Palette's palettes, brightness and palette weights (pytti's
+//! `PixelImage`, [`crate::guidance::palette`]).
 //!
 //! The parameter is always a float32 leaf tensor on the render device,
 //! whatever precision the models run in, so Adam's moments and small updates
@@ -11,12 +13,14 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::guidance::palette::{Layout, LimitedPalette};
 use crate::models::vqgan::{QuantizerKind, Vqgan};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// The image model named by `image_model`: a VQGAN whose latent is optimised,
-/// or the Unlimited Palette (RGB pixels optimised directly).
+/// the Unlimited Palette (RGB pixels optimised directly), or the Limited
+/// Palette (with its `target_palette` image at the render size, if any).
 ///
 /// (One value per render, so the size difference between the variants that
 /// clippy warns about costs nothing; boxing would only complicate the API.)
@@ -25,12 +29,17 @@ use crate::{Error, Result};
 pub enum ImageModel {
     Vqgan(Vqgan),
     Palette,
+    LimitedPalette {
+        model: LimitedPalette,
+        target: Option<Tensor>,
+    },
 }
 
 /// The optimised image: the model, its parameter (float32 leaf that requires
 /// grad: `z [1, embed_dim, H/f, W/f]` for a VQGAN, RGB pixels `[1, 3, H, W]`
 /// for the Palette, where values may leave `[0, 1]` and are clamped when
-/// shown) and the output size in pixels.
+/// shown; the Limited Palette's flat `[P | v | t]`, [`Layout`]) and the
+/// output size in pixels.
 #[derive(Debug)]
 pub struct ImageState {
     model: ImageModel,
@@ -70,17 +79,21 @@ impl ImageModel {
     fn device_or(&self, fallback: Device) -> Device {
         match self {
             ImageModel::Vqgan(v) => v.device(),
-            ImageModel::Palette => fallback,
+            ImageModel::Palette | ImageModel::LimitedPalette { .. } => fallback,
         }
     }
 
     /// The parameter that represents `rgb` (`[1, 3, H, W]`, `[0, 1]`):
-    /// VQGAN `z` = the quantised encoding, Palette the pixels.
+    /// VQGAN `z` = the quantised encoding, Palette the pixels. (The Limited
+    /// Palette encodes into an existing state: [`ImageState::set_image`].)
     pub(crate) fn encode(&self, rgb: &Tensor, device: Device) -> Result<Tensor> {
         let (h, w) = rgb_dims(rgb, "encoding an image")?;
         let rgb = rgb.f_to_device(device)?.f_to_kind(Kind::Float)?;
         match self {
             ImageModel::Palette => leaf(&rgb),
+            ImageModel::LimitedPalette { .. } => Err(Error::internal(
+                "a Limited Palette image is encoded into its state (ImageState::set_image)",
+            )),
             ImageModel::Vqgan(vqgan) => {
                 let f = vqgan.factor();
                 if h % f != 0 || w % f != 0 {
@@ -123,6 +136,9 @@ impl ImageState {
                 let rgb = rng.rand(&[1, 3, height, width])?;
                 leaf(&rgb.f_to_device(device)?)?
             }
+            ImageModel::LimitedPalette { model: lp, .. } => {
+                leaf(&lp.random(lp.layout(height, width), device, rng)?)?
+            }
             ImageModel::Vqgan(vqgan) => {
                 let f = vqgan.factor();
                 if width % f != 0 || height % f != 0 {
@@ -147,15 +163,93 @@ impl ImageState {
     /// image's device.
     pub fn from_image(model: ImageModel, rgb: &Tensor) -> Result<ImageState> {
         let (height, width) = rgb_dims(rgb, "starting from an image")?;
+        if let ImageModel::LimitedPalette { .. } = model {
+            return Err(Error::internal(
+                "a Limited Palette render starts with ImageState::start (it draws a random state first)",
+            ));
+        }
         let device = model.device_or(rgb.device());
         let param = model.encode(rgb, device)?;
         ImageState::assemble(model, param, width, height)
     }
 
+    /// The starting state of a render (docs/design.md §6): [`from_image`](Self::from_image)
+    /// with an init image, else [`random`](Self::random). The Limited
+    /// Palette does as pytti: a random state first (drawn from `rng`), then
+    /// its palette locked (`target_palette`, `lock_palette`), then the init
+    /// image, if any, encoded into it.
+    pub fn start(
+        model: ImageModel,
+        width: i64,
+        height: i64,
+        device: Device,
+        rng: &mut Rng,
+        init: Option<&Tensor>,
+    ) -> Result<ImageState> {
+        let limited = matches!(model, ImageModel::LimitedPalette { .. });
+        match init {
+            Some(rgb) if !limited => ImageState::from_image(model, rgb),
+            _ if !limited => ImageState::random(model, width, height, device, rng),
+            _ => {
+                let mut state = ImageState::random(model, width, height, device, rng)?;
+                state.lock_palette()?;
+                if let Some(rgb) = init {
+                    state.set_image(&rgb.f_to_device(device)?)?;
+                }
+                Ok(state)
+            }
+        }
+    }
+
+    /// Limited Palette: locks the palette as the settings ask
+    /// ([`LimitedPalette::lock`]), after the random start.
+    fn lock_palette(&mut self) -> Result<()> {
+        let layout = self.layout();
+        if let (ImageModel::LimitedPalette { model, target }, Some(layout)) =
+            (&mut self.model, layout)
+        {
+            let start = model.lock(&self.param, layout, target.as_ref())?;
+            let start = start.f_to_device(self.param.device())?;
+            tch::no_grad(|| self.param.f_copy_(&start))?;
+        }
+        Ok(())
+    }
+
+    /// The Limited Palette's parameter layout (`None` for the other models).
+    pub fn layout(&self) -> Option<Layout> {
+        match &self.model {
+            ImageModel::LimitedPalette { model, .. } => Some(model.layout(self.height, self.width)),
+            _ => None,
+        }
+    }
+
+    /// The Limited Palette's weighted image losses (HDR, palette
+    /// normalisation) of the current parameter, with gradients; `None` for
+    /// the other models or when both weights are 0.
+    pub(crate) fn image_losses(&self) -> Result<Option<Tensor>> {
+        match (&self.model, self.layout()) {
+            (ImageModel::LimitedPalette { model, .. }, Some(layout)) => {
+                model.image_losses(&self.param, layout, model.config.hdr_weight)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Limited Palette: the palette image pytti's `show_palette` displays
+    /// ([`LimitedPalette::palette_image`]); `None` for the other models.
+    pub fn palette_image(&self) -> Result<Option<Tensor>> {
+        match (&self.model, self.layout()) {
+            (ImageModel::LimitedPalette { model, .. }, Some(layout)) => {
+                Ok(Some(model.palette_image(&self.param, layout)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The state of a parameter just made, with the VQGAN's codebook range.
     fn assemble(model: ImageModel, param: Tensor, width: i64, height: i64) -> Result<ImageState> {
         let codebook_range = match &model {
-            ImageModel::Palette => None,
+            ImageModel::Palette | ImageModel::LimitedPalette { .. } => None,
             ImageModel::Vqgan(vqgan) => {
                 let channels = vqgan.config().embed_dim;
                 let range = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
@@ -185,10 +279,17 @@ impl ImageState {
 
     /// VQGAN: clamps `z` into the codebook's per-channel range, in place on
     /// the device (the notebooks' `z.copy_(z.maximum(z_min).minimum(z_max))`
-    /// after every Adam step). The Palette's pixels are left as they are.
-    pub(crate) fn clamp_to_codebook(&mut self) -> Result<()> {
+    /// after every Adam step); the Limited Palette's parts into their ranges
+    /// (pytti's `update`, [`LimitedPalette::clamp`]). The Unlimited Palette's
+    /// pixels are left as they are.
+    pub(crate) fn clamp_after_step(&mut self) -> Result<()> {
         if let Some((lo, hi)) = &self.codebook_range {
             let _ = tch::no_grad(|| self.param.f_clamp_tensor_(Some(lo), Some(hi)))?;
+        }
+        if let (ImageModel::LimitedPalette { model, .. }, Some(layout)) =
+            (&self.model, self.layout())
+        {
+            model.clamp(&self.param, layout)?;
         }
         Ok(())
     }
@@ -204,17 +305,27 @@ impl ImageState {
                 self.width, self.height
             )));
         }
-        let values = self.model.encode(rgb, self.param.device())?;
+        let values = match (&self.model, self.layout()) {
+            (ImageModel::LimitedPalette { model, .. }, Some(layout)) => {
+                model.encode(&self.param, rgb, layout)?
+            }
+            _ => self.model.encode(rgb, self.param.device())?,
+        };
         self.set_param(&values)
     }
 
     /// The current image `[1, 3, H, W]` float32 in `[0, 1]`, detached, on the
     /// parameter's device: the decoded quantised latent (VQGAN) or the clamped
-    /// pixels (Palette). For frames, warps and targets.
+    /// pixels (Palette), the decoded palette image (Limited Palette). For
+    /// frames, warps and targets.
     pub fn image(&self) -> Result<Tensor> {
         tch::no_grad(|| -> Result<Tensor> {
             let x = match &self.model {
                 ImageModel::Palette => self.param.f_detach()?,
+                ImageModel::LimitedPalette { model, .. } => model.decode(
+                    &self.param.f_detach()?,
+                    model.layout(self.height, self.width),
+                )?,
                 ImageModel::Vqgan(vqgan) => {
                     let (z_q, _) = vqgan.quantize(&self.param)?;
                     vqgan
@@ -233,7 +344,7 @@ impl ImageState {
     /// The quantised latent `z_q` (VQGAN only), float32, detached.
     pub fn z_q(&self) -> Result<Option<Tensor>> {
         match &self.model {
-            ImageModel::Palette => Ok(None),
+            ImageModel::Palette | ImageModel::LimitedPalette { .. } => Ok(None),
             ImageModel::Vqgan(vqgan) => {
                 let (z_q, _) = tch::no_grad(|| vqgan.quantize(&self.param))?;
                 Ok(Some(z_q.f_to_kind(Kind::Float)?.f_contiguous()?))
@@ -271,12 +382,13 @@ impl ImageState {
     }
 
     /// The learning rate the model is tuned for (docs/design.md §1 `learning_rate`):
-    /// 0.1 for a VQGAN, 0.15 for a gumbel VQGAN, 0.02 for the Unlimited Palette.
+    /// 0.1 for a VQGAN, 0.15 for a gumbel VQGAN, 0.02 for both palettes
+    /// (pytti's `DifferentiableImage.lr`, which neither palette overrides).
     pub fn default_lr(&self) -> f64 {
         match &self.model {
             ImageModel::Vqgan(v) if v.config().quantizer == QuantizerKind::Gumbel => 0.15,
             ImageModel::Vqgan(_) => 0.1,
-            ImageModel::Palette => 0.02,
+            ImageModel::Palette | ImageModel::LimitedPalette { .. } => 0.02,
         }
     }
 

@@ -5,7 +5,9 @@
 //!   embedded), its loss targets and the weights of one step;
 //! - [`step`]: one optimisation step, its host half (crop placements, weight
 //!   table) and its device half;
-//! - [`image`]: the optimised image state (VQGAN latent or Palette pixels);
+//! - [`image`]: the optimised image state (VQGAN latent, Palette pixels or
+//!   the Limited Palette);
+//! - [`palette`]: pytti's Limited Palette image (`PixelImage`);
 //! - [`adam`]: the optimiser, with state that can be saved and restored;
 //! - [`embed`]: prompt embedding and OpenAI CLIP's image preprocessing;
 //! - [`phases`]: the step's phase profiler (`zoetrope bench --breakdown`);
@@ -27,6 +29,7 @@ pub mod guide;
 pub mod image;
 pub mod loss;
 pub mod mask;
+pub mod palette;
 pub mod phases;
 pub mod replay;
 pub mod score;

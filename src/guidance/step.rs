@@ -328,6 +328,12 @@ impl Guide {
         // 6: the direct image prompts, as the direct losses.
         let total = self.direct_image_losses(total, z_q.as_ref(), image, &table, p_count)?;
 
+        // 7: the Limited Palette's own losses (HDR, palette normalisation),
+        // constant weights.
+        if let Some(extra) = state.image_losses()? {
+            total = total.f_add(&extra)?;
+        }
+
         mark(phases, device, Some("losses"));
         clamp.backward_with(&total, || {
             for c in &checkpoints {
@@ -341,7 +347,7 @@ impl Guide {
             state.param_mut(),
             &inputs.adam(prompt_count, self.direct_images.len())?,
         )?;
-        state.clamp_to_codebook()?;
+        state.clamp_after_step()?;
         mark(phases, device, Some("adam"));
         let total = total.f_detach()?;
         Ok(match earlier {
@@ -673,10 +679,14 @@ struct CutoutPass<'a> {
 
 /// Steps 1–2's forward before the clamp: the image `(decode(z_q) + 1)/2`
 /// through the straight-through quantiser with that `z_q` (VQGAN), or the
-/// Palette's pixels (no latent).
+/// Palette's pixels, or the Limited Palette's decoded image (no latent).
 fn forward_image(state: &ImageState) -> Result<(Tensor, Option<Tensor>)> {
     Ok(match state.model() {
         ImageModel::Palette => (state.param().shallow_clone(), None),
+        ImageModel::LimitedPalette { model, .. } => {
+            let layout = model.layout(state.height(), state.width());
+            (model.decode(state.param(), layout)?, None)
+        }
         ImageModel::Vqgan(vqgan) => {
             let (codes, _) = vqgan.quantize(state.param())?;
             let z_q = straight_through(state.param(), &codes.f_to_kind(Kind::Float)?)?;

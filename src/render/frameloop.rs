@@ -27,6 +27,7 @@ use crate::guidance::cutouts::{BorderFill, CutoutSampler};
 use crate::guidance::guide::{Guide, Perceptor, StepWeights, Target};
 use crate::guidance::image::{ImageModel, ImageState};
 use crate::guidance::loss::WeightStop;
+use crate::guidance::palette::{LimitedPalette, PaletteConfig};
 use crate::models::clip::Clip;
 use crate::models::vqgan::Vqgan;
 use crate::models::weights::{self, ModelKind};
@@ -76,6 +77,8 @@ fn is_run_file(name: &str) -> bool {
     is_state_file(name) || [SETTINGS_FILE, SCHEDULE_FILE, METADATA_FILE].contains(&name)
 }
 pub const SNAPSHOT_DIR: &str = "snapshots";
+/// Where `show_palette` writes the Limited Palette's palettes.
+pub const PALETTE_DIR: &str = "palettes";
 
 /// How a render reports progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,6 +322,9 @@ pub fn load_models(
             files.push((name, path));
             ImageModel::Vqgan(vqgan)
         }
+        None if scene.image.image_model == scene::ImageModel::LimitedPalette => {
+            limited_palette(scene, device)?
+        }
         None => ImageModel::Palette,
     };
     Ok(LoadedModels {
@@ -326,6 +332,35 @@ pub fn load_models(
         image_model,
         files,
     })
+}
+
+/// The Limited Palette of `scene`, with its `target_palette` image loaded
+/// at the render size on `device`.
+fn limited_palette(scene: &Scene, device: Device) -> Result<ImageModel> {
+    let p = &scene.image.palette;
+    let model = LimitedPalette::new(PaletteConfig {
+        palette_size: p.palette_size as i64,
+        palettes: p.palettes as i64,
+        gamma: p.gamma,
+        hdr_weight: p.hdr_weight,
+        norm_weight: p.palette_normalization_weight,
+        random_initial_palette: p.random_initial_palette,
+        lock_palette: p.lock_palette,
+    })?;
+    let target = match &p.target_palette {
+        Some(path) => Some(
+            load_image(path, scene.image.width, scene.image.height)
+                .map_err(|e| {
+                    Error::input(format!(
+                        "{}: setting `target_palette`: {}",
+                        scene.origin, e.message
+                    ))
+                })?
+                .f_to_device(device)?,
+        ),
+        None => None,
+    };
+    Ok(ImageModel::LimitedPalette { model, target })
 }
 
 fn frame_seed(seed: u64, frame: u64) -> u64 {
@@ -736,16 +771,14 @@ pub fn render_in(
     let mut rng = Rng::new(scene.optimizer.seed)?;
     rng.seed_device(device);
     let done_before = setup.done_before();
-    let mut state = match &init_rgb {
-        Some(rgb) => ImageState::from_image(image_model, rgb),
-        None => ImageState::random(
-            image_model,
-            scene.image.width as i64,
-            scene.image.height as i64,
-            device,
-            &mut rng,
-        ),
-    }
+    let mut state = ImageState::start(
+        image_model,
+        scene.image.width as i64,
+        scene.image.height as i64,
+        device,
+        &mut rng,
+        init_rgb.as_ref(),
+    )
     .map_err(setup.oom("making the starting image", done_before))?;
     let init_target: Option<Target> = match &init_rgb {
         Some(rgb) => Some(
@@ -878,6 +911,9 @@ impl FrameLoop<'_, '_> {
         let img = tensor_to_rgb(&img, setup.scene.image.pixel_size)?;
         write_frame(&setup.run.path, k as usize, &img)?;
         self.video.push(&img)?;
+        if setup.scene.image.palette.show_palette {
+            self.write_palette(k)?;
+        }
         let loss = last_loss.f_double_value(&[])?;
         let secs = frame_start.elapsed().as_secs_f64();
         self.records.push(FrameRecord {
@@ -906,7 +942,10 @@ impl FrameLoop<'_, '_> {
             let wants_target = (scene.stabilization.direct_stabilization_weight.is_some()
                 || scene.stabilization.semantic_stabilization_weight.is_some())
                 && scene.stabilization.stabilization_target == StabilizationTarget::Previous;
-            if scene.optimizer.reencode_each_frame {
+            // pytti's 2D mode warps the Limited Palette's own tensors and
+            // never re-encodes it (encoding is 201 optimiser steps).
+            let limited = scene.image.image_model == scene::ImageModel::LimitedPalette;
+            if scene.optimizer.reencode_each_frame && !limited {
                 let img = self.state.image().map_err(warp_oom())?;
                 let warped = warp::warp(&img, &motion, sampling, infill).map_err(warp_oom())?;
                 self.state.set_image(&warped).map_err(warp_oom())?;
@@ -985,6 +1024,20 @@ impl FrameLoop<'_, '_> {
         ))?;
         let img = tensor_to_rgb(&img, setup.scene.image.pixel_size)?;
         write_png_atomic(&snap_dir.join(format!("step_{:07}.png", step + 1)), &img)
+    }
+
+    /// `show_palette`: the Limited Palette's palettes after frame `k` as
+    /// `palettes/palette_NNNNN.png` (pytti's `render_pallet`, which its
+    /// notebook displays; nothing for the other image models).
+    fn write_palette(&self, k: u64) -> Result<()> {
+        let Some(img) = self.state.palette_image()? else {
+            return Ok(());
+        };
+        let dir = self.setup.run.path.join(PALETTE_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let img = tensor_to_rgb(&img, 1)?;
+        write_png_atomic(&dir.join(format!("palette_{k:05}.png")), &img)
     }
 
     /// After the last frame: the MP4, the final state and `metadata.json`.

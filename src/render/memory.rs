@@ -188,6 +188,9 @@ pub enum ImageArch {
     },
     /// The Unlimited Palette: RGB pixels, no model.
     Palette,
+    /// The Limited Palette: `palettes` palettes of `palette_size` colours,
+    /// a brightness and `palettes` weights per pixel, no model.
+    LimitedPalette { palette_size: i64, palettes: i64 },
 }
 
 /// Everything that sets a render's memory.
@@ -526,6 +529,38 @@ fn perceptor_terms(w: &Workload, m: &KnownModels, e: f64) -> PerceptorTerms {
     t
 }
 
+/// Elements of the optimised tensor: the VQGAN's latent grid, the Unlimited
+/// Palette's RGB pixels, or the Limited Palette's palettes, brightness and
+/// palette weights.
+fn optimised_elements(w: &Workload, m: &KnownModels) -> f64 {
+    let (width, height) = (w.width as f64, w.height as f64);
+    match (&m.vqgan, &w.image) {
+        (Some(c), _) => {
+            let f = c.factor() as f64;
+            c.embed_dim as f64 * (height / f).floor() * (width / f).floor()
+        }
+        (
+            None,
+            ImageArch::LimitedPalette {
+                palette_size,
+                palettes,
+            },
+        ) => (1 + palettes) as f64 * width * height + (palette_size * palettes * 3) as f64,
+        (None, _) => 3.0 * width * height,
+    }
+}
+
+/// The Limited Palette's decode keeps about eight `[H, W, palettes, 3]`
+/// float32 tensors for backward; 0 for the other image models.
+fn palette_decode_bytes(w: &Workload) -> f64 {
+    match w.image {
+        ImageArch::LimitedPalette { palettes, .. } => {
+            4.0 * 8.0 * 3.0 * palettes as f64 * (w.width * w.height) as f64
+        }
+        _ => 0.0,
+    }
+}
+
 /// The three moments of a render of `w` on `target` (module docs), each
 /// as named parts in bytes, before the process and overhead terms.
 fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
@@ -539,17 +574,10 @@ fn phases(w: &Workload, m: &KnownModels, target: Target) -> Phases {
     let vqgan = m.vqgan.as_ref().map_or(0.0, |c| vqgan_params(c) as f64);
 
     // The optimised tensor (float32) with its gradient and Adam's moments.
-    let latent = match &m.vqgan {
-        Some(c) => {
-            let f = c.factor() as f64;
-            c.embed_dim as f64 * (height / f).floor() * (width / f).floor()
-        }
-        None => 3.0 * pixels,
-    };
-    let state = 4.0 * 4.0 * latent;
+    let state = 4.0 * 4.0 * optimised_elements(w, m);
     // The image in float32: the clamp's input and output, its gradient and
-    // the decoder's output cast to float32.
-    let image = 4.0 * 4.0 * 3.0 * pixels;
+    // the decoder's output cast to float32 (and the Limited Palette's decode).
+    let image = 4.0 * 4.0 * 3.0 * pixels + palette_decode_bytes(w);
 
     let PerceptorTerms {
         cutouts,
@@ -703,7 +731,7 @@ pub fn estimate(w: &Workload) -> MemoryEstimate {
                 None
             }
         },
-        ImageArch::Palette => None,
+        ImageArch::Palette | ImageArch::LimitedPalette { .. } => None,
     };
     if !unknown.is_empty() {
         return MemoryEstimate::Unknown {
@@ -758,6 +786,10 @@ impl Workload {
             .collect();
         let image = match scene.image.image_model {
             SceneImageModel::UnlimitedPalette => ImageArch::Palette,
+            SceneImageModel::LimitedPalette => ImageArch::LimitedPalette {
+                palette_size: scene.image.palette.palette_size as i64,
+                palettes: scene.image.palette.palettes as i64,
+            },
             SceneImageModel::Vqgan => {
                 let name = scene.image.vqgan_model.name().to_string();
                 let config = match &scene.image.vqgan_model {

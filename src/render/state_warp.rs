@@ -10,7 +10,8 @@ use crate::Result;
 impl ImageState {
     /// Warps the parameter itself by one frame's motion: the VQGAN latent grid
     /// with [`warp_latent`] (`reencode_each_frame = false`), the Palette's pixels
-    /// with [`warp`]. Values are copied into the existing leaf.
+    /// with [`warp`], the Limited Palette's brightness and palette weights
+    /// with [`warp`] (always: pytti's 2D mode never re-encodes it). Values are copied into the existing leaf.
     pub fn warp_latent(
         &mut self,
         motion: &Motion,
@@ -23,6 +24,13 @@ impl ImageState {
                 warp_latent(&current, motion, vqgan.factor() as f64, sampling, infill)?
             }
             ImageModel::Palette => warp(&current, motion, sampling, infill)?,
+            // pytti's zoom_2d: the brightness and palette weights move, the
+            // palettes stay.
+            ImageModel::LimitedPalette { model, .. } => {
+                let layout = model.layout(self.height(), self.width());
+                let image = layout.image_part(&current)?;
+                layout.with_image_part(&current, &warp(&image, motion, sampling, infill)?)?
+            }
         };
         self.set_param(&moved)
     }

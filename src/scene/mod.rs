@@ -202,6 +202,11 @@ impl Scene {
                 check_image(mask, &format!("{what}, its mask"), &self.origin)?;
             }
         }
+        if let Some(p) = &self.image.palette.target_palette {
+            if self.image.image_model == ImageModel::LimitedPalette {
+                check_image(p, "target_palette", &self.origin)?;
+            }
+        }
         for (j, scene) in self.prompts.iter().enumerate() {
             for prompt in scene {
                 if let PromptSource::Image(p) = &prompt.source {

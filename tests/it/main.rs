@@ -21,6 +21,7 @@ mod guidance_augment;
 mod guidance_cutouts;
 mod guidance_loss;
 mod memory_estimate;
+mod palette;
 mod plan_cli;
 mod prompt_masks;
 mod render_e2e;

@@ -1,4 +1,5 @@
-//! The image being optimised: its model (VQGAN or pixels) and size.
+//! The image being optimised: its model (VQGAN, Unlimited Palette pixels or
+//! pytti's Limited Palette), its size and the Limited Palette's settings.
 
 use super::super::reader::{suggest, Reader};
 use crate::catalog::{VqganModel, VQGAN_MODEL_NAMES};
@@ -13,6 +14,15 @@ pub const KEYS: &[&str] = &[
     "pixel_size",
     "image_model",
     "vqgan_model",
+    "palette_size",
+    "palettes",
+    "gamma",
+    "hdr_weight",
+    "palette_normalization_weight",
+    "lock_palette",
+    "target_palette",
+    "random_initial_palette",
+    "show_palette",
 ];
 
 /// What is optimised.
@@ -24,6 +34,22 @@ pub enum ImageModel {
     /// RGB pixels directly.
     #[serde(rename = "Unlimited Palette")]
     UnlimitedPalette,
+    /// pytti's `PixelImage`: per pixel a brightness and a choice among
+    /// `palettes` palettes of `palette_size` colours each
+    /// (`crate::guidance::palette`).
+    #[serde(rename = "Limited Palette")]
+    LimitedPalette,
+}
+
+impl ImageModel {
+    /// The name a scene file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageModel::Vqgan => "VQGAN",
+            ImageModel::UnlimitedPalette => "Unlimited Palette",
+            ImageModel::LimitedPalette => "Limited Palette",
+        }
+    }
 }
 
 /// The `vqgan_model` setting: one of pytti's six names, or another model —
@@ -79,6 +105,91 @@ pub struct Image {
     pub pixel_size: u32,
     pub image_model: ImageModel,
     pub vqgan_model: VqganChoice,
+    /// The Limited Palette's settings (read whatever the model; used only
+    /// by `image_model = "Limited Palette"`).
+    #[serde(flatten)]
+    pub palette: PaletteSettings,
+}
+
+/// pytti's Limited Palette settings (its `PixelImage` and the renderer's
+/// use of it), with pytti-core's `default.yaml` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaletteSettings {
+    /// Colours in each palette (pytti `palette_size`, default 5).
+    pub palette_size: u32,
+    /// Number of palettes a pixel chooses among (pytti `palettes`, default 20).
+    pub palettes: u32,
+    /// Exponent of the initial palette ramp and of the HDR loss's brightness
+    /// targets (default 1).
+    pub gamma: f64,
+    /// Weight of the HDR loss (0 turns it off; default 0.01).
+    pub hdr_weight: f64,
+    /// Weight of the palette normalisation loss (default 0.2).
+    pub palette_normalization_weight: f64,
+    /// Keep the initial palette fixed (default false).
+    pub lock_palette: bool,
+    /// An image whose colours become the (locked) palette; resolved against
+    /// the scene file's folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_palette: Option<std::path::PathBuf>,
+    /// Start from uniformly random palettes instead of grey ramps.
+    pub random_initial_palette: bool,
+    /// Write the palette as `palette.png` beside every frame.
+    pub show_palette: bool,
+}
+
+impl PaletteSettings {
+    /// Reads the Limited Palette settings; sizes and weights are checked
+    /// whatever the image model (a typo is a typo).
+    fn read(r: &Reader) -> Result<PaletteSettings> {
+        let palette_size = r.int_or("palette_size", 5, 1, 4096)? as u32;
+        let palettes = r.int_or("palettes", 20, 1, 4096)? as u32;
+        let gamma = r.f64_or("gamma", 1.0)?;
+        if gamma <= 0.0 {
+            return Err(r.doc.err(
+                r.span_of("gamma"),
+                "gamma",
+                format!("{gamma}: expected a number above 0 (pytti's default is 1)"),
+            ));
+        }
+        let weight = |key: &str, default: f64| -> Result<f64> {
+            let w = r.f64_or(key, default)?;
+            if w < 0.0 {
+                return Err(r.doc.err(
+                    r.span_of(key),
+                    key,
+                    format!("{w}: expected 0 (off) or a positive weight"),
+                ));
+            }
+            Ok(w)
+        };
+        let hdr_weight = weight("hdr_weight", 0.01)?;
+        let palette_normalization_weight = weight("palette_normalization_weight", 0.2)?;
+        if palettes == 1 && palette_normalization_weight != 0.0 {
+            return Err(r.doc.err(
+                r.span_of("palettes"),
+                "palettes",
+                "one palette leaves the palette normalisation loss undefined (pytti's gives \
+                 NaN); use at least 2 palettes or set palette_normalization_weight = 0",
+            ));
+        }
+        let target_palette = match r.string("target_palette")? {
+            None => None,
+            Some((_, s)) if s.trim().is_empty() => None, // pytti's "" = none
+            Some((_, s)) => Some(r.resolve_path(Path::new(s.trim()))),
+        };
+        Ok(PaletteSettings {
+            palette_size,
+            palettes,
+            gamma,
+            hdr_weight,
+            palette_normalization_weight,
+            lock_palette: r.bool_or("lock_palette", false)?,
+            target_palette,
+            random_initial_palette: r.bool_or("random_initial_palette", false)?,
+            show_palette: r.bool_or("show_palette", false)?,
+        })
+    }
 }
 
 impl Image {
@@ -91,6 +202,7 @@ impl Image {
             &[
                 ("VQGAN", ImageModel::Vqgan),
                 ("Unlimited Palette", ImageModel::UnlimitedPalette),
+                ("Limited Palette", ImageModel::LimitedPalette),
             ],
         )?;
         let vqgan_model = vqgan_choice(r, warnings)?;
@@ -121,12 +233,25 @@ impl Image {
             }
         }
         let pixel_size = r.int_or("pixel_size", 1, 1, 64)? as u32;
+        let palette = PaletteSettings::read(r)?;
+        if image_model != ImageModel::LimitedPalette {
+            for key in &KEYS[5..] {
+                if r.has(key) {
+                    warnings.push(format!(
+                        "{key} only affects image_model = \"Limited Palette\"; this scene uses \
+                         \"{}\"",
+                        image_model.name()
+                    ));
+                }
+            }
+        }
         Ok(Image {
             width,
             height,
             pixel_size,
             image_model,
             vqgan_model,
+            palette,
         })
     }
 }

@@ -29,7 +29,8 @@ impl Optimizer {
     /// the image model. Also returns whether the seed was drawn.
     pub(in crate::scene) fn read(r: &Reader, image: &Image) -> Result<(Optimizer, bool)> {
         let default_lr = match (image.image_model, image.vqgan_model.is_gumbel()) {
-            (ImageModel::UnlimitedPalette, _) => 0.02,
+            // pytti's DifferentiableImage default, which PixelImage keeps.
+            (ImageModel::UnlimitedPalette | ImageModel::LimitedPalette, _) => 0.02,
             (ImageModel::Vqgan, true) => 0.15,
             (ImageModel::Vqgan, false) => 0.1,
         };
