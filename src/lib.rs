@@ -14,7 +14,8 @@
 //! - [`audio`]: audio reactivity: decoding, band-pass filters, per-frame band values;
 //! - [`output`]: run folders, PNG frames and the MP4;
 //! - `media`: FFmpeg initialisation and file-name helpers shared by `audio` and `output`;
-//! - [`grid`]: the VQGAN × perceptor comparison batch and its outputs.
+//! - [`grid`]: the VQGAN × perceptor comparison batch and its outputs;
+//! - `preview`: `plan --preview`, the camera path warped without a model.
 //!
 //! The `zoetrope` binary is a thin command line over these.
 
@@ -31,6 +32,8 @@ pub mod media;
 pub mod models;
 pub mod ops;
 pub mod output;
+#[cfg(feature = "video")]
+pub mod preview;
 pub mod render;
 pub mod rng;
 pub mod scene;

@@ -28,8 +28,9 @@ pub struct PlanArgs {
     /// Output format: a readable table, one JSON object, or CSV rows.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Also draw the scene weights (and motion, when animating) over frames
-    /// into this PNG file.
+    /// Also draw the scene weights (and motion, when animating, and the
+    /// audio variables, with input_audio_filters) over frames into this PNG
+    /// file.
     #[arg(long, value_name = "FILE.png")]
     pub chart: Option<PathBuf>,
     /// Estimate the memory with a speed or memory switch flipped, as
@@ -37,6 +38,12 @@ pub struct PlanArgs {
     /// repeatable.
     #[arg(long, value_name = "NAME=on|off")]
     pub tune: Vec<String>,
+    /// Also write the camera path as a video, without any model: the init
+    /// image (or a test pattern) warped frame by frame as render warps it,
+    /// with frame number, t and the dominant scene drawn on it, and the
+    /// soundtrack when the scene has one.
+    #[arg(long, value_name = "FILE.mp4")]
+    pub preview: Option<PathBuf>,
 }
 
 /// `--format` choices.
@@ -51,6 +58,9 @@ pub enum Format {
 pub fn run(args: &PlanArgs) -> Result<()> {
     if let Some(path) = &args.chart {
         check_chart_path(path)?;
+    }
+    if let Some(path) = &args.preview {
+        check_preview(path)?;
     }
     let tuning = Tuning::from_specs(&args.tune)?;
     let scene = Scene::load_with(&args.scene, &zoetrope::models::WeightsLookup)?;
@@ -88,7 +98,52 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         write_chart(path, &scene, &doc.rows())?;
         eprintln!("chart written to {}", path.display());
     }
+    if let Some(path) = &args.preview {
+        write_preview(&scene, &tl, path)?;
+    }
     Ok(())
+}
+
+/// `--preview`'s path checks (a build without FFmpeg cannot write one).
+fn check_preview(path: &Path) -> Result<()> {
+    #[cfg(feature = "video")]
+    {
+        zoetrope::preview::check_preview_path(path)
+    }
+    #[cfg(not(feature = "video"))]
+    {
+        Err(Error::input(format!(
+            "--preview {}: this zoetrope was built without FFmpeg (the `video` feature), so \
+             it cannot write videos; use a build with default features",
+            path.display()
+        )))
+    }
+}
+
+/// Writes the motion preview ([`zoetrope::preview`]).
+fn write_preview(scene: &Scene, tl: &Timeline, path: &Path) -> Result<()> {
+    #[cfg(feature = "video")]
+    {
+        let started = std::time::Instant::now();
+        let done = zoetrope::preview::write_preview(scene, tl, path)?;
+        eprintln!(
+            "preview written to {} ({} frames{}, {:.1} s)",
+            done.path.display(),
+            done.frames,
+            if done.soundtrack {
+                ", with the soundtrack"
+            } else {
+                ""
+            },
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+    #[cfg(not(feature = "video"))]
+    {
+        let _ = (scene, tl);
+        check_preview(path)
+    }
 }
 
 /// Refuses a `--chart` path that cannot work, before anything is printed:
@@ -141,11 +196,12 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
             "rotate_2d",
             "zoom_x_2d",
             "zoom_y_2d",
-            "prompts",
         ]
         .iter()
         .map(|s| s.to_string()),
     );
+    header.extend(tl.audio_names().iter().cloned());
+    header.push("prompts".to_string());
     let cerr = |e: csv::Error| {
         // The message reads as csv says; an OS error (a closed pipe) stays the cause.
         let error = Error::io("writing the plan to stdout", e.to_string());
@@ -173,6 +229,7 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
         ] {
             rec.push(v.to_string());
         }
+        rec.extend(r.audio.0.iter().map(|(_, v)| v.to_string()));
         // scene:weight:stop:text — text last, so colons in it stay readable
         let prompts: Vec<String> = r
             .prompts
@@ -249,12 +306,42 @@ fn write_table(
         "snapshots every {} steps; frames written after their last step",
         tl.save_every()
     )?;
+    write_audio_summary(out, scene, tl)?;
     for (j, s) in scene.prompts.iter().enumerate() {
         let list: Vec<&str> = s.iter().map(|p| p.raw.as_str()).collect();
         writeln!(out, "scene {}: {}", j + 1, list.join(" | "))?;
     }
     writeln!(out)?;
     write_frame_rows(out, scene, tl, rows)
+}
+
+/// The soundtrack's line of the summary: the file, the offset, how many
+/// frames have audio and each filter's band.
+fn write_audio_summary(out: &mut impl Write, scene: &Scene, tl: &Timeline) -> std::io::Result<()> {
+    let (Some(path), Some(track)) = (&scene.audio.input_audio, scene.audio.reactivity()) else {
+        return Ok(());
+    };
+    let video_s = tl.frames() as f64 / scene.timing.frames_per_second;
+    let after = (track.duration() - track.offset()).max(0.0);
+    writeln!(
+        out,
+        "audio: {} from {} s ({:.2} s of it under the video's {:.2} s; frames 1–{} have audio, \
+         later frames read 0)",
+        path.display(),
+        track.offset(),
+        after.min(video_s),
+        video_s,
+        (track.frames_with_audio() as u64).min(tl.frames())
+    )?;
+    for f in &scene.audio.input_audio_filters {
+        let (lo, hi) = f.band();
+        writeln!(
+            out,
+            "  {}: {lo}–{hi} Hz band-pass, order {}",
+            f.variable_name, f.order
+        )?;
+    }
+    Ok(())
 }
 
 /// The per-frame table under the summary: a note on motion when animated,
@@ -283,6 +370,9 @@ fn write_frame_rows(
             "  {:>7} {:>7} {:>7} {:>7} {:>7}",
             "tx", "ty", "rot", "zoom_x", "zoom_y"
         ));
+    }
+    for name in tl.audio_names() {
+        head.push_str(&format!("  {:>6}", short(name, 6)));
     }
     head.push_str(if multi {
         "  prompts (scene:text effective weight)"
@@ -314,6 +404,9 @@ fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
             "  {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             m.translate_x, m.translate_y, m.rotate_2d, m.zoom_x_2d, m.zoom_y_2d
         ));
+    }
+    for (_, v) in &r.audio.0 {
+        line.push_str(&format!("  {v:>6.3}"));
     }
     let prompts: Vec<String> = r
         .prompts
@@ -374,7 +467,9 @@ fn chart_error<E: std::error::Error + Send + Sync>(
 /// writes it through the project's atomic writer: a failure leaves no
 /// partial file behind, and an earlier chart at `path` as it was.
 fn write_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
-    let (width, height) = (1200u32, if scene.is_animated() { 800 } else { 450 });
+    let audio = rows.first().is_some_and(|r| !r.audio.is_empty());
+    let height = 450 + if scene.is_animated() { 350 } else { 0 } + if audio { 330 } else { 0 };
+    let width = 1200u32;
     let mut rgb = vec![255u8; width as usize * height as usize * 3];
     draw_chart(&mut rgb, (width, height), scene, rows).map_err(|e| chart_error(path, e))?;
     let img = image::RgbImage::from_raw(width, height, rgb)
@@ -394,8 +489,9 @@ type ChartError<'a> = DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>
 /// A part of the chart's pixel buffer.
 type ChartArea<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-/// Scene weights over frames (top) and, when animating, motion curves
-/// (bottom), into an RGB pixel buffer of `size`.
+/// Scene weights over frames (top), motion curves when animating, and the
+/// audio variables when the scene has filters, stacked into an RGB pixel
+/// buffer of `size`.
 fn draw_chart<'a>(
     rgb: &'a mut [u8],
     size: (u32, u32),
@@ -403,19 +499,78 @@ fn draw_chart<'a>(
     rows: &[FramePlan],
 ) -> std::result::Result<(), ChartError<'a>> {
     let animated = scene.is_animated();
+    let audio = rows.first().is_some_and(|r| !r.audio.is_empty());
     let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = if animated {
-        let (a, b) = root.split_vertically(420);
-        (a, Some(b))
-    } else {
-        (root.clone(), None)
-    };
+    if !animated && !audio {
+        draw_weights(&root, scene, rows)?;
+        root.present()?;
+        return Ok(());
+    }
+    let (top, rest) = root.split_vertically(420);
     draw_weights(&top, scene, rows)?;
-    if let Some(bottom) = bottom {
-        draw_motion(&bottom, rows)?;
+    let (motion, audio_area) = match (animated, audio) {
+        (true, true) => {
+            let (a, b) = rest.split_vertically(350);
+            (Some(a), Some(b))
+        }
+        (true, false) => (Some(rest), None),
+        (false, true) => (None, Some(rest)),
+        (false, false) => (None, None),
+    };
+    if let Some(area) = motion {
+        draw_motion(&area, rows)?;
+    }
+    if let Some(area) = audio_area {
+        draw_audio(&area, rows)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// The audio variables per frame (0..1), one line per filter.
+fn draw_audio<'a>(
+    area: &ChartArea<'a>,
+    rows: &[FramePlan],
+) -> std::result::Result<(), ChartError<'a>> {
+    let n = rows.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "audio variables per frame (band level / loudest frame's)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("frame")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    let names: Vec<String> = rows
+        .first()
+        .map(|r| r.audio.0.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    for (i, name) in names.iter().enumerate() {
+        let color = Palette99::pick(i + 3).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (r.frame as f64, r.audio.0[i].1)),
+                color.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 15))
+        .draw()?;
     Ok(())
 }
 

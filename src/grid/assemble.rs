@@ -329,12 +329,15 @@ fn write_video(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut writer = Mp4Writer::create_with_metadata(
+    // The scene's soundtrack (docs/design.md §12), cut to the grid's frames.
+    let soundtrack = scene.audio.reactivity().map(|a| a.soundtrack());
+    let mut writer = Mp4Writer::create_with_soundtrack(
         &tmp,
         layout.width,
         layout.height,
         scene.timing.frames_per_second,
         &[("comment", &comment), ("title", "zoetrope grid")],
+        soundtrack.as_ref(),
     )?;
     let part = writer.part_path().to_path_buf();
     let encoded = (|| -> Result<PathBuf> {

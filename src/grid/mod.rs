@@ -39,7 +39,7 @@
 //!   frames and the cell's MP4 are present.
 
 pub mod assemble;
-mod font;
+pub mod font;
 mod template;
 
 use std::fs;

@@ -446,12 +446,17 @@ impl Video {
                 scene.text.scenes,
                 scene.text.scene_suffix
             );
-            let writer = crate::output::video::Mp4Writer::create(
+            // The soundtrack (docs/design.md §12) from input_audio_offset on;
+            // the writer cuts it to the frames pushed, so a resumed run,
+            // which pushes the frames on disk first, has the same sound.
+            let soundtrack = scene.audio.reactivity().map(|a| a.soundtrack());
+            let writer = crate::output::video::Mp4Writer::create_with_soundtrack(
                 &run.video_path(),
                 width,
                 height,
                 scene.timing.frames_per_second,
-                &comment,
+                &[("comment", &comment)],
+                soundtrack.as_ref(),
             )?;
             Ok(Video {
                 writer: Some(writer),

@@ -31,8 +31,11 @@
 //! `%` is the floored modulo Python users expect (`-1 % 3 == 2`). All
 //! arithmetic is `f64`.
 
+use crate::audio::AudioReactivity;
 use serde::{Serialize, Serializer};
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 /// A syntax or name error inside one expression, with a 1-based column
 /// counted in characters from the start of the text that was parsed.
@@ -80,6 +83,99 @@ const FUNCTIONS: &[(&str, Option<usize>)] = &[
 
 /// Names usable without a call.
 const VARIABLES: &[&str] = &["t", "f", "pi", "e"];
+
+/// Whether `name` is a built-in name of expressions (a variable, constant
+/// or function), which an audio filter's `variable_name` may not take.
+pub fn is_builtin_name(name: &str) -> bool {
+    VARIABLES.contains(&name) || FUNCTIONS.iter().any(|(n, _)| *n == name)
+}
+
+/// Whether `name` is an identifier expressions can read: a letter or `_`,
+/// then letters, digits and `_` (the lexer's rule for names).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// The audio band values a scene's expressions read (docs/design.md §12):
+/// each `input_audio_filters` entry's `variable_name` is a variable whose
+/// value at frame index `f` is [`AudioReactivity::values`]`(f)`, constant
+/// within the frame. Shared by every expression of a scene; compared by
+/// identity.
+#[derive(Clone)]
+pub struct AudioVars(pub Arc<AudioReactivity>);
+
+impl AudioVars {
+    /// The filters' variable names, in order.
+    pub fn names(&self) -> &[String] {
+        self.0.names()
+    }
+
+    /// The values at frame index `f` (0-based; 0 after the track's end).
+    #[inline]
+    pub fn values_at(&self, f: f64) -> &[f64] {
+        // `as` saturates: a negative or NaN `f` reads frame 0, a huge one
+        // reads past the end (zeros).
+        self.0.values(f as usize)
+    }
+}
+
+impl PartialEq for AudioVars {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for AudioVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AudioVars({:?}, {} frames with audio)",
+            self.names(),
+            self.0.frames_with_audio()
+        )
+    }
+}
+
+thread_local! {
+    /// The audio variables expressions parsed on this thread may read; set
+    /// only for the duration of [`with_audio_vars`].
+    static AUDIO_SCOPE: RefCell<Option<AudioVars>> = const { RefCell::new(None) };
+}
+
+/// Runs `body` with `vars`' names known to every expression it parses (on
+/// this thread), each parsed expression that reads one keeping `vars` to
+/// evaluate it. The scene loader wraps its reading in this, so that prompt
+/// weights, weight strings and motion all see the audio variables without
+/// every parser in between passing them on. The previous scope is restored
+/// afterwards, also when `body` panics.
+pub fn with_audio_vars<R>(vars: Option<AudioVars>, body: impl FnOnce() -> R) -> R {
+    struct Restore(Option<AudioVars>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            AUDIO_SCOPE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let previous = AUDIO_SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), vars));
+    let _restore = Restore(previous);
+    body()
+}
+
+/// The index of `name` among the audio variables in scope.
+fn audio_var_index(name: &str) -> Option<usize> {
+    AUDIO_SCOPE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .and_then(|v| v.names().iter().position(|n| n == name))
+    })
+}
+
+/// The audio variables in scope (see [`with_audio_vars`]).
+fn audio_scope() -> Option<AudioVars> {
+    AUDIO_SCOPE.with(|s| s.borrow().clone())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fn1 {
@@ -176,6 +272,8 @@ enum Node {
     Const(f64),
     T,
     F,
+    /// The audio variable with this index (see [`AudioVars`]).
+    Var(usize),
     Un(Fn1, Box<Node>),
     Bin(Fn2, Box<Node>, Box<Node>),
     Clamp(Box<[Node; 3]>),
@@ -185,7 +283,7 @@ impl Node {
     /// Whether the value depends on `t` (else it is constant within a frame).
     fn uses_t(&self) -> bool {
         match self {
-            Node::Const(_) | Node::F => false,
+            Node::Const(_) | Node::F | Node::Var(_) => false,
             Node::T => true,
             Node::Un(_, a) => a.uses_t(),
             Node::Bin(_, a, b) => a.uses_t() || b.uses_t(),
@@ -193,18 +291,31 @@ impl Node {
         }
     }
 
+    /// Whether the value reads an audio variable.
+    fn uses_audio(&self) -> bool {
+        match self {
+            Node::Const(_) | Node::F | Node::T => false,
+            Node::Var(_) => true,
+            Node::Un(_, a) => a.uses_audio(),
+            Node::Bin(_, a, b) => a.uses_audio() || b.uses_audio(),
+            Node::Clamp(args) => args.iter().any(Node::uses_audio),
+        }
+    }
+
+    /// The value at `t`, `f` with the audio variables' values `vars`.
     #[inline]
-    fn eval(&self, t: f64, f: f64) -> f64 {
+    fn eval(&self, t: f64, f: f64, vars: &[f64]) -> f64 {
         match self {
             Node::Const(v) => *v,
             Node::T => t,
             Node::F => f,
-            Node::Un(op, a) => op.apply(a.eval(t, f)),
-            Node::Bin(op, a, b) => op.apply(a.eval(t, f), b.eval(t, f)),
+            Node::Var(i) => vars.get(*i).copied().unwrap_or(0.0),
+            Node::Un(op, a) => op.apply(a.eval(t, f, vars)),
+            Node::Bin(op, a, b) => op.apply(a.eval(t, f, vars), b.eval(t, f, vars)),
             Node::Clamp(args) => {
-                let x = args[0].eval(t, f);
-                let lo = args[1].eval(t, f);
-                let hi = args[2].eval(t, f);
+                let x = args[0].eval(t, f, vars);
+                let lo = args[1].eval(t, f, vars);
+                let hi = args[2].eval(t, f, vars);
                 // Written out rather than f64::clamp, which panics when lo > hi.
                 if x < lo {
                     lo
@@ -232,10 +343,13 @@ impl Node {
     }
 }
 
-/// A parsed expression in `t` (seconds) and `f` (0-based frame index).
+/// A parsed expression in `t` (seconds), `f` (0-based frame index) and
+/// the audio variables in scope when it was parsed ([`with_audio_vars`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     root: Node,
+    /// The audio values, when the expression reads an audio variable.
+    audio: Option<AudioVars>,
 }
 
 impl Expr {
@@ -271,13 +385,22 @@ impl Expr {
                 ),
             });
         }
-        Ok(Expr { root })
+        let audio = if root.uses_audio() {
+            audio_scope()
+        } else {
+            None
+        };
+        Ok(Expr { root, audio })
     }
 
-    /// The value at time `t` (seconds) and frame index `f`.
+    /// The value at time `t` (seconds) and frame index `f` (audio
+    /// variables read frame `f`'s values).
     #[inline]
     pub fn eval(&self, t: f64, f: f64) -> f64 {
-        self.root.eval(t, f)
+        match &self.audio {
+            Some(a) => self.root.eval(t, f, a.values_at(f)),
+            None => self.root.eval(t, f, &[]),
+        }
     }
 
     /// The value when it does not depend on `t` or `f`.
@@ -552,7 +675,9 @@ impl Parser<'_> {
                     column: col,
                     message: format!("`{name}` is a function: write {name}(...)"),
                 }),
-                _ => Err(unknown_name(name, col)),
+                _ => audio_var_index(name)
+                    .map(Node::Var)
+                    .ok_or_else(|| unknown_name(name, col)),
             };
         }
         let Some(&(_, arity)) = FUNCTIONS.iter().find(|(n, _)| *n == name) else {
@@ -607,7 +732,7 @@ impl Parser<'_> {
                 let (x, lo, hi) = (a(), a(), a());
                 match (&x, &lo, &hi) {
                     (Node::Const(_), Node::Const(_), Node::Const(_)) => {
-                        Node::Const(Node::Clamp(Box::new([x, lo, hi])).eval(0.0, 0.0))
+                        Node::Const(Node::Clamp(Box::new([x, lo, hi])).eval(0.0, 0.0, &[]))
                     }
                     _ => Node::Clamp(Box::new([x, lo, hi])),
                 }
@@ -641,9 +766,13 @@ impl Parser<'_> {
 }
 
 fn unknown_name(name: &str, col: usize) -> ExprError {
+    let audio: Vec<String> = audio_scope()
+        .map(|a| a.names().to_vec())
+        .unwrap_or_default();
     let all = VARIABLES
         .iter()
         .copied()
+        .chain(audio.iter().map(String::as_str))
         .chain(FUNCTIONS.iter().map(|(n, _)| *n));
     let hint = match crate::catalog::closest(name, all) {
         Some(n) => format!("did you mean `{n}`?"),

@@ -51,7 +51,9 @@ pub use sections::timing::Transition;
 
 use crate::{Error, Result};
 use reader::{Doc, Reader};
-use sections::{Guidance, Image, Motion, Optimizer, Output, Run, Stabilization, Text, Timing};
+use sections::{
+    Audio, Guidance, Image, Motion, Optimizer, Output, Run, Stabilization, Text, Timing,
+};
 use serde::Serialize;
 use std::path::Path;
 
@@ -81,6 +83,10 @@ pub struct Scene {
     pub output: Output,
     #[serde(flatten)]
     pub run: Run,
+    /// The soundtrack and its filters (last: the filters serialize as an
+    /// array of tables).
+    #[serde(flatten)]
+    pub audio: Audio,
 
     /// The parsed prompts: one list per scene (image paths resolved).
     #[serde(skip)]
@@ -142,8 +148,18 @@ impl Scene {
         Scene::read(&r)
     }
 
-    /// Reads every section, in the order their errors are reported.
+    /// Reads every section, in the order their errors are reported: the
+    /// audio first, because it decodes the track (its errors come before
+    /// anything else) and its variables are names in every later
+    /// expression.
     fn read(r: &Reader) -> Result<Scene> {
+        let audio = Audio::read(r)?;
+        let vars = audio.track.clone();
+        expr::with_audio_vars(vars, || Scene::read_sections(r, audio))
+    }
+
+    /// Reads the sections after the audio.
+    fn read_sections(r: &Reader, audio: Audio) -> Result<Scene> {
         let mut warnings = Vec::new();
         let (text, prompts) = Text::read(r, &mut warnings)?;
         let timing = Timing::read(r, prompts.len())?;
@@ -164,6 +180,7 @@ impl Scene {
             stabilization,
             output,
             run,
+            audio,
             prompts,
             warnings,
             seed_was_random,

@@ -25,6 +25,7 @@ pub mod plan;
 pub use check::weight_rule;
 pub use plan::{MemoryFields, PlanDocument};
 
+use crate::scene::expr::AudioVars;
 use crate::scene::{Param, Prompt, PromptSource, Scene, Transition};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -92,6 +93,7 @@ pub struct Timeline {
     animated: bool,
     motion: [Param; 5],
     prompts: Vec<Vec<Prompt>>,
+    audio: Option<AudioVars>,
 }
 
 impl Timeline {
@@ -140,7 +142,27 @@ impl Timeline {
                 scene.motion.zoom_y_2d.clone(),
             ],
             prompts: scene.prompts.clone(),
+            audio: scene.audio.track.clone(),
         })
+    }
+
+    /// The audio variables' names (docs/design.md §12), in filter order;
+    /// empty without `input_audio_filters`.
+    pub fn audio_names(&self) -> &[String] {
+        match &self.audio {
+            Some(a) => a.names(),
+            None => &[],
+        }
+    }
+
+    /// The audio variables' values at frame index `frame_index` (0-based,
+    /// the expressions' `f`), in the order of [`Timeline::audio_names`];
+    /// 0 after the track's end.
+    pub fn audio_values(&self, frame_index: u64) -> &[f64] {
+        match &self.audio {
+            Some(a) => a.values_at(frame_index as f64),
+            None => &[],
+        }
     }
 
     /// Optimisation steps of the whole timeline, `N·S` (pre-animation not included).
@@ -394,7 +416,42 @@ impl Timeline {
             scene_weights,
             prompts,
             motion: self.motion(k - 1),
+            audio: AudioValues(
+                self.audio_names()
+                    .iter()
+                    .cloned()
+                    .zip(self.audio_values(k - 1).iter().copied())
+                    .collect(),
+            ),
         }
+    }
+}
+
+/// The audio variables of one frame, name and value in filter order; JSON:
+/// an object `{"bass": 0.42, ...}` (empty without audio filters).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AudioValues(pub Vec<(String, f64)>);
+
+impl AudioValues {
+    /// Whether the scene has no audio variables.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `name`, if it is an audio variable.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for AudioValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 
@@ -436,6 +493,10 @@ pub struct FramePlan {
     pub prompts: Vec<PlanPrompt>,
     /// Motion evaluated at the frame's start.
     pub motion: Motion,
+    /// The audio variables' values of the frame (constant within it);
+    /// left out of the JSON when the scene has none.
+    #[serde(skip_serializing_if = "AudioValues::is_empty")]
+    pub audio: AudioValues,
 }
 
 #[cfg(test)]

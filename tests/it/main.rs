@@ -7,6 +7,7 @@
 //! must run alone belongs in a separate file under `tests/` (its own binary).
 
 mod audio;
+mod audio_scene;
 mod bench_cli;
 mod clip_keys;
 mod clip_parity;

@@ -7,6 +7,7 @@
 //! `read`. The list of known settings (for "unknown setting, did you mean")
 //! derives from the sections' `KEYS`.
 
+pub mod audio;
 pub mod guidance;
 pub mod image;
 pub mod motion;
@@ -17,6 +18,7 @@ pub mod stabilization;
 pub mod text;
 pub mod timing;
 
+pub use audio::Audio;
 pub use guidance::Guidance;
 pub use image::Image;
 pub use motion::Motion;
@@ -33,7 +35,7 @@ use crate::catalog::PYTTI_PERCEPTOR_FLAGS;
 /// `use_mmc` included), in section order, for validation and "did you mean"
 /// hints.
 pub fn known_settings() -> impl Iterator<Item = &'static str> {
-    let sections: [&[&'static str]; 9] = [
+    let sections: [&[&'static str]; 10] = [
         text::KEYS,
         timing::KEYS,
         image::KEYS,
@@ -43,6 +45,7 @@ pub fn known_settings() -> impl Iterator<Item = &'static str> {
         stabilization::KEYS,
         output::KEYS,
         run::KEYS,
+        audio::KEYS,
     ];
     let flags = PYTTI_PERCEPTOR_FLAGS
         .iter()
