@@ -13,6 +13,7 @@ mod clip_parity;
 mod clip_tokenizer;
 mod grid_browser;
 mod grid_cli;
+mod grid_judge;
 mod grid_render;
 mod grid_run;
 mod grid_spec;
