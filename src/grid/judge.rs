@@ -168,7 +168,7 @@ pub fn score_cell(clip: &Clip, dir: &Path, timeline: &Timeline) -> Result<CellSc
         let sims = clip_similarities(clip, &images, &texts)?;
         for ((k, p), row) in ks.into_iter().zip(sims) {
             let score = weighted_mean(p.iter().map(|(text, w)| {
-                let i = texts.iter().position(|t| t == text).unwrap_or(0);
+                let i = texts.iter().position(|t| *t == text.as_str()).unwrap_or(0);
                 (*w, row[i])
             }));
             if let Some(s) = score {
