@@ -227,9 +227,11 @@ fn judged_grid_scores_equal_zoetrope_score_and_the_viewer_shows_them() {
     );
     let prompts = planned_prompts(&scene, &weights);
     assert_eq!(prompts.len(), 4);
-    // The cross-fade frame mixes both scenes' prompts; "gloom" never counts.
-    assert!(prompts[1].iter().any(|(t, _)| t == "fog"));
-    assert!(prompts[1].iter().any(|(t, _)| t == "night"));
+    // Frame 3 holds the cross-fade (steps 4 and 5; the centred fade covers
+    // steps 3 and 4) and mixes both scenes' prompts; "gloom" never counts.
+    assert!(!prompts[1].iter().any(|(t, _)| t == "night"));
+    assert!(prompts[2].iter().any(|(t, _)| t == "fog"));
+    assert!(prompts[2].iter().any(|(t, _)| t == "night"));
     assert!(prompts.iter().flatten().all(|(t, _)| t != "gloom"));
     for (row, perceptor) in rows.iter().zip(["tiny-clip", "clipB"]) {
         assert_eq!(row.vqgan, "tiny-vqgan");
@@ -376,6 +378,12 @@ fn a_bad_judge_stops_the_grid_before_any_cell_renders() {
     assert!(!out.exists());
 }
 
+/// The viewer's ranking table.
+fn ranking_table(html: &str) -> &str {
+    let a = html.find("<table id=\"ranking\">").expect("a ranking");
+    &html[a..a + html[a..].find("</table>").unwrap()]
+}
+
 /// The tiny CLIP as a judge given by its path.
 fn tiny_judge(dir: &Path) -> Judge {
     write_tiny_models(dir).unwrap();
@@ -443,7 +451,7 @@ fn shards_score_every_complete_cell_and_assemble_agrees() {
         }
     }
     let csv = std::fs::read(out.join(SCORES_FILE)).unwrap();
-    let html = std::fs::read(out.join("index.html")).unwrap();
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
 
     // `--assemble --judge` through the binary writes the same scores.csv
     // and the same viewer as the shards did.
@@ -467,7 +475,9 @@ fn shards_score_every_complete_cell_and_assemble_agrees() {
     let stdout = ok(&o);
     assert!(stdout.contains("scores: "), "{stdout}");
     assert_eq!(std::fs::read(out.join(SCORES_FILE)).unwrap(), csv);
-    assert_eq!(std::fs::read(out.join("index.html")).unwrap(), html);
+    // The viewer's ranking is the same (the page now also links grid.mp4).
+    let assembled = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert_eq!(ranking_table(&assembled), ranking_table(&html));
 
     // A cell that lost its last frame is partial: listed, not scored.
     let cell = out.join("coco__ViT-B-32");
