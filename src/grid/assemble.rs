@@ -675,7 +675,7 @@ fn shown_score(s: Option<f64>) -> String {
 fn score_line(score: Option<&ViewScore>) -> String {
     match score {
         Some(s) => format!(
-            "<br><span class=\"score\">score {} (mean {})</span>",
+            "<br><span class=\"score\">score: last frame {}, mean {}</span>",
             shown_score(s.last_frame),
             shown_score(s.mean)
         ),
