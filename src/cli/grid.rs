@@ -6,6 +6,7 @@
 
 use clap::Args;
 use std::path::{Path, PathBuf};
+use zoetrope::grid::judge::Judge;
 use zoetrope::grid::{self, assemble, CellOutcome, GridOptions, GridSpec, Shard};
 use zoetrope::models::weights::{self, ModelKind};
 use zoetrope::output::RunDir;
@@ -41,6 +42,11 @@ pub struct GridArgs {
     /// from the cells present and list the missing ones.
     #[arg(long)]
     pub assemble: bool,
+    /// Rank the cells with this CLIP perceptor (e.g. ViT-B/32): at the end
+    /// every complete cell's frames are scored against the scene's prompts
+    /// as `zoetrope score` does, into scores.csv and the viewer.
+    #[arg(long, value_name = "PERCEPTOR")]
+    pub judge: Option<String>,
 }
 
 /// Renders one cell: `(cell scene, cell folder, resume)`; see
@@ -95,6 +101,8 @@ pub fn run(
 ) -> Result<()> {
     let spec = GridSpec::parse(&args.vqgan, &args.perceptors)?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    // The judge's weights are checked before anything renders.
+    let judge = args.judge.as_deref().map(Judge::resolve).transpose()?;
     let sheets = args
         .sheets
         .as_deref()
@@ -122,12 +130,13 @@ pub fn run(
                 "--assemble builds the outputs from every cell; leave out --shard",
             ));
         }
-        grid::assemble_grid(&args.scene, &spec, &out, sheets)?
+        grid::assemble_grid_judged(&args.scene, &spec, &out, sheets, judge.as_ref())?
     } else {
         let opts = GridOptions {
             shard,
             sheets,
             progress: true,
+            judge,
         };
         let report = grid::run_grid(&args.scene, &spec, &out, &opts, check_weights, render)?;
         let count =
@@ -149,6 +158,9 @@ pub fn run(
     }
     for s in &outputs.sheets {
         println!("contact sheet: {}", s.display());
+    }
+    if let Some(s) = &outputs.scores {
+        println!("scores: {}", s.display());
     }
     println!("viewer: {}", outputs.index.display());
     if outputs.missing.is_empty() {

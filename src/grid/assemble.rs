@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::font;
+use super::judge::{format_score, Scores};
 use super::template;
 use super::{cell_status, frames_done, Cell, CellStatus, GridSpec};
 use crate::output::frames::{frame_file_name, read_rgb, write_png_atomic};
@@ -58,6 +59,9 @@ pub struct AssembleOptions {
     pub sheets: Option<Vec<u64>>,
     /// Also encode `grid.mp4` (the slow part).
     pub video: bool,
+    /// The judge's scores (`--judge`): shown per cell, with a ranking the
+    /// viewer can sort. `None` leaves the page exactly as without a judge.
+    pub scores: Option<Scores>,
 }
 
 /// What [`assemble_prepared`] wrote.
@@ -73,6 +77,8 @@ pub struct Outputs {
     pub missing: Vec<String>,
     /// Things the user should know (outputs skipped and why).
     pub notes: Vec<String>,
+    /// `scores.csv`, when a judge scored the cells.
+    pub scores: Option<PathBuf>,
 }
 
 /// The mosaic's geometry: tiles of `tile_w × tile_h` under a label bar of
@@ -301,7 +307,10 @@ pub fn assemble_prepared(
         );
     }
 
-    let data = view_data(out_dir, spec, scene, cells, &statuses, frames, &layout)?;
+    let mut data = view_data(out_dir, spec, scene, cells, &statuses, frames, &layout)?;
+    if let Some(scores) = &opts.scores {
+        add_scores(&mut data, scores);
+    }
     let html = index_html(&data, &layout)?;
     crate::atomic::write_atomic(&outputs.index, html.as_bytes())?;
     Ok(outputs)
@@ -396,6 +405,18 @@ struct ViewCell {
     /// `settings.toml` as the render wrote it (as JSON), or the planned cell scene.
     settings: Value,
     settings_source: &'static str,
+    /// The judge's scores, on judged grids only (absent otherwise, and on
+    /// cells that are not complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<ViewScore>,
+}
+
+/// A judged cell's scores (see `grid::judge`).
+#[derive(Serialize)]
+struct ViewScore {
+    last_frame: Option<f64>,
+    mean: Option<f64>,
+    frames_scored: u64,
 }
 
 #[derive(Serialize)]
@@ -416,6 +437,9 @@ struct ViewData {
     cells: Vec<ViewCell>,
     sheets: Vec<ViewSheet>,
     video: Option<String>,
+    /// The judge's label, on judged grids only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge: Option<String>,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -446,6 +470,9 @@ const STYLE: &str = include_str!("../../assets/grid/viewer.css");
 const ERROR_SCRIPT: &str = include_str!("../../assets/grid/errors.js");
 /// The viewer script (plain ES5, no external resources).
 const SCRIPT: &str = include_str!("../../assets/grid/viewer.js");
+/// The ranking's style and script, added on judged grids only.
+const RANKING_STYLE: &str = include_str!("../../assets/grid/ranking.css");
+const RANKING_SCRIPT: &str = include_str!("../../assets/grid/ranking.js");
 
 /// The viewer page showing `data`; see the module documentation.
 fn index_html(data: &ViewData, layout: &Layout) -> Result<String> {
@@ -471,11 +498,22 @@ fn index_html(data: &ViewData, layout: &Layout) -> Result<String> {
         .iter()
         .map(|p| format!("<th>{}</th>", esc(p)))
         .collect();
+    let mut style = STYLE.strip_suffix('\n').unwrap_or(STYLE).to_string();
+    let (ranking, ranking_script) = match &data.judge {
+        Some(judge) => {
+            style.push_str(RANKING_STYLE.strip_suffix('\n').unwrap_or(RANKING_STYLE));
+            (
+                ranking(data, judge),
+                format!("<script>\n{RANKING_SCRIPT}</script>\n"),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     template::fill(
         PAGE_TEMPLATE,
         &[
             ("title", &esc(&data.title)),
-            ("style", STYLE.strip_suffix('\n').unwrap_or(STYLE)),
+            ("style", &style),
             ("frames", &data.frames.to_string()),
             ("fps", &data.fps.to_string()),
             ("complete", &complete.to_string()),
@@ -489,6 +527,8 @@ fn index_html(data: &ViewData, layout: &Layout) -> Result<String> {
             ("error_script", ERROR_SCRIPT),
             ("data", &json),
             ("viewer_script", SCRIPT),
+            ("ranking", &ranking),
+            ("ranking_script", &ranking_script),
         ],
     )
 }
@@ -535,6 +575,7 @@ fn view_data(
         cells: view_cells,
         sheets,
         video: rel_if_file(out_dir, "grid.mp4".to_string()),
+        judge: None,
     })
 }
 
@@ -583,6 +624,7 @@ fn view_cell(
         metadata_file: rel_if_file(out_dir, format!("{}/metadata.json", cell.name)),
         settings,
         settings_source,
+        score: None,
     })
 }
 
@@ -607,6 +649,9 @@ fn cell_rows(data: &ViewData) -> String {
                 esc(&c.name),
                 esc(&state)
             ));
+            if data.judge.is_some() {
+                h.push_str(&score_line(c.score.as_ref()));
+            }
             if let Some(v) = &c.video {
                 h.push_str(&format!(" <a href=\"{}\">mp4</a>", esc(v)));
             }
@@ -620,6 +665,89 @@ fn cell_rows(data: &ViewData) -> String {
         }
         h.push_str("</tr>\n");
     }
+    h
+}
+
+/// A score as the page shows it: two decimals, `–` when there is none.
+fn shown_score(s: Option<f64>) -> String {
+    s.map(|v| format!("{v:.2}"))
+        .unwrap_or_else(|| "–".to_string())
+}
+
+/// A judged cell's line in the cell overview.
+fn score_line(score: Option<&ViewScore>) -> String {
+    match score {
+        Some(s) => format!(
+            "<br><span class=\"score\">score: last frame {}, mean {}</span>",
+            shown_score(s.last_frame),
+            shown_score(s.mean)
+        ),
+        None => "<br><span class=\"score\">not scored</span>".to_string(),
+    }
+}
+
+/// Puts the judge's scores into the viewer data.
+fn add_scores(data: &mut ViewData, scores: &Scores) {
+    data.judge = Some(scores.judge.clone());
+    for (vc, s) in data.cells.iter_mut().zip(&scores.cells) {
+        vc.score = s.map(|s| ViewScore {
+            last_frame: s.last_frame,
+            mean: s.mean,
+            frames_scored: s.frames_scored,
+        });
+    }
+}
+
+/// The ranking section of a judged grid: every cell with its scores, in
+/// grid order, and the control that sorts them (`assets/grid/ranking.js`).
+/// Each row carries its grid index and scores (as in `scores.csv`) for the
+/// script.
+fn ranking(data: &ViewData, judge: &str) -> String {
+    let mut h = format!(
+        "<h2>Ranking</h2>\n<p class=\"info\">Scored by {}: a frame's score is 100 × the \
+         cosine similarity of the frame and each text prompt of the scene at that frame, \
+         averaged with the prompts' weights (higher is closer to the prompts); the mean \
+         is over the cell's frames. The numbers are also in \
+         <a href=\"{}\">{}</a>.</p>\n",
+        esc(judge),
+        super::judge::SCORES_FILE,
+        super::judge::SCORES_FILE
+    );
+    h.push_str(
+        "<div class=\"controls\"><label>sort by <select id=\"rank-sort\">\
+         <option value=\"grid\">grid order</option>\
+         <option value=\"last\">last-frame score</option>\
+         <option value=\"mean\">mean score</option></select></label></div>\n",
+    );
+    h.push_str(
+        "<table id=\"ranking\">\n<thead><tr><th>#</th><th>cell</th><th>vqgan_model</th>\
+         <th>perceptors</th><th>last-frame score</th><th>mean score</th>\
+         <th>frames scored</th></tr></thead>\n<tbody>\n",
+    );
+    for (i, c) in data.cells.iter().enumerate() {
+        let s = c.score.as_ref();
+        let last = s.and_then(|s| s.last_frame);
+        let mean = s.and_then(|s| s.mean);
+        h.push_str(&format!(
+            "<tr data-index=\"{i}\" data-cell=\"{}\" data-last=\"{}\" data-mean=\"{}\">\
+             <td class=\"rank\">{}</td><td><button type=\"button\" class=\"pick\" \
+             data-row=\"{}\" data-col=\"{}\">{}</button></td><td>{}</td><td>{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            esc(&c.name),
+            format_score(last),
+            format_score(mean),
+            i + 1,
+            c.row,
+            c.col,
+            esc(&c.name),
+            esc(&super::vqgan_label(&c.vqgan)),
+            esc(&c.perceptor),
+            shown_score(last),
+            shown_score(mean),
+            s.map_or_else(|| "–".to_string(), |s| s.frames_scored.to_string()),
+        ));
+    }
+    h.push_str("</tbody>\n</table>\n<div id=\"ranking-selftest\"></div>\n");
     h
 }
 

@@ -40,6 +40,7 @@
 
 pub mod assemble;
 pub mod font;
+pub mod judge;
 mod template;
 
 use std::fs;
@@ -212,10 +213,16 @@ fn vqgan_label(v: &str) -> String {
 /// The canonical perceptor name for `name`, ignoring case, `-`, `/`, `_`
 /// and `@` (as scene files do), or a `.safetensors` path unchanged.
 fn canonical_perceptor(name: &str) -> Result<String> {
+    canonical_perceptor_for(name, "--perceptors")
+}
+
+/// [`canonical_perceptor`] for the command-line option `option`, which its
+/// errors name.
+pub(crate) fn canonical_perceptor_for(name: &str, option: &str) -> Result<String> {
     if is_path_entry(name) {
-        if name.contains('+') {
+        if name.contains('+') && option == "--perceptors" {
             return Err(Error::input(format!(
-                "--perceptors: the path \"{name}\" contains `+`, which combines perceptors; \
+                "{option}: the path \"{name}\" contains `+`, which combines perceptors; \
                  rename the file"
             )));
         }
@@ -230,9 +237,14 @@ fn canonical_perceptor(name: &str) -> Result<String> {
         })
         .ok_or_else(|| {
             Error::input(format!(
-                "--perceptors: unknown perceptor \"{name}\"; known: {} (or a path to a \
-                 .safetensors file; combine models with `+`, e.g. ViT-B/32+RN50){}",
+                "{option}: unknown perceptor \"{name}\"; known: {} (or a path to a \
+                 .safetensors file{}){}",
                 MODEL_NAMES.join(", "),
+                if option == "--perceptors" {
+                    "; combine models with `+`, e.g. ViT-B/32+RN50"
+                } else {
+                    ""
+                },
                 did_you_mean(name, MODEL_NAMES.iter().copied())
             ))
         })
@@ -547,6 +559,10 @@ pub struct GridOptions {
     /// Show a progress bar over the cells on a terminal, and a line per cell
     /// on stderr (also when it is a log file).
     pub progress: bool,
+    /// Rank the cells with this perceptor at the end (`--judge`): every
+    /// complete cell is scored, `scores.csv` written and the viewer shows
+    /// the scores ([`judge`]).
+    pub judge: Option<judge::Judge>,
 }
 
 /// What happened to one cell in a [`run_grid`] call.
@@ -594,6 +610,7 @@ struct Prepared {
     scene: Scene,
     cells: Vec<Cell>,
     frames: u64,
+    timeline: Timeline,
 }
 
 fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
@@ -611,6 +628,7 @@ fn prepare(scene_path: &Path, spec: &GridSpec) -> Result<Prepared> {
         scene,
         cells,
         frames,
+        timeline,
     })
 }
 
@@ -794,6 +812,7 @@ pub fn run_grid(
     let sheet_opts = assemble::AssembleOptions {
         sheets: opts.sheets.clone(),
         video: false,
+        scores: None,
     };
     for (n, (i, outcome)) in todo.iter().enumerate() {
         let cell = &prep.cells[*i];
@@ -828,16 +847,17 @@ pub fn run_grid(
     // A shard sees only part of the grid, and encoding the video in every
     // shard at once would waste the cluster's time: the assemble step after
     // the last shard builds it.
-    let mut outputs = assemble::assemble_prepared(
-        out_dir,
+    let mut outputs = judge_and_assemble(
+        &prep,
         spec,
-        &prep.scene,
-        &prep.cells,
-        prep.frames,
-        &assemble::AssembleOptions {
+        out_dir,
+        assemble::AssembleOptions {
             sheets: opts.sheets.clone(),
             video: opts.shard.is_none(),
+            scores: None,
         },
+        opts.judge.as_ref(),
+        opts.progress,
     )?;
     if let Some(s) = opts.shard {
         outputs.notes.push(format!(
@@ -855,6 +875,43 @@ pub fn run_grid(
     Ok(GridReport { cells, outputs })
 }
 
+/// With a judge: scores every complete cell and writes `scores.csv`
+/// ([`judge`]); then rebuilds the comparison outputs with `opts` (and the
+/// scores, shown by the viewer).
+fn judge_and_assemble(
+    prep: &Prepared,
+    spec: &GridSpec,
+    out_dir: &Path,
+    mut opts: assemble::AssembleOptions,
+    judge: Option<&judge::Judge>,
+    progress: bool,
+) -> Result<assemble::Outputs> {
+    let mut scores_file = None;
+    if let Some(j) = judge {
+        let device = crate::render::device::resolve_device(&prep.scene.run.device)?;
+        let statuses: Vec<CellStatus> = prep
+            .cells
+            .iter()
+            .map(|c| cell_status(out_dir, c, prep.frames))
+            .collect();
+        let scores = judge::score_cells(
+            j,
+            device,
+            out_dir,
+            &prep.cells,
+            &statuses,
+            &prep.timeline,
+            progress,
+        )?;
+        scores_file = Some(judge::write_scores(out_dir, &prep.cells, &scores)?);
+        opts.scores = Some(scores);
+    }
+    let mut outputs =
+        assemble::assemble_prepared(out_dir, spec, &prep.scene, &prep.cells, prep.frames, &opts)?;
+    outputs.scores = scores_file;
+    Ok(outputs)
+}
+
 /// `--assemble`: rebuilds `grid.mp4`, the contact sheets and `index.html`
 /// from the cells present, rendering nothing; [`assemble::Outputs::missing`]
 /// lists the cells that are not complete.
@@ -863,6 +920,18 @@ pub fn assemble_grid(
     spec: &GridSpec,
     out_dir: &Path,
     sheets: Option<Vec<u64>>,
+) -> Result<assemble::Outputs> {
+    assemble_grid_judged(scene_path, spec, out_dir, sheets, None)
+}
+
+/// [`assemble_grid`], and with a judge (`--assemble --judge`) every
+/// complete cell scored into `scores.csv` and the viewer first.
+pub fn assemble_grid_judged(
+    scene_path: &Path,
+    spec: &GridSpec,
+    out_dir: &Path,
+    sheets: Option<Vec<u64>>,
+    judge: Option<&judge::Judge>,
 ) -> Result<assemble::Outputs> {
     let prep = prepare(scene_path, spec)?;
     if !out_dir.is_dir() {
@@ -875,16 +944,17 @@ pub fn assemble_grid(
             ),
         ));
     }
-    assemble::assemble_prepared(
-        out_dir,
+    judge_and_assemble(
+        &prep,
         spec,
-        &prep.scene,
-        &prep.cells,
-        prep.frames,
-        &assemble::AssembleOptions {
+        out_dir,
+        assemble::AssembleOptions {
             sheets,
             video: true,
+            scores: None,
         },
+        judge,
+        true,
     )
 }
 

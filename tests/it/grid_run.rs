@@ -29,6 +29,7 @@ fn run(
         shard,
         sheets: None,
         progress: false,
+        judge: None,
     };
     grid::run_grid(
         scene,

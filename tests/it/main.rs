@@ -15,6 +15,7 @@ mod clip_tokenizer;
 mod direct_images;
 mod grid_browser;
 mod grid_cli;
+mod grid_judge;
 mod grid_render;
 mod grid_run;
 mod grid_spec;
