@@ -141,11 +141,15 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
             "rotate_2d",
             "zoom_x_2d",
             "zoom_y_2d",
-            "prompts",
         ]
         .iter()
         .map(|s| s.to_string()),
     );
+    let looping = tl.loop_frames() > 0;
+    if looping {
+        header.push("loop_weight".to_string());
+    }
+    header.push("prompts".to_string());
     let cerr = |e: csv::Error| {
         // The message reads as csv says; an OS error (a closed pipe) stays the cause.
         let error = Error::io("writing the plan to stdout", e.to_string());
@@ -172,6 +176,9 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
             m.zoom_y_2d,
         ] {
             rec.push(v.to_string());
+        }
+        if looping {
+            rec.push(r.loop_weight.unwrap_or(0.0).to_string());
         }
         // scene:weight:stop:text — text last, so colons in it stay readable
         let prompts: Vec<String> = r
@@ -274,6 +281,14 @@ fn write_frame_rows(
              previous frame into it (frame 1 starts unwarped)"
         )?;
     }
+    if tl.loop_frames() > 0 {
+        writeln!(
+            out,
+            "loop: the weight of the pull toward frame 1 as the coming motion carries it back \
+             (loop_frames = {}, docs/scene-format.md \"Seamless loops\")",
+            tl.loop_frames()
+        )?;
+    }
     let mut head = format!("{:>6}  {:>15}  {:>8}", "frame", "steps", "t (s)");
     for j in 1..=tl.scene_count() {
         head.push_str(&format!("  {:>6}", format!("w{j}")));
@@ -283,6 +298,9 @@ fn write_frame_rows(
             "  {:>7} {:>7} {:>7} {:>7} {:>7}",
             "tx", "ty", "rot", "zoom_x", "zoom_y"
         ));
+    }
+    if tl.loop_frames() > 0 {
+        head.push_str(&format!("  {:>7}", "loop"));
     }
     head.push_str(if multi {
         "  prompts (scene:text effective weight)"
@@ -314,6 +332,9 @@ fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
             "  {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             m.translate_x, m.translate_y, m.rotate_2d, m.zoom_x_2d, m.zoom_y_2d
         ));
+    }
+    if let Some(w) = r.loop_weight {
+        line.push_str(&format!("  {w:>7.3}"));
     }
     let prompts: Vec<String> = r
         .prompts

@@ -19,6 +19,7 @@ mod grid_spec;
 mod guidance_augment;
 mod guidance_cutouts;
 mod guidance_loss;
+mod loop_render;
 mod memory_estimate;
 mod plan_cli;
 mod render_e2e;

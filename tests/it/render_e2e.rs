@@ -1,6 +1,6 @@
 //! `zoetrope render` end to end on the untrained tiny models (`weights tiny`):
-//! frames, MP4, run files, determinism, kill -9 and resume, Ctrl-C,
-//! stabilisation, and the errors a user hits.
+//! frames, MP4, run files, determinism, kill -9 and resume (of a looping
+//! scene), Ctrl-C, stabilisation, and the errors a user hits.
 #![cfg(feature = "video")]
 
 use crate::support::{stderr, write_scene};
@@ -143,11 +143,14 @@ fn animated_render_writes_frames_mp4_and_run_files() {
 #[test]
 fn killed_render_resumes_to_the_same_frames() {
     let t = tempfile::tempdir().unwrap();
-    // Slow enough per frame that the kill lands inside the run.
+    // Slow enough per frame that the kill lands inside the run. The scene
+    // loops over its last 4 frames: a resumed run must recover the first
+    // frame (the loop's target) exactly, from its PNG.
     let text = ANIMATED
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
-        .replace("interpolation_steps = 4", "interpolation_steps = 8");
+        .replace("interpolation_steps = 4", "interpolation_steps = 8")
+        + "loop_frames = 4\nloop_weight = 20\n";
     let scene = write_scene(t.path(), "killed.toml", &text);
     let whole = t.path().join("whole");
     // Both runs with a switch off its default; the resume is given none and
