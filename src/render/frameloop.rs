@@ -782,7 +782,7 @@ pub fn render_in(
         let img = crate::output::frames::read_rgb(&setup.run.frame_path(k as usize))?;
         video.push(&img)?;
     }
-    let first_frame = resumed_first_frame(&setup)?;
+    let first_image = resumed_first_frame(&setup)?;
     let mut frames = FrameLoop {
         setup: &setup,
         opts,
@@ -792,7 +792,7 @@ pub fn render_in(
         rng,
         init_target,
         stab_target: None,
-        first_frame,
+        first_frame: first_image,
         loop_target: None,
         records,
         reporter,
