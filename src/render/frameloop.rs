@@ -959,9 +959,11 @@ impl FrameLoop<'_, '_> {
         let oom = || setup.oom(format!("making frame {k}'s loop target"), k - 1);
         let motions = setup.timeline.motions_after(k);
         let (sampling, infill) = (scene.motion.sampling_mode, scene.motion.infill_mode);
-        let rgb = loop_close::loop_target_image(first, &motions, sampling, infill)
+        let rgb = loop_close::loop_target_image(first, &motions, sampling, infill).map_err(oom())?;
+        let target = self
+            .guide
+            .target_of_image(&self.state, &rgb)
             .map_err(oom())?;
-        let target = self.guide.target_of_image(&self.state, &rgb).map_err(oom())?;
         Ok(Some((weight, target)))
     }
 
@@ -982,8 +984,8 @@ impl FrameLoop<'_, '_> {
                 self.init_target.as_ref(),
                 stab,
             )?;
-            weights.loop_closing = (self.loop_target.as_ref())
-                .map(|(w, target)| (WeightStop::weight(*w), target));
+            weights.loop_closing =
+                (self.loop_target.as_ref()).map(|(w, target)| (WeightStop::weight(*w), target));
             last_loss = self
                 .guide
                 .step(&mut self.state, &mut self.adam, &weights, &mut self.rng)
