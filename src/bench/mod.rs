@@ -194,6 +194,7 @@ fn step_weights(prompts: &[Prompt]) -> StepWeights<'static> {
         direct_stabilization: None,
         semantic_init: None,
         semantic_stabilization: None,
+        loop_closing: None,
         smoothing: None,
         direct_images: Vec::new(),
     }

@@ -201,6 +201,10 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
         .map(|s| s.to_string()),
     );
     header.extend(tl.audio_names().iter().cloned());
+    let looping = tl.loop_frames() > 0;
+    if looping {
+        header.push("loop_weight".to_string());
+    }
     header.push("prompts".to_string());
     let cerr = |e: csv::Error| {
         // The message reads as csv says; an OS error (a closed pipe) stays the cause.
@@ -230,6 +234,9 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
             rec.push(v.to_string());
         }
         rec.extend(r.audio.0.iter().map(|(_, v)| v.to_string()));
+        if looping {
+            rec.push(r.loop_weight.unwrap_or(0.0).to_string());
+        }
         // scene:weight:stop:text — text last, so colons in it stay readable
         let prompts: Vec<String> = r
             .prompts
@@ -361,6 +368,14 @@ fn write_frame_rows(
              previous frame into it (frame 1 starts unwarped)"
         )?;
     }
+    if tl.loop_frames() > 0 {
+        writeln!(
+            out,
+            "loop: the weight of the pull toward frame 1 as the coming motion carries it back \
+             (loop_frames = {}, docs/scene-format.md \"Seamless loops\")",
+            tl.loop_frames()
+        )?;
+    }
     let mut head = format!("{:>6}  {:>15}  {:>8}", "frame", "steps", "t (s)");
     for j in 1..=tl.scene_count() {
         head.push_str(&format!("  {:>6}", format!("w{j}")));
@@ -373,6 +388,9 @@ fn write_frame_rows(
     }
     for name in tl.audio_names() {
         head.push_str(&format!("  {:>6}", short(name, 6)));
+    }
+    if tl.loop_frames() > 0 {
+        head.push_str(&format!("  {:>7}", "loop"));
     }
     head.push_str(if multi {
         "  prompts (scene:text effective weight)"
@@ -407,6 +425,9 @@ fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
     }
     for (_, v) in &r.audio.0 {
         line.push_str(&format!("  {v:>6.3}"));
+    }
+    if let Some(w) = r.loop_weight {
+        line.push_str(&format!("  {w:>7.3}"));
     }
     let prompts: Vec<String> = r
         .prompts

@@ -88,6 +88,9 @@ pub struct StepWeights<'a> {
     pub direct_stabilization: Option<(WeightStop, &'a Target)>,
     pub semantic_init: Option<(WeightStop, &'a Target)>,
     pub semantic_stabilization: Option<(WeightStop, &'a Target)>,
+    /// The loop-closing loss (`loop_frames`, docs/design.md §6): the direct
+    /// loss toward the first frame as the coming motion carries it.
+    pub loop_closing: Option<(WeightStop, &'a Target)>,
     /// pytti's smoothing (total-variation) loss on the image, when
     /// `smoothing_weight` is set ([`crate::guidance::loss::tv_loss`]).
     pub smoothing: Option<WeightStop>,

@@ -10,7 +10,7 @@ use tch::Tensor;
 use crate::guidance::adam::Adam;
 use crate::guidance::guide::{Guide, StepWeights};
 use crate::guidance::image::ImageState;
-use crate::guidance::step::{optional_losses, StepInputs};
+use crate::guidance::step::{optional_losses, StepInputs, TARGET_LOSSES};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -131,7 +131,7 @@ impl StepInputs {
 struct GraphKey {
     param: usize,
     adam: [usize; 2],
-    targets: [Option<(usize, usize)>; 4],
+    targets: [Option<(usize, usize)>; TARGET_LOSSES],
     /// Whether the smoothing loss is in the step.
     smoothing: bool,
     /// How many direct image prompts weigh in.

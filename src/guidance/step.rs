@@ -296,7 +296,7 @@ impl Guide {
         let semantic: Vec<(usize, &Target)> = optional_losses(w)
             .into_iter()
             .enumerate()
-            .filter(|(k, _)| *k >= 2)
+            .filter(|(k, _)| SEMANTIC_ROWS.contains(k))
             .filter_map(|(k, (_, t))| t.map(|(_, target)| (k, target)))
             .collect();
         let mut checkpoints = Vec::new();
@@ -696,9 +696,9 @@ fn forward_image(state: &ImageState) -> Result<(Tensor, Option<Tensor>)> {
     })
 }
 
-/// Step 4: adds the direct init/stabilisation losses given (toward the
-/// target's pixels, and its latent for a VQGAN) to `total`, each weighted by
-/// its row of the weight table.
+/// Step 4: adds the direct init/stabilisation and loop-closing losses given
+/// (toward the target's pixels, and its latent for a VQGAN) to `total`, each
+/// weighted by its row of the weight table.
 fn direct_losses(
     mut total: Tensor,
     z_q: Option<&Tensor>,
@@ -707,7 +707,10 @@ fn direct_losses(
     p_count: i64,
     w: &StepWeights<'_>,
 ) -> Result<Tensor> {
-    for (k, (name, entry)) in optional_losses(w).into_iter().enumerate().take(2) {
+    for (k, (name, entry)) in optional_losses(w).into_iter().enumerate() {
+        if SEMANTIC_ROWS.contains(&k) {
+            continue;
+        }
         let Some((_, target)) = entry else { continue };
         let loss = match (z_q, &target.z_q) {
             (Some(_), Some(tz)) => DirectLoss::latent(name, tz, &target.rgb),
@@ -725,23 +728,29 @@ fn direct_losses(
     Ok(total)
 }
 
-/// The four init/stabilisation losses of a step, in the weight table's order.
+/// The losses of a step toward a target image (the init/stabilisation
+/// losses and the loop-closing loss), in the weight table's order.
 pub(super) fn optional_losses<'a>(
     w: &StepWeights<'a>,
-) -> [(&'static str, Option<(WeightStop, &'a Target)>); 4] {
+) -> [(&'static str, Option<(WeightStop, &'a Target)>); TARGET_LOSSES] {
     [
         ("direct_init_weight", w.direct_init),
         ("direct_stabilization_weight", w.direct_stabilization),
         ("semantic_init_weight", w.semantic_init),
         ("semantic_stabilization_weight", w.semantic_stabilization),
+        ("loop_weight", w.loop_closing),
     ]
 }
 
+/// How many losses [`optional_losses`] lists.
+pub(super) const TARGET_LOSSES: usize = 5;
+/// Which of them compare through the perceptors (the others are direct).
+const SEMANTIC_ROWS: std::ops::Range<usize> = 2..4;
 /// The smoothing loss's row in the weight table, after the prompts.
-const SMOOTHING_ROW: i64 = 4;
-/// Rows of the weight table after the prompts: the four optional losses and
+const SMOOTHING_ROW: i64 = TARGET_LOSSES as i64;
+/// Rows of the weight table after the prompts: the target losses and
 /// smoothing.
-const EXTRA_ROWS: i64 = 5;
+const EXTRA_ROWS: i64 = TARGET_LOSSES as i64 + 1;
 
 /// What a step uploads from the host, on the device ([`Guide::prepare`]).
 #[derive(Debug)]
@@ -753,8 +762,9 @@ pub struct StepInputs {
     /// `cutout_augs`); host values, so a step with augmentations is not
     /// captured as a CUDA graph.
     pub(super) augments: Vec<Option<AugmentParams>>,
-    /// float32: the weight table `[(P + 5 + D) × 3]` (prompts, the four
-    /// init/stabilisation losses, smoothing, the direct image prompts), then
+    /// float32: the weight table `[(P + 6 + D) × 3]` (prompts, the four
+    /// init/stabilisation losses, the loop-closing loss, smoothing, the
+    /// direct image prompts), then
     /// Adam's two scalars.
     pub(super) packed: Tensor,
     /// float32 `[2, P, ΣN]`: every prompt's mask weight factors and stop
@@ -764,7 +774,7 @@ pub struct StepInputs {
 }
 
 impl StepInputs {
-    /// The weight table `[P + 5 + direct, 3]`.
+    /// The weight table `[P + 6 + direct, 3]`.
     fn table(&self, prompts: usize, direct: usize) -> Result<Tensor> {
         let rows = prompts as i64 + EXTRA_ROWS + direct as i64;
         Ok(self.packed.f_narrow(0, 0, rows * 3)?.f_view([rows, 3])?)

@@ -5,6 +5,7 @@
 //! file in place of a good one.
 
 pub mod frames;
+pub mod loop_jump;
 pub mod run_dir;
 #[cfg(feature = "video")]
 pub mod video;

@@ -6,6 +6,8 @@
 //!    the frame's motion (docs/design.md §5) and re-encoded (`reencode_each_frame`), or
 //!    the latent grid itself is warped; the warped frame becomes the
 //!    stabilisation target (docs/design.md §6), and Adam is reset (`reset_lr_each_frame`);
+//!    in the last `loop_frames` frames the first frame, carried back through
+//!    the motion still to come, is the loop-closing target ([`loop_close`]);
 //! 2. the frame's `steps_per_frame` optimisation steps run ([`Guide::step`]),
 //!    each with the scene weights and prompt weights of its own step;
 //! 3. the frame is written as `frame_NNNNN.png`, appended to the MP4, and the
@@ -36,6 +38,7 @@ use crate::output::frames::{load_image, tensor_to_rgb, write_frame, write_png_at
 use crate::output::run_dir::RunDir;
 use crate::output::write_json_atomic;
 use crate::render::device::{apply_device_switches, resolve_device, resolve_precision};
+use crate::render::loop_close;
 use crate::render::progress::Reporter;
 use crate::render::warp;
 use crate::rng::Rng;
@@ -827,6 +830,7 @@ pub fn render_in(
         let img = crate::output::frames::read_rgb(&setup.run.frame_path(k as usize))?;
         video.push(&img)?;
     }
+    let first_image = resumed_first_frame(&setup)?;
     let mut frames = FrameLoop {
         setup: &setup,
         opts,
@@ -836,6 +840,8 @@ pub fn render_in(
         rng,
         init_target,
         stab_target: None,
+        first_frame: first_image,
+        loop_target: None,
         records,
         reporter,
         video,
@@ -846,6 +852,17 @@ pub fn render_in(
         frames.frame(k)?;
     }
     frames.finish(weight_files)
+}
+
+/// A looping run resumed after frame 1 takes the first frame from its PNG
+/// ([`loop_close`]); `None` for a new run or one that does not loop.
+fn resumed_first_frame(setup: &RunSetup) -> Result<Option<Tensor>> {
+    let scene = setup.scene;
+    if scene.timing.loop_frames == 0 || setup.done_before() == 0 {
+        return Ok(None);
+    }
+    let first = loop_close::read_first_frame(&setup.run, scene.image.pixel_size, setup.device)?;
+    Ok(Some(first))
 }
 
 /// The per-frame loop's state: the guide, the image and its optimiser,
@@ -859,6 +876,11 @@ struct FrameLoop<'s, 'a> {
     rng: Rng,
     init_target: Option<Target>,
     stab_target: Option<Target>,
+    /// The first frame as written, when the scene loops (`loop_frames`).
+    first_frame: Option<Tensor>,
+    /// The current frame's loop-closing target and weight, in the last
+    /// `loop_frames` frames.
+    loop_target: Option<(f64, Target)>,
     records: Vec<FrameRecord>,
     reporter: Reporter,
     video: Video,
@@ -907,6 +929,7 @@ impl FrameLoop<'_, '_> {
         if k > 1 {
             self.warp_into(k)?;
         }
+        self.loop_target = self.loop_target_for(k)?;
         let last_loss = self.steps(k)?;
         // The frame is done: write it, then the state that reproduces it.
         let img = self
@@ -915,6 +938,10 @@ impl FrameLoop<'_, '_> {
             .map_err(setup.oom(format!("decoding frame {k}"), k - 1))?;
         let img = tensor_to_rgb(&img, setup.scene.image.pixel_size)?;
         write_frame(&setup.run.path, k as usize, &img)?;
+        if k == 1 && setup.scene.timing.loop_frames > 0 {
+            let (ps, device) = (setup.scene.image.pixel_size, setup.device);
+            self.first_frame = Some(loop_close::first_frame_tensor(&img, ps, device)?);
+        }
         self.video.push(&img)?;
         if setup.scene.image.palette.show_palette {
             self.write_palette(k)?;
@@ -974,6 +1001,26 @@ impl FrameLoop<'_, '_> {
         Ok(())
     }
 
+    /// Frame `k`'s loop-closing target and weight (`loop_frames`,
+    /// [`loop_close`]): the first frame carried back through the motion
+    /// still to come; `None` outside the last `loop_frames` frames.
+    fn loop_target_for(&self, k: u64) -> Result<Option<(f64, Target)>> {
+        let (setup, scene) = (self.setup, self.setup.scene);
+        let weight = setup.timeline.loop_weight(k);
+        let Some(first) = self.first_frame.as_ref().filter(|_| weight > 0.0) else {
+            return Ok(None);
+        };
+        let oom = || setup.oom(format!("making frame {k}'s loop target"), k - 1);
+        let motions = setup.timeline.motions_after(k);
+        let (sampling, infill) = (scene.motion.sampling_mode, scene.motion.infill_mode);
+        let rgb = loop_close::loop_target_image(first, &motions, sampling, infill).map_err(oom())?;
+        let target = self
+            .guide
+            .target_of_image(&self.state, &rgb)
+            .map_err(oom())?;
+        Ok(Some((weight, target)))
+    }
+
     /// The optimisation steps of frame `k` (with their snapshots); the last
     /// step's loss, on the device.
     fn steps(&mut self, k: u64) -> Result<Tensor> {
@@ -983,7 +1030,7 @@ impl FrameLoop<'_, '_> {
         for step in steps.clone() {
             let before_first_warp = k == 1;
             let stab = self.stab_target.as_ref().or(self.init_target.as_ref());
-            let weights = step_weights_at(
+            let mut weights = step_weights_at(
                 scene,
                 &setup.timeline,
                 step,
@@ -991,6 +1038,8 @@ impl FrameLoop<'_, '_> {
                 self.init_target.as_ref(),
                 stab,
             )?;
+            weights.loop_closing =
+                (self.loop_target.as_ref()).map(|(w, target)| (WeightStop::weight(*w), target));
             last_loss = self
                 .guide
                 .step(&mut self.state, &mut self.adam, &weights, &mut self.rng)
@@ -1207,6 +1256,7 @@ fn step_weights_at<'a>(
             stab_target,
             true,
         ),
+        loop_closing: None,
         smoothing: scene
             .stabilization
             .smoothing_weight

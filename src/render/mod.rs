@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod frameloop;
+pub mod loop_close;
 pub mod memory;
 pub mod preflight;
 pub mod progress;

@@ -139,6 +139,36 @@ pub fn warp(
     sampling: SamplingMode,
     infill: InfillMode,
 ) -> Result<Tensor> {
+    match image.size()[..] {
+        [_, _, h, w] if h > 0 && w > 0 => {
+            let inv = motion.source_matrix(w as f64, h as f64)?;
+            sample_by(image, &inv, sampling, infill)
+        }
+        // Not an image batch: sample_by says what is wrong with it.
+        _ => sample_by(image, &Matrix3::identity(), sampling, infill),
+    }
+}
+
+/// The forward content map of several frames' motions applied one after
+/// the other (the first first) to a `width × height` frame: a content point
+/// at `p` before them is at `M · p` after the last.
+pub fn composed_forward(motions: &[Motion], width: f64, height: f64) -> Result<Matrix3<f64>> {
+    motions.iter().try_fold(Matrix3::identity(), |m, motion| {
+        Ok(motion.forward_matrix(width, height)? * m)
+    })
+}
+
+/// Resamples an image batch `[B, C, H, W]` so that each output pixel centre
+/// `q` reads the input at `source · q` (continuous pixel coordinates,
+/// module docs), sampling once with `sampling` and filling what falls
+/// outside by `infill`. [`warp`] is this with the inverse of one frame's
+/// motion.
+pub fn sample_by(
+    image: &Tensor,
+    source: &Matrix3<f64>,
+    sampling: SamplingMode,
+    infill: InfillMode,
+) -> Result<Tensor> {
     let size = image.size();
     let [b, _c, h, w] = size[..] else {
         return Err(Error::internal(format!(
@@ -163,7 +193,7 @@ pub fn warp(
         _ => Kind::Float,
     };
     let image = &image.f_to_kind(work_kind)?;
-    let inv = motion.source_matrix(w as f64, h as f64)?;
+    let inv = source;
     let device = image.device();
     let opts = (Kind::Double, device);
 

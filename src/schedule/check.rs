@@ -124,6 +124,21 @@ impl Timeline {
                     ))
                 })?;
             }
+            // A loop's target is carried back through one warp more, into the
+            // frame after the last (Timeline::motions_after).
+            if self.loop_frames > 0 {
+                let index = self.frames;
+                self.motion(index).check(width, height).map_err(|e| {
+                    Error::input(format!(
+                        "{}: loop_frames: the loop closes with the motion at frame {} \
+                         (t = {:.3} s), the frame after the last: {}",
+                        scene.origin,
+                        index + 1,
+                        index as f64 / self.fps,
+                        e.message
+                    ))
+                })?;
+            }
         }
         Ok(())
     }

@@ -91,6 +91,8 @@ pub struct Timeline {
     save_every: u64,
     pre_animation_steps: u64,
     animated: bool,
+    loop_frames: u64,
+    loop_weight: f64,
     motion: [Param; 5],
     prompts: Vec<Vec<Prompt>>,
     audio: Option<AudioVars>,
@@ -134,6 +136,8 @@ impl Timeline {
             save_every: scene.timing.save_every,
             pre_animation_steps: scene.timing.pre_animation_steps,
             animated: scene.is_animated(),
+            loop_frames: scene.timing.loop_frames,
+            loop_weight: scene.timing.loop_weight,
             motion: [
                 scene.motion.translate_x.clone(),
                 scene.motion.translate_y.clone(),
@@ -372,6 +376,34 @@ impl Timeline {
         }
     }
 
+    /// `loop_frames`: how many of the last frames the loop-closing loss
+    /// acts on (0: no loop).
+    pub fn loop_frames(&self) -> u64 {
+        self.loop_frames
+    }
+
+    /// The loop-closing loss's weight for frame `k` (1-based; docs/design.md
+    /// §6, "Seamless loops"): a line from 0 at frame `T − N` (the last frame
+    /// without the pull) to `loop_weight` at the last frame `T`, so frame
+    /// `T − N + j` weighs `loop_weight · j / N`; 0 outside the last `N`
+    /// frames and when the loop is off.
+    pub fn loop_weight(&self, k: u64) -> f64 {
+        let (n, last) = (self.loop_frames, self.frames);
+        if n == 0 || k > last || k + n <= last {
+            return 0.0;
+        }
+        self.loop_weight * (k + n - last) as f64 / n as f64
+    }
+
+    /// The motions still to come after frame `k` (1-based) when the video
+    /// loops: the warps into frames `k + 1 … T`, then the one warp more into
+    /// frame `T + 1` (the first frame again), evaluated at that frame's
+    /// index as if the video went on; in order. Identities when not
+    /// animating.
+    pub fn motions_after(&self, k: u64) -> Vec<Motion> {
+        (k..=self.frames).map(|index| self.motion(index)).collect()
+    }
+
     /// Everything `plan` shows about frame `k` (1-based).
     pub fn frame_plan(&self, k: u64) -> FramePlan {
         let steps = self.frame_steps(k);
@@ -423,6 +455,7 @@ impl Timeline {
                     .zip(self.audio_values(k - 1).iter().copied())
                     .collect(),
             ),
+            loop_weight: (self.loop_frames > 0).then(|| self.loop_weight(k)),
         }
     }
 }
@@ -497,6 +530,10 @@ pub struct FramePlan {
     /// left out of the JSON when the scene has none.
     #[serde(skip_serializing_if = "AudioValues::is_empty")]
     pub audio: AudioValues,
+            /// The loop-closing loss's weight over the frame (`loop_frames`); absent
+    /// when the scene does not loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loop_weight: Option<f64>,
 }
 
 #[cfg(test)]
@@ -571,5 +608,30 @@ mod tests {
         assert_eq!(m.zoom_x_2d, 1.0);
         assert_eq!(m.translate_x, 10.0);
         assert_eq!(tl.motion(5).translate_x, 5.0);
+    }
+
+    #[test]
+    fn loop_weight_ramps_over_the_last_frames() {
+        // 40 frames; the last 4 weigh 2, 4, 6, 8 (loop_weight 8).
+        let tl = timeline("loop_frames = 4\nloop_weight = 8");
+        let w: Vec<f64> = (35..=40).map(|k| tl.loop_weight(k)).collect();
+        assert_eq!(w, vec![0.0, 0.0, 2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(tl.loop_weight(1), 0.0);
+        assert_eq!(tl.frame_plan(40).loop_weight, Some(8.0));
+        assert_eq!(tl.frame_plan(36).loop_weight, Some(0.0));
+        let one = timeline("loop_frames = 1\nloop_weight = 3");
+        assert_eq!((one.loop_weight(39), one.loop_weight(40)), (0.0, 3.0));
+        let off = timeline("loop_weight = 3");
+        assert_eq!(off.loop_weight(40), 0.0);
+        assert_eq!(off.frame_plan(40).loop_weight, None);
+    }
+
+    #[test]
+    fn motions_after_run_one_frame_past_the_end() {
+        let tl = timeline("animation_mode = \"2D\"\ntranslate_x = \"f\"\nloop_frames = 3");
+        let xs: Vec<f64> = tl.motions_after(38).iter().map(|m| m.translate_x).collect();
+        // The warps into frames 39 and 40 (indices 38, 39), then into frame 41 (index 40).
+        assert_eq!(xs, vec![38.0, 39.0, 40.0]);
+        assert_eq!(tl.motions_after(40).len(), 1);
     }
 }

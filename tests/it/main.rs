@@ -22,6 +22,7 @@ mod grid_spec;
 mod guidance_augment;
 mod guidance_cutouts;
 mod guidance_loss;
+mod loop_render;
 mod memory_estimate;
 mod palette;
 mod plan_cli;

@@ -1,6 +1,6 @@
 //! `zoetrope render` end to end on the untrained tiny models (`weights tiny`):
-//! frames, MP4, run files, determinism, kill -9 and resume, Ctrl-C,
-//! stabilisation, and the errors a user hits.
+//! frames, MP4, run files, determinism, kill -9 and resume (of a looping
+//! scene), Ctrl-C, stabilisation, and the errors a user hits.
 #![cfg(feature = "video")]
 
 use crate::support::{stderr, write_scene};
@@ -148,6 +148,8 @@ fn killed_render_resumes_to_the_same_frames() {
     // perceptor in two passes, and there are prompt masks of each kind
     // (geometric, image, semantic): all draw from or depend on the render's
     // seeded rng and must resume exactly.
+    // The scene also loops over its last 4 frames: a resumed run must
+    // recover the first frame (the loop's target) exactly, from its PNG.
     let text = ANIMATED
         .replace("steps_per_scene = 12", "steps_per_scene = 24")
         .replace("steps_per_frame = 4", "steps_per_frame = 8")
@@ -159,7 +161,8 @@ fn killed_render_resumes_to_the_same_frames() {
         .replace(
             "blurry:-0.5:-0.9",
             "blurry:-0.5_u_0.4:-0.9 | a lamp:1_[mask.png] | waves:1_a storm",
-        );
+        )
+        + "loop_frames = 4\nloop_weight = 20\n";
     image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([((x + y) * 4) as u8; 3]))
         .save(t.path().join("mask.png"))
         .unwrap();

@@ -166,6 +166,7 @@ fn plain_weights<'a>(guide: &Guide, scene_weights: &[f64]) -> StepWeights<'a> {
         direct_stabilization: None,
         semantic_init: None,
         semantic_stabilization: None,
+        loop_closing: None,
         smoothing: None,
         direct_images: Vec::new(),
     }

@@ -263,6 +263,7 @@ fn run_case(case: &str) {
             direct_stabilization: Some((direct_stab, &stab)),
             semantic_init: None,
             semantic_stabilization: None,
+            loop_closing: None,
             smoothing: None,
             direct_images: Vec::new(),
         };

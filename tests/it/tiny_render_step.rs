@@ -48,6 +48,7 @@ fn tiny_models_run_guided_steps_and_reduce_the_prompt_distance() {
         direct_stabilization: None,
         semantic_init: None,
         semantic_stabilization: None,
+        loop_closing: None,
         smoothing: None,
         direct_images: Vec::new(),
     };

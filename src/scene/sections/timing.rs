@@ -13,7 +13,13 @@ pub const KEYS: &[&str] = &[
     "save_every",
     "pre_animation_steps",
     "frames_per_second",
+    "loop_frames",
+    "loop_weight",
 ];
+
+/// `loop_weight`'s default: the weight of the loop-closing loss at the last
+/// frame (docs/design.md §6, "Seamless loops").
+pub const DEFAULT_LOOP_WEIGHT: f64 = 10.0;
 
 /// The longest timeline, in steps.
 const BIG: u64 = 1 << 40;
@@ -38,6 +44,13 @@ pub struct Timing {
     pub save_every: u64,
     pub pre_animation_steps: u64,
     pub frames_per_second: f64,
+    /// Seamless loops: over the last `loop_frames` frames a loop-closing
+    /// loss pulls the image toward the first frame as the coming motion
+    /// carries it (0: off). Below the number of frames.
+    pub loop_frames: u64,
+    /// The loop-closing loss's weight at the last frame; it ramps up
+    /// linearly over the last `loop_frames` frames.
+    pub loop_weight: f64,
 }
 
 impl Timing {
@@ -74,6 +87,8 @@ impl Timing {
                 "the timeline is too long (scenes × steps_per_scene over 2^40 steps)",
             ));
         }
+        let frames = total.unwrap_or(0) / steps_per_frame;
+        let (loop_frames, loop_weight) = read_loop(r, frames)?;
         Ok(Timing {
             steps_per_scene,
             steps_per_frame,
@@ -82,8 +97,48 @@ impl Timing {
             save_every,
             pre_animation_steps,
             frames_per_second,
+            loop_frames,
+            loop_weight,
         })
     }
+}
+
+/// `loop_frames` (below the video's `frames`) and `loop_weight` (a finite
+/// number ≥ 0 that float32 holds, as the step's weight table keeps it).
+fn read_loop(r: &Reader, frames: u64) -> Result<(u64, f64)> {
+    let loop_frames = r.int_or("loop_frames", 0, 0, BIG)?;
+    if loop_frames > 0 && loop_frames >= frames {
+        let what = if frames >= 2 {
+            format!(
+                "use a number from 1 to {}, e.g. {}",
+                frames - 1,
+                (frames / 4).max(1)
+            )
+        } else {
+            "a loop needs a video of 2 frames or more: remove loop_frames".to_string()
+        };
+        return Err(r.doc.err(
+            r.span_of("loop_frames"),
+            "loop_frames",
+            format!(
+                "{loop_frames} frames to close the loop, but the video has {frames} \
+                 (scenes × steps_per_scene / steps_per_frame) and its first frame is the \
+                 loop's target; {what}"
+            ),
+        ));
+    }
+    let loop_weight = r.f64_or("loop_weight", DEFAULT_LOOP_WEIGHT)?;
+    if !(0.0..=f32::MAX as f64).contains(&loop_weight) {
+        return Err(r.doc.err(
+            r.span_of("loop_weight"),
+            "loop_weight",
+            format!(
+                "{loop_weight} is out of range: expected a number from 0 (no pull) upward, \
+                 e.g. {DEFAULT_LOOP_WEIGHT}"
+            ),
+        ));
+    }
+    Ok((loop_frames, loop_weight))
 }
 
 /// Every scene must last whole frames.
