@@ -389,7 +389,19 @@ mod precision_tests {
         let mut embeds = Vec::new();
         for kind in [Kind::Float, Kind::BFloat16] {
             let mut rng = Rng::new(0).unwrap();
-            let b = build(&spec, Device::Cpu, kind, Tuning::default(), &mut rng).unwrap();
+            let opts = BenchOptions {
+                device: Device::Cpu,
+                kind,
+                steps: 1,
+                warmup: 0,
+                seed: 0,
+                peak_tflops: None,
+                tuning: Tuning::default(),
+                breakdown: false,
+                augment: false,
+                passes: 1,
+            };
+            let b = build(&spec, &opts, &mut rng).unwrap();
             images.push(b.state.image().unwrap());
             let clip = &b.guide.perceptors()[0].clip;
             // The text tower is freed once the prompts are embedded: compare

@@ -326,7 +326,7 @@ impl Guide {
         }
 
         // 6: the direct image prompts, as the direct losses.
-        let total = self.direct_image_losses(total, z_q.as_ref(), image, &table, p_count)?;
+        let mut total = self.direct_image_losses(total, z_q.as_ref(), image, &table, p_count)?;
 
         // 7: the Limited Palette's own losses (HDR, palette normalisation),
         // constant weights.

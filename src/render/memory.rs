@@ -1360,7 +1360,7 @@ mod tests {
                 file_bytes: vec![None; w.perceptors.len()],
                 vqgan: match &w.image {
                     ImageArch::Vqgan { config, .. } => config.clone(),
-                    ImageArch::Palette => None,
+                    ImageArch::Palette | ImageArch::LimitedPalette { .. } => None,
                 },
             };
             let p = phases(w, &m, Target::Cpu).perceptors;
