@@ -21,6 +21,7 @@ mod guidance_cutouts;
 mod guidance_loss;
 mod memory_estimate;
 mod plan_cli;
+mod presets;
 mod render_e2e;
 mod render_step;
 mod scene_grammar;
