@@ -165,11 +165,7 @@ impl Scene {
     fn read_doc(doc: &Doc, lookup: &dyn ModelLookup) -> Result<Scene> {
         let table = doc.parse()?;
         let vals = doc.settings(table.get_ref())?;
-        let r = Reader {
-            doc,
-            vals,
-            lookup,
-        };
+        let r = Reader { doc, vals, lookup };
         Scene::read(&r)
     }
 

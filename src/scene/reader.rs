@@ -1,8 +1,8 @@
 //! Reading typed settings out of a scene file's TOML, with errors that
 //! name the file, line and column (shared by every section).
 
-use super::sections;
 use super::preset::SourceMap;
+use super::sections;
 use super::{expr, Param, WeightSpec};
 use crate::catalog::{self, ModelLookup};
 use crate::{Error, Result};

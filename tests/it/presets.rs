@@ -7,6 +7,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use zoetrope::scene::preset::yaml::{parse, resolve_plain, Kind};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,7 +109,10 @@ fn full_preset_covers_every_pytti_key_and_takes_its_values() {
         "scene_prefix = \"oil painting of \"",
         "zoom_x_2d = \"0:(0), 2:(4)\"",
     ] {
-        assert!(toml.contains(&format!("\n{line}\n")), "{line} missing:\n{toml}");
+        assert!(
+            toml.contains(&format!("\n{line}\n")),
+            "{line} missing:\n{toml}"
+        );
     }
 }
 
@@ -122,13 +126,19 @@ fn override_preset_merges_over_pytti_defaults() {
     assert_eq!(doc["save_every"], 3);
     assert_eq!(doc["pre_animation_steps"], 2);
     assert_eq!(doc["frames"], 10);
-    assert_eq!((doc["width"].as_u64(), doc["height"].as_u64()), (Some(192), Some(112)));
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64()),
+        (Some(192), Some(112))
+    );
     let w = warnings(&doc).join("\n");
     assert!(w.contains("display_every") && w.contains("rounded"), "{w}");
     let t = tempfile::tempdir().unwrap();
     let (_, toml) = convert(&fixture("override.yaml"), t.path());
     // +use_mmc with mmc_models picks those OpenAI CLIP models.
-    assert!(toml.contains("\nperceptors = [\"RN50\", \"ViT-B/16\"]\n"), "{toml}");
+    assert!(
+        toml.contains("\nperceptors = [\"RN50\", \"ViT-B/16\"]\n"),
+        "{toml}"
+    );
     for line in [
         "cutouts = 40",
         "border_mode = \"clamp\"",
@@ -137,7 +147,10 @@ fn override_preset_merges_over_pytti_defaults() {
         "file_namespace = \"default\"",
         "reencode_each_frame = true",
     ] {
-        assert!(toml.contains(&format!("\n{line}\n")), "{line} missing:\n{toml}");
+        assert!(
+            toml.contains(&format!("\n{line}\n")),
+            "{line} missing:\n{toml}"
+        );
     }
 }
 
@@ -153,7 +166,12 @@ fn converted_toml_plans_exactly_as_the_preset() {
             "{name}"
         );
         // An existing file is not replaced without --force.
-        let o = zoetrope(&["convert", preset.to_str().unwrap(), "-o", toml_path.to_str().unwrap()]);
+        let o = zoetrope(&[
+            "convert",
+            preset.to_str().unwrap(),
+            "-o",
+            toml_path.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
         assert!(text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
         let o = zoetrope(&[
@@ -175,7 +193,10 @@ fn seed_study_preset_plans_pyttis_transition() {
     assert_eq!(doc["transition"], "pytti");
     assert_eq!(doc["seed"], 12345);
     let weights = |k: usize| {
-        let w = doc["timeline"][k - 1]["scene_weights"].as_array().unwrap().clone();
+        let w = doc["timeline"][k - 1]["scene_weights"]
+            .as_array()
+            .unwrap()
+            .clone();
         (w[0].as_f64().unwrap(), w[1].as_f64().unwrap())
     };
     for k in 1..=20 {
@@ -219,7 +240,11 @@ fn presets_zoetrope_cannot_render_are_refused_by_key_and_line() {
     let case = |name: &str, extra: &str, wanted: &[&str]| {
         refused(d, name, &format!("{base}{extra}"), wanted)
     };
-    case("three_d.yaml", "animation_mode: 3D\n", &["three_d.yaml:4:17", "`animation_mode`", "3D"]);
+    case(
+        "three_d.yaml",
+        "animation_mode: 3D\n",
+        &["three_d.yaml:4:17", "`animation_mode`", "3D"],
+    );
     case(
         "video.yaml",
         "animation_mode: Video Source\nvideo_path: clip.mp4\n",
@@ -230,19 +255,55 @@ fn presets_zoetrope_cannot_render_are_refused_by_key_and_line() {
         "animation_mode: 2D\ntranslate_z_3d: '10*t'\n",
         &["z3d.yaml:5:17", "`translate_z_3d`", "3D mode"],
     );
-    case("path.yaml", "video_path: clip.mp4\n", &["path.yaml:4:13", "`video_path`", "Video Source"]);
-    case("edge.yaml", "edge_stabilization_weight: 1\n", &["`edge_stabilization_weight`"]);
-    case("foo.yaml", "seed: ${foo}\n", &["foo.yaml:4:7", "`${foo}`", "names no setting"]);
-    case("now.yaml", "file_namespace: run_${now:%H}\n", &["`file_namespace`", "resolver `now`"]);
-    case("hydra.yaml", "hydra:\n  run:\n    dir: out\n", &["hydra.yaml:4:1", "`hydra`"]);
+    case(
+        "path.yaml",
+        "video_path: clip.mp4\n",
+        &["path.yaml:4:13", "`video_path`", "Video Source"],
+    );
+    case(
+        "edge.yaml",
+        "edge_stabilization_weight: 1\n",
+        &["`edge_stabilization_weight`"],
+    );
+    case(
+        "foo.yaml",
+        "seed: ${foo}\n",
+        &["foo.yaml:4:7", "`${foo}`", "names no setting"],
+    );
+    case(
+        "now.yaml",
+        "file_namespace: run_${now:%H}\n",
+        &["`file_namespace`", "resolver `now`"],
+    );
+    case(
+        "hydra.yaml",
+        "hydra:\n  run:\n    dir: out\n",
+        &["hydra.yaml:4:1", "`hydra`"],
+    );
     case(
         "defaults.yaml",
         "defaults:\n  - _self_\n  - conf: my_preset\n",
-        &["defaults.yaml:6:5", "conf: my_preset", "another config file"],
+        &[
+            "defaults.yaml:6:5",
+            "conf: my_preset",
+            "another config file",
+        ],
     );
-    case("typo.yaml", "widht: 300\n", &["typo.yaml:4:1", "`widht`", "did you mean `width`"]);
-    case("type.yaml", "width: wide\n", &["type.yaml:4:8", "setting `width`"]);
-    case("twice.yaml", "width: 256\nwidth: 128\n", &["twice.yaml:5:1", "`width` is given twice"]);
+    case(
+        "typo.yaml",
+        "widht: 300\n",
+        &["typo.yaml:4:1", "`widht`", "did you mean `width`"],
+    );
+    case(
+        "type.yaml",
+        "width: wide\n",
+        &["type.yaml:4:8", "setting `width`"],
+    );
+    case(
+        "twice.yaml",
+        "width: 256\nwidth: 128\n",
+        &["twice.yaml:5:1", "`width` is given twice"],
+    );
     case(
         "expr.yaml",
         "animation_mode: 2D\ntranslate_x: '1 + sin(t'\n",
@@ -296,7 +357,10 @@ fn hydra_interpolations_of_pyttis_defaults_are_understood() {
 fn tiny_seed_study(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(fixture("seed_study.yaml"))
         .unwrap()
-        .replace("vqgan_model: sflckr", "vqgan_model: tiny-vqgan\nperceptors: [tiny-clip]")
+        .replace(
+            "vqgan_model: sflckr",
+            "vqgan_model: tiny-vqgan\nperceptors: [tiny-clip]",
+        )
         .replace("height: 128", "height: 32")
         .replace("width: 256", "width: 64")
         .replace("steps_per_frame: 50", "steps_per_frame: 4")
@@ -335,15 +399,22 @@ fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
     let preset = tiny_seed_study(t.path());
     let p = preset.to_str().unwrap();
     let whole = t.path().join("whole");
-    let o = tiny(&["render", p, "--out", whole.to_str().unwrap(), "-q"], &weights)
-        .output()
-        .unwrap();
+    let o = tiny(
+        &["render", p, "--out", whole.to_str().unwrap(), "-q"],
+        &weights,
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     // pytti's default file_namespace, and the preset's settings recorded.
     let dir = whole.join("default");
     let reference = frames(&dir, 6);
     let settings = std::fs::read_to_string(dir.join("settings.toml")).unwrap();
-    for line in ["transition = \"pytti\"", "border_mode = \"clamp\"", "seed = 12345"] {
+    for line in [
+        "transition = \"pytti\"",
+        "border_mode = \"clamp\"",
+        "seed = 12345",
+    ] {
         assert!(settings.contains(line), "{line}: {settings}");
     }
     let mp4 = zoetrope::output::video::read_mp4(&dir.join("default.mp4")).unwrap();
@@ -351,9 +422,12 @@ fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
 
     // Killed after frame 2, resumed from the recorded settings: the same frames.
     let broken = t.path().join("broken");
-    let mut child = tiny(&["render", p, "--out", broken.to_str().unwrap(), "-q"], &weights)
-        .spawn()
-        .unwrap();
+    let mut child = tiny(
+        &["render", p, "--out", broken.to_str().unwrap(), "-q"],
+        &weights,
+    )
+    .spawn()
+    .unwrap();
     let bdir = broken.join("default");
     let start = Instant::now();
     while !(bdir.join("frame_00002.png").exists() && bdir.join("state.json").exists()) {
@@ -365,9 +439,12 @@ fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let o = tiny(&["render", "--resume", bdir.to_str().unwrap(), "-q"], &weights)
-        .output()
-        .unwrap();
+    let o = tiny(
+        &["render", "--resume", bdir.to_str().unwrap(), "-q"],
+        &weights,
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(frames(&bdir, 6), reference);
 
@@ -396,4 +473,91 @@ fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
         .filter_map(|e| e.ok())
         .find(|e| e.path().join("frame_00006.png").exists());
     assert!(cell.is_some(), "no rendered cell in {}", grid.display());
+}
+
+#[test]
+fn yaml_plain_scalars_are_typed_as_pyyaml_with_omegaconf_floats() {
+    let k = |t: &str| resolve_plain(t).unwrap();
+    for t in ["yes", "On", "TRUE", "true"] {
+        assert_eq!(k(t), Kind::Bool(true), "{t}");
+    }
+    for t in ["no", "off", "OFF", "False"] {
+        assert_eq!(k(t), Kind::Bool(false), "{t}");
+    }
+    for t in ["", "~", "null", "NULL"] {
+        assert_eq!(k(t), Kind::Null, "{t}");
+    }
+    assert_eq!(k("12345"), Kind::Int(12345));
+    assert_eq!(k("-4854551145582748953"), Kind::Int(-4854551145582748953));
+    assert_eq!(k("012"), Kind::Int(10)); // YAML 1.1 octal
+    assert_eq!(k("0x1F"), Kind::Int(31));
+    assert_eq!(k("0b101"), Kind::Int(5));
+    assert_eq!(k("1_000"), Kind::Int(1000));
+    assert_eq!(k("1:30"), Kind::Int(90)); // base 60
+    assert_eq!(k("1e-3"), Kind::Float(1e-3)); // OmegaConf's rule
+    assert_eq!(k("-0.5"), Kind::Float(-0.5));
+    // PyYAML reads a signed number without a digit before the point as text.
+    assert_eq!(k("-.5"), Kind::Str("-.5".into()));
+    assert_eq!(k("2."), Kind::Float(2.0));
+    assert_eq!(k("-.inf"), Kind::Float(f64::NEG_INFINITY));
+    assert!(matches!(k(".nan"), Kind::Float(x) if x.is_nan()));
+    for t in [
+        "2D",
+        "09",
+        "0:(0), 24:(3)",
+        "sin(t)",
+        "1e",
+        "Unlimited Palette",
+    ] {
+        assert_eq!(k(t), Kind::Str(t.to_string()), "{t}");
+    }
+    assert_eq!(
+        resolve_plain("1234567890123456789012345678901234567890"),
+        None
+    );
+}
+
+#[test]
+fn yaml_nodes_keep_their_positions_and_quoting() {
+    let root = parse("a: 1\nb: 'x'\nc:\n  - \"y\"\n  - {d: z}\n", "t.yaml").unwrap();
+    let Kind::Map(m) = root.kind else { panic!() };
+    assert_eq!((m[0].1.line, m[0].1.col), (1, 1));
+    assert_eq!(
+        (m[1].2.pos.line, m[1].2.pos.col, m[1].2.pos.quote),
+        (2, 4, 1)
+    );
+    assert_eq!(m[1].2.kind, Kind::Str("x".into()));
+    let Kind::Seq(items) = &m[2].2.kind else {
+        panic!()
+    };
+    assert_eq!((items[0].pos.line, items[0].pos.col), (4, 5));
+    assert_eq!((items[1].pos.line, items[1].pos.col), (5, 5));
+    let e = parse("a: [1, 2\nb: 3\n", "t.yaml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("t.yaml:") && e.contains("not valid YAML"),
+        "{e}"
+    );
+    let e = parse("a: 1\na: 2\n", "t.yaml").unwrap_err().to_string();
+    assert!(e.contains("t.yaml:2:1") && e.contains("twice"), "{e}");
+    let e = parse("a: !!python/object:os.system x\n", "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.yaml:1:4") && e.contains("not supported"),
+        "{e}"
+    );
+}
+
+/// pytti's `border_mode: clamp`, every preset's default, samples cutouts
+/// inside the image at any `cutout_border` (its border only widens where
+/// offsets are drawn): the crops come out at the perceptor's size.
+#[test]
+fn clamp_border_mode_samples_inside_the_image() {
+    use zoetrope::guidance::cutouts::{BorderFill, CutoutSampler};
+    let mut rng = zoetrope::rng::Rng::new(7).unwrap();
+    let mut s = CutoutSampler::new(6, 1.0, 0.25, 16).unwrap();
+    s.fill = BorderFill::Clamp;
+    let image = rng.rand(&[1, 3, 32, 64]).unwrap();
+    let out = s.sample(&image, &mut rng).unwrap();
+    assert_eq!(out.size(), vec![6, 3, 16, 16]);
 }

@@ -31,7 +31,10 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, pos: Pos, key: &str, msg: impl std::fmt::Display) -> Error {
-        Error::input(format!("{}: setting `{key}`: {msg}", super::at(self.origin, pos)))
+        Error::input(format!(
+            "{}: setting `{key}`: {msg}",
+            super::at(self.origin, pos)
+        ))
     }
 
     fn get(&self, key: &str) -> Option<&Entry> {
@@ -125,9 +128,8 @@ fn check_key(ctx: &Ctx, key: &str, raw: &str, pos: Pos, node: &Node) -> Result<(
         "defaults" => return check_defaults_list(ctx, node),
         _ => {}
     }
-    let known = ctx.get(key).is_some()
-        || sections::is_known(key)
-        || PENDING_SETTINGS.contains(&key);
+    let known =
+        ctx.get(key).is_some() || sections::is_known(key) || PENDING_SETTINGS.contains(&key);
     if !known {
         let names = pytti_names().chain(sections::known_settings());
         return Err(Error::input(format!(
@@ -250,7 +252,11 @@ fn pieces(ctx: &Ctx, key: &str, s: &str, pos: Pos) -> Result<Vec<Piece>> {
         };
         let body = &rest[i + 2..i + end];
         if body.contains("${") {
-            return Err(ctx.err(pos, key, format!("`{s}`: nested interpolations are not supported")));
+            return Err(ctx.err(
+                pos,
+                key,
+                format!("`{s}`: nested interpolations are not supported"),
+            ));
         }
         if !text.is_empty() {
             out.push(Piece::Text(std::mem::take(&mut text)));
@@ -351,9 +357,9 @@ fn same_value(a: &Node, b: &Node) -> bool {
         _ => None,
     };
     match (&a.kind, &b.kind) {
-        (Kind::Str(x), Kind::Str(y)) => {
-            x.split_whitespace().eq(y.split_whitespace().flat_map(str::split_whitespace))
-        }
+        (Kind::Str(x), Kind::Str(y)) => x
+            .split_whitespace()
+            .eq(y.split_whitespace().flat_map(str::split_whitespace)),
         (Kind::Seq(x), Kind::Seq(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
         }
@@ -398,7 +404,8 @@ fn build(ctx: &mut Ctx) -> Result<Vec<(String, Pos, Node)>> {
             continue;
         }
         refuse_other_modes(ctx, e, at_default)?;
-        if is_perceptor_key(key) {
+        let unused = [pytti::THREE_D, pytti::VIDEO_SOURCE, pytti::NOT_COMPUTED];
+        if is_perceptor_key(key) || unused.iter().any(|list| list.contains(&key)) {
             continue;
         }
         if let Some(node) = value_for(ctx, e, &mut display_keys, &mut notes)? {
@@ -479,7 +486,10 @@ fn refuse_other_modes(ctx: &Ctx, e: &Entry, at_default: bool) -> Result<()> {
                     .into_iter()
                     .find(|d| d.key == key)
                     .map(|d| d.node)
-                    .unwrap_or(Node { pos: Pos::DEFAULT, kind: Kind::Null })
+                    .unwrap_or(Node {
+                        pos: Pos::DEFAULT,
+                        kind: Kind::Null
+                    })
             )
         ),
     ))
@@ -510,7 +520,11 @@ fn value_for(
                 return Ok(None);
             }
             display.push("device (a GPU index)".into());
-            let d = if *i == 0 { "auto".to_string() } else { format!("cuda:{i}") };
+            let d = if *i == 0 {
+                "auto".to_string()
+            } else {
+                format!("cuda:{i}")
+            };
             Ok(node(Kind::Str(d)))
         }
         (_, "device") if !e.from_file => Ok(None),
@@ -568,7 +582,11 @@ fn perceptor_settings(ctx: &Ctx) -> Result<Vec<(String, Pos, Node)>> {
         Some(Kind::Bool(false)) | None => flag_perceptors(ctx)?,
         Some(_) => {
             let n = use_mmc.expect("matched Some");
-            return Err(ctx.err(n.pos, "use_mmc", format!("expected true or false, found {}", describe(n))));
+            return Err(ctx.err(
+                n.pos,
+                "use_mmc",
+                format!("expected true or false, found {}", describe(n)),
+            ));
         }
     };
     let items = list
@@ -604,7 +622,10 @@ fn flag_perceptors(ctx: &Ctx) -> Result<Chosen> {
         }
     }
     let Some(&(_, pos)) = list.iter().find(|(_, p)| p.line > 0).or(list.first()) else {
-        let at = ctx.get("ViTB32").map(|e| e.node.pos).unwrap_or(Pos::DEFAULT);
+        let at = ctx
+            .get("ViTB32")
+            .map(|e| e.node.pos)
+            .unwrap_or(Pos::DEFAULT);
         return Err(ctx.err(
             at,
             "ViTB32",
@@ -618,7 +639,10 @@ fn flag_perceptors(ctx: &Ctx) -> Result<Chosen> {
 /// id: ViT-B/32}`): each must name one of OpenAI's CLIP models.
 fn mmc_perceptors(ctx: &Ctx) -> Result<Chosen> {
     let Some(e) = ctx.get("mmc_models").filter(|e| e.from_file) else {
-        let at = ctx.get("use_mmc").map(|e| e.node.pos).unwrap_or(Pos::DEFAULT);
+        let at = ctx
+            .get("use_mmc")
+            .map(|e| e.node.pos)
+            .unwrap_or(Pos::DEFAULT);
         return Err(ctx.err(
             at,
             "use_mmc",
@@ -637,7 +661,11 @@ fn mmc_perceptors(ctx: &Ctx) -> Result<Chosen> {
         }
     }
     let Some(&(_, pos)) = list.first() else {
-        return Err(ctx.err(e.node.pos, "mmc_models", "the list is empty; name at least one model"));
+        return Err(ctx.err(
+            e.node.pos,
+            "mmc_models",
+            "the list is empty; name at least one model",
+        ));
     };
     Ok((list, pos))
 }
@@ -647,7 +675,10 @@ fn mmc_model(ctx: &Ctx, item: &Node) -> Result<&'static str> {
         return Err(ctx.err(
             item.pos,
             "mmc_models",
-            format!("expected {{architecture, publisher, id}}, found {}", describe(item)),
+            format!(
+                "expected {{architecture, publisher, id}}, found {}",
+                describe(item)
+            ),
         ));
     };
     let field = |name: &str| {
@@ -661,7 +692,11 @@ fn mmc_model(ctx: &Ctx, item: &Node) -> Result<&'static str> {
     let publisher = field("publisher").unwrap_or_else(|| "openai".into());
     let model = crate::catalog::canonical_perceptor(&id);
     match model {
-        Some(m) if arch.eq_ignore_ascii_case("clip") && publisher.eq_ignore_ascii_case("openai") => Ok(m),
+        Some(m)
+            if arch.eq_ignore_ascii_case("clip") && publisher.eq_ignore_ascii_case("openai") =>
+        {
+            Ok(m)
+        }
         _ => Err(ctx.err(
             item.pos,
             "mmc_models",
