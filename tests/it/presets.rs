@@ -300,6 +300,11 @@ fn presets_zoetrope_cannot_render_are_refused_by_key_and_line() {
         &["type.yaml:4:8", "setting `width`"],
     );
     case(
+        "aspect.yaml",
+        "height: -1\n",
+        &["aspect.yaml:4:9", "setting `height`", "aspect ratio"],
+    );
+    case(
         "twice.yaml",
         "width: 256\nwidth: 128\n",
         &["twice.yaml:5:1", "`width` is given twice"],

@@ -514,6 +514,12 @@ fn value_for(
         (Kind::Str(s), k) if s.trim().is_empty() && pytti::EMPTY_IS_NONE.contains(&k) => Ok(None),
         (Kind::Map(_), _) => Err(ctx.err(pos, key, "expected a single value, found a mapping")),
         (Kind::Bool(false), "animation_mode") => Ok(node(Kind::Str("off".into()))),
+        (Kind::Int(-1), "width" | "height") => Err(ctx.err(
+            pos,
+            key,
+            "pytti's -1 (this side from the init image's aspect ratio) is not supported: \
+             give the size in pixels",
+        )),
         (_, "seed") => seed(ctx, e, notes).map(|k| k.and_then(node)),
         (Kind::Int(i), "device") => {
             if !e.from_file {
