@@ -36,6 +36,8 @@ enum Command {
     /// Time the full optimisation step at real model sizes with random
     /// weights: ms/step, steps/s, peak GPU memory, FLOPs (no weight files needed).
     Bench(cli::bench::BenchArgs),
+    /// Write a pytti YAML preset as a TOML scene with every value explicit.
+    Convert(cli::convert::ConvertArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -57,6 +59,7 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Score(args) => cli::score::run(&args),
         Command::Bench(args) => cli::bench::run(&args),
+        Command::Convert(args) => cli::convert::run(&args),
     }
 }
 

@@ -17,7 +17,8 @@ use zoetrope::{Error, Result};
 /// Arguments of `zoetrope grid`.
 #[derive(Args, Debug)]
 pub struct GridArgs {
-    /// The scene file (TOML); every cell renders it with its own models.
+    /// The scene file (TOML, or a pytti YAML preset); every cell renders it
+    /// with its own models.
     pub scene: PathBuf,
     /// VQGAN models, comma-separated: the grid's rows (e.g. imagenet,coco).
     #[arg(long, value_name = "LIST")]

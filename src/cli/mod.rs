@@ -2,6 +2,7 @@
 //! `run` functions, kept out of `main.rs` so that it stays a thin dispatcher.
 
 pub mod bench;
+pub mod convert;
 pub mod grid;
 pub mod plan;
 pub mod render;

@@ -23,7 +23,7 @@ use zoetrope::{Error, Result};
 /// Arguments of `zoetrope plan`.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// The scene file (TOML).
+    /// The scene file (TOML), or a pytti YAML preset (.yaml/.yml).
     pub scene: PathBuf,
     /// Output format: a readable table, one JSON object, or CSV rows.
     #[arg(long, value_enum, default_value_t = Format::Table)]

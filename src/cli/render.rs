@@ -9,7 +9,7 @@ use zoetrope::{Error, Result};
 /// Arguments of `zoetrope render`.
 #[derive(Args, Debug)]
 pub struct RenderArgs {
-    /// The scene file (TOML) to render.
+    /// The scene file (TOML) to render, or a pytti YAML preset (.yaml/.yml).
     #[arg(required_unless_present = "resume", conflicts_with = "resume")]
     pub scene: Option<PathBuf>,
     /// Continue the interrupted run in this folder (the settings and seed are read from it).

@@ -267,6 +267,15 @@ impl CutoutSampler {
         )
     }
 
+    /// The padding the resampled image gets: none for `clamp`, whose crops
+    /// stay inside the image (its border only widens the offsets' draw).
+    fn image_padding(&self, width: i64, height: i64) -> (i64, i64) {
+        match self.fill {
+            BorderFill::Clamp => (0, 0),
+            _ => self.padding(width, height),
+        }
+    }
+
     /// The crop size for a standard-normal draw `z`, by pytti's formula
     /// `floor(m · clip(0.8 + 0.3·z, r/m, 1)^cut_pow)`, `m = min(W, H)`.
     pub fn crop_size(&self, z: f64, width: i64, height: i64) -> i64 {
@@ -402,7 +411,7 @@ impl CutoutSampler {
         if crops.is_empty() {
             return Err(Error::internal("cutout resampling needs at least one crop"));
         }
-        let (px, py) = self.padding(width, height);
+        let (px, py) = self.image_padding(width, height);
         for crop in crops {
             let fits = crop.size >= 1
                 && crop.x >= -px
@@ -448,7 +457,7 @@ impl CutoutSampler {
                 )))
             }
         };
-        let (px, py) = self.padding(w, h);
+        let (px, py) = self.image_padding(w, h);
         let padded = match self.fill.torch_mode() {
             Some(mode) if px > 0 || py > 0 => {
                 let value = if mode == "constant" { Some(0.0) } else { None };

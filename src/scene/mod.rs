@@ -33,6 +33,7 @@ pub mod direct;
 pub mod expr;
 mod lookup;
 mod modes;
+pub mod preset;
 pub mod prompt;
 mod reader;
 pub mod sections;
@@ -112,6 +113,7 @@ impl Scene {
 
     /// Reads and resolves a scene file, asking `lookup` about models the
     /// catalog does not know (weights-manifest names, weights files).
+    /// A `.yaml`/`.yml` file is a pytti preset ([`Scene::from_yaml_str_with`]).
     pub fn load_with(path: impl AsRef<Path>, lookup: &dyn ModelLookup) -> Result<Scene> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -120,7 +122,33 @@ impl Scene {
                 path.display()
             ))
         })?;
+        if preset::is_preset_path(path) {
+            return Scene::from_yaml_str_with(&text, &path.to_string_lossy(), lookup);
+        }
         Scene::from_str_with(&text, &path.to_string_lossy(), lookup)
+    }
+
+    /// Reads a pytti YAML preset (a full `default.yaml` or a `# @package
+    /// _global_` override): merged over pytti-core's defaults, with
+    /// `transition = "pytti"`, translated to scene settings
+    /// ([`preset`]). Messages point into the YAML file; the preset's notes
+    /// come first among the scene's warnings.
+    pub fn from_yaml_str_with(
+        text: &str,
+        origin_name: &str,
+        lookup: &dyn ModelLookup,
+    ) -> Result<Scene> {
+        let t = preset::translate(text, origin_name)?;
+        let doc = Doc {
+            text: &t.toml,
+            origin: origin_name,
+            map: Some(&t.map),
+        };
+        let mut scene = Scene::read_doc(&doc, lookup)?;
+        let mut warnings = t.notes;
+        warnings.append(&mut scene.warnings);
+        scene.warnings = warnings;
+        Ok(scene)
     }
 
     /// Parses scene text. `origin_name` is the file name used in messages;
@@ -137,14 +165,15 @@ impl Scene {
         let doc = Doc {
             text,
             origin: origin_name,
+            map: None,
         };
+        Scene::read_doc(&doc, lookup)
+    }
+
+    fn read_doc(doc: &Doc, lookup: &dyn ModelLookup) -> Result<Scene> {
         let table = doc.parse()?;
         let vals = doc.settings(table.get_ref())?;
-        let r = Reader {
-            doc: &doc,
-            vals,
-            lookup,
-        };
+        let r = Reader { doc, vals, lookup };
         Scene::read(&r)
     }
 

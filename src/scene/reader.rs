@@ -1,6 +1,7 @@
 //! Reading typed settings out of a scene file's TOML, with errors that
 //! name the file, line and column (shared by every section).
 
+use super::preset::SourceMap;
 use super::sections;
 use super::{expr, Param, WeightSpec};
 use crate::catalog::{self, ModelLookup};
@@ -17,11 +18,19 @@ pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 pub(super) struct Doc<'a> {
     pub(super) text: &'a str,
     pub(super) origin: &'a str,
+    /// For a YAML preset, `text` is its translation into TOML and the map
+    /// leads every position back to the YAML file (docs/design.md §1).
+    pub(super) map: Option<&'a SourceMap>,
 }
 
 impl<'a> Doc<'a> {
     /// 1-based line and character column of a byte offset.
+    /// Line 0 is a value that is not in the file (a preset's pytti default).
     pub(super) fn line_col(&self, offset: usize) -> (usize, usize) {
+        if let Some(map) = self.map {
+            let p = map.pos_at(offset);
+            return (p.line, p.col);
+        }
         let offset = offset.min(self.text.len());
         let mut off = offset;
         while off > 0 && !self.text.is_char_boundary(off) {
@@ -35,8 +44,15 @@ impl<'a> Doc<'a> {
     }
 
     pub(super) fn at(&self, span: Range<usize>) -> String {
-        let (l, c) = self.line_col(span.start);
-        format!("{}:{l}:{c}", self.origin)
+        self.at_col(span, 0)
+    }
+
+    /// `file:line:col`, `extra` characters right of the span's start.
+    pub(super) fn at_col(&self, span: Range<usize>, extra: usize) -> String {
+        match self.line_col(span.start) {
+            (0, _) => format!("{} (pytti's default)", self.origin),
+            (l, c) => format!("{}:{l}:{}", self.origin, c + extra),
+        }
     }
 
     pub(super) fn err(&self, span: Range<usize>, key: &str, msg: impl std::fmt::Display) -> Error {
@@ -231,6 +247,9 @@ impl Reader<'_> {
 
     /// Column in the file of character `col` (1-based) inside a string value.
     pub(super) fn inner_col(&self, span: &Range<usize>) -> usize {
+        if let Some(map) = self.doc.map {
+            return map.pos_at(span.start).quote;
+        }
         let raw = &self.doc.text[span.clone()];
         if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
             3
@@ -248,12 +267,12 @@ impl Reader<'_> {
         text: &str,
         e: expr::ExprError,
     ) -> Error {
-        let (line, col) = self.doc.line_col(span.start);
-        let file_col = col + self.inner_col(span) + e.column - 1;
+        let at = self
+            .doc
+            .at_col(span.clone(), self.inner_col(span) + e.column - 1);
         Error::input(format!(
-            "{}:{line}:{file_col}: setting `{key}`: `{text}` does not parse at column {}: {}\n    \
+            "{at}: setting `{key}`: `{text}` does not parse at column {}: {}\n    \
              {text}\n    {}^",
-            self.doc.origin,
             e.column,
             e.message,
             " ".repeat(e.column.saturating_sub(1))

@@ -27,6 +27,7 @@ mod memory_estimate;
 mod palette;
 mod plan_cli;
 mod prompt_masks;
+mod presets;
 mod render_e2e;
 mod render_step;
 mod scene_grammar;
