@@ -99,30 +99,6 @@ gradient_accumulation_steps: 1
 device: 0
 "#;
 
-/// PENDING: pytti settings that other zoetrope branches are adding right
-/// now (cutout augmentations and gradient accumulation, the Limited
-/// Palette image model, direct image prompts, audio). Until a setting lands,
-/// a preset's value is accepted and ignored, with a warning when it differs
-/// from pytti's default. When a branch adding one of them merges, delete its
-/// entry here: the key is then translated by name like every other setting.
-pub const PENDING_SETTINGS: &[&str] = &[
-    "cutout_augs",
-    "gradient_accumulation_steps",
-    "palette_size",
-    "palettes",
-    "gamma",
-    "hdr_weight",
-    "palette_normalization_weight",
-    "lock_palette",
-    "target_palette",
-    "random_initial_palette",
-    "show_palette",
-    "direct_image_prompts",
-    "input_audio",
-    "input_audio_offset",
-    "input_audio_filters",
-];
-
 /// Settings of pytti's 3D mode: a preset may carry them at their defaults.
 pub const THREE_D: &[&str] = &[
     "field_of_view",

@@ -2,7 +2,7 @@
 //! defaults, resolve interpolations, refuse what zoetrope does not render,
 //! and map pytti's values onto zoetrope's settings.
 
-use super::pytti::{self, CLIP_FLAGS, PENDING_SETTINGS};
+use super::pytti::{self, CLIP_FLAGS};
 use super::yaml::{self, Kind, Node, Pos};
 use crate::scene::reader::suggest;
 use crate::scene::sections;
@@ -128,8 +128,7 @@ fn check_key(ctx: &Ctx, key: &str, raw: &str, pos: Pos, node: &Node) -> Result<(
         "defaults" => return check_defaults_list(ctx, node),
         _ => {}
     }
-    let known =
-        ctx.get(key).is_some() || sections::is_known(key) || PENDING_SETTINGS.contains(&key);
+    let known = ctx.get(key).is_some() || sections::is_known(key);
     if !known {
         let names = pytti_names().chain(sections::known_settings());
         return Err(Error::input(format!(
@@ -390,16 +389,6 @@ fn build(ctx: &mut Ctx) -> Result<Vec<(String, Pos, Node)>> {
         if pytti::DISPLAY_AND_CACHE.contains(&key) {
             if e.from_file {
                 display_keys.push(key.to_string());
-            }
-            continue;
-        }
-        if PENDING_SETTINGS.contains(&key) {
-            if e.from_file && !at_default {
-                ctx.notes.push(format!(
-                    "{}: `{key}` is not supported by zoetrope yet; its value {} is ignored",
-                    super::at(ctx.origin, e.node.pos),
-                    describe(&e.node)
-                ));
             }
             continue;
         }
