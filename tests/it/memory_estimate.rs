@@ -117,9 +117,11 @@ fn plan_prints_the_estimate() {
     let doc = plan_json(&scene, t.path());
     let mib = &doc["memory_estimate_mib"];
     let (cpu, cuda) = (mib["cpu"].as_f64().unwrap(), mib["cuda"].as_f64().unwrap());
-    // ViT-B/32 and imagenet at 256 × 128 with 60 cutouts: bench's configuration a.
-    assert!((2000.0..4000.0).contains(&cpu), "{cpu}");
-    assert!((900.0..1400.0).contains(&cuda), "{cuda}");
+    // ViT-B/32 and imagenet at 256 × 128 with 60 cutouts: bench's
+    // configuration a (2.9 GiB on the CPU), plus pytti's cutout augmentations,
+    // on by default (about 1 GiB of float32 tensors; BENCHMARKS.md).
+    assert!((3500.0..5000.0).contains(&cpu), "{cpu}");
+    assert!((1800.0..2500.0).contains(&cuda), "{cuda}");
     let details = &doc["memory_estimate"];
     assert_eq!(details["cpu"]["precision"], "fp32");
     assert_eq!(details["cuda"]["precision"], "bf16");
