@@ -120,18 +120,18 @@ impl Layout {
     }
 
     /// Length of the flat parameter.
-    pub fn len(&self) -> i64 {
+    pub fn numel(&self) -> i64 {
         self.sizes().iter().sum()
     }
 
     /// Views `P [S, N, 3]`, `v [H, W]`, `t [N, H, W]` of `param` (sharing
     /// its storage and its graph).
     pub fn parts(&self, param: &Tensor) -> Result<[Tensor; 3]> {
-        if param.size() != [self.len()] {
+        if param.size() != [self.numel()] {
             return Err(Error::internal(format!(
                 "a Limited Palette parameter of {:?}, expected [{}]",
                 param.size(),
-                self.len()
+                self.numel()
             )));
         }
         let [a, b, c] = self.sizes();
@@ -149,7 +149,7 @@ impl Layout {
     pub fn image_part(&self, param: &Tensor) -> Result<Tensor> {
         let [a, _, _] = self.sizes();
         Ok(param
-            .f_narrow(0, a, self.len() - a)?
+            .f_narrow(0, a, self.numel() - a)?
             .f_view([1, 1 + self.n, self.h, self.w])?)
     }
 
@@ -409,12 +409,12 @@ impl LimitedPalette {
         })?;
         let [a, b, _] = layout.sizes();
         let param = crate::ops::copy(&start.f_detach()?.f_to_kind(Kind::Float)?)?;
-        let _ = param
+        param
             .f_narrow(0, a, b)?
             .f_copy_(&brightness.f_reshape([-1])?)?;
         let mut param = param.f_set_requires_grad(true)?;
         // pytti optimises P and t only: v gets no gradient, so Adam leaves it.
-        let mask = Tensor::f_ones([layout.len()], (Kind::Float, device))?;
+        let mask = Tensor::f_ones([layout.numel()], (Kind::Float, device))?;
         let _ = mask.f_narrow(0, a, b)?.f_fill_(0.0)?;
         let target = hsv_features(&rgb)?;
         let mut adam = Adam::new(&param, ENCODE_LR)?;
@@ -452,7 +452,7 @@ impl LimitedPalette {
                 let [raw_t, _, _] = layout.parts(&encoded)?;
                 let fixed = tch::no_grad(|| sort_palette(&raw_t))?;
                 let [a, _, _] = layout.sizes();
-                let rest = start.f_detach()?.f_narrow(0, a, layout.len() - a)?;
+                let rest = start.f_detach()?.f_narrow(0, a, layout.numel() - a)?;
                 let param = Tensor::f_cat(&[fixed.f_reshape([-1])?, rest], 0)?;
                 self.locked = Some(fixed);
                 Ok(param)

@@ -143,7 +143,7 @@ fn locked_to(palette: &Tensor) -> LimitedPalette {
     c.lock_palette = true;
     let mut model = LimitedPalette::new(c).unwrap();
     let l = layout();
-    let rest = Tensor::zeros([l.len() - 60], opts());
+    let rest = Tensor::zeros([l.numel() - 60], opts());
     let start = Tensor::cat(&[(palette * 2.0).reshape([-1]), rest], 0);
     let _ = model.lock(&start, l, None).unwrap();
     assert_eq!(max_abs_diff(model.locked().unwrap(), palette), 0.0);
