@@ -124,6 +124,10 @@ fn check_preview(path: &Path) -> Result<()> {
 fn write_preview(scene: &Scene, tl: &Timeline, path: &Path) -> Result<()> {
     #[cfg(feature = "video")]
     {
+        // The frames are small: one libtorch thread warps them fastest, and
+        // idle worker threads spinning on a busy machine cost several times
+        // the work (BENCHMARKS.md). The plan is done, nothing else runs.
+        tch::set_num_threads(1);
         let started = std::time::Instant::now();
         let done = zoetrope::preview::write_preview(scene, tl, path)?;
         eprintln!(
