@@ -389,7 +389,6 @@ impl Guide {
         Ok(total)
     }
 
-
     /// Steps 3–4 for the cutouts: the cutout losses (prompts and semantic
     /// losses) in the passes of `gradient_accumulation_steps`. Every pass
     /// but the last is weighted by its share of the cutouts and
@@ -675,7 +674,6 @@ struct CutoutPass<'a> {
     /// Per perceptor, the noise of its whole batch (`None` without noise).
     noise: &'a [Option<Tensor>],
 }
-
 
 /// Steps 1–2's forward before the clamp: the image `(decode(z_q) + 1)/2`
 /// through the straight-through quantiser with that `z_q` (VQGAN), or the

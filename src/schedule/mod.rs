@@ -530,7 +530,7 @@ pub struct FramePlan {
     /// left out of the JSON when the scene has none.
     #[serde(skip_serializing_if = "AudioValues::is_empty")]
     pub audio: AudioValues,
-            /// The loop-closing loss's weight over the frame (`loop_frames`); absent
+    /// The loop-closing loss's weight over the frame (`loop_frames`); absent
     /// when the scene does not loop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loop_weight: Option<f64>,

@@ -257,7 +257,11 @@ fn judged_grid_scores_equal_zoetrope_score_and_the_viewer_shows_them() {
     assert!(html.contains("<select id=\"rank-sort\">"));
     assert!(html.contains("<a href=\"scores.csv\">"));
     for r in &rows {
-        let shown = format!("score: last frame {:.2}, mean {:.2}", r.last.unwrap(), r.mean.unwrap());
+        let shown = format!(
+            "score: last frame {:.2}, mean {:.2}",
+            r.last.unwrap(),
+            r.mean.unwrap()
+        );
         assert!(html.contains(&shown), "{shown} not in the viewer");
         let data = format!(
             "data-cell=\"{}\" data-last=\"{:.4}\" data-mean=\"{:.4}\"",
