@@ -2,7 +2,9 @@
 //! frame back to the first against the ordinary change from one frame to
 //! the next (`loop_frames`, docs/design.md §6 "Seamless loops").
 //!
-//!     cargo run --example loop_jump -- out/quickstart
+//! ```sh
+//! cargo run --example loop_jump -- out/quickstart
+//! ```
 //!
 //! Both are mean absolute differences of the 8-bit PNGs, over every channel
 //! of every pixel (0–255).

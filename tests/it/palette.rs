@@ -468,6 +468,33 @@ fn scene_settings_and_learning_rate() {
     }
 }
 
+/// A VQGAN scene warns about a palette setting only when it changes
+/// something: the resolved settings a render records (and a converted
+/// preset) write every palette setting at its default, and must load back
+/// without a warning per setting.
+#[test]
+fn palette_settings_warn_only_when_changed_for_another_model() {
+    let warns = |extra: &str| {
+        let text = format!("scenes = \"a\"\n{extra}\n");
+        Scene::from_str(&text, "dir/v.toml").unwrap().warnings
+    };
+    let defaults = "palette_size = 5\npalettes = 20\ngamma = 1\nhdr_weight = 0.01\n\
+                    palette_normalization_weight = 0.2\nlock_palette = false\n\
+                    random_initial_palette = false\nshow_palette = false";
+    assert!(warns(defaults).is_empty(), "{:?}", warns(defaults));
+    let changed = warns("palette_size = 7\nlock_palette = true");
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(changed[0].starts_with("palette_size only affects"));
+    assert!(changed[1].starts_with("lock_palette only affects"));
+    let vqgan_toml = Scene::from_str("scenes = \"a\"\n", "dir/v.toml")
+        .unwrap()
+        .to_toml()
+        .unwrap();
+    let back = Scene::from_str(&vqgan_toml, "dir/v.toml").unwrap();
+    let palette_warnings = back.warnings.iter().filter(|w| w.contains("only affects"));
+    assert_eq!(palette_warnings.count(), 0, "{:?}", back.warnings);
+}
+
 #[cfg(feature = "video")]
 mod binary {
     //! Through the binary, on the tiny CLIP: show_palette, errors, resume.

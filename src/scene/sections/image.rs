@@ -142,9 +142,10 @@ impl PaletteSettings {
     /// Reads the Limited Palette settings; sizes and weights are checked
     /// whatever the image model (a typo is a typo).
     fn read(r: &Reader) -> Result<PaletteSettings> {
-        let palette_size = r.int_or("palette_size", 5, 1, 4096)? as u32;
-        let palettes = r.int_or("palettes", 20, 1, 4096)? as u32;
-        let gamma = r.f64_or("gamma", 1.0)?;
+        let d = PaletteSettings::default();
+        let palette_size = r.int_or("palette_size", d.palette_size.into(), 1, 4096)? as u32;
+        let palettes = r.int_or("palettes", d.palettes.into(), 1, 4096)? as u32;
+        let gamma = r.f64_or("gamma", d.gamma)?;
         if gamma <= 0.0 {
             return Err(r.doc.err(
                 r.span_of("gamma"),
@@ -163,8 +164,11 @@ impl PaletteSettings {
             }
             Ok(w)
         };
-        let hdr_weight = weight("hdr_weight", 0.01)?;
-        let palette_normalization_weight = weight("palette_normalization_weight", 0.2)?;
+        let hdr_weight = weight("hdr_weight", d.hdr_weight)?;
+        let palette_normalization_weight = weight(
+            "palette_normalization_weight",
+            d.palette_normalization_weight,
+        )?;
         if palettes == 1 && palette_normalization_weight != 0.0 {
             return Err(r.doc.err(
                 r.span_of("palettes"),
@@ -189,6 +193,49 @@ impl PaletteSettings {
             random_initial_palette: r.bool_or("random_initial_palette", false)?,
             show_palette: r.bool_or("show_palette", false)?,
         })
+    }
+
+    /// The settings whose value differs from pytti's default, by name (a
+    /// preset or a recorded `settings.toml` writes them all out).
+    pub fn changed(&self) -> Vec<&'static str> {
+        let d = PaletteSettings::default();
+        [
+            ("palette_size", self.palette_size != d.palette_size),
+            ("palettes", self.palettes != d.palettes),
+            ("gamma", self.gamma != d.gamma),
+            ("hdr_weight", self.hdr_weight != d.hdr_weight),
+            (
+                "palette_normalization_weight",
+                self.palette_normalization_weight != d.palette_normalization_weight,
+            ),
+            ("lock_palette", self.lock_palette != d.lock_palette),
+            ("target_palette", self.target_palette != d.target_palette),
+            (
+                "random_initial_palette",
+                self.random_initial_palette != d.random_initial_palette,
+            ),
+            ("show_palette", self.show_palette != d.show_palette),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}
+
+impl Default for PaletteSettings {
+    /// pytti-core's `default.yaml` values.
+    fn default() -> Self {
+        PaletteSettings {
+            palette_size: 5,
+            palettes: 20,
+            gamma: 1.0,
+            hdr_weight: 0.01,
+            palette_normalization_weight: 0.2,
+            lock_palette: false,
+            target_palette: None,
+            random_initial_palette: false,
+            show_palette: false,
+        }
     }
 }
 
@@ -235,14 +282,12 @@ impl Image {
         let pixel_size = r.int_or("pixel_size", 1, 1, 64)? as u32;
         let palette = PaletteSettings::read(r)?;
         if image_model != ImageModel::LimitedPalette {
-            for key in &KEYS[5..] {
-                if r.has(key) {
-                    warnings.push(format!(
-                        "{key} only affects image_model = \"Limited Palette\"; this scene uses \
-                         \"{}\"",
-                        image_model.name()
-                    ));
-                }
+            for key in palette.changed() {
+                warnings.push(format!(
+                    "{key} only affects image_model = \"Limited Palette\"; this scene uses \
+                     \"{}\"",
+                    image_model.name()
+                ));
             }
         }
         Ok(Image {
