@@ -5,11 +5,10 @@
 //! kept across a kill -9 and `--resume`.
 #![cfg(feature = "video")]
 
-use crate::support::{stderr, write_scene};
+use crate::support::{stderr, tiny_command as zoetrope, write_scene};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use zoetrope::output::video::{audio_streams, read_mp4};
 use zoetrope::scene::Scene;
@@ -454,25 +453,6 @@ fn preview_starts_from_the_init_image_without_sound() {
     assert!(audio_streams(&out).unwrap().is_empty());
 }
 
-/// The tiny models, generated once per test process.
-fn weights_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("zoetrope-audio-weights-{}", std::process::id()));
-        zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-        dir
-    })
-}
-
-fn zoetrope(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
-    c.args(args)
-        .env("ZOETROPE_WEIGHTS", weights_dir())
-        .env("OMP_NUM_THREADS", "1");
-    c
-}
-
 const RENDERED: &str = r#"
 scenes = "a drum kit on a stage"
 perceptors = ["tiny-clip"]
@@ -517,6 +497,31 @@ fn check_sound(mp4: &Path, seconds: f64) {
         "{} samples",
         decoded.len()
     );
+}
+
+/// A comparison grid of a scene with a soundtrack: `grid.mp4` carries the
+/// track as the cell's MP4 does, cut to the video's 2 s.
+#[test]
+fn the_grids_mp4_carries_the_soundtrack() {
+    let t = tempfile::tempdir().unwrap();
+    let scene = audio_scene(t.path(), "beat.toml", RENDERED);
+    let out = t.path().join("grid");
+    let o = zoetrope(&[
+        "grid",
+        scene.to_str().unwrap(),
+        "--vqgan",
+        "tiny-vqgan",
+        "--perceptors",
+        "tiny-clip",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp4 = out.join("grid.mp4");
+    assert_eq!(read_mp4(&mp4).unwrap().frames.len(), 12);
+    check_sound(&mp4, 2.0);
 }
 
 /// The issue's done-when: the zoom follows the WAV's pulsing bass (> 0.8

@@ -119,29 +119,8 @@ fn the_mask_multiplies_both_sides_of_each_mse() {
 /// Renders through the binary on the tiny models (`weights tiny`).
 #[cfg(feature = "video")]
 mod through_the_binary {
-    use crate::support::{stderr, write_scene};
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Output};
-    use std::sync::OnceLock;
-
-    fn weights_dir() -> &'static Path {
-        static DIR: OnceLock<PathBuf> = OnceLock::new();
-        DIR.get_or_init(|| {
-            let dir = std::env::temp_dir()
-                .join(format!("zoetrope-direct-weights-{}", std::process::id()));
-            zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-            dir
-        })
-    }
-
-    fn run(args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_zoetrope"))
-            .args(args)
-            .env("ZOETROPE_WEIGHTS", weights_dir())
-            .env("OMP_NUM_THREADS", "1")
-            .output()
-            .unwrap()
-    }
+    use crate::support::{run_tiny as run, stderr, write_scene};
+    use std::path::Path;
 
     const BASE: &str = r#"
 scenes = "a lighthouse | the sea"

@@ -4,30 +4,9 @@
 //! (Resuming a looped run after `kill -9` is tested in `render_e2e`.)
 #![cfg(feature = "video")]
 
-use crate::support::{stderr, write_scene};
+use crate::support::{run_tiny as run, stderr, write_scene};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 use zoetrope::output::loop_jump::loop_jump;
-
-fn weights_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("zoetrope-loop-weights-{}", std::process::id()));
-        zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-        dir
-    })
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zoetrope"))
-        .args(args)
-        .env("ZOETROPE_WEIGHTS", weights_dir())
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap()
-}
 
 /// 8 frames of 5 steps, a zoom and a drift: without a loop the last frame
 /// is far from the first. The Unlimited Palette, whose pixels move only as

@@ -499,33 +499,11 @@ fn palette_settings_warn_only_when_changed_for_another_model() {
 mod binary {
     //! Through the binary, on the tiny CLIP: show_palette, errors, resume.
 
-    use crate::support::{stderr, write_scene};
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Output, Stdio};
-    use std::sync::OnceLock;
+    use crate::support::{
+        frames_of, run_tiny as run, stderr, tiny_command as zoetrope, write_scene,
+    };
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
-
-    fn weights_dir() -> &'static Path {
-        static DIR: OnceLock<PathBuf> = OnceLock::new();
-        DIR.get_or_init(|| {
-            let dir = std::env::temp_dir()
-                .join(format!("zoetrope-palette-weights-{}", std::process::id()));
-            zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-            dir
-        })
-    }
-
-    fn zoetrope(args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
-        c.args(args)
-            .env("ZOETROPE_WEIGHTS", weights_dir())
-            .env("OMP_NUM_THREADS", "1");
-        c
-    }
-
-    fn run(args: &[&str]) -> Output {
-        zoetrope(args).output().unwrap()
-    }
 
     /// 4 frames of 3 steps, 2D motion, Limited Palette with 4 grey-ramp
     /// colours in 3 palettes.
@@ -545,12 +523,6 @@ zoom_x_2d = 1
 translate_y = 1
 seed = 5
 "#;
-
-    fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
-        (1..=n)
-            .map(|k| std::fs::read(dir.join(format!("frame_{k:05}.png"))).unwrap())
-            .collect()
-    }
 
     /// show_palette writes pytti's palette picture per frame: 16 px per
     /// palette across, 32 px per colour down; locked, it is the grey ramp

@@ -552,29 +552,8 @@ fn thresholds_are_checked_and_shown_by_plan() {
 /// Renders through the binary on the tiny models (`weights tiny`).
 #[cfg(feature = "video")]
 mod through_the_binary {
-    use crate::support::{stderr, write_scene};
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Output};
-    use std::sync::OnceLock;
-
-    fn weights_dir() -> &'static Path {
-        static DIR: OnceLock<PathBuf> = OnceLock::new();
-        DIR.get_or_init(|| {
-            let dir =
-                std::env::temp_dir().join(format!("zoetrope-masks-weights-{}", std::process::id()));
-            zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-            dir
-        })
-    }
-
-    fn run(args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_zoetrope"))
-            .args(args)
-            .env("ZOETROPE_WEIGHTS", weights_dir())
-            .env("OMP_NUM_THREADS", "1")
-            .output()
-            .unwrap()
-    }
+    use crate::support::{run_tiny as run, stderr, write_scene};
+    use std::path::Path;
 
     /// 64 × 32, 2 frames of 4 steps; `{scenes}` is replaced.
     const BASE: &str = r#"

@@ -3,23 +3,14 @@
 //! scene), Ctrl-C, stabilisation, and the errors a user hits.
 #![cfg(feature = "video")]
 
-use crate::support::{stderr, write_scene};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use crate::support::{
+    frames_of, run_tiny as run, stderr, tiny_weights as weights_dir, write_scene,
+};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use zoetrope::output::frames::read_rgb;
 use zoetrope::output::video::read_mp4;
-
-/// The tiny models, generated once per test process.
-fn weights_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("zoetrope-e2e-weights-{}", std::process::id()));
-        zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
-        dir
-    })
-}
 
 fn zoetrope(args: &[&str], weights: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
@@ -28,10 +19,6 @@ fn zoetrope(args: &[&str], weights: &Path) -> Command {
         // One thread: the same arithmetic whatever else the machine runs.
         .env("OMP_NUM_THREADS", "1");
     c
-}
-
-fn run(args: &[&str]) -> Output {
-    zoetrope(args, weights_dir()).output().unwrap()
 }
 
 /// Two scenes, 6 frames of 4 steps, zoom + translation + rotation.
@@ -56,12 +43,6 @@ translate_y = -1
 rotate_2d = "2*sin(t)"
 seed = 42
 "#;
-
-fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
-    (1..=n)
-        .map(|k| std::fs::read(dir.join(format!("frame_{k:05}.png"))).unwrap())
-        .collect()
-}
 
 #[test]
 fn animated_render_writes_frames_mp4_and_run_files() {

@@ -5,8 +5,43 @@
 pub mod grid;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
+
+/// The untrained tiny models (`zoetrope weights tiny`), generated once per
+/// test process into a temporary folder of its own.
+pub fn tiny_weights() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("zoetrope-tiny-weights-{}", std::process::id()));
+        zoetrope::models::tiny::write_tiny_models(&dir).expect("tiny models");
+        dir
+    })
+}
+
+/// `zoetrope ARGS` with the tiny models and one libtorch thread (the same
+/// arithmetic whatever else the machine runs).
+pub fn tiny_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
+    c.args(args)
+        .env("ZOETROPE_WEIGHTS", tiny_weights())
+        .env("OMP_NUM_THREADS", "1");
+    c
+}
+
+/// [`tiny_command`], run to its end.
+pub fn run_tiny(args: &[&str]) -> Output {
+    tiny_command(args).output().unwrap()
+}
+
+/// The bytes of a render's first `n` frames, `frame_00001.png` on.
+pub fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|k| std::fs::read(dir.join(format!("frame_{k:05}.png"))).unwrap())
+        .collect()
+}
 
 /// `tests/fixtures/weights/<name>`.
 pub fn weights_fixture(name: &str) -> PathBuf {
