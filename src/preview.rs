@@ -28,7 +28,7 @@ use crate::output::frames::{load_image, rgb_to_tensor, tensor_to_rgb};
 use crate::render::warp;
 use crate::scene::Scene;
 use crate::schedule::Timeline;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Grid spacing of the test pattern, in pixels.
 const CELL: u32 = 32;
@@ -47,30 +47,7 @@ pub struct PreviewSummary {
 /// Refuses a `--preview` path that cannot work, before anything else runs:
 /// another extension than `.mp4`, or a folder that does not exist.
 pub fn check_preview_path(path: &Path) -> Result<()> {
-    let mp4 = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
-    if !mp4 || path.file_name().is_none() {
-        return Err(Error::input(format!(
-            "--preview {}: the preview is an MP4 video; give a file name ending in .mp4",
-            path.display()
-        )));
-    }
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        return Err(Error::io(
-            format!("--preview {}", path.display()),
-            format!(
-                "the folder {} does not exist; create it first or choose another path",
-                folder.display()
-            ),
-        ));
-    }
-    Ok(())
+    crate::output::check_output_file(path, "--preview", "mp4", "the preview is an MP4 video")
 }
 
 /// The test pattern: a colour ramp (red grows to the right, blue

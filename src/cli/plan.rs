@@ -153,30 +153,7 @@ fn write_preview(scene: &Scene, tl: &Timeline, path: &Path) -> Result<()> {
 /// Refuses a `--chart` path that cannot work, before anything is printed:
 /// another extension than `.png`, or a folder that does not exist.
 fn check_chart_path(path: &Path) -> Result<()> {
-    let png = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if !png || path.file_name().is_none() {
-        return Err(Error::input(format!(
-            "--chart {}: the chart is a PNG image; give a file name ending in .png",
-            path.display()
-        )));
-    }
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        return Err(Error::io(
-            format!("--chart {}", path.display()),
-            format!(
-                "the folder {} does not exist; create it first or choose another path",
-                folder.display()
-            ),
-        ));
-    }
-    Ok(())
+    zoetrope::output::check_output_file(path, "--chart", "png", "the chart is a PNG image")
 }
 
 fn fmt_stop(stop: Option<f64>) -> String {
