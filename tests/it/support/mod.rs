@@ -5,12 +5,16 @@
 pub mod grid;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[cfg(feature = "video")]
+use std::process::Command;
+use std::process::Output;
+#[cfg(feature = "video")]
 use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 /// The untrained tiny models (`zoetrope weights tiny`), generated once per
 /// test process into a temporary folder of its own.
+#[cfg(feature = "video")]
 pub fn tiny_weights() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -23,6 +27,7 @@ pub fn tiny_weights() -> &'static Path {
 
 /// `zoetrope ARGS` with the tiny models and one libtorch thread (the same
 /// arithmetic whatever else the machine runs).
+#[cfg(feature = "video")]
 pub fn tiny_command(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zoetrope"));
     c.args(args)
@@ -32,11 +37,13 @@ pub fn tiny_command(args: &[&str]) -> Command {
 }
 
 /// [`tiny_command`], run to its end.
+#[cfg(feature = "video")]
 pub fn run_tiny(args: &[&str]) -> Output {
     tiny_command(args).output().unwrap()
 }
 
 /// The bytes of a render's first `n` frames, `frame_00001.png` on.
+#[cfg(feature = "video")]
 pub fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
     (1..=n)
         .map(|k| std::fs::read(dir.join(format!("frame_{k:05}.png"))).unwrap())
