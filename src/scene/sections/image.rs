@@ -134,7 +134,7 @@ pub struct PaletteSettings {
     pub target_palette: Option<std::path::PathBuf>,
     /// Start from uniformly random palettes instead of grey ramps.
     pub random_initial_palette: bool,
-    /// Write the palette as `palette.png` beside every frame.
+    /// Write every frame's palettes as `palettes/palette_NNNNN.png` in the run folder.
     pub show_palette: bool,
 }
 
