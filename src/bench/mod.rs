@@ -162,6 +162,7 @@ fn build(spec: &BenchSpec, opts: &BenchOptions, rng: &mut Rng) -> Result<Built> 
         perceptors,
         std::slice::from_ref(&prompts),
         std::path::Path::new("."),
+        0,
     )?;
     guide.set_tuning(tuning)?;
     guide.set_gradient_accumulation_steps(opts.passes)?;

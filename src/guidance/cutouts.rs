@@ -185,6 +185,9 @@ pub struct CutoutSampler {
     pub augment: Option<AugmentConfig>,
     /// Placements given instead of drawn ([`with_fixed_placements`](Self::with_fixed_placements)).
     fixed: Option<Vec<Crop>>,
+    /// Placements of an image prompt's cuts given instead of drawn
+    /// ([`with_fixed_prompt_placements`](Self::with_fixed_prompt_placements)).
+    fixed_prompt: Option<Vec<Crop>>,
 }
 
 impl CutoutSampler {
@@ -200,6 +203,7 @@ impl CutoutSampler {
             fill: BorderFill::default(),
             augment: None,
             fixed: None,
+            fixed_prompt: None,
         };
         sampler.validate()?;
         Ok(sampler)
@@ -223,6 +227,38 @@ impl CutoutSampler {
             fixed: Some(crops),
             ..self
         })
+    }
+
+    /// This sampler with the placements of a location-aware image prompt's
+    /// cuts ([`place_on_prompt`](Self::place_on_prompt)) given instead of
+    /// drawn, for checks against a reference computation; as many as the
+    /// step's crops. Not reachable from a scene file.
+    pub fn with_fixed_prompt_placements(self, crops: Vec<Crop>) -> Result<Self> {
+        if crops.len() != self.cutouts {
+            return Err(Error::internal(format!(
+                "fixed image prompt placements: {} for a sampler of {} cutouts",
+                crops.len(),
+                self.cutouts
+            )));
+        }
+        Ok(CutoutSampler {
+            fixed_prompt: Some(crops),
+            ..self
+        })
+    }
+
+    /// The placements of a location-aware image prompt's cuts on its
+    /// `width × height` image: drawn as a step draws them (even when the
+    /// step's own placements are fixed), or the fixed prompt placements.
+    pub fn place_on_prompt(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
+        match &self.fixed_prompt {
+            Some(crops) => Ok(crops.clone()),
+            None => CutoutSampler {
+                fixed: None,
+                ..self.clone()
+            }
+            .place(width, height, rng),
+        }
     }
 
     /// Checks the settings; every error names the scene setting to change.

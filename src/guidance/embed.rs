@@ -11,10 +11,12 @@ use tch::{Kind, Tensor};
 use crate::guidance::cutouts::clip_normalize;
 use crate::guidance::guide::Perceptor;
 use crate::guidance::image::rgb_dims;
+use crate::guidance::located::PromptCuts;
 use crate::guidance::loss::PromptLoss;
 use crate::guidance::mask::{ImageMask, MaskTarget};
 use crate::models::clip::{Clip, Tokenizer};
 use crate::output::frames::{read_rgb, rgb_to_tensor};
+use crate::rng::Rng;
 use crate::scene::prompt::{Prompt, PromptMask, PromptSource};
 use crate::{Error, Result};
 
@@ -80,17 +82,32 @@ fn load_prompt_image(path: &Path, raw: &str, base_dir: &Path) -> Result<Tensor> 
     rgb_to_tensor(&img)
 }
 
-/// Every prompt of every scene embedded by every perceptor, `[scene][prompt]`
-/// (identical prompts and image files are embedded once), and per perceptor
-/// every prompt's embedding stacked `[P, D]` (scenes in order, then prompts).
+/// Every prompt of every scene embedded by every perceptor.
+#[derive(Debug)]
+pub(crate) struct Embedded {
+    /// `[scene][prompt]` (identical prompts and image files are embedded once).
+    pub prompts: Vec<Vec<PromptLoss>>,
+    /// Per perceptor, every prompt's embedding stacked `[P, D]` (scenes in
+    /// order, then prompts).
+    pub targets: Vec<Tensor>,
+    /// Per prompt in the same order, an image prompt's own cuts per
+    /// perceptor (location-aware, [`PromptCuts`]); `None` for text.
+    pub cuts: Vec<Option<Vec<PromptCuts>>>,
+}
+
+/// Every prompt of every scene embedded by every perceptor ([`Embedded`]);
+/// an image prompt's cuts are drawn from `rng`, in prompt order.
 pub(crate) fn embed_prompts(
     perceptors: &[Perceptor],
     scenes: &[Vec<Prompt>],
     base_dir: &Path,
-) -> Result<(Vec<Vec<PromptLoss>>, Vec<Tensor>)> {
-    let mut cache: HashMap<(bool, String), Vec<Tensor>> = HashMap::new();
+    rng: &mut Rng,
+) -> Result<Embedded> {
+    type Done = (Vec<Tensor>, Option<Vec<PromptCuts>>);
+    let mut cache: HashMap<(bool, String), Done> = HashMap::new();
     let mut images: HashMap<PathBuf, Tensor> = HashMap::new();
     let mut prompts = Vec::with_capacity(scenes.len());
+    let mut cuts = Vec::new();
     for scene in scenes {
         let mut losses = Vec::with_capacity(scene.len());
         for prompt in scene {
@@ -98,27 +115,49 @@ pub(crate) fn embed_prompts(
                 PromptSource::Text(t) => (false, t.clone()),
                 PromptSource::Image(p) => (true, p.to_string_lossy().into_owned()),
             };
-            let embeds = match cache.get(&key) {
-                Some(e) => e.iter().map(|t| t.shallow_clone()).collect(),
-                None => {
-                    let mut embeds = Vec::with_capacity(perceptors.len());
-                    for p in perceptors {
-                        embeds.push(embed_prompt(p, prompt, &mut images, base_dir)?);
-                    }
-                    cache.insert(key, embeds.iter().map(|t| t.shallow_clone()).collect());
-                    embeds
+            if !cache.contains_key(&key) {
+                let mut embeds = Vec::with_capacity(perceptors.len());
+                for p in perceptors {
+                    embeds.push(embed_prompt(p, prompt, &mut images, base_dir)?);
                 }
-            };
-            losses.push(PromptLoss::new(prompt.raw.clone(), embeds)?);
+                let located = match &prompt.source {
+                    PromptSource::Text(_) => None,
+                    PromptSource::Image(path) => {
+                        let rgb = &images[path];
+                        let what = || format!("image prompt \"{}\"", prompt.raw);
+                        let c = perceptors
+                            .iter()
+                            .map(|p| PromptCuts::cut(&p.clip, &p.sampler, rgb, rng))
+                            .collect::<Result<Vec<_>>>()
+                            .map_err(|e| e.context(what()))?;
+                        Some(c)
+                    }
+                };
+                cache.insert(key.clone(), (embeds, located));
+            }
+            let (embeds, located) = &cache[&key];
+            losses.push(PromptLoss::new(
+                prompt.raw.clone(),
+                embeds.iter().map(Tensor::shallow_clone).collect(),
+            )?);
+            cuts.push(
+                located
+                    .as_ref()
+                    .map(|c| c.iter().map(PromptCuts::shallow_clone).collect()),
+            );
         }
         prompts.push(losses);
     }
     let targets = stack_targets(perceptors, &prompts)?;
-    Ok((prompts, targets))
+    Ok(Embedded {
+        prompts,
+        targets,
+        cuts,
+    })
 }
 
-/// One prompt's embedding by one perceptor; image files are read once into
-/// `images`.
+/// One prompt's embedding by one perceptor (an image prompt's: the whole
+/// image, OpenAI's preprocessing); image files are read once into `images`.
 fn embed_prompt(
     p: &Perceptor,
     prompt: &Prompt,

@@ -14,7 +14,7 @@
 //! # Use
 //!
 //! ```ignore
-//! let guide = Guide::new(perceptors, &scenes, scene_dir)?;      // embeds prompts once
+//! let guide = Guide::new(perceptors, &scenes, scene_dir, seed)?; // embeds prompts once
 //! let mut rng = Rng::new(seed)?;
 //! let mut state = ImageState::random(model, w, h, device, &mut rng)?; // or from_image(model, &init.to_device(device))
 //! let init = guide.target_of_image(&state, &init_rgb)?;          // or guide.target(&state): a snapshot
@@ -40,6 +40,7 @@ use tch::{Kind, Tensor};
 use crate::guidance::cutouts::CutoutSampler;
 use crate::guidance::embed::{embed_prompts, prompt_masks, squeeze_to_input};
 use crate::guidance::image::{rgb_dims, ImageModel, ImageState};
+use crate::guidance::located::{LocatedPrompts, PromptCuts};
 use crate::guidance::loss::{PromptLoss, WeightStop};
 use crate::guidance::mask::MaskTarget;
 use crate::guidance::replay::GraphRun;
@@ -122,6 +123,9 @@ pub struct Guide {
     pub(super) targets: Vec<Tensor>,
     /// Every prompt's mask, in the weight table's order (docs/design.md §2a).
     pub(super) masks: Vec<MaskTarget>,
+    /// The location-aware image prompts' cuts (docs/design.md §2b); `None`
+    /// without image prompts.
+    pub(super) located: Option<LocatedPrompts>,
     /// `direct_image_prompts`' targets ([`Guide::set_direct_images`]).
     pub(super) direct_images: Vec<DirectImageTarget>,
     /// The speed switches the step reads (cutout precision, CUDA graphs).
@@ -139,13 +143,20 @@ impl Guide {
     ///
     /// Text goes through CLIP's tokenizer and `encode_text` (a prompt longer
     /// than the context is an error quoting it). An image prompt `[path]` is
-    /// read (relative paths against `base_dir`, the scene file's folder),
-    /// prepared as OpenAI's preprocessing does ([`clip_preprocess`]) and
-    /// encoded with `encode_image`. Identical prompts are embedded once.
+    /// read (relative paths against `base_dir`, the scene file's folder) and
+    /// is location-aware ([`crate::guidance::located`]): it is cut as a step
+    /// cuts the image, by each perceptor's sampler, with placements,
+    /// augmentations and noise drawn from an [`Rng`] seeded with `seed`
+    /// (the render's seed: a resumed render cuts it the same), and every cut
+    /// is embedded. Its whole-image embedding (OpenAI's preprocessing,
+    /// [`crate::guidance::embed::clip_preprocess`]) is kept in
+    /// [`PromptLoss::embeds`] for [`prompt_distances`](Self::prompt_distances).
+    /// Identical prompts are embedded once.
     pub fn new(
         mut perceptors: Vec<Perceptor>,
         scenes: &[Vec<Prompt>],
         base_dir: &Path,
+        seed: u64,
     ) -> Result<Guide> {
         if perceptors.is_empty() {
             return Err(Error::input(
@@ -162,7 +173,11 @@ impl Guide {
                 )));
             }
         }
-        let (prompts, targets) = embed_prompts(&perceptors, scenes, base_dir)?;
+        let mut rng = Rng::new(seed)?;
+        let embedded = embed_prompts(&perceptors, scenes, base_dir, &mut rng)?;
+        let cuts: Vec<Option<&[PromptCuts]>> = embedded.cuts.iter().map(|c| c.as_deref()).collect();
+        let located = LocatedPrompts::new(&embedded.targets, &cuts)?;
+        let (prompts, targets) = (embedded.prompts, embedded.targets);
         let masks = prompt_masks(&perceptors, scenes)?;
         // Every prompt of every scene is embedded: the text towers are done.
         for p in &mut perceptors {
@@ -173,6 +188,7 @@ impl Guide {
             prompts,
             targets,
             masks,
+            located,
             direct_images: Vec::new(),
             tuning: Tuning::default(),
             accumulation: 1,
@@ -228,6 +244,11 @@ impl Guide {
     /// The embedded prompts, `[scene][prompt]`.
     pub fn prompts(&self) -> &[Vec<PromptLoss>] {
         &self.prompts
+    }
+
+    /// The location-aware image prompts' cuts, `None` without image prompts.
+    pub fn located(&self) -> Option<&LocatedPrompts> {
+        self.located.as_ref()
     }
 
     /// A snapshot of the state's current image for the init/stabilisation

@@ -19,6 +19,8 @@
 //!   direct (pixel/latent) and semantic losses, and the gradient tricks of the
 //!   optimisation step (`clamp_with_grad`, straight-through quantisation);
 //! - [`mask`]: prompt masks, the per-crop weight factors and stop floors;
+//! - [`located`]: location-aware image prompts (each crop compared with the
+//!   image prompt's cut matched to it by place);
 //! - [`score`]: CLIP similarity of image files to prompts (`zoetrope score`).
 
 pub mod adam;
@@ -27,6 +29,7 @@ pub mod cutouts;
 pub mod embed;
 pub mod guide;
 pub mod image;
+pub mod located;
 pub mod loss;
 pub mod mask;
 pub mod palette;

@@ -94,18 +94,26 @@ impl StepInputs {
             augments: self.augments.clone(),
             packed: crate::ops::copy(&self.packed)?,
             masks: self.masks.as_ref().map(crate::ops::copy).transpose()?,
+            located: self
+                .located
+                .iter()
+                .map(crate::ops::copy)
+                .collect::<Result<_>>()?,
         })
     }
 
     /// Writes `other`'s values into these tensors (same shapes).
     fn load(&self, other: &StepInputs) -> Result<()> {
-        if self.bins.len() != other.bins.len() {
+        if self.bins.len() != other.bins.len() || self.located.len() != other.located.len() {
             return Err(Error::internal(
                 "cutout bins for another number of perceptors",
             ));
         }
         tch::no_grad(|| -> Result<()> {
             for (s, o) in self.bins.iter().zip(&other.bins) {
+                s.shallow_clone().f_copy_(o)?;
+            }
+            for (s, o) in self.located.iter().zip(&other.located) {
                 s.shallow_clone().f_copy_(o)?;
             }
             self.packed.shallow_clone().f_copy_(&other.packed)?;

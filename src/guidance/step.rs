@@ -151,10 +151,17 @@ impl Guide {
         let mut bins = Vec::new();
         let mut augments = Vec::new();
         let mut places = Vec::new();
+        let mut located = Vec::new();
         if self.needs_cutouts(w) {
-            for p in &self.perceptors {
+            for (i, p) in self.perceptors.iter().enumerate() {
                 let crops = p.sampler.place(wd, h, rng)?;
-                places.extend(crops.iter().map(|c| CropPlace::of(c, wd, h)));
+                let own: Vec<CropPlace> = crops.iter().map(|c| CropPlace::of(c, wd, h)).collect();
+                if let Some(l) = &self.located {
+                    let index = Tensor::f_from_slice(&l.index(i, &own)?)?
+                        .f_view([self.prompt_count() as i64, own.len() as i64])?;
+                    located.push(crate::gpu::upload(&index, device)?);
+                }
+                places.extend(own);
                 let b = p.sampler.bins(&crops, wd, h)?;
                 let t = Tensor::f_from_slice(&b)?.f_view([
                     4,
@@ -205,6 +212,7 @@ impl Guide {
             augments,
             packed,
             masks,
+            located,
         })
     }
 
@@ -423,9 +431,11 @@ impl Guide {
             )?;
             let masks = pass_masks(inputs, parts)?;
             let present: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].1 > 0).collect();
+            let located = pass_located(inputs, parts)?;
             let prompts = PassPrompts {
                 masks: masks.as_ref(),
                 present: &present,
+                located: &located,
             };
             let mut loss = self.cutout_losses(&embeds, &target_cuts, scope, &prompts)?;
             if passes.len() > 1 {
@@ -473,12 +483,7 @@ impl Guide {
             Ok(())
         };
         if p_count > 0 {
-            let present = prompts.present.iter().map(|&i| &self.targets[i]);
-            let distances = present
-                .zip(embeds)
-                .map(|(t, e)| spherical_distances(e, t))
-                .collect::<Result<Vec<_>>>()?;
-            let distances = Tensor::f_cat(&distances, 1)?; // [P, Σ n]
+            let distances = self.prompt_distances_of(embeds, prompts)?; // [P, Σ n]
             add(self.prompt_losses(
                 &distances,
                 &table.f_narrow(0, 0, p_count)?,
@@ -498,6 +503,27 @@ impl Guide {
             add(weighted_table(&raw, &row)?)?;
         }
         total.ok_or_else(|| Error::internal("a step with cutouts but no loss on them"))
+    }
+
+    /// Every prompt's distance to every cutout of one pass, `[P, Σn]`: to
+    /// its embedding (text), or (a location-aware image prompt,
+    /// [`crate::guidance::located`]) to the prompt's cut matched with the
+    /// cutout, plus pytti's offset.
+    fn prompt_distances_of(&self, embeds: &[Tensor], prompts: &PassPrompts<'_>) -> Result<Tensor> {
+        let mut distances = Vec::with_capacity(embeds.len());
+        for (k, (&i, e)) in prompts.present.iter().zip(embeds).enumerate() {
+            distances.push(match (&self.located, prompts.located.get(k)) {
+                (Some(l), Some(index)) => {
+                    spherical_distances(e, &l.extended[i])?.f_gather(0, index, false)?
+                }
+                _ => spherical_distances(e, &self.targets[i])?,
+            });
+        }
+        let distances = Tensor::f_cat(&distances, 1)?;
+        Ok(match &self.located {
+            Some(l) => distances.f_add(&l.offsets)?,
+            None => distances,
+        })
     }
 
     /// Per perceptor, the noise of its whole batch of cutouts (drawn from
@@ -646,6 +672,21 @@ struct PassPrompts<'a> {
     /// The perceptors with cutouts in the pass, in order (the embeddings'
     /// perceptors).
     present: &'a [usize],
+    /// Per present perceptor, the pass's columns of its location-aware
+    /// gather index ([`StepInputs::located`]); empty without image prompts.
+    located: &'a [Tensor],
+}
+
+/// Per perceptor with cutouts in the pass, the pass's columns of its
+/// location-aware gather index `[P, n]`; empty without image prompts.
+fn pass_located(inputs: &StepInputs, parts: &[(i64, i64)]) -> Result<Vec<Tensor>> {
+    let mut out = Vec::with_capacity(inputs.located.len());
+    for (index, &(start, len)) in inputs.located.iter().zip(parts) {
+        if len > 0 {
+            out.push(index.f_narrow(1, start, len)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The columns of the step's masks `[2, P, ΣN]` that belong to one pass's
@@ -769,6 +810,10 @@ pub struct StepInputs {
     /// floors per cutout (docs/design.md §2a); `None` when no prompt has a
     /// mask or the step has no cutouts.
     pub(super) masks: Option<Tensor>,
+    /// Per perceptor, int64 `[P, N]`: the row of the extended targets each
+    /// prompt reads for each cutout (docs/design.md §2b); empty without
+    /// image prompts or cutouts.
+    pub(super) located: Vec<Tensor>,
 }
 
 impl StepInputs {

@@ -695,8 +695,13 @@ fn load_guide(
             untrained.join(" and ")
         );
     }
-    let mut guide = Guide::new(models.perceptors, &scene.prompts, setup.scene_dir)
-        .map_err(setup.oom("embedding the prompts", done_before))?;
+    let mut guide = Guide::new(
+        models.perceptors,
+        &scene.prompts,
+        setup.scene_dir,
+        scene.optimizer.seed,
+    )
+    .map_err(setup.oom("embedding the prompts", done_before))?;
     guide.set_tuning(tuning)?;
     guide.set_gradient_accumulation_steps(scene.guidance.gradient_accumulation_steps as usize)?;
     Ok((guide, models.image_model, weight_files))

@@ -126,9 +126,10 @@ fn killed_render_resumes_to_the_same_frames() {
     let t = tempfile::tempdir().unwrap();
     // Slow enough per frame that the kill lands inside the run. pytti's
     // cutout augmentations are on (the default), the cutouts go through the
-    // perceptor in two passes, and there are prompt masks of each kind
-    // (geometric, image, semantic): all draw from or depend on the render's
-    // seeded rng and must resume exactly.
+    // perceptor in two passes, there are prompt masks of each kind
+    // (geometric, image, semantic) and a location-aware image prompt (its
+    // cuts drawn with the render's seed): all draw from or depend on the
+    // render's seeded rng and must resume exactly.
     // The scene also loops over its last 4 frames: a resumed run must
     // recover the first frame (the loop's target) exactly, from its PNG.
     let text = ANIMATED
@@ -141,7 +142,7 @@ fn killed_render_resumes_to_the_same_frames() {
         )
         .replace(
             "blurry:-0.5:-0.9",
-            "blurry:-0.5_u_0.4:-0.9 | a lamp:1_[mask.png] | waves:1_a storm",
+            "blurry:-0.5_u_0.4:-0.9 | a lamp:1_[mask.png] | waves:1_a storm | [mask.png]:0.5",
         )
         + "loop_frames = 4\nloop_weight = 20\n";
     image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([((x + y) * 4) as u8; 3]))

@@ -139,7 +139,7 @@ fn prompts(scenes: &[&[&str]]) -> Vec<Vec<Prompt>> {
 }
 
 fn guide(scenes: &[&[&str]]) -> Guide {
-    Guide::new(vec![perceptor(7)], &prompts(scenes), Path::new(".")).unwrap()
+    Guide::new(vec![perceptor(7)], &prompts(scenes), Path::new("."), 0).unwrap()
 }
 
 fn vqgan_state(seed: i64) -> ImageState {
@@ -415,7 +415,7 @@ fn image_prompts_load_and_guide() {
     });
     img.save(dir.path().join("ref.png")).unwrap();
     let scenes = prompts(&[&["[ref.png]"]]);
-    let g = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap();
+    let g = Guide::new(vec![perceptor(7)], &scenes, dir.path(), 0).unwrap();
     // The embedding is CLIP's of the preprocessed file.
     let rgb = zoetrope::output::frames::rgb_to_tensor(&img).unwrap();
     let x = clip_preprocess(&rgb, 32).unwrap();
@@ -439,6 +439,91 @@ fn image_prompts_load_and_guide() {
         after < before - 0.2,
         "image prompt distance {before} -> {after}"
     );
+}
+
+/// A 64×32 picture with a different colour and texture in each quarter,
+/// saved as `name` in `dir`; returns it as a tensor.
+fn quarters(dir: &Path, name: &str) -> Tensor {
+    let img = image::RgbImage::from_fn(W as u32, H as u32, |x, y| {
+        let q = (x >= 32) as u8 + 2 * (y >= 16) as u8;
+        let base = [[230, 30, 30], [30, 200, 40], [40, 60, 220], [220, 210, 40]][q as usize];
+        let stripe = if (x / 4 + y / 4 + q as u32) % 2 == 0 {
+            25
+        } else {
+            0
+        };
+        image::Rgb(base.map(|c: u8| c.saturating_sub(stripe)))
+    });
+    img.save(dir.join(name)).unwrap();
+    zoetrope::output::frames::rgb_to_tensor(&img).unwrap()
+}
+
+/// The step's loss (before its update) with every prompt at weight 1.
+fn first_loss(g: &Guide, state: &mut ImageState) -> f64 {
+    let mut rng = Rng::new(3).unwrap();
+    run(g, state, 1e-9, 1, &plain_weights(g, &[1.0]), &mut rng)[0]
+}
+
+#[test]
+fn an_image_prompt_compares_each_crop_with_its_cut_nearest_in_place() {
+    use zoetrope::guidance::cutouts::Crop;
+    let dir = tempfile::tempdir().unwrap();
+    let rgb = quarters(dir.path(), "ref.png");
+    // The step's crops, and the picture's cuts at the same places listed in
+    // another order: matched by place, every crop meets its own cut.
+    let crop = |x, y, size| Crop { x, y, size };
+    let crops = vec![
+        crop(0, 0, 16),
+        crop(40, 4, 24),
+        crop(8, 16, 16),
+        crop(36, 12, 20),
+    ];
+    let cuts = vec![crops[2], crops[0], crops[3], crops[1]];
+    let mut p = perceptor(7);
+    p.sampler = CutoutSampler::new(4, 1.0, 0.25, 32)
+        .unwrap()
+        .with_fixed_placements(crops)
+        .unwrap()
+        .with_fixed_prompt_placements(cuts)
+        .unwrap();
+    let g = Guide::new(vec![p], &prompts(&[&["[ref.png]"]]), dir.path(), 0).unwrap();
+    // The render is the picture itself: every distance is 0, and the loss is
+    // pytti's offset alone.
+    let mut same = ImageState::from_image(ImageModel::Palette, &rgb).unwrap();
+    let loss = first_loss(&g, &mut same);
+    assert!((loss - 0.7).abs() < 1e-5, "loss {loss}");
+    // The picture turned upside down has the same whole-image colours, but
+    // not at the same places: each crop now differs from its cut.
+    let mut flipped = ImageState::from_image(ImageModel::Palette, &rgb.flip([2])).unwrap();
+    let loss = first_loss(&g, &mut flipped);
+    assert!(loss > 0.7 + 0.05, "loss {loss}");
+}
+
+#[test]
+fn image_prompt_cuts_follow_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = quarters(dir.path(), "ref.png");
+    let scenes = prompts(&[&["a cat", "[ref.png]:2"]]);
+    let cuts = |seed| {
+        let g = Guide::new(vec![perceptor(7)], &scenes, dir.path(), seed).unwrap();
+        let l = g.located().unwrap();
+        assert!(l.cuts(0, 0).unwrap().is_none(), "a text prompt has no cuts");
+        l.cuts(1, 0).unwrap().unwrap()
+    };
+    let a = cuts(5);
+    assert_eq!(a.size(), vec![8, 32], "one embedding per cutout");
+    assert_eq!(
+        max_abs_diff(&a, &cuts(5)),
+        0.0,
+        "the same seed cuts the same"
+    );
+    assert!(
+        max_abs_diff(&a, &cuts(6)) > 1e-3,
+        "another seed cuts elsewhere"
+    );
+    // Without image prompts there is nothing location-aware.
+    let g = Guide::new(vec![perceptor(7)], &prompts(&[&["a cat"]]), dir.path(), 5).unwrap();
+    assert!(g.located().is_none());
 }
 
 #[test]
@@ -469,7 +554,7 @@ fn clip_preprocess_resizes_short_side_and_centre_crops() {
 fn missing_image_prompt_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let scenes = prompts(&[&["a cat", "[nowhere/missing_picture.png]:2"]]);
-    let err = Guide::new(vec![perceptor(7)], &scenes, dir.path()).unwrap_err();
+    let err = Guide::new(vec![perceptor(7)], &scenes, dir.path(), 0).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(
         err.message.contains("missing_picture.png"),
@@ -483,7 +568,7 @@ fn missing_image_prompt_names_the_file() {
 fn too_long_text_prompt_is_an_input_error_quoting_it() {
     let long = "many words ".repeat(60);
     let scenes = prompts(&[&[long.trim()]]);
-    let err = Guide::new(vec![perceptor(7)], &scenes, Path::new(".")).unwrap_err();
+    let err = Guide::new(vec![perceptor(7)], &scenes, Path::new("."), 0).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Input);
     assert!(
         err.message.contains("many words many words"),
@@ -581,7 +666,7 @@ fn mixed_precision_run(device: Device) {
         sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
     };
     assert_eq!(p.clip.kind(), Kind::BFloat16);
-    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new("."), 0).unwrap();
     assert_eq!(g.prompts()[0][0].embeds[0].kind(), Kind::Float);
     let vqgan = tiny_vqgan_as(3, device, Kind::BFloat16);
     assert_eq!(vqgan.kind(), Kind::BFloat16);
@@ -626,7 +711,7 @@ fn cuda_step_when_available() {
         clip: tiny_clip_as(7, Device::Cuda(0), Kind::Float),
         sampler: CutoutSampler::new(8, 1.0, 0.25, 32).unwrap(),
     };
-    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new("."), 0).unwrap();
     let mut rng = Rng::new(1).unwrap();
     let mut state =
         ImageState::random(ImageModel::Palette, W, H, Device::Cuda(0), &mut rng).unwrap();
@@ -877,6 +962,7 @@ fn gradient_accumulation_matches_one_pass() {
         vec![p],
         &prompts(&[&["a red apple", "blurry:-0.5:-0.9", "a cat:2:0.1"]]),
         Path::new("."),
+        0,
     )
     .unwrap();
     for (state_of, steps) in [
@@ -924,7 +1010,7 @@ fn augmented_steps_repeat_with_the_seed() {
     use zoetrope::guidance::augment::AugmentConfig;
     let mut p = perceptor(7);
     p.sampler.augment = Some(AugmentConfig::pytti_classic());
-    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new(".")).unwrap();
+    let g = Guide::new(vec![p], &prompts(&[&["a red apple"]]), Path::new("."), 0).unwrap();
     let go = |g: &Guide| {
         let mut s = vqgan_state(12);
         let mut rng = Rng::new(13).unwrap();

@@ -8,20 +8,26 @@
 //! `post_quant_conv` → decode → `(x + 1)/2` → clamp with pytti's gradient rule
 //! → mirror-padded cutouts pooled to each perceptor's input → CLIP
 //! normalisation → `encode_image` → spherical-distance prompt losses with
-//! weights and stops, fractional scene weights, the direct init and
+//! weights and stops (the image prompt location-aware, as pytti's
+//! `LocationAwareMCIP`: its own cuts matched to the crops by
+//! `linear_sum_assignment` of the centres, + 0.7), fractional scene weights, the direct init and
 //! stabilisation losses → backward → `torch.optim.Adam` → z clamped to the
 //! codebook's range. It records the loss of every step, the gradient of step 1,
 //! the parameter after steps 1 and 10 and the images they decode to.
 //!
 //! Here zoetrope's own [`Guide::step`] and [`Adam`] run on the same weights,
-//! start, placements (a [`CutoutSampler::with_fixed_placements`]), prompts
-//! (parsed and embedded by [`Guide::new`]), scene weights and targets
+//! start, placements (a [`CutoutSampler::with_fixed_placements`], with the
+//! image prompt's cut placements), prompts (parsed and embedded, the image
+//! prompt cut, by [`Guide::new`]), scene weights and targets
 //! ([`Guide::target_of_image`]), for a VQModel, a GumbelVQ and the Unlimited
 //! Palette, each with two perceptors at different input resolutions.
 //!
 //! Tolerances (fp32, CPU): the loss of every step to 1e-5 relative; the z
-//! gradient of step 1, the parameter after 1 and after 10 steps and the decoded
-//! images to 1e-4 relative (max |ours − reference| / max |reference|).
+//! gradient of step 1, the parameter after 1 step and the decoded images to
+//! 1e-4 relative (max |ours − reference| / max |reference|); the parameter
+//! after 10 steps to 1e-4 or ten times the float64 distance the generator
+//! measured for the case, whichever is larger (at most 2e-4; see
+//! `run_case`).
 //!
 //! The gradient is the one the step handed to Adam: Adam clears `.grad`, but
 //! after its first step the first moment is exactly `(1 − β1) · g` (moments
@@ -119,6 +125,19 @@ fn load_clip(file: &str) -> Clip {
     clip
 }
 
+/// Placements `[[x, y, size], …]` as written in cases.json.
+fn crops_of(list: &Value) -> Vec<Crop> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Crop {
+            x: c[0].as_i64().unwrap(),
+            y: c[1].as_i64().unwrap(),
+            size: c[2].as_i64().unwrap(),
+        })
+        .collect()
+}
+
 fn perceptors(info: &Value) -> Vec<Perceptor> {
     let border = info["cutout_border"].as_f64().unwrap();
     assert_eq!(info["border_mode"], "mirror", "the sampler's default fill");
@@ -128,19 +147,12 @@ fn perceptors(info: &Value) -> Vec<Perceptor> {
         .iter()
         .map(|p| {
             let r = p["resolution"].as_i64().unwrap();
-            let crops: Vec<Crop> = p["crops"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| Crop {
-                    x: c[0].as_i64().unwrap(),
-                    y: c[1].as_i64().unwrap(),
-                    size: c[2].as_i64().unwrap(),
-                })
-                .collect();
+            let crops = crops_of(&p["crops"]);
             let sampler = CutoutSampler::new(crops.len(), 1.0, border, r)
                 .unwrap()
                 .with_fixed_placements(crops)
+                .unwrap()
+                .with_fixed_prompt_placements(crops_of(&p["prompt_crops"]))
                 .unwrap();
             Perceptor {
                 name: p["name"].as_str().unwrap().to_string(),
@@ -151,9 +163,28 @@ fn perceptors(info: &Value) -> Vec<Perceptor> {
         .collect()
 }
 
-/// Guide::new embedded every prompt as the reference did.
+/// Guide::new embedded every prompt as the reference did, and cut the image
+/// prompt at its placements and embedded the cuts as the reference did.
 fn check_prompt_embeddings(case: &str, guide: &Guide, names: &[String]) {
     let reference = tensors("prompts.safetensors");
+    let located = guide.located().expect("the image prompt is location-aware");
+    let mut cut = 0;
+    for (row, prompt) in guide.prompts().iter().flatten().enumerate() {
+        for (i, name) in names.iter().enumerate() {
+            let Some(cuts) = located.cuts(row, i).unwrap() else {
+                continue;
+            };
+            let what = format!("cuts of \"{}\" ({name})", prompt.label);
+            let r = &reference[&format!("cuts:prompt.png:{name}")];
+            check(case, &what, &cuts, r, TOL);
+            cut += 1;
+        }
+    }
+    assert_eq!(
+        cut,
+        names.len(),
+        "one image prompt, cut for every perceptor"
+    );
     for scene in guide.prompts() {
         for prompt in scene {
             let parsed = Prompt::parse(&prompt.label).unwrap();
@@ -198,7 +229,7 @@ fn run_case(case: &str) {
     // some cutouts' push and not others', reaches the step as written.
     let negative = WeightStop::at(&scenes[0][1].weight, scenes[0][1].stop.as_ref(), 0.0, 0.0);
     assert_eq!(negative, WeightStop::new(-0.5, c["stop"].as_f64()));
-    let guide = Guide::new(perceptors, &scenes, &dir()).unwrap();
+    let guide = Guide::new(perceptors, &scenes, &dir(), 0).unwrap();
     check_prompt_embeddings(case, &guide, &names);
 
     let model = match c["weights"].as_str() {
@@ -291,12 +322,19 @@ fn run_case(case: &str) {
             );
         }
     }
+    // z after ten steps: Adam divides each update by the gradient's
+    // magnitude, so elements with tiny gradients (inside a code's cell, where
+    // they change no image) carry rounding into their steps. The generator
+    // measured how far its float32 run is from float64 (`param10_fp64`);
+    // zoetrope rounds in another order and may be up to ten times that far
+    // (its module docs). The image after ten steps stays at TOL.
+    let fp64 = c["param10_fp64"].as_f64().expect("the case's param10_fp64");
     check(
         case,
         "parameter after step 10",
         state.param(),
         &io["param10"],
-        TOL,
+        TOL.max(10.0 * fp64),
     );
     check(
         case,

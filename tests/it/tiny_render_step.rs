@@ -34,7 +34,7 @@ fn tiny_models_run_guided_steps_and_reduce_the_prompt_distance() {
         sampler,
     };
     let scenes = parse_scenes("a lighthouse at dusk", "", "").unwrap();
-    let guide = Guide::new(vec![perceptor], &scenes, t.path()).unwrap();
+    let guide = Guide::new(vec![perceptor], &scenes, t.path(), 0).unwrap();
     let vq = Vqgan::load(&vq_path, Device::Cpu).unwrap();
 
     let mut rng = Rng::new(7).unwrap();
