@@ -187,6 +187,10 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
         header.push("loop_weight".to_string());
     }
     header.push("prompts".to_string());
+    let direct = rows.first().is_some_and(|r| !r.direct_images.is_empty());
+    if direct {
+        header.push("direct_image_prompts".to_string());
+    }
     let cerr = |e: csv::Error| {
         // The message reads as csv says; an OS error (a closed pipe) stays the cause.
         let error = Error::io("writing the plan to stdout", e.to_string());
@@ -233,6 +237,15 @@ fn write_csv(out: &mut impl Write, tl: &Timeline, rows: &[FramePlan]) -> Result<
             })
             .collect();
         rec.push(prompts.join(" | "));
+        if direct {
+            // weight:stop:path, as the prompts
+            let images: Vec<String> = r
+                .direct_images
+                .iter()
+                .map(|d| format!("{}:{}:{}", d.weight, fmt_stop(d.stop), d.path))
+                .collect();
+            rec.push(images.join(" | "));
+        }
         w.write_record(&rec).map_err(cerr)?;
     }
     w.flush()
@@ -435,6 +448,16 @@ fn frame_row(r: &FramePlan, animated: bool, multi: bool) -> String {
             }
         })
         .collect();
+    let direct = r.direct_images.iter().map(|d| {
+        let name = Path::new(&d.path)
+            .file_name()
+            .map_or(d.path.clone(), |n| n.to_string_lossy().into_owned());
+        match d.stop {
+            Some(s) => format!("direct [{}] {:+.3} (stop {s})", short(&name, 24), d.weight),
+            None => format!("direct [{}] {:+.3}", short(&name, 24), d.weight),
+        }
+    });
+    let prompts: Vec<String> = prompts.into_iter().chain(direct).collect();
     line.push_str("  ");
     line.push_str(&prompts.join("; "));
     line

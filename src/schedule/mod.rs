@@ -95,6 +95,7 @@ pub struct Timeline {
     loop_weight: f64,
     motion: [Param; 5],
     prompts: Vec<Vec<Prompt>>,
+    direct_images: Vec<crate::scene::DirectImagePrompt>,
     audio: Option<AudioVars>,
 }
 
@@ -146,6 +147,7 @@ impl Timeline {
                 scene.motion.zoom_y_2d.clone(),
             ],
             prompts: scene.prompts.clone(),
+            direct_images: scene.stabilization.direct_image_prompts.clone(),
             audio: scene.audio.track.clone(),
         })
     }
@@ -456,6 +458,18 @@ impl Timeline {
                     .collect(),
             ),
             loop_weight: (self.loop_frames > 0).then(|| self.loop_weight(k)),
+            direct_images: self
+                .direct_images
+                .iter()
+                .map(|d| {
+                    let stop = d.stop_at(t, f);
+                    PlanDirectImage {
+                        path: d.path.display().to_string(),
+                        weight: d.weight.eval(t, f),
+                        stop: (stop != f64::NEG_INFINITY).then_some(stop),
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -534,6 +548,21 @@ pub struct FramePlan {
     /// when the scene does not loop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loop_weight: Option<f64>,
+    /// Each `direct_image_prompts` entry's weight and stop at the frame's
+    /// start; left out of the JSON when the scene has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub direct_images: Vec<PlanDirectImage>,
+}
+
+/// One `direct_image_prompts` entry in a frame's plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanDirectImage {
+    /// The image's path (resolved against the scene file's folder).
+    pub path: String,
+    /// The weight at the frame's start.
+    pub weight: f64,
+    /// The stop at the frame's start; `None` (JSON null) is −∞.
+    pub stop: Option<f64>,
 }
 
 #[cfg(test)]

@@ -195,4 +195,54 @@ seed = 3
             stderr(&o)
         );
     }
+
+    #[test]
+    fn plan_shows_each_direct_image_weight_per_frame() {
+        let t = tempfile::tempdir().unwrap();
+        image::RgbImage::new(8, 8)
+            .save(t.path().join("red.png"))
+            .unwrap();
+        // Four frames of 4 steps at 1 frame per second: t = 0, 1, 2, 3.
+        let text = format!(
+            "{}direct_image_prompts = \"red.png:2 - t/2:0.1*t\"\nsteps_per_scene = 16\nframes_per_second = 1\n",
+            BASE.replace("steps_per_scene = 8\n", "")
+        );
+        let scene = write_scene(t.path(), "plan.toml", &text);
+        let plan = |format: &str| {
+            let o = run(&["plan", scene.to_str().unwrap(), "--format", format]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let doc: serde_json::Value = serde_json::from_str(&plan("json")).unwrap();
+        let at = |frame: usize, key: &str| doc["timeline"][frame]["direct_images"][0][key].clone();
+        let weights: Vec<f64> = (0..4).map(|k| at(k, "weight").as_f64().unwrap()).collect();
+        assert_eq!(weights, [2.0, 1.5, 1.0, 0.5]);
+        assert!(at(0, "stop").as_f64() == Some(0.0) && at(2, "stop").as_f64() == Some(0.2));
+        assert!(at(0, "path").as_str().unwrap().ends_with("red.png"));
+        let csv = plan("csv");
+        let mut lines = csv.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with(",prompts,direct_image_prompts"),
+            "{csv}"
+        );
+        let frame2 = lines.nth(1).unwrap();
+        assert!(
+            frame2.contains(",1.5:0.1:") && frame2.ends_with("red.png"),
+            "{frame2}"
+        );
+        let table = plan("table");
+        assert!(
+            table.contains("direct [red.png] +2.000 (stop 0)")
+                && table.contains("direct [red.png] +1.000 (stop 0.2)"),
+            "{table}"
+        );
+        // Without the setting, the JSON has no such key.
+        let plain = write_scene(t.path(), "plain.toml", BASE);
+        let o = run(&["plan", plain.to_str().unwrap(), "--format", "json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(doc["timeline"][0].get("direct_images").is_none());
+    }
 }
