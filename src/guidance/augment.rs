@@ -83,9 +83,15 @@
 //! [`jitter`] is kornia 0.6.2's `ColorJitter` as tensor ops: per cutout,
 //! brightness `clamp(x + (b − 1), 0, 1)`, contrast `clamp(x·c, 0, 1)`,
 //! saturation `s ← clamp(s·f, 0, 1)` in kornia's HSV, hue
-//! `h ← fmod(h + 2π·f, 2π)`, applied in the batch's one random order, each HSV
-//! operation with its own RGB→HSV→RGB round trip (kornia's `rgb_to_hsv` /
-//! `hsv_to_rgb`, the same ops in the same order). [`erase`] multiplies by a
+//! `h ← fmod(h + 2π·f, 2π)`, applied in the batch's one random order, with
+//! kornia's `rgb_to_hsv` / `hsv_to_rgb` (the same ops in the same order).
+//! kornia converts back to RGB after each HSV operation; here saturation and
+//! hue share one HSV form when nothing but an identity brightness or
+//! contrast (factor exactly 1: a clamp to `[0, 1]`, which in-range HSV
+//! values cannot leave) comes between them, as in pytti's parameters, so a
+//! batch makes one round trip instead of two. That differs from kornia's
+//! two round trips by float rounding alone (the round trip reproduces its
+//! input to rounding; the kornia tests hold to 1e-4). [`erase`] multiplies by a
 //! box mask and fills the box with the value (0 for pytti).
 //!
 //! The operations work in the cutouts' kind and on their device (the tests
@@ -835,16 +841,39 @@ pub fn jitter(cutouts: &Tensor, params: &AugmentParams) -> Result<Tensor> {
             cutouts,
         )
     };
+    // Saturation and hue act on one HSV form of the batch, converted back to
+    // RGB only when an RGB operation that changes values comes between them
+    // or at the end (module docs): an identity brightness or contrast
+    // (factors exactly 1, pytti's) is then only a clamp to [0, 1], which
+    // HSV values in range cannot leave.
+    let identity = |f: fn(&Jitter) -> f64, one: f64| applied.iter().all(|a| f(&a.1) == one);
+    let mut hsv: Option<[Tensor; 3]> = None;
     for op in params.jitter_order {
-        x = match op {
-            ColorOp::Brightness => x
-                .f_add(&factor(|j| j.brightness - 1.0)?)?
-                .f_clamp(0.0, 1.0)?,
-            ColorOp::Contrast => x.f_mul(&factor(|j| j.contrast)?)?.f_clamp(0.0, 1.0)?,
+        match op {
+            ColorOp::Brightness | ColorOp::Contrast => {
+                let unchanged = match op {
+                    ColorOp::Brightness => identity(|j| j.brightness, 1.0),
+                    _ => identity(|j| j.contrast, 1.0),
+                };
+                if unchanged && hsv.is_some() {
+                    continue;
+                }
+                if let Some([h, s, v]) = hsv.take() {
+                    x = hsv_to_rgb(&h, &s, &v)?;
+                }
+                x = match op {
+                    ColorOp::Brightness => x.f_add(&factor(|j| j.brightness - 1.0)?)?,
+                    _ => x.f_mul(&factor(|j| j.contrast)?)?,
+                }
+                .f_clamp(0.0, 1.0)?;
+            }
             ColorOp::Saturation => {
-                let [h, s, v] = rgb_to_hsv(&x)?;
+                let [h, s, v] = match hsv.take() {
+                    Some(t) => t,
+                    None => rgb_to_hsv(&x)?,
+                };
                 let s = s.f_mul(&factor(|j| j.saturation)?)?.f_clamp(0.0, 1.0)?;
-                hsv_to_rgb(&h, &s, &v)?
+                hsv = Some([h, s, v]);
             }
             ColorOp::Hue => {
                 // kornia: hue_factor · 2 · pi in float32, pi = float32(π).
@@ -852,12 +881,18 @@ pub fn jitter(cutouts: &Tensor, params: &AugmentParams) -> Result<Tensor> {
                     .iter()
                     .map(|a| f64::from((a.1.hue as f32) * 2.0 * std::f32::consts::PI))
                     .collect();
-                let [h, s, v] = rgb_to_hsv(&x)?;
+                let [h, s, v] = match hsv.take() {
+                    Some(t) => t,
+                    None => rgb_to_hsv(&x)?,
+                };
                 let two_pi = f64::from(2.0 * std::f32::consts::PI);
                 let h = h.f_add(&per_cutout(&shifts, cutouts)?)?.f_fmod(two_pi)?;
-                hsv_to_rgb(&h, &s, &v)?
+                hsv = Some([h, s, v]);
             }
-        };
+        }
+    }
+    if let Some([h, s, v]) = hsv.take() {
+        x = hsv_to_rgb(&h, &s, &v)?;
     }
     Ok(cutouts.f_index_copy(0, &index, &x)?)
 }
