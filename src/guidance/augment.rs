@@ -923,26 +923,25 @@ fn rgb_to_hsv(x: &Tensor) -> Result<[Tensor; 3]> {
     Ok([h, s, max])
 }
 
-/// kornia 0.6.2's `hsv_to_rgb`, from `[N, 1, H, W]` planes to `[N, 3, H, W]`.
+/// kornia 0.6.2's `hsv_to_rgb`, from `[N, 1, H, W]` planes to `[N, 3, H, W]`,
+/// in the table-free form of the same hexcone model: channel `c` (R, G, B for
+/// `n` = 5, 3, 1) is `v − v·s·clamp(min(k, 4 − k), 0, 1)` with
+/// `k = (n + 6h/2π) mod 6`. kornia picks `(v, t, p)`, `(q, v, p)`, … from an
+/// 18-plane table by the sector `⌊6h/2π⌋`; each entry is this expression in
+/// that sector (`p = v(1 − s)`, `q = v(1 − f·s)`, `t = v(1 − (1 − f)s)`), so
+/// the two differ by float rounding, without the table's 18 planes and int64
+/// index.
 fn hsv_to_rgb(h: &Tensor, s: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let h = h.f_div_scalar(2.0 * std::f64::consts::PI)?;
-    let h6 = h.f_mul_scalar(6.0)?;
-    let hi = h6.f_floor()?.f_remainder(6.0)?;
-    let f = h6.f_remainder(6.0)?.f_sub(&hi)?;
-    let p = v.f_mul(&s.f_rsub_scalar(1.0)?)?;
-    let q = v.f_mul(&f.f_mul(s)?.f_rsub_scalar(1.0)?)?;
-    let t = v.f_mul(&f.f_rsub_scalar(1.0)?.f_mul(s)?.f_rsub_scalar(1.0)?)?;
-    let hi = hi.f_to_kind(Kind::Int64)?;
-    let index = Tensor::f_cat(&[&hi, &hi.f_add_scalar(6)?, &hi.f_add_scalar(12)?], -3)?;
-    let table = Tensor::f_cat(
-        &[
-            v, &q, &p, &p, &t, v, //
-            &t, v, v, &q, &p, &p, //
-            &p, &p, &t, v, v, &q,
-        ],
-        -3,
-    )?;
-    Ok(table.f_gather(-3, &index, false)?)
+    let h6 = h
+        .f_div_scalar(2.0 * std::f64::consts::PI)?
+        .f_mul_scalar(6.0)?;
+    let n = Tensor::f_from_slice(&[5.0f32, 3.0, 1.0])?
+        .f_view([1, 3, 1, 1])?
+        .f_to_device(h.device())?
+        .f_to_kind(h.kind())?;
+    let k = h6.f_add(&n)?.f_remainder(6.0)?;
+    let m = k.f_minimum(&k.f_rsub_scalar(4.0)?)?.f_clamp(0.0, 1.0)?;
+    Ok(v.f_sub(&v.f_mul(s)?.f_mul(&m)?)?)
 }
 
 /// The erasing of `params` alone: each box is filled with `erase_value`.
