@@ -155,6 +155,55 @@ fn override_preset_merges_over_pytti_defaults() {
 }
 
 #[test]
+fn minus_one_takes_a_side_from_the_init_images_aspect_ratio() {
+    let t = tempfile::tempdir().unwrap();
+    image::RgbImage::new(300, 200)
+        .save(t.path().join("init.png"))
+        .unwrap();
+    let preset = t.path().join("aspect.yaml");
+    let write = |body: &str| {
+        std::fs::write(&preset, format!("# @package _global_\n{body}")).unwrap();
+    };
+    // pytti: width = int(height · 300 / 200); height = int(width · 200 / 300).
+    write("init_image: init.png\nwidth: -1\nheight: 64\n");
+    let doc = plan_json(&preset);
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64()),
+        (Some(96), Some(64))
+    );
+    let w = warnings(&doc).join("\n");
+    assert!(
+        w.contains("width: -1 is 96 pixels") && w.contains("300×200"),
+        "{w}"
+    );
+    write("init_image: init.png\nwidth: 100\nheight: -1\n");
+    let doc = plan_json(&preset);
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64()),
+        (Some(100), Some(66))
+    );
+    let (_, toml) = convert(&preset, t.path());
+    assert!(toml.contains("\nheight = 66\n"), "{toml}");
+    // Without a readable init image, or with both sides -1: refused by key.
+    for (body, wanted) in [
+        ("init_image: missing.png\nwidth: -1\n", "missing.png"),
+        (
+            "init_image: init.png\nwidth: -1\nheight: -1\n",
+            "`height` is not a size",
+        ),
+    ] {
+        write(body);
+        let o = zoetrope(&["plan", preset.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("aspect.yaml:") && err.contains(wanted),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn converted_toml_plans_exactly_as_the_preset() {
     let t = tempfile::tempdir().unwrap();
     for name in ["full.yaml", "override.yaml", "seed_study.yaml"] {

@@ -397,6 +397,12 @@ fn build(ctx: &mut Ctx) -> Result<Vec<(String, Pos, Node)>> {
         if is_perceptor_key(key) || unused.iter().any(|list| list.contains(&key)) {
             continue;
         }
+        if let (Kind::Int(-1), "width" | "height") = (&e.node.kind, key) {
+            let kind = side_from_init(ctx, &entries, e, &mut notes)?;
+            let pos = e.node.pos;
+            out.push((e.key.clone(), e.key_pos, Node { pos, kind }));
+            continue;
+        }
         if let Some(node) = value_for(ctx, e, &mut display_keys, &mut notes)? {
             out.push((e.key.clone(), e.key_pos, node));
         }
@@ -503,12 +509,6 @@ fn value_for(
         (Kind::Str(s), k) if s.trim().is_empty() && pytti::EMPTY_IS_NONE.contains(&k) => Ok(None),
         (Kind::Map(_), _) => Err(ctx.err(pos, key, "expected a single value, found a mapping")),
         (Kind::Bool(false), "animation_mode") => Ok(node(Kind::Str("off".into()))),
-        (Kind::Int(-1), "width" | "height") => Err(ctx.err(
-            pos,
-            key,
-            "pytti's -1 (this side from the init image's aspect ratio) is not supported: \
-             give the size in pixels",
-        )),
         (_, "seed") => seed(ctx, e, notes).map(|k| k.and_then(node)),
         (Kind::Int(i), "device") => {
             if !e.from_file {
@@ -525,6 +525,55 @@ fn value_for(
         (_, "device") if !e.from_file => Ok(None),
         (kind, _) => Ok(node(kind.clone())),
     }
+}
+
+/// pytti's `-1` width or height: that side from the init image's aspect
+/// ratio and the other side, as pytti's `load_init_image` computes it
+/// (`int(height · w / h)`, truncated). The init image is read from the
+/// preset's folder, as the scene reads it.
+fn side_from_init(
+    ctx: &Ctx,
+    entries: &[Entry],
+    e: &Entry,
+    notes: &mut Vec<String>,
+) -> Result<Kind> {
+    let get = |key: &str| entries.iter().find(|x| x.key == key).map(|x| &x.node.kind);
+    let (key, pos) = (e.key.as_str(), e.node.pos);
+    let other_key = if key == "width" { "height" } else { "width" };
+    let refuse = |why: &str| {
+        ctx.err(
+            pos,
+            key,
+            format!("pytti's -1 takes this side from the init image's aspect ratio, but {why}; give the size in pixels"),
+        )
+    };
+    let init = match get("init_image") {
+        Some(Kind::Str(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => return Err(refuse("the preset has no `init_image`")),
+    };
+    let other = match get(other_key) {
+        Some(Kind::Int(n)) if *n > 0 => *n,
+        _ => return Err(refuse(&format!("`{other_key}` is not a size in pixels"))),
+    };
+    let dir = std::path::Path::new(ctx.origin)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let path = dir.join(&init);
+    let (w, h) = image::image_dimensions(&path).map_err(|err| {
+        refuse(&format!(
+            "the init image {} cannot be read ({err})",
+            path.display()
+        ))
+    })?;
+    let (along, across) = if key == "width" { (w, h) } else { (h, w) };
+    let side = ((other * i128::from(along)) as f64 / f64::from(across)) as i128;
+    if side < 1 {
+        return Err(refuse(&format!("it gives {side} pixels")));
+    }
+    notes.push(format!(
+        "{key}: -1 is {side} pixels ({other_key} {other} at the aspect ratio of {init}, {w}×{h})"
+    ));
+    Ok(Kind::Int(side))
 }
 
 /// pytti's seed: a whole number (or its text) handed to `torch.manual_seed`,
