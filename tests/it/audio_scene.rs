@@ -5,11 +5,10 @@
 //! kept across a kill -9 and `--resume`.
 #![cfg(feature = "video")]
 
-use crate::support::{stderr, tiny_command as zoetrope, write_scene};
+use crate::support::{kill_when, stderr, tiny_command as zoetrope, write_scene};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 use zoetrope::output::video::{audio_streams, read_mp4};
 use zoetrope::scene::Scene;
 use zoetrope::schedule::Timeline;
@@ -591,7 +590,7 @@ fn rendered_zoom_follows_the_bass_and_the_mp4_keeps_the_sound_across_resume() {
 /// state.json in `dir` records frame 3 as done, and returns the frames
 /// state.json records as done then (12 when the render finished first).
 fn kill_after_frame_3(scene: &Path, out: &Path, dir: &Path) -> u64 {
-    let mut child = zoetrope(&[
+    let child = zoetrope(&[
         "render",
         scene.to_str().unwrap(),
         "--out",
@@ -610,18 +609,6 @@ fn kill_after_frame_3(scene: &Path, out: &Path, dir: &Path) -> u64 {
             .and_then(|state| state["frames_done"].as_u64())
             .unwrap_or(0)
     };
-    let start = Instant::now();
-    while done() < 3 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "render never reached frame 3"
-        );
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(child, "frame 3", || done() >= 3);
     done()
 }

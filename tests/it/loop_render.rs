@@ -4,7 +4,7 @@
 //! (Resuming a looped run after `kill -9` is tested in `render_e2e`.)
 #![cfg(feature = "video")]
 
-use crate::support::{run_tiny as run, stderr, write_scene};
+use crate::support::{render_ok, run_tiny as run, stderr, write_scene};
 use std::path::{Path, PathBuf};
 use zoetrope::output::loop_jump::loop_jump;
 
@@ -36,14 +36,7 @@ fn render(dir: &Path, name: &str, extra: &str) -> PathBuf {
     let text = format!("{SCENE}\nfile_namespace = \"{name}\"\n{extra}\n");
     let scene = write_scene(dir, &format!("{name}.toml"), &text);
     let out = dir.join("out");
-    let o = run(&[
-        "render",
-        scene.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    render_ok(&scene, &out);
     out.join(name)
 }
 

@@ -500,10 +500,10 @@ mod binary {
     //! Through the binary, on the tiny CLIP: show_palette, errors, resume.
 
     use crate::support::{
-        frames_of, run_tiny as run, stderr, tiny_command as zoetrope, write_scene,
+        frames_of, has_frame, kill_when, render_ok, run_tiny as run, stderr,
+        tiny_command as zoetrope, write_scene,
     };
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
 
     /// 4 frames of 3 steps, 2D motion, Limited Palette with 4 grey-ramp
     /// colours in 3 palettes.
@@ -533,14 +533,7 @@ seed = 5
         let text = format!("{SCENE}show_palette = true\nlock_palette = true\n");
         let scene = write_scene(t.path(), "shown.toml", &text);
         let out = t.path().join("out");
-        let o = run(&[
-            "render",
-            scene.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        render_ok(&scene, &out);
         let dir = out.join("shown").join("palettes");
         for k in 1..=4 {
             let img = image::open(dir.join(format!("palette_{k:05}.png")))
@@ -613,14 +606,7 @@ seed = 5
             .replace("steps_per_frame = 3", "steps_per_frame = 4");
         let scene = write_scene(t.path(), "killed.toml", &text);
         let whole = t.path().join("whole");
-        let o = run(&[
-            "render",
-            scene.to_str().unwrap(),
-            "--out",
-            whole.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        render_ok(&scene, &whole);
         let reference = frames_of(&whole.join("killed"), 6);
 
         let nanos = std::time::SystemTime::now()
@@ -629,7 +615,7 @@ seed = 5
             .subsec_nanos() as u64;
         let after = 1 + (nanos % 4) as usize;
         let broken = t.path().join("broken");
-        let mut child = zoetrope(&[
+        let child = zoetrope(&[
             "render",
             scene.to_str().unwrap(),
             "--out",
@@ -641,21 +627,7 @@ seed = 5
         .spawn()
         .unwrap();
         let dir = broken.join("killed");
-        let start = Instant::now();
-        while !(dir.join(format!("frame_{after:05}.png")).exists()
-            && dir.join("state.json").exists())
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(300),
-                "never reached frame {after}"
-            );
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_when(child, &format!("frame {after}"), || has_frame(&dir, after));
         let o = run(&["render", "--resume", dir.to_str().unwrap(), "-q"]);
         assert!(
             o.status.success(),

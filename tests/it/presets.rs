@@ -446,7 +446,7 @@ fn frames(dir: &Path, n: usize) -> Vec<Vec<u8>> {
 #[test]
 #[cfg(feature = "video")]
 fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
-    use std::time::{Duration, Instant};
+    use crate::support::{has_frame, kill_when};
     let t = tempfile::tempdir().unwrap();
     let weights = t.path().join("weights");
     zoetrope::models::tiny::write_tiny_models(&weights).unwrap();
@@ -476,23 +476,14 @@ fn seed_study_preset_renders_resumes_and_grids_with_the_tiny_models() {
 
     // Killed after frame 2, resumed from the recorded settings: the same frames.
     let broken = t.path().join("broken");
-    let mut child = tiny(
+    let child = tiny(
         &["render", p, "--out", broken.to_str().unwrap(), "-q"],
         &weights,
     )
     .spawn()
     .unwrap();
     let bdir = broken.join("default");
-    let start = Instant::now();
-    while !(bdir.join("frame_00002.png").exists() && bdir.join("state.json").exists()) {
-        assert!(start.elapsed() < Duration::from_secs(300), "no frame 2");
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(child, "frame 2", || has_frame(&bdir, 2));
     let o = tiny(
         &["render", "--resume", bdir.to_str().unwrap(), "-q"],
         &weights,

@@ -4,7 +4,8 @@
 #![cfg(feature = "video")]
 
 use crate::support::{
-    frames_of, run_tiny as run, stderr, tiny_weights as weights_dir, write_scene,
+    frames_of, has_frame, kill_when, render_ok, run_tiny as run, stderr,
+    tiny_weights as weights_dir, write_scene,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -177,7 +178,7 @@ fn killed_render_resumes_to_the_same_frames() {
     let after = 1 + (nanos % 4) as usize;
     let extra = Duration::from_millis(nanos % 300);
     let broken = t.path().join("broken");
-    let mut child = zoetrope(
+    let child = zoetrope(
         &[
             "render",
             scene.to_str().unwrap(),
@@ -194,21 +195,16 @@ fn killed_render_resumes_to_the_same_frames() {
     .spawn()
     .unwrap();
     let dir = broken.join("killed");
-    let start = Instant::now();
-    // (state.json appears just after frame 1's PNG; before it there is no run to resume.)
-    while !(dir.join(format!("frame_{after:05}.png")).exists() && dir.join("state.json").exists()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "render never reached frame {after}"
-        );
-        if child.try_wait().unwrap().is_some() {
-            break;
+    // (state.json appears just after frame 1's PNG; before it there is no
+    // run to resume.) Then a little more, so the kill lands anywhere in the
+    // next frame.
+    let reached = std::cell::Cell::new(None);
+    kill_when(child, &format!("frame {after}"), || {
+        if reached.get().is_none() && has_frame(&dir, after) {
+            reached.set(Some(Instant::now()));
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(extra);
-    child.kill().unwrap(); // SIGKILL: no clean-up at all
-    child.wait().unwrap();
+        reached.get().is_some_and(|at| at.elapsed() >= extra)
+    });
     // The worst moment to die: the next frame's tensors are on disk but
     // state.json still names the last complete frame. Resume must use the
     // tensors state.json names, not the newer file.
@@ -346,14 +342,7 @@ fn stabilisation_shrinks_the_change_between_frames() {
         );
         let scene = write_scene(t.path(), &format!("stab{w}.toml"), &text);
         let out = t.path().join("out");
-        let o = run(&[
-            "render",
-            scene.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        render_ok(&scene, &out);
         changes.push(frame_change(&out.join(format!("stab{w}")), 6));
     }
     assert!(
@@ -531,14 +520,7 @@ fn snapshots_and_pre_animation_steps() {
         "snap.toml",
         &format!("{ANIMATED}\nsave_every = 2\n"),
     );
-    let o = run(&[
-        "render",
-        plain.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    render_ok(&plain, &out);
     let mut snaps: Vec<String> = std::fs::read_dir(out.join("snap/snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -556,14 +538,7 @@ fn snapshots_and_pre_animation_steps() {
         "pre.toml",
         &format!("{ANIMATED}\nsave_every = 2\npre_animation_steps = 40\n"),
     );
-    let o = run(&[
-        "render",
-        pre.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    render_ok(&pre, &out);
     assert_eq!(frames_of(&out.join("pre"), 6).len(), 6);
     assert!(!out.join("pre/frame_00007.png").exists());
     assert_ne!(

@@ -42,6 +42,49 @@ pub fn run_tiny(args: &[&str]) -> Output {
     tiny_command(args).output().unwrap()
 }
 
+/// `zoetrope render SCENE --out OUT -q` on the tiny models, which must
+/// succeed (the message is its stderr).
+#[cfg(feature = "video")]
+pub fn render_ok(scene: &Path, out: &Path) {
+    let o = run_tiny(&[
+        "render",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        o.status.success(),
+        "render {}: {}",
+        scene.display(),
+        stderr(&o)
+    );
+}
+
+/// Polls until `ready()` holds or `child` has exited, then kills it
+/// (SIGKILL: no clean-up) and reaps it; fails naming `what` after five
+/// minutes.
+pub fn kill_when(mut child: std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(300),
+            "the render never reached {what}"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Whether a render folder holds frame `k`'s PNG and a state.json.
+pub fn has_frame(dir: &Path, k: usize) -> bool {
+    dir.join(format!("frame_{k:05}.png")).exists() && dir.join("state.json").exists()
+}
+
 /// The bytes of a render's first `n` frames, `frame_00001.png` on.
 #[cfg(feature = "video")]
 pub fn frames_of(dir: &Path, n: usize) -> Vec<Vec<u8>> {
