@@ -64,6 +64,7 @@ pub fn render_ok(scene: &Path, out: &Path) {
 /// Polls until `ready()` holds or `child` has exited, then kills it
 /// (SIGKILL: no clean-up) and reaps it; fails naming `what` after five
 /// minutes.
+#[cfg(feature = "video")]
 pub fn kill_when(mut child: std::process::Child, what: &str, ready: impl Fn() -> bool) {
     let start = std::time::Instant::now();
     while !ready() {
@@ -81,6 +82,7 @@ pub fn kill_when(mut child: std::process::Child, what: &str, ready: impl Fn() ->
 }
 
 /// Whether a render folder holds frame `k`'s PNG and a state.json.
+#[cfg(feature = "video")]
 pub fn has_frame(dir: &Path, k: usize) -> bool {
     dir.join(format!("frame_{k:05}.png")).exists() && dir.join("state.json").exists()
 }
