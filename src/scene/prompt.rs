@@ -428,6 +428,19 @@ fn split_top<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
 /// Splits a prompt on `:` outside brackets and not escaped; each field with
 /// its 1-based character column in the prompt.
 fn split_fields(s: &str) -> Vec<(usize, String)> {
+    split_outside_brackets(s, ':', true)
+}
+
+/// Splits a weight field on `_` outside brackets (pytti's `_(?![^\[]*\])`);
+/// each part with its 1-based character column in the field.
+fn split_underscores(s: &str) -> Vec<(usize, String)> {
+    split_outside_brackets(s, '_', false)
+}
+
+/// Splits `s` on `sep` outside `[…]`; each piece with its 1-based character
+/// column in `s`. With `escapes`, a backslash keeps the character after it
+/// in the piece (so `\:` does not split).
+fn split_outside_brackets(s: &str, sep: char, escapes: bool) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut cur_col = 1;
@@ -435,7 +448,7 @@ fn split_fields(s: &str) -> Vec<(usize, String)> {
     let mut chars = s.chars().enumerate().peekable();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\\' => {
+            '\\' if escapes => {
                 cur.push(c);
                 if let Some((_, n)) = chars.next() {
                     cur.push(n);
@@ -444,31 +457,7 @@ fn split_fields(s: &str) -> Vec<(usize, String)> {
             }
             '[' => depth += 1,
             ']' => depth = (depth - 1).max(0),
-            ':' if depth == 0 => {
-                out.push((cur_col, std::mem::take(&mut cur)));
-                cur_col = i + 2;
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push((cur_col, cur));
-    out
-}
-
-/// Splits a weight field on `_` outside brackets (pytti's `_(?![^\[]*\])`);
-/// each part with its 1-based character column in the field.
-fn split_underscores(s: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut cur_col = 1;
-    let mut depth = 0i32;
-    for (i, c) in s.chars().enumerate() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = (depth - 1).max(0),
-            '_' if depth == 0 => {
+            c if c == sep && depth == 0 => {
                 out.push((cur_col, std::mem::take(&mut cur)));
                 cur_col = i + 2;
                 continue;
