@@ -513,6 +513,44 @@ fn write_chart(path: &Path, scene: &Scene, rows: &[FramePlan]) -> Result<()> {
 type ChartError<'a> = DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>;
 /// A part of the chart's pixel buffer.
 type ChartArea<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+/// A chart over the frames of a plan (x: frame number).
+type FrameChart<'b, 'a> = ChartContext<
+    'b,
+    BitMapBackend<'a>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart on `area` over `frames` frames (x from 0.5 to frames + 0.5) with
+/// values `y`, its caption in `font` size and a mesh with "frame" under it.
+fn frame_chart<'b, 'a>(
+    area: &'b ChartArea<'a>,
+    caption: String,
+    font: u32,
+    frames: usize,
+    y: std::ops::Range<f64>,
+) -> std::result::Result<FrameChart<'b, 'a>, ChartError<'a>> {
+    let n = frames.max(1) as f64;
+    ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", font))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, y)
+}
+
+/// The chart's legend at `position`.
+fn draw_legend<'b, 'a: 'b>(
+    chart: &mut FrameChart<'b, 'a>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), ChartError<'a>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .label_font(("sans-serif", 15))
+        .draw()
+}
 
 /// Scene weights over frames (top), motion curves when animating, and the
 /// audio variables when the scene has filters, stacked into an RGB pixel
@@ -558,16 +596,8 @@ fn draw_audio<'a>(
     area: &ChartArea<'a>,
     rows: &[FramePlan],
 ) -> std::result::Result<(), ChartError<'a>> {
-    let n = rows.len().max(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "audio variables per frame (band level / loudest frame's)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)?;
+    let caption = "audio variables per frame (band level / loudest frame's)".to_string();
+    let mut chart = frame_chart(area, caption, 20, rows.len(), -0.02..1.05)?;
     chart
         .configure_mesh()
         .x_desc("frame")
@@ -589,14 +619,7 @@ fn draw_audio<'a>(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// The mean weight of each scene per frame, with a legend naming the scenes
@@ -606,23 +629,15 @@ fn draw_weights<'a>(
     scene: &Scene,
     rows: &[FramePlan],
 ) -> std::result::Result<(), ChartError<'a>> {
-    let n = rows.len().max(1) as f64;
     let name = Path::new(&scene.origin)
         .file_name()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut chart = ChartBuilder::on(top)
-        .caption(
-            format!(
-                "{name}: scene weights per frame ({:?} transition)",
-                scene.timing.transition
-            ),
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, -0.02..1.05)?;
+    let caption = format!(
+        "{name}: scene weights per frame ({:?} transition)",
+        scene.timing.transition
+    );
+    let mut chart = frame_chart(top, caption, 22, rows.len(), -0.02..1.05)?;
     chart
         .configure_mesh()
         .x_desc("frame")
@@ -648,14 +663,7 @@ fn draw_weights<'a>(
                 )
             });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::MiddleLeft)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleLeft)
 }
 
 /// The 2D motion settings per frame, on one axis.
@@ -663,7 +671,6 @@ fn draw_motion<'a>(
     bottom: &ChartArea<'a>,
     rows: &[FramePlan],
 ) -> std::result::Result<(), ChartError<'a>> {
-    let n = rows.len().max(1) as f64;
     let series: [(&str, MotionGetter); 5] = [
         ("translate_x", |r| r.motion.translate_x),
         ("translate_y", |r| r.motion.translate_y),
@@ -685,12 +692,8 @@ fn draw_motion<'a>(
         (lo, hi) = (-1.0, 1.0);
     }
     let pad = ((hi - lo) * 0.08).max(0.5);
-    let mut chart = ChartBuilder::on(bottom)
-        .caption("2D motion per frame (pixels, degrees)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, (lo - pad)..(hi + pad))?;
+    let caption = "2D motion per frame (pixels, degrees)".to_string();
+    let mut chart = frame_chart(bottom, caption, 20, rows.len(), (lo - pad)..(hi + pad))?;
     chart
         .configure_mesh()
         .x_desc("frame")
@@ -710,12 +713,5 @@ fn draw_motion<'a>(
             .label(*label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
