@@ -8,7 +8,8 @@
 //! path, `-path` inverted. A colon followed by `/` or `\` belongs to the path
 //! (`C:/refs/a.png`), as in pytti.
 
-use super::expr::{ExprError, Param};
+use super::expr::Param;
+use super::prompt::{caret, param_at};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -104,17 +105,7 @@ fn parse_one(raw: &str) -> std::result::Result<DirectImagePrompt, String> {
 
 /// An expression field starting at 1-based column `col`; blank is `None`.
 fn expr(raw: &str, col: usize, s: &str, name: &str) -> std::result::Result<Option<Param>, String> {
-    if s.trim().is_empty() {
-        return Ok(None);
-    }
-    let lead = s.chars().take_while(|c| c.is_whitespace()).count();
-    Param::parse(s.trim()).map(Some).map_err(|e: ExprError| {
-        mark(
-            raw,
-            col + lead + e.column - 1,
-            &format!("the {name} `{}` does not parse: {}", s.trim(), e.message),
-        )
-    })
+    param_at("direct_image_prompts", raw, col, s, name)
 }
 
 /// Splits on `:` except before `/` or `\` (a drive or URL colon); each field
@@ -138,9 +129,5 @@ fn split_colons(s: &str) -> Vec<(usize, String)> {
 
 /// `direct_image_prompts "…", column N: message` and a caret.
 fn mark(raw: &str, col: usize, msg: &str) -> String {
-    let col = col.max(1);
-    format!(
-        "direct_image_prompts \"{raw}\", column {col}: {msg}\n    {raw}\n    {}^",
-        " ".repeat(col - 1)
-    )
+    caret("direct_image_prompts", raw, col, msg)
 }

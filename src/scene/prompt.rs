@@ -221,15 +221,29 @@ fn param_field(
     field: Option<&(usize, String)>,
     name: &str,
 ) -> std::result::Result<Option<Param>, String> {
-    let Some((col, s)) = field else {
-        return Ok(None);
-    };
+    match field {
+        Some((col, s)) => param_at("prompt", raw, *col, s, name),
+        None => Ok(None),
+    }
+}
+
+/// The expression field `s` of `raw` starting at 1-based column `col`:
+/// `None` when blank, else a caret error ([`caret`], labelled `what`) at the
+/// offending character when it does not parse.
+pub(super) fn param_at(
+    what: &str,
+    raw: &str,
+    col: usize,
+    s: &str,
+    name: &str,
+) -> std::result::Result<Option<Param>, String> {
     if s.trim().is_empty() {
         return Ok(None);
     }
     let lead = s.chars().take_while(|c| c.is_whitespace()).count();
     Param::parse(s.trim()).map(Some).map_err(|e: ExprError| {
-        mark(
+        caret(
+            what,
             raw,
             col + lead + e.column - 1,
             &format!("the {name} `{}` does not parse: {}", s.trim(), e.message),
@@ -486,11 +500,17 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// `prompt "…": message` plus a caret under 1-based character `col`.
+/// `prompt "…", column N: message` plus a caret under 1-based character `col`.
 fn mark(prompt: &str, col: usize, msg: &str) -> String {
+    caret("prompt", prompt, col, msg)
+}
+
+/// `WHAT "raw", column N: message`, then `raw` with a caret under 1-based
+/// character `col`.
+pub(super) fn caret(what: &str, raw: &str, col: usize, msg: &str) -> String {
     let col = col.max(1);
     format!(
-        "prompt \"{prompt}\", column {col}: {msg}\n    {prompt}\n    {}^",
+        "{what} \"{raw}\", column {col}: {msg}\n    {raw}\n    {}^",
         " ".repeat(col - 1)
     )
 }
