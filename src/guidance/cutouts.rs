@@ -251,13 +251,11 @@ impl CutoutSampler {
     /// `width × height` image: drawn as a step draws them (even when the
     /// step's own placements are fixed), or the fixed prompt placements.
     pub fn place_on_prompt(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
+        self.validate()?;
+        check_dims(width, height)?;
         match &self.fixed_prompt {
             Some(crops) => Ok(crops.clone()),
-            None => CutoutSampler {
-                fixed: None,
-                ..self.clone()
-            }
-            .place(width, height, rng),
+            None => self.draw_places(width, height, rng),
         }
     }
 
@@ -343,9 +341,15 @@ impl CutoutSampler {
     pub fn place(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
         self.validate()?;
         check_dims(width, height)?;
-        if let Some(crops) = &self.fixed {
-            return Ok(crops.clone());
+        match &self.fixed {
+            Some(crops) => Ok(crops.clone()),
+            None => self.draw_places(width, height, rng),
         }
+    }
+
+    /// `cutouts` placements drawn from `rng` for a `width × height` image
+    /// (pytti's sampler: sizes, then x and y offsets).
+    fn draw_places(&self, width: i64, height: i64, rng: &mut Rng) -> Result<Vec<Crop>> {
         let n = self.cutouts as i64;
         let z = Vec::<f32>::try_from(&rng.randn(&[n])?)?;
         let ux = Vec::<f32>::try_from(&rng.rand(&[n])?)?;

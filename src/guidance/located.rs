@@ -114,15 +114,22 @@ pub fn assign(prompt: &[[f32; 2]], current: &[CropPlace]) -> Result<Vec<usize>> 
 /// extended by every located prompt's cuts, and where each prompt's cuts are.
 #[derive(Debug)]
 pub struct LocatedPrompts {
-    /// Per prompt row of the weight table, per perceptor, the first row of
-    /// its cuts in the extended targets (`None` for a text prompt).
-    starts: Vec<Option<Vec<i64>>>,
-    /// Per prompt row, per perceptor, the cuts' centres (empty for text).
-    centers: Vec<Vec<Vec<[f32; 2]>>>,
+    /// Per prompt row of the weight table, per perceptor, where its cuts are
+    /// (`None` for a text prompt).
+    rows: Vec<Option<Vec<CutRows>>>,
     /// Per perceptor, `[P + K, D]`: the prompts' targets, then the cuts.
     pub extended: Vec<Tensor>,
     /// `[P, 1]` float32: [`LOCATED_OFFSET`] on located rows, 0 elsewhere.
     pub offsets: Tensor,
+}
+
+/// One prompt's cuts through one perceptor, in the extended targets.
+#[derive(Debug)]
+struct CutRows {
+    /// The first cut's row.
+    start: i64,
+    /// The cuts' centres, in row order.
+    centers: Vec<[f32; 2]>,
 }
 
 impl LocatedPrompts {
@@ -135,20 +142,22 @@ impl LocatedPrompts {
         }
         let p_count = cuts.len() as i64;
         let mut extended = Vec::with_capacity(targets.len());
-        let mut starts: Vec<Option<Vec<i64>>> =
+        let mut rows: Vec<Option<Vec<CutRows>>> =
             cuts.iter().map(|c| c.map(|_| Vec::new())).collect();
         for (i, t) in targets.iter().enumerate() {
-            let mut rows = vec![t.shallow_clone()];
+            let mut parts = vec![t.shallow_clone()];
             let mut next = p_count;
-            for (c, s) in cuts.iter().zip(&mut starts) {
-                if let (Some(c), Some(s)) = (c, s) {
-                    let e = &c[i].embeds;
-                    s.push(next);
-                    next += e.size()[0];
-                    rows.push(e.f_to_device(t.device())?);
+            for (c, r) in cuts.iter().zip(&mut rows) {
+                if let (Some(c), Some(r)) = (c, r) {
+                    r.push(CutRows {
+                        start: next,
+                        centers: c[i].centers.clone(),
+                    });
+                    next += c[i].embeds.size()[0];
+                    parts.push(c[i].embeds.f_to_device(t.device())?);
                 }
             }
-            extended.push(Tensor::f_cat(&rows, 0)?);
+            extended.push(Tensor::f_cat(&parts, 0)?);
         }
         let offsets: Vec<f32> = cuts
             .iter()
@@ -164,13 +173,8 @@ impl LocatedPrompts {
         let offsets = Tensor::f_from_slice(&offsets)?
             .f_view([p_count, 1])?
             .f_to_device(device)?;
-        let centers = cuts
-            .iter()
-            .map(|c| c.map_or_else(Vec::new, |c| c.iter().map(|x| x.centers.clone()).collect()))
-            .collect();
         Ok(Some(LocatedPrompts {
-            starts,
-            centers,
+            rows,
             extended,
             offsets,
         }))
@@ -179,10 +183,11 @@ impl LocatedPrompts {
     /// The cuts' embeddings `[N, D]` of prompt row `row` for perceptor `i`
     /// (`None` for a text prompt).
     pub fn cuts(&self, row: usize, i: usize) -> Result<Option<Tensor>> {
-        match self.starts.get(row) {
-            Some(Some(s)) => {
-                let n = self.centers[row][i].len() as i64;
-                Ok(Some(self.extended[i].f_narrow(0, s[i], n)?))
+        match self.rows.get(row) {
+            Some(Some(per)) => {
+                let r = &per[i];
+                let n = r.centers.len() as i64;
+                Ok(Some(self.extended[i].f_narrow(0, r.start, n)?))
             }
             _ => Ok(None),
         }
@@ -193,13 +198,14 @@ impl LocatedPrompts {
     /// the row of the cut matched with the crop ([`assign`]).
     pub fn index(&self, i: usize, places: &[CropPlace]) -> Result<Vec<i64>> {
         let n = places.len();
-        let mut index = Vec::with_capacity(self.starts.len() * n);
-        for (row, (start, centers)) in self.starts.iter().zip(&self.centers).enumerate() {
-            match start {
+        let mut index = Vec::with_capacity(self.rows.len() * n);
+        for (row, located) in self.rows.iter().enumerate() {
+            match located {
                 None => index.extend(std::iter::repeat_n(row as i64, n)),
-                Some(s) => {
-                    let matched = assign(&centers[i], places)?;
-                    index.extend(matched.iter().map(|&k| s[i] + k as i64));
+                Some(per) => {
+                    let r = &per[i];
+                    let matched = assign(&r.centers, places)?;
+                    index.extend(matched.iter().map(|&k| r.start + k as i64));
                 }
             }
         }
