@@ -119,7 +119,7 @@ fn the_mask_multiplies_both_sides_of_each_mse() {
 /// Renders through the binary on the tiny models (`weights tiny`).
 #[cfg(feature = "video")]
 mod through_the_binary {
-    use crate::support::{run_tiny as run, stderr, write_scene};
+    use crate::support::{frames_of, render_ok, run_tiny as run, stderr, write_scene};
     use std::path::Path;
 
     const BASE: &str = r#"
@@ -143,17 +143,8 @@ seed = 3
             .unwrap();
         let scene = write_scene(dir, &format!("{name}.toml"), &format!("{BASE}{extra}"));
         let out = dir.join("out");
-        let o = run(&[
-            "render",
-            scene.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        (1..=2)
-            .map(|k| std::fs::read(out.join(name).join(format!("frame_{k:05}.png"))).unwrap())
-            .collect()
+        render_ok(&scene, &out);
+        frames_of(&out.join(name), 2)
     }
 
     #[test]

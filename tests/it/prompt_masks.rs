@@ -163,14 +163,16 @@ fn image_masks_read_as_pytti_grey_and_invert() {
     let t = tempfile::tempdir().unwrap();
     let path = t.path().join("m.png");
     // Left column pure red, right column white: L = 76/255 and 1.
-    let img = image::RgbImage::from_fn(2, 1, |x, _| {
-        if x == 0 {
-            image::Rgb([255, 0, 0])
-        } else {
-            image::Rgb([255, 255, 255])
-        }
-    });
-    img.save(&path).unwrap();
+    let red_white = |rows| {
+        image::RgbImage::from_fn(2, rows, |x, _| {
+            if x == 0 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        })
+    };
+    red_white(1).save(&path).unwrap();
     let whole = [CropPlace {
         x: 0.0,
         y: 0.0,
@@ -183,14 +185,7 @@ fn image_masks_read_as_pytti_grey_and_invert() {
         ImageMask::load(&path, false, "m").unwrap().factors(&whole),
         [0.0]
     );
-    let tall = image::RgbImage::from_fn(2, 2, |x, _| {
-        if x == 0 {
-            image::Rgb([255, 0, 0])
-        } else {
-            image::Rgb([255, 255, 255])
-        }
-    });
-    tall.save(&path).unwrap();
+    red_white(2).save(&path).unwrap();
     // Two rows: the crop's window is the top-left pixel, red.
     let red = 76.0f64 / 255.0;
     let mean = (red + 1.0) / 2.0;
@@ -552,7 +547,7 @@ fn thresholds_are_checked_and_shown_by_plan() {
 /// Renders through the binary on the tiny models (`weights tiny`).
 #[cfg(feature = "video")]
 mod through_the_binary {
-    use crate::support::{run_tiny as run, stderr, write_scene};
+    use crate::support::{frames_of, render_ok, run_tiny as run, stderr, write_scene};
     use std::path::Path;
 
     /// 64 × 32, 2 frames of 4 steps; `{scenes}` is replaced.
@@ -583,17 +578,8 @@ seed = 7
             &BASE.replace("{scenes}", scenes),
         );
         let out = dir.join("out");
-        let o = run(&[
-            "render",
-            scene.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        (1..=2)
-            .map(|k| std::fs::read(out.join(name).join(format!("frame_{k:05}.png"))).unwrap())
-            .collect()
+        render_ok(&scene, &out);
+        frames_of(&out.join(name), 2)
     }
 
     const EVERY_MASK: &str = "a lighthouse:1_l | the sea:1_r_0.3 | sky:1_u | rocks:0.5_d | fog:1_n_0.4 | gulls:1_f | boats:1_[mask.png] | haze:-0.5_[-mask.png]:-0.9 | red:1_a sunset | blue:1_water_0.2+0.1*t";
